@@ -1,0 +1,178 @@
+/*
+ * adamw.cuh — the optimizer step and what it needs from the gradients: the global gradient norm
+ * (deterministic), the clip factor, and a non-finite check, all kept on the device so a training step
+ * never waits for the host.
+ *
+ * The step, per element (fp32 master p, moments m, v; the bf16 copy is what matmuls read):
+ *   g = grad * scale          scale = *grad_scale_dev (the clip factor, read on the device)
+ *   m = b1 m + (1-b1) g ;  v = b2 v + (1-b2) g^2
+ *   p = p - lr * ( (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + wd * p )      (decoupled weight decay)
+ *   copy = stochastic_round_bf16(p)  with noise hash(index, seed, t): same seed => same bits
+ * Skipping a bad step without a host sync: clip_factor writes a NaN scale when the norm is not finite,
+ * and adamw_update leaves every buffer untouched when the scale it reads is not finite.
+ *
+ * Global norm: global_norm_squared sums g^2 over a fixed grid (GN_BLOCKS blocks, each a fixed slice
+ * pattern), each block writes one partial to scratch, and one block adds the partials in a fixed
+ * order (in double). Several separate ranges: call global_norm_squared_acc with accumulate = 1 for the
+ * 2nd.. range (it adds into *out_dev, still deterministic: same call sequence, same bits).
+ */
+#ifndef COMMON_ADAMW_CUH
+#define COMMON_ADAMW_CUH
+
+#include <math.h>
+#include <stdint.h>
+#include "errors.h"
+#include "bf16.cuh"
+
+#define ADAMW_THREADS 512
+#define GN_BLOCKS 1024
+#define GN_THREADS 512
+
+/* ---------------- AdamW ---------------- */
+
+struct AdamWArgs {
+    float lr, beta1, beta2, eps, wd, bc1, bc2; /* bc = 1 - beta^t */
+    uint32_t seed, t;
+};
+
+__device__ inline void adamw_one_(float& p, float& m, float& v, bf16& copy, float g, const AdamWArgs& a, uint32_t key,
+                                  size_t i) {
+    m = a.beta1 * m + (1.0f - a.beta1) * g;
+    v = a.beta2 * v + (1.0f - a.beta2) * g * g;
+    float mhat = m / a.bc1, vhat = v / a.bc2;
+    p = p - a.lr * (mhat / (sqrtf(vhat) + a.eps) + a.wd * p);
+    copy = stochastic_round_bf16(p, hash_u32((uint32_t)i, key ^ (uint32_t)(i >> 32) * 0x85ebca6bu));
+}
+
+/* 4 elements per thread with 16-byte loads: all pointers 16-byte aligned, n4 = n / 4 */
+__global__ void __launch_bounds__(ADAMW_THREADS)
+adamw_kernel_vec(float* master, bf16* copy, const float* grad, float* m, float* v, size_t n4,
+                 const float* grad_scale_dev, AdamWArgs a) {
+    const float scale = *grad_scale_dev;
+    if (!isfinite(scale)) return;
+    const uint32_t key = hash_u32(a.t, a.seed);
+    for (size_t q = (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < n4; q += (size_t)gridDim.x * blockDim.x) {
+        const size_t i = q * 4;
+        f128 g = load128cs(grad + i), mm = load128cs(m + i), vv = load128cs(v + i), p = load128cs(master + i);
+        bf16 c[4];
+        for (int k = 0; k < 4; k++) adamw_one_(p[k], mm[k], vv[k], c[k], g[k] * scale, a, key, i + k);
+        store128cs(m + i, mm);
+        store128cs(v + i, vv);
+        store128cs(master + i, p);
+        *reinterpret_cast<uint2*>(copy + i) = *reinterpret_cast<const uint2*>(c);
+    }
+}
+
+/* one element per thread: any alignment; also the tail of the vector kernel (elements [start, n)) */
+__global__ void __launch_bounds__(ADAMW_THREADS)
+adamw_kernel_scalar(float* master, bf16* copy, const float* grad, float* m, float* v, size_t start, size_t n,
+                    const float* grad_scale_dev, AdamWArgs a) {
+    const float scale = *grad_scale_dev;
+    if (!isfinite(scale)) return;
+    const uint32_t key = hash_u32(a.t, a.seed);
+    for (size_t i = start + (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        adamw_one_(master[i], m[i], v[i], copy[i], grad[i] * scale, a, key, i);
+}
+
+static inline int adamw_grid_(size_t work) {
+    size_t b = (work + ADAMW_THREADS - 1) / ADAMW_THREADS;
+    const size_t cap = 132 * 16; /* grid-stride beyond this: enough blocks to fill the card */
+    return (int)(b < 1 ? 1 : (b > cap ? cap : b));
+}
+
+/* master, m, v [n] fp32 updated; copy [n] bf16 written; grad [n] fp32 read. t >= 1 is the step number
+ * (bias correction) and enters the rounding noise; pass a different seed per call when a step updates
+ * several ranges (the noise index is the position inside this call). */
+static inline void adamw_update(float* master, bf16* copy, const float* grad, float* m, float* v, size_t n, float lr,
+                                float beta1, float beta2, float eps, float wd, const float* grad_scale_dev, int t,
+                                unsigned seed, cudaStream_t s) {
+    if (t < 1) die("adamw_update: step t must be >= 1 (got %d)", t);
+    if (n == 0) return;
+    AdamWArgs a;
+    a.lr = lr; a.beta1 = beta1; a.beta2 = beta2; a.eps = eps; a.wd = wd;
+    a.bc1 = (float)(1.0 - pow((double)beta1, (double)t));
+    a.bc2 = (float)(1.0 - pow((double)beta2, (double)t));
+    a.seed = (uint32_t)seed;
+    a.t = (uint32_t)t;
+    uintptr_t al = (uintptr_t)master | (uintptr_t)grad | (uintptr_t)m | (uintptr_t)v | ((uintptr_t)copy << 1);
+    size_t done = 0;
+    if ((al & 15) == 0 && n >= 4) {
+        size_t n4 = n / 4;
+        adamw_kernel_vec<<<adamw_grid_(n4), ADAMW_THREADS, 0, s>>>(master, copy, grad, m, v, n4, grad_scale_dev, a);
+        CUDA_KERNEL_CHECK();
+        done = n4 * 4;
+    }
+    if (done < n) {
+        adamw_kernel_scalar<<<adamw_grid_(n - done), ADAMW_THREADS, 0, s>>>(master, copy, grad, m, v, done, n,
+                                                                            grad_scale_dev, a);
+        CUDA_KERNEL_CHECK();
+    }
+}
+
+/* ---------------- global norm, clip factor, non-finite flag ---------------- */
+
+/* floats of scratch that global_norm_squared needs */
+static inline size_t global_norm_scratch_floats(void) { return GN_BLOCKS; }
+
+__global__ void __launch_bounds__(GN_THREADS) global_norm_partials_kernel(float* partials, const float* g, size_t n) {
+    __shared__ float s_warp[GN_THREADS / 32];
+    float acc = 0.0f;
+    const size_t stride = (size_t)GN_BLOCKS * GN_THREADS;
+    /* fixed pattern: thread (b, t) visits b*T + t, then + stride ... independent of the device */
+    for (size_t i = (size_t)blockIdx.x * GN_THREADS + threadIdx.x; i < n; i += stride) {
+        float x = g[i];
+        acc += x * x;
+    }
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (threadIdx.x % 32 == 0) s_warp[threadIdx.x / 32] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float b = 0.0f;
+        for (int w = 0; w < GN_THREADS / 32; w++) b += s_warp[w];
+        partials[blockIdx.x] = b;
+    }
+}
+
+/* one warp adds the GN_BLOCKS partials in a fixed order, in double */
+__global__ void global_norm_final_kernel(float* out, const float* partials, int accumulate) {
+    double acc = 0.0;
+    for (int i = threadIdx.x; i < GN_BLOCKS; i += 32) acc += (double)partials[i];
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (threadIdx.x == 0) *out = (float)(accumulate ? (double)*out + acc : acc);
+}
+
+/* *out_dev (=, or += when accumulate) sum of g[i]^2 over g [n] fp32; scratch: global_norm_scratch_floats() */
+static inline void global_norm_squared_acc(float* out_dev, const float* g, size_t n, float* scratch, int accumulate,
+                                           cudaStream_t s) {
+    global_norm_partials_kernel<<<GN_BLOCKS, GN_THREADS, 0, s>>>(scratch, g, n);
+    CUDA_KERNEL_CHECK();
+    global_norm_final_kernel<<<1, 32, 0, s>>>(out_dev, scratch, accumulate);
+    CUDA_KERNEL_CHECK();
+}
+static inline void global_norm_squared(float* out_dev, const float* g, size_t n, float* scratch, cudaStream_t s) {
+    global_norm_squared_acc(out_dev, g, n, scratch, 0, s);
+}
+
+/* *scale_dev = min(1, max_norm / (sqrt(norm2) + 1e-6)), 1 when max_norm <= 0, NaN when norm2 is not
+ * finite (adamw_update then skips the step) */
+__global__ void clip_factor_kernel(float* scale_dev, const float* norm2_dev, float max_norm) {
+    float n2 = *norm2_dev;
+    float sc;
+    if (!isfinite(n2)) sc = NAN;
+    else if (max_norm <= 0.0f) sc = 1.0f;
+    else sc = fminf(1.0f, max_norm / (sqrtf(n2) + 1e-6f));
+    *scale_dev = sc;
+}
+static inline void clip_factor(float* scale_dev, const float* norm2_dev, float max_norm, cudaStream_t s) {
+    clip_factor_kernel<<<1, 1, 0, s>>>(scale_dev, norm2_dev, max_norm);
+    CUDA_KERNEL_CHECK();
+}
+
+/* *flag_dev = 1 if *x_dev is NaN or Inf, else 0 (copy it to the host whenever convenient, e.g. with the loss) */
+__global__ void nonfinite_flag_kernel(int* flag_dev, const float* x_dev) { *flag_dev = isfinite(*x_dev) ? 0 : 1; }
+static inline void nonfinite_flag(int* flag_dev, const float* x_dev, cudaStream_t s) {
+    nonfinite_flag_kernel<<<1, 1, 0, s>>>(flag_dev, x_dev);
+    CUDA_KERNEL_CHECK();
+}
+
+#endif /* COMMON_ADAMW_CUH */

@@ -1,0 +1,82 @@
+/*
+ * bf16.cuh — the bf16 type the project computes with, and 128-bit packed loads/stores.
+ * Packed128<T> moves 16 bytes per thread per instruction, which is what memory-bound kernels need to
+ * approach the card's bandwidth. Also: stochastic rounding of fp32 to bf16 (used by AdamW so that tiny
+ * updates are not systematically lost when the bf16 working copy is refreshed).
+ */
+#ifndef COMMON_BF16_CUH
+#define COMMON_BF16_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef __nv_bfloat16 bf16;
+
+template <class T>
+struct alignas(16) Packed128 {
+    static constexpr int size = 16 / sizeof(T);
+    T v[size];
+    __device__ __host__ Packed128() {}
+    __device__ static Packed128 zeros() {
+        Packed128 p;
+        for (int i = 0; i < size; i++) p.v[i] = (T)0.0f;
+        return p;
+    }
+    __device__ T& operator[](int i) { return v[i]; }
+    __device__ const T& operator[](int i) const { return v[i]; }
+};
+typedef Packed128<bf16> x128;   // 8 bf16
+typedef Packed128<float> f128;  // 4 floats
+
+/* plain 16-byte load/store (address must be 16-byte aligned) */
+template <class T> __device__ inline Packed128<T> load128(const T* p) { return *reinterpret_cast<const Packed128<T>*>(p); }
+template <class T> __device__ inline void store128(T* p, const Packed128<T>& x) { *reinterpret_cast<Packed128<T>*>(p) = x; }
+/* streaming ("cache-streaming") variants for data touched once: keep it from evicting reused data in L2 */
+template <class T> __device__ inline Packed128<T> load128cs(const T* p) {
+    Packed128<T> x;
+    int4 r = __ldcs(reinterpret_cast<const int4*>(p));
+    *reinterpret_cast<int4*>(&x) = r;
+    return x;
+}
+template <class T> __device__ inline void store128cs(T* p, const Packed128<T>& x) {
+    __stcs(reinterpret_cast<int4*>(p), *reinterpret_cast<const int4*>(&x));
+}
+
+__device__ __host__ inline float bf2f(bf16 x) { return __bfloat162float(x); }
+__device__ __host__ inline bf16 f2bf(float x) { return __float2bfloat16(x); }
+
+/* Host-side conversions without needing device intrinsics (round to nearest even), for tests and I/O. */
+static inline uint16_t host_f2bf_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    uint32_t lsb = (u >> 16) & 1u;
+    u += 0x7fffu + lsb;
+    return (uint16_t)(u >> 16);
+}
+static inline float host_bf_bits2f(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Counter-based hash -> stochastic rounding: deterministic for a given (seed, index). */
+__device__ inline uint32_t hash_u32(uint32_t x, uint32_t seed) {
+    x ^= seed * 0x9E3779B9u;
+    x ^= x >> 16; x *= 0x7feb352du;
+    x ^= x >> 15; x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+__device__ inline bf16 stochastic_round_bf16(float f, uint32_t rnd) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7f800000u) == 0x7f800000u) return __float2bfloat16_rn(f); /* inf/nan: no dithering */
+    u += (rnd & 0xffffu);
+    u &= 0xffff0000u;
+    return __float2bfloat16_rn(__uint_as_float(u));
+}
+
+#endif /* COMMON_BF16_CUH */

@@ -1,0 +1,233 @@
+/*
+ * conv1d.cuh — Mamba's depthwise causal conv1d + bias + SiLU (mamba.md 1.2 step 2, backward 2.2 steps 9-10) on
+ * token-major activations, and its single-token form for sampling.
+ *
+ *   xc[b,t,d] = b[d] + sum_{k<W} w[d,k] x[b, t-(W-1)+k, d]   (x at t < 0 is 0),   u = silu(xc)
+ *
+ * Token-major rows make channels contiguous, so a thread owns 8 channels (one 16-byte load/store per token) and
+ * a run of CONV_TR consecutive tokens, keeping the last W-1 inputs in registers: every input is read once (plus
+ * a W-1 halo per run). The backward recomputes the pre-activation (nothing is saved) and produces dx for its own
+ * run from the dxc of the run and the next W-1 tokens (recomputed halo). dw, db: per-thread sums, reduced over the
+ * CONV_TY runs of a block in shared memory, written as per-block partials [rows][Di][W+1] to `scratch` and summed in
+ * row order by a second kernel — deterministic, no float atomics.
+ * Requires Di, ld_x, ld_dx multiples of 8 and 16-byte aligned base pointers (checked).
+ */
+#ifndef COMMON_CONV1D_CUH
+#define COMMON_CONV1D_CUH
+
+#include <stddef.h>
+#include <stdint.h>
+#include "errors.h"
+#include "bf16.cuh"
+
+#define CONV_TR 32   // tokens per thread
+#define CONV_DX 16   // 8-channel groups per block (x): 128 channels
+#define CONV_TY 8    // runs per block (y): a block covers CONV_TY * CONV_TR tokens
+
+__device__ __forceinline__ float conv_sigmoid(float v) { return __fdividef(1.0f, 1.0f + __expf(-v)); }
+
+static inline int conv_rows_per_batch(int T) { return (T + CONV_TY * CONV_TR - 1) / (CONV_TY * CONV_TR); }
+static inline size_t conv1d_scratch_floats(int B, int T, int Di, int W) {
+    return (size_t)B * conv_rows_per_batch(T) * Di * (W + 1);
+}
+
+template <int W>
+__global__ void __launch_bounds__(CONV_DX * CONV_TY)
+conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_x, const float* __restrict__ w,
+                       const float* __restrict__ bias, int T, int Di) {
+    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * 8;
+    const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
+    if (d0 >= Di || ts >= T) return;
+    const int te = min(T, ts + CONV_TR);
+    float wr[8][W], br[8], xw[W][8];   // xw[k] = x at t-(W-1)+k
+#pragma unroll
+    for (int c = 0; c < 8; c++) {
+        br[c] = bias[d0 + c];
+#pragma unroll
+        for (int k = 0; k < W; k++) wr[c][k] = w[(size_t)(d0 + c) * W + k];
+    }
+    const bf16* xb = x + (size_t)b * T * ld_x + d0;
+#pragma unroll
+    for (int k = 0; k < W - 1; k++) {
+        const int t = ts - (W - 1) + k;
+        x128 v = t >= 0 ? load128(xb + (size_t)t * ld_x) : x128::zeros();
+#pragma unroll
+        for (int c = 0; c < 8; c++) xw[k][c] = bf2f(v[c]);
+    }
+    for (int t = ts; t < te; t++) {
+        x128 v = load128cs(xb + (size_t)t * ld_x);
+        x128 o;
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            xw[W - 1][c] = bf2f(v[c]);
+            float s = br[c];
+#pragma unroll
+            for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
+            o[c] = f2bf(s * conv_sigmoid(s));
+#pragma unroll
+            for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
+        }
+        store128(u + ((size_t)b * T + t) * Di + d0, o);
+    }
+}
+
+template <int W>
+__global__ void __launch_bounds__(CONV_DX * CONV_TY)
+conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ part /*[rows][Di][W+1]*/,
+                       const bf16* __restrict__ du, const bf16* __restrict__ x, int ld_x,
+                       const float* __restrict__ w, const float* __restrict__ bias, int T, int Di) {
+    __shared__ float red[CONV_TY][CONV_DX * 8][W + 1];
+    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * 8;
+    const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
+    const bool active = d0 < Di && ts < T;
+    float acc[8][W + 1];   // dw[k] for k < W, db at W
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+#pragma unroll
+        for (int k = 0; k <= W; k++) acc[c][k] = 0.0f;
+    if (active) {
+        const int te = min(T, ts + CONV_TR);
+        float wr[8][W], br[8], xw[W][8], dq[W][8];   // xw[k] = x(t-(W-1)+k), dq[k] = dxc(t-(W-1)+k)
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            br[c] = bias[d0 + c];
+#pragma unroll
+            for (int k = 0; k < W; k++) { wr[c][k] = w[(size_t)(d0 + c) * W + k]; dq[k][c] = 0.0f; }
+        }
+        const bf16* xb = x + (size_t)b * T * ld_x + d0;
+#pragma unroll
+        for (int k = 0; k < W - 1; k++) {
+            const int t = ts - (W - 1) + k;
+            x128 v = t >= 0 ? load128(xb + (size_t)t * ld_x) : x128::zeros();
+#pragma unroll
+            for (int c = 0; c < 8; c++) xw[k][c] = bf2f(v[c]);
+        }
+        for (int t = ts; t < te + W - 1; t++) {
+            const bool in = t < T;
+            x128 v = in ? load128(xb + (size_t)t * ld_x) : x128::zeros();
+            x128 g = in ? load128(du + ((size_t)b * T + t) * Di + d0) : x128::zeros();
+#pragma unroll
+            for (int c = 0; c < 8; c++) {
+                xw[W - 1][c] = bf2f(v[c]);
+                float s = br[c];
+#pragma unroll
+                for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
+                const float sg = conv_sigmoid(s);
+                const float dv = in ? bf2f(g[c]) * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
+                if (t < te) {
+#pragma unroll
+                    for (int k = 0; k < W; k++) acc[c][k] += dv * xw[k][c];
+                    acc[c][W] += dv;
+                }
+#pragma unroll
+                for (int k = 0; k < W - 1; k++) dq[k][c] = dq[k + 1][c];
+                dq[W - 1][c] = dv;
+#pragma unroll
+                for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
+            }
+            const int tp = t - (W - 1);   // dx(tp) = sum_k w[k] dxc(tp + W-1-k) = sum_k w[k] dq[W-1-k]
+            if (tp >= ts) {
+                x128 o;
+#pragma unroll
+                for (int c = 0; c < 8; c++) {
+                    float s = 0.0f;
+#pragma unroll
+                    for (int k = 0; k < W; k++) s += wr[c][k] * dq[W - 1 - k][c];
+                    o[c] = f2bf(s);
+                }
+                store128(dx + ((size_t)b * T + tp) * ld_dx + d0, o);
+            }
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+#pragma unroll
+        for (int k = 0; k <= W; k++) red[threadIdx.y][threadIdx.x * 8 + c][k] = acc[c][k];
+    __syncthreads();
+    // one thread per (channel, k) of the block sums the CONV_TY runs in order
+    const int nval = CONV_DX * 8 * (W + 1);
+    const size_t row = (size_t)b * gridDim.y + blockIdx.y;
+    for (int i = threadIdx.y * CONV_DX + threadIdx.x; i < nval; i += CONV_DX * CONV_TY) {
+        const int cl = i / (W + 1), k = i % (W + 1), d = blockIdx.x * CONV_DX * 8 + cl;
+        if (d >= Di) continue;
+        float s = 0.0f;
+#pragma unroll
+        for (int y = 0; y < CONV_TY; y++) s += red[y][cl][k];
+        part[(row * Di + d) * (W + 1) + k] = s;
+    }
+}
+
+// dw [Di,W] += sum over rows, db [Di] += likewise, rows in order
+__global__ void conv1d_reduce_kernel(float* dw, float* db, const float* part, int rows, int Di, int W) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= Di * (W + 1)) return;
+    float s = 0.0f;
+    for (int r = 0; r < rows; r++) s += part[(size_t)r * Di * (W + 1) + i];
+    const int d = i / (W + 1), k = i % (W + 1);
+    if (k < W) dw[(size_t)d * W + k] += s;
+    else db[d] += s;
+}
+
+static inline void conv_check(const void* p, int ld, const char* what) {
+    if ((ld % 8) != 0 || ((uintptr_t)p % 16) != 0)
+        die("conv1d: %s needs a row stride multiple of 8 (got %d) and a 16-byte aligned pointer", what, ld);
+}
+static inline void conv_check_shape(int B, int T, int Di, int W) {
+    if (B < 1 || T < 1 || Di < 8 || Di % 8) die("conv1d: bad shape B=%d T=%d Di=%d (Di: multiple of 8)", B, T, Di);
+    if (W < 2 || W > 4) die("conv1d: width W=%d unsupported (2..4)", W);
+}
+
+// u [B,T,Di] = silu(conv(x) + b);  x [B,T,Di] row stride ld_x;  w [Di,W], b [Di] fp32
+static inline void conv1d_silu_forward(bf16* u, const bf16* x, int ld_x, const float* w, const float* b,
+                                       int B, int T, int Di, int W, cudaStream_t s) {
+    conv_check_shape(B, T, Di, W);
+    conv_check(x, ld_x, "x");
+    conv_check(u, Di, "u");
+    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * 8 - 1) / (CONV_DX * 8), conv_rows_per_batch(T), B);
+    if (W == 4) conv1d_silu_fwd_kernel<4><<<grid, block, 0, s>>>(u, x, ld_x, w, b, T, Di);
+    else if (W == 3) conv1d_silu_fwd_kernel<3><<<grid, block, 0, s>>>(u, x, ld_x, w, b, T, Di);
+    else conv1d_silu_fwd_kernel<2><<<grid, block, 0, s>>>(u, x, ld_x, w, b, T, Di);
+    CUDA_KERNEL_CHECK();
+}
+
+// dx [B,T,Di] (row stride ld_dx) WRITTEN; dw [Di,W], db [Di] ACCUMULATED; du [B,T,Di] contiguous;
+// scratch: conv1d_scratch_floats(B,T,Di,W) floats
+static inline void conv1d_silu_backward(bf16* dx, int ld_dx, float* dw, float* db, const bf16* du,
+                                        const bf16* x, int ld_x, const float* w, const float* b,
+                                        int B, int T, int Di, int W, float* scratch, cudaStream_t s) {
+    conv_check_shape(B, T, Di, W);
+    conv_check(x, ld_x, "x");
+    conv_check(dx, ld_dx, "dx");
+    conv_check(du, Di, "du");
+    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * 8 - 1) / (CONV_DX * 8), conv_rows_per_batch(T), B);
+    if (W == 4) conv1d_silu_bwd_kernel<4><<<grid, block, 0, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di);
+    else if (W == 3) conv1d_silu_bwd_kernel<3><<<grid, block, 0, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di);
+    else conv1d_silu_bwd_kernel<2><<<grid, block, 0, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di);
+    CUDA_KERNEL_CHECK();
+    const int n = Di * (W + 1);
+    conv1d_reduce_kernel<<<(n + 255) / 256, 256, 0, s>>>(dw, db, scratch, B * conv_rows_per_batch(T), Di, W);
+    CUDA_KERNEL_CHECK();
+}
+
+// single token: u [B,Di] = silu(b + sum_{k<W-1} w[k] state[k] + w[W-1] x); state [B,Di,W-1] fp32 (oldest first)
+// is shifted in place to end with x. x [B,Di] row stride ld_x; u contiguous.
+__global__ void conv1d_silu_step_kernel(bf16* u, float* state, const bf16* x, int ld_x, const float* w,
+                                        const float* bias, int B, int Di, int W) {
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * Di) return;
+    const int bi = idx / Di, d = idx % Di;
+    float* st = state + (size_t)idx * (W - 1);
+    const float xv = bf2f(x[(size_t)bi * ld_x + d]);
+    float s = bias[d] + w[(size_t)d * W + W - 1] * xv;
+    for (int k = 0; k < W - 1; k++) s += w[(size_t)d * W + k] * st[k];
+    for (int k = 0; k < W - 2; k++) st[k] = st[k + 1];
+    st[W - 2] = xv;
+    u[idx] = f2bf(s * conv_sigmoid(s));
+}
+static inline void conv1d_silu_step(bf16* u, float* state, const bf16* x, int ld_x, const float* w, const float* b,
+                                    int B, int Di, int W, cudaStream_t s) {
+    conv1d_silu_step_kernel<<<(B * Di + 127) / 128, 128, 0, s>>>(u, state, x, ld_x, w, b, B, Di, W);
+    CUDA_KERNEL_CHECK();
+}
+
+#endif /* COMMON_CONV1D_CUH */

@@ -1,0 +1,115 @@
+/*
+ * gla_gate.cuh — GLA's log forget gate (gla.md 1.4, backward 2.7 step 7):
+ *     g[M,Dk] fp32 = logsigmoid(z + b) / 16      z [M,Dk] bf16 (= z1 @ gk1_w^T), b [Dk] fp32 (gk1_b)
+ *     dz = dg * sigmoid(-(z + b)) / 16 ,   db += sum over rows of dz (deterministic, partials as in
+ *     rmsnorm.cuh; the fp32 value is summed, not its bf16 rounding).
+ * logsigmoid(x) = min(x,0) - log1p(exp(-|x|)): never overflows, exact to fp32 rounding for large |x|.
+ * Elementwise and memory-bound: 8 columns per thread, 16-byte accesses. Requirements (checked):
+ * Dk % 8 == 0, 16-byte aligned pointers.
+ */
+#ifndef COMMON_GLA_GATE_CUH
+#define COMMON_GLA_GATE_CUH
+
+#include "rmsnorm.cuh" /* vec8_*, partials_colsum_add, is_aligned16 */
+
+#define GATE_BWD_ROWS 8        /* threadIdx.y: rows handled side by side in a backward block */
+#define GATE_BWD_COLS 256      /* 32 threads x 8 columns */
+#define GATE_BWD_MAX_PARTS 528
+
+static inline int gla_gate_bwd_parts(int M) {
+    const int p = (M + GATE_BWD_ROWS - 1) / GATE_BWD_ROWS;
+    return p < GATE_BWD_MAX_PARTS ? p : GATE_BWD_MAX_PARTS;
+}
+/* floats of scratch that gla_gate_backward needs */
+static inline size_t gla_gate_scratch_floats(int M, int Dk) { return (size_t)gla_gate_bwd_parts(M) * (size_t)Dk; }
+
+__device__ inline float gla_logsigmoid(float x) { return fminf(x, 0.f) - log1pf(__expf(-fabsf(x))); }
+
+/* one thread per 8 consecutive elements of the flat [M*Dk] arrays */
+__global__ void gla_gate_forward_kernel(float* __restrict__ g, const bf16* __restrict__ z, const float* __restrict__ b,
+                                        size_t n8, int Dk) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n8) return;
+    const int c = (int)((i * 8) % (size_t)Dk);
+    float zv[8], bv[8], out[8];
+    vec8_load_cs(zv, z + i * 8);
+    vec8_load(bv, b + c);
+#pragma unroll
+    for (int k = 0; k < 8; k++) out[k] = gla_logsigmoid(zv[k] + bv[k]) * 0.0625f;
+    vec8_store(g + i * 8, out);
+}
+
+/* block (32, GATE_BWD_ROWS) covers 256 columns; grid (ceil(Dk/256), P). Rows dealt round-robin:
+ * thread row ty of part p takes p*ROWS + ty, then + P*ROWS, ... part[p, Dk] = the block's column sums. */
+__global__ void __launch_bounds__(32 * GATE_BWD_ROWS)
+gla_gate_backward_kernel(bf16* __restrict__ dz, float* __restrict__ part, const float* __restrict__ dg,
+                         const bf16* __restrict__ z, const float* __restrict__ b, int M, int Dk) {
+    __shared__ float s[GATE_BWD_ROWS][GATE_BWD_COLS];
+    const int c = blockIdx.x * GATE_BWD_COLS + threadIdx.x * 8;
+    const bool col_ok = c < Dk;
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (col_ok) {
+        float bv[8];
+        vec8_load(bv, b + c);
+        for (int m = blockIdx.y * GATE_BWD_ROWS + threadIdx.y; m < M; m += gridDim.y * GATE_BWD_ROWS) {
+            const size_t off = (size_t)m * Dk + c;
+            float zv[8], d[8];
+            vec8_load_cs(zv, z + off);
+            vec8_load_cs(d, dg + off);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                d[k] *= 0.0625f / (1.f + __expf(zv[k] + bv[k]));  /* sigmoid(-x) / 16 */
+                acc[k] += d[k];
+            }
+            vec8_store(dz + off, d);
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < 8; k++) s[threadIdx.y][threadIdx.x * 8 + k] = acc[k];
+    __syncthreads();
+    if (threadIdx.y == 0 && col_ok) {
+        float t[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) t[k] = s[0][threadIdx.x * 8 + k];
+        for (int r = 1; r < GATE_BWD_ROWS; r++)
+#pragma unroll
+            for (int k = 0; k < 8; k++) t[k] += s[r][threadIdx.x * 8 + k];
+        vec8_store(part + (size_t)blockIdx.y * Dk + c, t);
+    }
+}
+
+static inline void gla_gate_check_args(const char* who, int M, int Dk) {
+    if (M < 0 || Dk <= 0 || Dk % 8 != 0) die("%s: need Dk %% 8 == 0 (got M=%d Dk=%d)", who, M, Dk);
+}
+
+/* g[M,Dk] fp32 = logsigmoid(z + b)/16 ; z[M,Dk] bf16, b[Dk] fp32 */
+static inline void gla_gate_forward(float* g, const bf16* z, const float* b, int M, int Dk, cudaStream_t s) {
+    gla_gate_check_args("gla_gate_forward", M, Dk);
+    if (!is_aligned16(g) || !is_aligned16(z) || !is_aligned16(b)) die("gla_gate_forward: pointers must be 16-byte aligned");
+    const size_t n8 = (size_t)M * Dk / 8;
+    if (n8 == 0) return;
+    gla_gate_forward_kernel<<<(unsigned)((n8 + 255) / 256), 256, 0, s>>>(g, z, b, n8, Dk);
+    CUDA_KERNEL_CHECK();
+}
+
+/* As gla_gate_backward with an explicit number P of partial rows (dev harness timing). */
+static inline void gla_gate_backward_parts(bf16* dz, float* db, const float* dg, const bf16* z, const float* b, int M,
+                                           int Dk, float* scratch, int P, cudaStream_t s) {
+    gla_gate_check_args("gla_gate_backward", M, Dk);
+    if (!is_aligned16(dz) || !is_aligned16(dg) || !is_aligned16(z) || !is_aligned16(b) || !is_aligned16(scratch))
+        die("gla_gate_backward: pointers must be 16-byte aligned");
+    if (M == 0) return;
+    dim3 grid((Dk + GATE_BWD_COLS - 1) / GATE_BWD_COLS, P);
+    gla_gate_backward_kernel<<<grid, dim3(32, GATE_BWD_ROWS), 0, s>>>(dz, scratch, dg, z, b, M, Dk);
+    CUDA_KERNEL_CHECK();
+    partials_colsum_add(db, scratch, P, Dk, s);
+}
+
+/* dz[M,Dk] bf16 written ; db[Dk] fp32 += (deterministic) ; dg[M,Dk] fp32 ; z, b as forward ;
+ * scratch: gla_gate_scratch_floats(M, Dk) floats */
+static inline void gla_gate_backward(bf16* dz, float* db, const float* dg, const bf16* z, const float* b, int M, int Dk,
+                                     float* scratch, cudaStream_t s) {
+    gla_gate_backward_parts(dz, db, dg, z, b, M, Dk, scratch, gla_gate_bwd_parts(M), s);
+}
+
+#endif /* COMMON_GLA_GATE_CUH */

@@ -1,0 +1,168 @@
+/*
+ * matmul.cuh — every matrix product of the trainers goes through here: one cuBLASLt wrapper, bf16
+ * operands, fp32 accumulation (CUBLAS_COMPUTE_32F), output bf16 or fp32, optional accumulation
+ * (beta = 1) into fp32 parameter gradients.
+ *
+ * Why a cache: building the matmul descriptor, three layouts and asking the heuristic for an algorithm
+ * costs tens of microseconds of host time per call (llm.c pays it on every call). Here each distinct
+ * problem (shape, transposes, leading dims, output type, beta zero-ness, pointer alignment) is planned
+ * once and kept in a small table; later calls only look the plan up and launch.
+ * Why deterministic: the same key always finds the same algorithm, with the same fixed 32 MiB workspace,
+ * so a given problem always runs the same kernel with the same reduction order => same bits.
+ *
+ * Row-major meaning throughout (the rest of the project is row-major): C[M,N] = alpha*op(A)op(B) + beta*C.
+ * cuBLASLt is column-major, and a row-major X[r,c] with leading dim ld IS a column-major X^T[c,r] with
+ * the same ld, so we ask cuBLASLt for C^T[N,M] = op(B)^T[N,K] op(A)^T[K,M]: the operands swap places
+ * and keep their transpose flags.
+ *
+ * Requires matmul_init() once before the first call (on the device that will run the products).
+ */
+#ifndef COMMON_MATMUL_CUH
+#define COMMON_MATMUL_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "errors.h"
+#include "bf16.cuh"
+#ifndef CUBLAS_CHECK
+#error "errors.h was included before <cublasLt.h>: include common/matmul.cuh (or <cublasLt.h>) first"
+#endif
+
+#define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20)
+#define MATMUL_CACHE_SIZE 256
+
+/* One planned problem. `align` = common power-of-two alignment (bytes, <= 16) of the pointers and leading
+ * dims the plan was made for: cuBLASLt may pick kernels that need it, so it is part of the key. */
+typedef struct {
+    int M, N, K, lda, ldb, ldc, transA, transB, c_is_fp32, beta_zero, align;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} MatmulPlan;
+
+static cublasLtHandle_t g_matmul_handle = NULL;
+static void* g_matmul_workspace = NULL;
+static MatmulPlan g_matmul_plans[MATMUL_CACHE_SIZE];
+static int g_matmul_nplans = 0;
+
+static inline void matmul_init(void) {
+    if (g_matmul_handle) return;
+    CUBLAS_CHECK(cublasLtCreate(&g_matmul_handle));
+    CUDA_CHECK(cudaMalloc(&g_matmul_workspace, MATMUL_WORKSPACE_BYTES));
+    g_matmul_nplans = 0;
+}
+
+static inline void matmul_free(void) {
+    for (int i = 0; i < g_matmul_nplans; i++) {
+        MatmulPlan* p = &g_matmul_plans[i];
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->la));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lb));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lc));
+        CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->desc));
+    }
+    g_matmul_nplans = 0;
+    if (g_matmul_workspace) CUDA_CHECK(cudaFree(g_matmul_workspace));
+    if (g_matmul_handle) CUBLAS_CHECK(cublasLtDestroy(g_matmul_handle));
+    g_matmul_workspace = NULL;
+    g_matmul_handle = NULL;
+}
+
+/* largest power of two <= 16 dividing every byte quantity given (addresses and row pitches) */
+static inline int matmul_alignment_(const uintptr_t* x, int n) {
+    uintptr_t acc = 16;
+    for (int i = 0; i < n; i++) acc |= x[i];
+    return (int)(acc & (~acc + 1));
+}
+
+static inline MatmulPlan* matmul_plan_(int M, int N, int K, int lda, int ldb, int ldc, int transA, int transB,
+                                       int c_is_fp32, int beta_zero, int align) {
+    for (int i = 0; i < g_matmul_nplans; i++) {
+        MatmulPlan* p = &g_matmul_plans[i];
+        if (p->M == M && p->N == N && p->K == K && p->lda == lda && p->ldb == ldb && p->ldc == ldc &&
+            p->transA == transA && p->transB == transB && p->c_is_fp32 == c_is_fp32 &&
+            p->beta_zero == beta_zero && p->align == align)
+            return p;
+    }
+    if (g_matmul_nplans == MATMUL_CACHE_SIZE)
+        die("matmul: more than %d distinct matmul problems; raise MATMUL_CACHE_SIZE in common/matmul.cuh", MATMUL_CACHE_SIZE);
+    MatmulPlan* p = &g_matmul_plans[g_matmul_nplans];
+    p->M = M; p->N = N; p->K = K; p->lda = lda; p->ldb = ldb; p->ldc = ldc;
+    p->transA = transA; p->transB = transB; p->c_is_fp32 = c_is_fp32; p->beta_zero = beta_zero; p->align = align;
+
+    /* column-major view: C^T[N,M] = opB'[N,K] * opA'[K,M]; the first cuBLAS operand is our B */
+    cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opB, sizeof(opB)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opA, sizeof(opA)));
+    /* stored shapes in column-major terms: B stored row-major [K,N] (or [N,K] if transB) */
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, transB ? K : N, transB ? N : K, ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, transA ? M : K, transA ? K : M, lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, c_is_fp32 ? CUDA_R_32F : CUDA_R_16BF, N, M, ldc));
+
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = MATMUL_WORKSPACE_BYTES;
+    uint32_t al = (uint32_t)align;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al, sizeof(al)));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof(al)));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof(al)));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof(al)));
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(g_matmul_handle, p->desc, p->lb, p->la, p->lc, p->lc, pref, 1, &h, &found));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    if (found == 0)
+        die("matmul: cuBLASLt has no algorithm for M=%d N=%d K=%d transA=%d transB=%d lda=%d ldb=%d ldc=%d fp32_out=%d align=%d",
+            M, N, K, transA, transB, lda, ldb, ldc, c_is_fp32, align);
+    p->algo = h.algo;
+    g_matmul_nplans++;
+    return p;
+}
+
+/* C[M,N] (ldc) = alpha * op(A) @ op(B) + beta * C, row-major.
+ * op(A) [M,K]: A stored [M,K] (lda), or [K,M] if transA.  op(B) [K,N]: B stored [K,N] (ldb), or [N,K] if transB.
+ * C is fp32 when c_is_fp32 (e.g. parameter gradients, beta = 1 to accumulate), else bf16. */
+static inline void matmul(void* C, int c_is_fp32, int ldc, const bf16* A, int lda, int transA,
+                          const bf16* Bm, int ldb, int transB, int M, int N, int K,
+                          float alpha, float beta, cudaStream_t s) {
+    if (!g_matmul_handle) die("matmul: call matmul_init() first");
+    if (M <= 0 || N <= 0 || K <= 0) die("matmul: bad shape M=%d N=%d K=%d", M, N, K);
+    if (ldc < N || lda < (transA ? M : K) || ldb < (transB ? K : N))
+        die("matmul: leading dims too small (M=%d N=%d K=%d lda=%d ldb=%d ldc=%d transA=%d transB=%d)",
+            M, N, K, lda, ldb, ldc, transA, transB);
+    uintptr_t parts[6] = {(uintptr_t)C, (uintptr_t)A, (uintptr_t)Bm, (uintptr_t)ldc * (c_is_fp32 ? 4u : 2u),
+                          (uintptr_t)lda * 2u, (uintptr_t)ldb * 2u};
+    int align = matmul_alignment_(parts, 6);
+    if (align < 2) die("matmul: a pointer is not even 2-byte aligned");
+    MatmulPlan* p = matmul_plan_(M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, c_is_fp32 ? 1 : 0,
+                                 beta == 0.0f, align);
+    CUBLAS_CHECK(cublasLtMatmul(g_matmul_handle, p->desc, &alpha, Bm, p->lb, A, p->la, &beta, C, p->lc, C, p->lc,
+                                &p->algo, g_matmul_workspace, MATMUL_WORKSPACE_BYTES, s));
+}
+
+/* y[M,N] (row stride ldy) = x[M,K] (row stride ldx) @ W[N,K]^T   (nn.Linear, no bias) */
+static inline void linear_forward_ld(bf16* y, int ldy, const bf16* x, int ldx, const bf16* W, int M, int N, int K,
+                                     cudaStream_t s) {
+    matmul(y, 0, ldy, x, ldx, 0, W, K, 1, M, N, K, 1.0f, 0.0f, s);
+}
+static inline void linear_forward(bf16* y, const bf16* x, const bf16* W, int M, int N, int K, cudaStream_t s) {
+    linear_forward_ld(y, N, x, K, W, M, N, K, s);
+}
+
+/* dx[M,K] (lddx) = dy[M,N] (lddy) @ W[N,K]   (written; NULL skips it. To ADD into dx use matmul with beta=1)
+ * dW[N,K] fp32 += dy^T @ x[M,K] (ldx)         (NULL skips it) */
+static inline void linear_backward_ld(bf16* dx, int lddx, float* dW, const bf16* dy, int lddy, const bf16* x, int ldx,
+                                      const bf16* W, int M, int N, int K, cudaStream_t s) {
+    if (dx) matmul(dx, 0, lddx, dy, lddy, 0, W, K, 0, M, K, N, 1.0f, 0.0f, s);
+    if (dW) matmul(dW, 1, K, dy, lddy, 1, x, ldx, 0, N, K, M, 1.0f, 1.0f, s);
+}
+static inline void linear_backward(bf16* dx, float* dW, const bf16* dy, const bf16* x, const bf16* W, int M, int N,
+                                   int K, cudaStream_t s) {
+    linear_backward_ld(dx, K, dW, dy, N, x, K, W, M, N, K, s);
+}
+
+#endif /* COMMON_MATMUL_CUH */

@@ -1,0 +1,358 @@
+/*
+ * rmsnorm.cuh — RMSNorm over rows of the fp32 residual stream with the residual add fused in front
+ * (GLA attn/mlp/final norms, Mamba block/final norms), and its backward.
+ *
+ * Also the one home of three small pieces the other norm/gate kernels share (gated_rmsnorm.cuh and
+ * gla_gate.cuh include this file for them): vec8_* 16-byte row-chunk loads/stores in fp32 registers,
+ * group/warp sums, and partials_colsum_add — the deterministic second stage of every parameter-gradient
+ * reduction here (dw, db): each block writes one row of partial sums into scratch [P, C], then one
+ * small kernel adds the P rows to the gradient in a fixed order. No float atomics => same bits every run.
+ *
+ * Memory-bound. Layout: a row (token) is handled by a "group" of GT threads (one warp for C <= 1024,
+ * up to a whole 256-thread block for C <= 8192); each thread owns NCH 8-column chunks of the row and
+ * keeps them in registers between the sum-of-squares pass and the output pass, so every byte crosses
+ * HBM once. Requirements (checked): C % 8 == 0, C <= 8192, pointers 16-byte aligned.
+ */
+#ifndef COMMON_RMSNORM_CUH
+#define COMMON_RMSNORM_CUH
+
+#include <stdint.h>
+#include "errors.h"
+#include "bf16.cuh"
+
+/* ---------------------------------------------------------------------------------------------
+ * shared helpers (also used by gated_rmsnorm.cuh, gla_gate.cuh)
+ * ------------------------------------------------------------------------------------------- */
+
+/* 8 consecutive elements <-> 8 fp32 registers, 16 bytes (bf16) or 2x16 bytes (fp32) per access */
+__device__ inline void vec8_load(float v[8], const float* p) {
+    f128 a = load128(p), b = load128(p + 4);
+#pragma unroll
+    for (int k = 0; k < 4; k++) { v[k] = a[k]; v[4 + k] = b[k]; }
+}
+__device__ inline void vec8_load_cs(float v[8], const float* p) {
+    f128 a = load128cs(p), b = load128cs(p + 4);
+#pragma unroll
+    for (int k = 0; k < 4; k++) { v[k] = a[k]; v[4 + k] = b[k]; }
+}
+__device__ inline void vec8_load(float v[8], const bf16* p) {
+    x128 a = load128(p);
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = bf2f(a[k]);
+}
+__device__ inline void vec8_load_cs(float v[8], const bf16* p) {
+    x128 a = load128cs(p);
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = bf2f(a[k]);
+}
+__device__ inline void vec8_store(float* p, const float v[8]) {
+    f128 a, b;
+#pragma unroll
+    for (int k = 0; k < 4; k++) { a[k] = v[k]; b[k] = v[4 + k]; }
+    store128(p, a);
+    store128(p + 4, b);
+}
+__device__ inline void vec8_store(bf16* p, const float v[8]) {
+    x128 a;
+#pragma unroll
+    for (int k = 0; k < 8; k++) a[k] = f2bf(v[k]);
+    store128(p, a);
+}
+
+/* sum over aligned groups of L consecutive lanes (L a power of two <= 32); every lane of the group
+ * gets the same bits (xor butterfly, fixed order) */
+template <int L>
+__device__ inline float lane_group_sum(float v) {
+#pragma unroll
+    for (int o = L / 2; o >= 1; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+/* sum across the 32/L lane groups of a warp (lanes l, l^L, l^2L, ... hold the same columns) */
+template <int L>
+__device__ inline float lane_group_across(float v) {
+#pragma unroll
+    for (int o = L; o < 32; o *= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Sum over a group of GT threads (GT = 32, 64, 128 or 256; groups are consecutive threads of a
+ * 256-thread block). red: 8 floats of shared memory. For GT > 32 every thread of the block must call
+ * it (it has barriers). */
+template <int GT>
+__device__ inline float group_sum(float v, float* red) {
+    v = lane_group_sum<32>(v);
+    if constexpr (GT == 32) {
+        return v;
+    } else {
+        constexpr int WPG = GT / 32;
+        const int warp = threadIdx.x >> 5, first = (warp / WPG) * WPG;
+        if ((threadIdx.x & 31) == 0) red[warp] = v;
+        __syncthreads();
+        float s = 0.f;
+#pragma unroll
+        for (int k = 0; k < WPG; k++) s += red[first + k];
+        __syncthreads();  /* red is reused by the next call */
+        return s;
+    }
+}
+
+/* dst[c] += sum_{p < P} part[p*C + c], always in the same order. block (32, 32), grid ceil(C/32). */
+__global__ void partials_colsum_add_kernel(float* dst, const float* part, int P, int C) {
+    __shared__ float s[32][33];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.f;
+    if (c < C) {
+#pragma unroll 4
+        for (int p = threadIdx.y; p < P; p += 32) acc += part[(size_t)p * C + c];
+    }
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float t = 0.f;
+#pragma unroll
+        for (int k = 0; k < 32; k++) t += s[k][threadIdx.x];
+        dst[c] += t;
+    }
+}
+static inline void partials_colsum_add(float* dst, const float* part, int P, int C, cudaStream_t s) {
+    partials_colsum_add_kernel<<<(C + 31) / 32, dim3(32, 32), 0, s>>>(dst, part, P, C);
+    CUDA_KERNEL_CHECK();
+}
+
+static inline int is_aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
+
+/* ---------------------------------------------------------------------------------------------
+ * RMSNorm
+ * ------------------------------------------------------------------------------------------- */
+
+#define RMSNORM_THREADS 256
+#define RMSNORM_MAX_C 8192
+/* backward: at most this many blocks, hence rows of partial dw (2 waves of 2 blocks on 132 SMs) */
+#define RMSNORM_BWD_MAX_PARTS 528
+
+/* threads per row: the smallest of 32, 64, 128, 256 that covers C with <= 4 chunks of 8 per thread */
+static inline int rmsnorm_group_threads(int C) {
+    int gt = 32;
+    while (gt < RMSNORM_THREADS && C > gt * 8 * 4) gt *= 2;
+    return gt;
+}
+static inline int rmsnorm_bwd_parts(int M, int C) {
+    int rows_per_block = RMSNORM_THREADS / rmsnorm_group_threads(C);
+    int p = (M + rows_per_block - 1) / rows_per_block;
+    return p < RMSNORM_BWD_MAX_PARTS ? p : RMSNORM_BWD_MAX_PARTS;
+}
+/* floats of scratch that rmsnorm_backward needs */
+static inline size_t rmsnorm_scratch_floats(int M, int C) { return (size_t)rmsnorm_bwd_parts(M, C) * (size_t)C; }
+
+/* v = resid_in (or 0) + delta (if any), 8 columns */
+__device__ inline void rmsnorm_load_residual(float v[8], const float* resid_in, const bf16* delta, size_t off) {
+    if (resid_in) vec8_load_cs(v, resid_in + off);
+    else {
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = 0.f;
+    }
+    if (delta) {
+        float d[8];
+        vec8_load_cs(d, delta + off);
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] += d[k];
+    }
+}
+
+/* resid_out[M,C] = resid_in + delta ; out[M,C] = resid_out*rstd*w ; rstd[M].
+ * resid_out may equal resid_in (in place): all loads of a row precede its stores, same thread. */
+template <int NCH, int GT>
+__global__ void __launch_bounds__(RMSNORM_THREADS)
+rmsnorm_forward_kernel(bf16* __restrict__ out, float* __restrict__ rstd, float* resid_out, const float* resid_in,
+                       const bf16* __restrict__ delta, const float* __restrict__ w, int M, int C, float eps) {
+    __shared__ float red[RMSNORM_THREADS / 32];
+    const int t = threadIdx.x % GT;
+    const int row = blockIdx.x * (RMSNORM_THREADS / GT) + threadIdx.x / GT;
+    const bool live = row < M;  /* no early return: group_sum may hold barriers */
+    const size_t base = (size_t)(live ? row : 0) * C;
+    float x[NCH][8];
+    float ss = 0.f;
+#pragma unroll
+    for (int i = 0; i < NCH; i++) {
+        const int c = (i * GT + t) * 8;
+        if (live && c < C) {
+            rmsnorm_load_residual(x[i], resid_in, delta, base + c);
+#pragma unroll
+            for (int k = 0; k < 8; k++) ss += x[i][k] * x[i][k];
+        }
+    }
+    ss = group_sum<GT>(ss, red);
+    if (!live) return;
+    const float r = rsqrtf(ss / (float)C + eps);
+    if (rstd && t == 0) rstd[row] = r;
+#pragma unroll
+    for (int i = 0; i < NCH; i++) {
+        const int c = (i * GT + t) * 8;
+        if (c < C) {
+            float wv[8], y[8];
+            vec8_load(wv, w + c);
+            vec8_store(resid_out + base + c, x[i]);
+#pragma unroll
+            for (int k = 0; k < 8; k++) y[k] = x[i][k] * r * wv[k];
+            vec8_store(out + base + c, y);
+        }
+    }
+}
+
+template <int NCH, int GT>
+static void rmsnorm_forward_launch(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
+                                   const float* w, int M, int C, float eps, cudaStream_t s) {
+    const int rows_per_block = RMSNORM_THREADS / GT;
+    const int grid = (M + rows_per_block - 1) / rows_per_block;
+    rmsnorm_forward_kernel<NCH, GT><<<grid, RMSNORM_THREADS, 0, s>>>(out, rstd, resid_out, resid_in, delta, w, M, C, eps);
+    CUDA_KERNEL_CHECK();
+}
+
+static inline void rmsnorm_check_args(const char* who, int M, int C) {
+    if (M < 0 || C <= 0 || C % 8 != 0 || C > RMSNORM_MAX_C)
+        die("%s: need C %% 8 == 0 and 0 < C <= %d (got M=%d C=%d)", who, RMSNORM_MAX_C, M, C);
+}
+
+/* out[M,C] bf16, rstd[M] fp32 (may be NULL), resid_out[M,C] fp32 = resid_in[M,C] fp32 (NULL => 0)
+ * + delta[M,C] bf16 (NULL => 0); resid_out may be resid_in. w[C] fp32. */
+static inline void rmsnorm_forward(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
+                                   const float* w, int M, int C, float eps, cudaStream_t s) {
+    rmsnorm_check_args("rmsnorm_forward", M, C);
+    if (!resid_in && !delta) die("rmsnorm_forward: resid_in and delta are both NULL");
+    if (!is_aligned16(out) || !is_aligned16(resid_out) || !is_aligned16(resid_in) || !is_aligned16(delta) || !is_aligned16(w))
+        die("rmsnorm_forward: pointers must be 16-byte aligned");
+    if (M == 0) return;
+    const int gt = rmsnorm_group_threads(C), nch = (C + gt * 8 - 1) / (gt * 8);
+#define RMSNORM_FWD_CASE(N, G) if (nch == N && gt == G) { rmsnorm_forward_launch<N, G>(out, rstd, resid_out, resid_in, delta, w, M, C, eps, s); return; }
+    RMSNORM_FWD_CASE(1, 32) RMSNORM_FWD_CASE(2, 32) RMSNORM_FWD_CASE(3, 32) RMSNORM_FWD_CASE(4, 32)
+    RMSNORM_FWD_CASE(3, 64) RMSNORM_FWD_CASE(4, 64) RMSNORM_FWD_CASE(3, 128) RMSNORM_FWD_CASE(4, 128)
+    RMSNORM_FWD_CASE(3, 256) RMSNORM_FWD_CASE(4, 256)
+#undef RMSNORM_FWD_CASE
+    die("rmsnorm_forward: no kernel for C=%d", C);
+}
+
+/* dresid[M,C] += rstd*(w*dy - xhat*mean(xhat*w*dy)), xhat = x*rstd ; part[blockIdx.x, C] = this block's
+ * sum over its rows of dy*xhat. Rows are dealt to groups round-robin: group g of P*G takes g, g+P*G, ...
+ * smem: C floats (to combine the G row groups of the block in a fixed order). */
+template <int NCH, int GT>
+__global__ void __launch_bounds__(RMSNORM_THREADS)
+rmsnorm_backward_kernel(float* __restrict__ dresid, float* __restrict__ part, const bf16* __restrict__ dout,
+                        const float* __restrict__ x, const float* __restrict__ rstd, const float* __restrict__ w,
+                        int M, int C) {
+    extern __shared__ float sdw[];
+    __shared__ float red[RMSNORM_THREADS / 32];
+    constexpr int G = RMSNORM_THREADS / GT;
+    const int t = threadIdx.x % GT, grp = threadIdx.x / GT;
+    float dw[NCH][8];
+#pragma unroll
+    for (int i = 0; i < NCH; i++)
+#pragma unroll
+        for (int k = 0; k < 8; k++) dw[i][k] = 0.f;
+
+    const int stride = gridDim.x * G;
+    /* all groups of the block run the same number of iterations (barriers inside group_sum for GT > 32) */
+    for (int row0 = blockIdx.x * G; row0 < M; row0 += stride) {
+        const int row = row0 + grp;
+        const bool live = row < M;
+        const size_t base = (size_t)(live ? row : 0) * C;
+        const float r = live ? rstd[row] : 0.f;
+        float xv[NCH][8];
+        x128 dy[NCH];
+        float c1 = 0.f;
+#pragma unroll
+        for (int i = 0; i < NCH; i++) {
+            const int c = (i * GT + t) * 8;
+            if (live && c < C) {
+                dy[i] = load128cs(dout + base + c);
+                vec8_load_cs(xv[i], x + base + c);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < NCH; i++) {
+            const int c = (i * GT + t) * 8;
+            if (live && c < C) {
+                float wv[8];
+                vec8_load(wv, w + c);
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    const float xhat = xv[i][k] * r, g = bf2f(dy[i][k]);
+                    c1 += xhat * wv[k] * g;
+                    dw[i][k] += g * xhat;
+                }
+            }
+        }
+        c1 = group_sum<GT>(c1, red) / (float)C;
+#pragma unroll
+        for (int i = 0; i < NCH; i++) {
+            const int c = (i * GT + t) * 8;
+            if (live && c < C) {
+                float wv[8], d[8];
+                vec8_load(wv, w + c);
+                vec8_load(d, dresid + base + c);
+#pragma unroll
+                for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - xv[i][k] * r * c1);
+                vec8_store(dresid + base + c, d);
+            }
+        }
+    }
+
+    /* this block's partial dw: combine its G row groups in order 0..G-1, then write one row */
+    float* prow = part + (size_t)blockIdx.x * C;
+    if constexpr (G == 1) {
+#pragma unroll
+        for (int i = 0; i < NCH; i++) {
+            const int c = (i * GT + t) * 8;
+            if (c < C) vec8_store(prow + c, dw[i]);
+        }
+    } else {
+        for (int gi = 0; gi < G; gi++) {
+            if (grp == gi) {
+#pragma unroll
+                for (int i = 0; i < NCH; i++) {
+                    const int c = (i * GT + t) * 8;
+                    if (c < C)
+#pragma unroll
+                        for (int k = 0; k < 8; k++) sdw[c + k] = (gi == 0 ? 0.f : sdw[c + k]) + dw[i][k];
+                }
+            }
+            __syncthreads();
+        }
+        for (int c = threadIdx.x * 4; c < C; c += RMSNORM_THREADS * 4) store128(prow + c, load128(sdw + c));
+    }
+}
+
+template <int NCH, int GT>
+static void rmsnorm_backward_launch(float* dresid, float* part, const bf16* dout, const float* x, const float* rstd,
+                                    const float* w, int M, int C, int P, cudaStream_t s) {
+    const size_t smem = (RMSNORM_THREADS / GT > 1) ? (size_t)C * sizeof(float) : 0;
+    rmsnorm_backward_kernel<NCH, GT><<<P, RMSNORM_THREADS, smem, s>>>(dresid, part, dout, x, rstd, w, M, C);
+    CUDA_KERNEL_CHECK();
+}
+
+/* As rmsnorm_backward but with an explicit number of partial rows P (<= rmsnorm_bwd_parts bound of
+ * the scratch); the dev harness uses it to time other P. */
+static inline void rmsnorm_backward_parts(float* dresid, float* dw, const bf16* dout, const float* x, const float* rstd,
+                                          const float* w, int M, int C, float* scratch, int P, cudaStream_t s) {
+    rmsnorm_check_args("rmsnorm_backward", M, C);
+    if (!is_aligned16(dresid) || !is_aligned16(dout) || !is_aligned16(x) || !is_aligned16(w) || !is_aligned16(scratch))
+        die("rmsnorm_backward: pointers must be 16-byte aligned");
+    if (M == 0) return;
+    const int gt = rmsnorm_group_threads(C), nch = (C + gt * 8 - 1) / (gt * 8);
+#define RMSNORM_BWD_CASE(N, G) if (nch == N && gt == G) rmsnorm_backward_launch<N, G>(dresid, scratch, dout, x, rstd, w, M, C, P, s); else
+    RMSNORM_BWD_CASE(1, 32) RMSNORM_BWD_CASE(2, 32) RMSNORM_BWD_CASE(3, 32) RMSNORM_BWD_CASE(4, 32)
+    RMSNORM_BWD_CASE(3, 64) RMSNORM_BWD_CASE(4, 64) RMSNORM_BWD_CASE(3, 128) RMSNORM_BWD_CASE(4, 128)
+    RMSNORM_BWD_CASE(3, 256) RMSNORM_BWD_CASE(4, 256)
+    die("rmsnorm_backward: no kernel for C=%d", C);
+#undef RMSNORM_BWD_CASE
+    partials_colsum_add(dw, scratch, P, C, s);
+}
+
+/* dresid[M,C] fp32 += dx ; dw[C] fp32 += sum over rows of dout*xhat (deterministic).
+ * dout[M,C] bf16; x[M,C] fp32 = the forward's resid_out; rstd[M]; w[C];
+ * scratch: rmsnorm_scratch_floats(M, C) floats. */
+static inline void rmsnorm_backward(float* dresid, float* dw, const bf16* dout, const float* x, const float* rstd,
+                                    const float* w, int M, int C, float* scratch, cudaStream_t s) {
+    rmsnorm_backward_parts(dresid, dw, dout, x, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
+}
+
+#endif /* COMMON_RMSNORM_CUH */

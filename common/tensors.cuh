@@ -1,0 +1,180 @@
+/*
+ * tensors.cuh — tables of tensors, allocated once, up front.
+ * A model describes its parameters as a ParamTable (name, shape, weight-decay flag, init rule) and its
+ * activations as an ActTable (name, bytes). From the tables come: one flat fp32 master buffer with its
+ * bf16 working copy, fp32 gradients and AdamW moments of the same layout; one arena for activations;
+ * the start-up memory breakdown; and the checkpoint layout. No tensor is ever located by a magic index.
+ */
+#ifndef COMMON_TENSORS_CUH
+#define COMMON_TENSORS_CUH
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "errors.h"
+#include "bf16.cuh"
+#include "rng.h"
+#include "cast.cuh"
+
+/* ---------------------------------------------------------------- parameters */
+typedef enum { INIT_ZERO, INIT_ONE, INIT_CONST, INIT_NORMAL, INIT_UNIFORM, INIT_CUSTOM } InitKind;
+
+typedef struct {
+    char name[64];
+    int ndim;
+    int shape[3];
+    size_t offset, numel;   /* into the flat buffers, in elements */
+    int decay;              /* AdamW weight decay applies */
+    InitKind init;
+    float a;                /* NORMAL: std; UNIFORM: bound (U(-a,a)); CONST: value */
+} ParamInfo;
+
+typedef struct {
+    ParamInfo* t;
+    int n, cap;
+    size_t total;           /* elements */
+} ParamTable;
+
+/* Adds one tensor; returns its offset. Offsets are rounded to 8 elements so every tensor's bf16 copy
+ * is 16-byte aligned, as cuBLASLt and 128-bit loads want. */
+static inline size_t param_add(ParamTable* pt, const char* name, int ndim, int d0, int d1, int d2, int decay,
+                               InitKind init, float a) {
+    if (pt->n == pt->cap) {
+        pt->cap = pt->cap ? pt->cap * 2 : 64;
+        pt->t = (ParamInfo*)realloc(pt->t, sizeof(ParamInfo) * (size_t)pt->cap);
+        if (!pt->t) die("out of host memory for the parameter table");
+    }
+    ParamInfo* p = &pt->t[pt->n++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = ndim;
+    p->shape[0] = d0; p->shape[1] = ndim > 1 ? d1 : 1; p->shape[2] = ndim > 2 ? d2 : 1;
+    p->numel = (size_t)p->shape[0] * p->shape[1] * p->shape[2];
+    p->offset = (pt->total + 7) & ~(size_t)7;
+    p->decay = decay;
+    p->init = init;
+    p->a = a;
+    pt->total = p->offset + p->numel;
+    return p->offset;
+}
+static inline const ParamInfo* param_find(const ParamTable* pt, const char* name) {
+    for (int i = 0; i < pt->n; i++)
+        if (!strcmp(pt->t[i].name, name)) return &pt->t[i];
+    return NULL;
+}
+/* number of real parameters (alignment padding excluded) */
+static inline size_t param_count(const ParamTable* pt) {
+    size_t n = 0;
+    for (int i = 0; i < pt->n; i++) n += pt->t[i].numel;
+    return n;
+}
+
+/* The device buffers of a ParamTable, all [total] elements. */
+typedef struct {
+    float* master;   /* fp32 weights: what AdamW updates and checkpoints store */
+    bf16* copy;      /* bf16 working copy read by matrix products */
+    float* grad;     /* fp32 gradients, accumulated over micro-steps */
+    float* m;        /* AdamW first moment */
+    float* v;        /* AdamW second moment */
+    size_t total;
+} ParamBuffers;
+
+static inline size_t param_bytes_per_element(void) { return 4 + 2 + 4 + 4 + 4; }
+
+static inline ParamBuffers param_buffers_alloc(const ParamTable* pt) {
+    ParamBuffers b;
+    size_t n = pt->total;
+    b.total = n;
+    CUDA_CHECK(cudaMalloc((void**)&b.master, n * sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void**)&b.copy, n * sizeof(bf16)));
+    CUDA_CHECK(cudaMalloc((void**)&b.grad, n * sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void**)&b.m, n * sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void**)&b.v, n * sizeof(float)));
+    /* padding between tensors must hold finite zeros: the global norm and AdamW sweep it too */
+    CUDA_CHECK(cudaMemset(b.master, 0, n * sizeof(float)));
+    CUDA_CHECK(cudaMemset(b.grad, 0, n * sizeof(float)));
+    CUDA_CHECK(cudaMemset(b.m, 0, n * sizeof(float)));
+    CUDA_CHECK(cudaMemset(b.v, 0, n * sizeof(float)));
+    return b;
+}
+static inline void param_buffers_free(ParamBuffers* b) {
+    cudaFree(b->master); cudaFree(b->copy); cudaFree(b->grad); cudaFree(b->m); cudaFree(b->v);
+    memset(b, 0, sizeof *b);
+}
+
+/* Fills host[total] from the table's init rules, tensor by tensor in table order, each tensor from its own
+ * seeded stream so that adding a tensor never changes the others. INIT_CUSTOM tensors are left for the
+ * model to fill. */
+static inline void param_init_host(const ParamTable* pt, float* host, uint64_t seed) {
+    memset(host, 0, pt->total * sizeof(float));
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* p = &pt->t[i];
+        float* x = host + p->offset;
+        Rng r = rng_seed(seed * 1000003ull + (uint64_t)i);
+        for (size_t j = 0; j < p->numel; j++) {
+            switch (p->init) {
+            case INIT_ZERO: x[j] = 0.0f; break;
+            case INIT_ONE: x[j] = 1.0f; break;
+            case INIT_CONST: x[j] = p->a; break;
+            case INIT_NORMAL: x[j] = (float)(p->a * rng_normal(&r)); break;
+            case INIT_UNIFORM: x[j] = (float)rng_uniform_in(&r, -p->a, p->a); break;
+            case INIT_CUSTOM: break;
+            }
+        }
+    }
+}
+/* host fp32 -> device master, and refresh the bf16 copy */
+static inline void param_upload(ParamBuffers* b, const float* host) {
+    CUDA_CHECK(cudaMemcpy(b->master, host, b->total * sizeof(float), cudaMemcpyHostToDevice));
+    cast_f32_to_bf16(b->copy, b->master, b->total, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+/* ---------------------------------------------------------------- activations */
+typedef struct {
+    char name[48];
+    void** ptr;      /* where to store the device pointer */
+    size_t bytes;
+} ActInfo;
+
+typedef struct {
+    ActInfo t[256];
+    int n;
+    size_t total;
+    char* base;
+} ActTable;
+
+/* Declares one activation buffer; the pointer is filled by act_alloc. 256-byte aligned. */
+static inline void act_add(ActTable* at, const char* name, void** ptr, size_t bytes) {
+    if (at->n == 256) die("activation table full (raise the limit in common/tensors.cuh)");
+    ActInfo* a = &at->t[at->n++];
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->ptr = ptr;
+    a->bytes = (bytes + 255) & ~(size_t)255;
+    at->total += a->bytes;
+}
+#define ACT(at, field, count) act_add((at), #field, (void**)&(field), (size_t)(count) * sizeof(*(field)))
+
+/* One cudaMalloc for every activation; on failure, says how much was needed and what to lower. */
+static inline void act_alloc(ActTable* at, size_t other_bytes) {
+    cudaError_t e = cudaMalloc((void**)&at->base, at->total ? at->total : 256);
+    if (e != cudaSuccess) {
+        size_t freeb = 0, totalb = 0;
+        cudaGetLastError();
+        cudaMemGetInfo(&freeb, &totalb);
+        die("cannot allocate %.2f GiB of activations (plus %.2f GiB of parameters/optimizer state already "
+            "allocated); the device has %.2f GiB free of %.2f GiB. Lower --batch or --seq, or use --recompute 1",
+            at->total / 1073741824.0, other_bytes / 1073741824.0, freeb / 1073741824.0, totalb / 1073741824.0);
+    }
+    size_t off = 0;
+    for (int i = 0; i < at->n; i++) {
+        *at->t[i].ptr = at->t[i].bytes ? (void*)(at->base + off) : NULL;
+        off += at->t[i].bytes;
+    }
+}
+static inline void act_free(ActTable* at) {
+    cudaFree(at->base);
+    at->base = NULL;
+}
+
+#endif /* COMMON_TENSORS_CUH */

@@ -1,0 +1,596 @@
+/*
+ * trainer.cuh — the training program both models share: command line, data, the optimizer step,
+ * validation, sampling, checkpoints, logging, the benchmark mode and the start-up report. A model
+ * plugs in through ModelHandle (its tables and a step function); train_gla.cu and train_mamba.cu hold
+ * only their models. Every shared kernel header is included from here.
+ */
+#ifndef COMMON_TRAINER_CUH
+#define COMMON_TRAINER_CUH
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <cublasLt.h>
+#include "errors.h"
+#include "bf16.cuh"
+#include "rng.h"
+#include "args.h"
+#include "schedule.h"
+#include "checkpoint.h"
+#include "logger.h"
+#include "mfu.h"
+#include "sampler.h"
+#include "tokenizer.h"
+#include "shard.h"
+#include "dataloader.h"
+#include "tensors.cuh"
+#include "cast.cuh"
+#include "matmul.cuh"
+#include "rmsnorm.cuh"
+#include "embedding.cuh"
+#include "classifier.cuh"
+#include "adamw.cuh"
+
+/* one micro-batch: forward (and with train, backward accumulating gradients scaled by dloss) */
+typedef void (*ModelStepFn)(void* model, const int* d_ids, const int* d_targets, float dloss, int train, float* d_losses,
+                            cudaStream_t s);
+
+/* What the shared loop needs to know about a model. */
+typedef struct {
+    const char* name;        /* "gla" / "mamba" */
+    int ckpt_kind;           /* CKPT_MODEL_* */
+    void* model;
+    ParamTable* pt;
+    ParamBuffers* pb;
+    ActTable* at;
+    ModelStepFn step;
+    double flops_per_token;
+    int Vc;
+    CkptHeader cfg;          /* model config fields (checkpoint compatibility + start-up table) */
+    /* for sampling: the final-norm output [B*T, D] and the classifier weight [Vc, D] */
+    bf16* lnf;
+    const bf16* lm_head;
+    int D, B, T;
+} ModelHandle;
+
+static inline double wall_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ command line */
+/* Parses the common table plus the model's own table; --help prints both (no GPU needed) and exits 0;
+ * any bad flag exits 1 with one line naming it. */
+static void trainer_parse_args(int argc, char** argv, TrainOptions* o, const ArgSpec* model_rows, int n_model,
+                               const char* summary) {
+    static ArgSpec common_rows[TRAIN_OPTIONS_MAX];
+    int n_common = train_options_table(o, common_rows);
+    const ArgSpec* tables[2] = {common_rows, model_rows};
+    int counts[2] = {n_common, n_model};
+    char err[512];
+    int rc = args_parse_multi(tables, counts, 2, argc, argv, err, sizeof err);
+    if (rc == ARGS_HELP) {
+        args_print_help(stdout, argv[0], summary, tables, counts, 2);
+        exit(0);
+    }
+    if (rc != 0) die("%s (see %s --help)", err, argv[0]);
+}
+
+/* ------------------------------------------------------------------ optimizer */
+typedef struct {
+    float* norm2;       /* device scalar: squared global grad norm */
+    float* scale;       /* device scalar: clip factor (NaN when the norm is not finite) */
+    float* scratch;     /* global-norm partials */
+} OptState;
+
+static void opt_state_alloc(OptState* os) {
+    CUDA_CHECK(cudaMalloc((void**)&os->norm2, sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void**)&os->scale, sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void**)&os->scratch, sizeof(float) * global_norm_scratch_floats()));
+}
+
+/* Global-norm clipping, then AdamW over runs of consecutive tensors that share a weight-decay setting
+ * (padding between tensors is zero and stays zero). Returns the grad norm (one host sync, for the log). */
+static float optimizer_step(ModelHandle* h, OptState* os, const TrainOptions* o, float lr, int t, cudaStream_t s) {
+    ParamBuffers* pb = h->pb;
+    const ParamTable* pt = h->pt;
+    global_norm_squared(os->norm2, pb->grad, pb->total, os->scratch, s);
+    clip_factor(os->scale, os->norm2, o->clip, s);
+    int i = 0;
+    while (i < pt->n) {
+        int j = i;
+        while (j + 1 < pt->n && pt->t[j + 1].decay == pt->t[i].decay) j++;
+        size_t begin = pt->t[i].offset, end = pt->t[j].offset + pt->t[j].numel;
+        adamw_update(pb->master + begin, pb->copy + begin, pb->grad + begin, pb->m + begin, pb->v + begin, end - begin, lr,
+                     o->beta1, o->beta2, o->adam_eps, pt->t[i].decay ? o->wd : 0.0f, os->scale, t,
+                     (unsigned)(o->seed * 7919u + (unsigned)begin), s);
+        i = j + 1;
+    }
+    float n2;
+    CUDA_CHECK(cudaMemcpyAsync(&n2, os->norm2, sizeof(float), cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    return sqrtf(n2);
+}
+
+/* ------------------------------------------------------------------ start-up report */
+static void print_startup(const ModelHandle* h, const TrainOptions* o, int B, int T) {
+    printf("+-----------------------+----------------------------------------------+\n");
+    printf("| model                 | %-44s |\n", h->name);
+    for (int i = 0; i < h->cfg.ncfg; i++) {
+        const CkptConfigField* f = &h->cfg.cfg[i];
+        if (f->is_float) printf("| %-21s | %-44g |\n", f->name, f->f);
+        else printf("| %-21s | %-44lld |\n", f->name, f->i);
+    }
+    printf("| parameters            | %-44zu |\n", param_count(h->pt));
+    printf("| micro-batch B x T     | %-6d x %-37d |\n", B, T);
+    printf("| grad accumulation     | %-44d |\n", o->grad_accum);
+    printf("| FLOPs/token (train)   | %-44.4g |\n", h->flops_per_token);
+    double GiB = 1073741824.0;
+    size_t n = h->pb->total;
+    printf("| memory: parameters    | %8.3f GiB (fp32 master + bf16 copy)          |\n", n * 6.0 / GiB);
+    printf("| memory: gradients     | %8.3f GiB (fp32)                             |\n", n * 4.0 / GiB);
+    printf("| memory: optimizer     | %8.3f GiB (AdamW m, v fp32)                  |\n", n * 8.0 / GiB);
+    printf("| memory: activations   | %8.3f GiB (%d buffers, one allocation)       |\n", h->at->total / GiB, h->at->n);
+    printf("+-----------------------+----------------------------------------------+\n");
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------------ data */
+typedef struct {
+    DataLoader train, val;
+    int has_val;
+    int synthetic;           /* no text: the built-in synthetic copy task */
+    Tokenizer tok;
+    int has_tok;
+    int vocab;               /* token ids in the data are < vocab */
+} TrainData;
+
+static int glob_count(const char* pattern) {
+    glob_t g;
+    memset(&g, 0, sizeof g);
+    int rc = glob(pattern, 0, NULL, &g);
+    int n = rc == 0 ? (int)g.gl_pathc : 0;
+    if (rc == 0 || rc == GLOB_NOSPACE || rc == GLOB_ABORTED) globfree(&g);
+    return n;
+}
+static int file_exists(const char* p) { struct stat st; return stat(p, &st) == 0; }
+
+#define DEFAULT_TRAIN_PATTERN "data/tinyshakespeare/train_*.bin"
+#define SYNTHETIC_VOCAB 64
+
+/* The first run must work on a fresh machine: when the default tinyshakespeare shards are missing they
+ * are prepared (data/prepare.sh downloads them, or uses $TINYSHAKESPEARE); without any text the run
+ * falls back to the synthetic copy task and says so. Shards named by the user must exist. */
+static void data_resolve(TrainData* d, TrainOptions* o) {
+    memset(d, 0, sizeof *d);
+    if (o->task == TASK_SYNTHETIC) { d->synthetic = 1; d->vocab = SYNTHETIC_VOCAB; return; }
+    if (o->task == TASK_MQAR) die("--task mqar is not implemented yet (use --task synthetic or lm)");
+    if (glob_count(o->train_pattern) == 0) {
+        if (strcmp(o->train_pattern, DEFAULT_TRAIN_PATTERN) != 0)
+            die("no training shards match '%s' (prepare data with: bash data/prepare.sh)", o->train_pattern);
+        printf("no tinyshakespeare shards under data/tinyshakespeare: preparing them with `bash data/prepare.sh`\n");
+        fflush(stdout);
+        int rc = file_exists("data/prepare.sh") ? system("bash data/prepare.sh") : -1;
+        if (rc != 0 || glob_count(o->train_pattern) == 0) {
+            printf("no text available (offline and $TINYSHAKESPEARE not set): training on the built-in synthetic copy "
+                   "task instead (vocab %d). To train on text: TINYSHAKESPEARE=/path/input.txt bash data/prepare.sh\n",
+                   SYNTHETIC_VOCAB);
+            d->synthetic = 1;
+            d->vocab = SYNTHETIC_VOCAB;
+            return;
+        }
+    }
+    char err[512];
+    if (o->tokenizer_path && file_exists(o->tokenizer_path)) {
+        if (tokenizer_load(&d->tok, o->tokenizer_path, err, sizeof err) != 0) die("%s", err);
+        d->has_tok = 1;
+        d->vocab = d->tok.vocab_size;
+    } else {
+        /* no tokenizer: the vocabulary comes from the shard header */
+        glob_t g;
+        glob(o->train_pattern, 0, NULL, &g);
+        ShardInfo si;
+        if (shard_open(g.gl_pathv[0], &si, err, sizeof err) != 0) die("%s", err);
+        globfree(&g);
+        if (si.vocab <= 0) die("shard %s does not record its vocabulary and no tokenizer was found at %s (pass --tokenizer)",
+                               o->train_pattern, o->tokenizer_path ? o->tokenizer_path : "(none)");
+        d->vocab = si.vocab;
+    }
+}
+
+/* Opens the loaders (CPU only: every shard is validated here, before the GPU is touched). */
+static void data_open(TrainData* d, const TrainOptions* o, int B, int T) {
+    int rc;
+    if (d->synthetic) {
+        rc = dataloader_init_synthetic(&d->train, B, T, 0, 1, d->vocab, 0, (uint64_t)o->seed, 1);
+        if (rc != 0) die("%s", d->train.err);
+        rc = dataloader_init_synthetic(&d->val, B, T, 0, 1, d->vocab, 1, 0, 0);
+        if (rc != 0) die("%s", d->val.err);
+        d->has_val = 1;
+        printf("synthetic copy task: loss floor %.3f nats/token (ln vocab = %.3f)\n", dataloader_synthetic_floor(d->vocab),
+               log((double)d->vocab));
+        return;
+    }
+    if (dataloader_init(&d->train, o->train_pattern, B, T, 0, 1, d->vocab, 1, (uint64_t)o->seed, 1) != 0)
+        die("%s", d->train.err);
+    if (o->val_pattern && glob_count(o->val_pattern) > 0) {
+        if (evalloader_init(&d->val, o->val_pattern, B, T, 0, 1, d->vocab, 0) != 0) die("%s", d->val.err);
+        d->has_val = 1;
+    } else {
+        printf("no validation shards match '%s': validation is off\n", o->val_pattern ? o->val_pattern : "");
+    }
+}
+
+/* ------------------------------------------------------------------ one step's batches */
+typedef struct {
+    int *h_in, *h_tg;        /* host [M] */
+    int *d_in, *d_tg;        /* device [M] */
+    float* d_losses;         /* device [M] */
+    float* h_losses;         /* host [M] */
+    int M;
+} Batch;
+
+static void batch_alloc(Batch* b, int M) {
+    b->M = M;
+    b->h_in = (int*)malloc_check(sizeof(int) * (size_t)M);
+    b->h_tg = (int*)malloc_check(sizeof(int) * (size_t)M);
+    b->h_losses = (float*)malloc_check(sizeof(float) * (size_t)M);
+    CUDA_CHECK(cudaMalloc((void**)&b->d_in, sizeof(int) * (size_t)M));
+    CUDA_CHECK(cudaMalloc((void**)&b->d_tg, sizeof(int) * (size_t)M));
+    CUDA_CHECK(cudaMalloc((void**)&b->d_losses, sizeof(float) * (size_t)M));
+}
+static void batch_upload(Batch* b, cudaStream_t s) {
+    CUDA_CHECK(cudaMemcpyAsync(b->d_in, b->h_in, sizeof(int) * (size_t)b->M, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_tg, b->h_tg, sizeof(int) * (size_t)b->M, cudaMemcpyHostToDevice, s));
+}
+/* sum of the per-token losses over valid targets (host, double, fixed order: deterministic) */
+static double batch_loss_sum(Batch* b, int* nvalid, cudaStream_t s) {
+    CUDA_CHECK(cudaMemcpyAsync(b->h_losses, b->d_losses, sizeof(float) * (size_t)b->M, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; i < b->M; i++)
+        if (b->h_tg[i] >= 0) { sum += b->h_losses[i]; n++; }
+    *nvalid = n;
+    return sum;
+}
+static int count_valid(const int* tg, int M) {
+    int n = 0;
+    for (int i = 0; i < M; i++) n += tg[i] >= 0;
+    return n;
+}
+static void next_batch(DataLoader* dl, Batch* b) {
+    int rc = dataloader_next(dl, b->h_in, b->h_tg);
+    if (rc < 0) die("%s", dl->err);
+    if (rc == 0) die("training data ended unexpectedly");
+}
+
+/* ------------------------------------------------------------------ validation and sampling */
+static double validate(ModelHandle* h, TrainData* d, Batch* b, int max_batches, cudaStream_t s) {
+    dataloader_reset(&d->val);
+    double sum = 0;
+    long n = 0;
+    for (int i = 0; max_batches <= 0 || i < max_batches; i++) {
+        int rc = dataloader_next(&d->val, b->h_in, b->h_tg);
+        if (rc < 0) die("%s", d->val.err);
+        if (rc == 0) break;
+        batch_upload(b, s);
+        h->step(h->model, b->d_in, b->d_tg, 0.0f, 0, b->d_losses, s);
+        int nv;
+        sum += batch_loss_sum(b, &nv, s);
+        n += nv;
+    }
+    return n ? sum / n : NAN;
+}
+
+/* Next-token logits (host [Vc]) for the context tokens[0..n): the last min(n, T) tokens run through the
+ * model's forward as row 0 of a batch, and the classifier is applied to that row's last position. One
+ * forward of the whole window per token: simple, and the same code path as training. */
+static void window_next_logits(ModelHandle* h, Batch* b, bf16* d_logits, uint16_t* h_logits, const int* tokens, int n,
+                               float* logits, cudaStream_t s) {
+    int w = n < h->T ? n : h->T;
+    for (int i = 0; i < b->M; i++) { b->h_in[i] = 0; b->h_tg[i] = -1; }
+    for (int i = 0; i < w; i++) b->h_in[i] = tokens[n - w + i];
+    batch_upload(b, s);
+    h->step(h->model, b->d_in, b->d_tg, 0.0f, 0, b->d_losses, s);
+    linear_forward(d_logits, h->lnf + (size_t)(w - 1) * h->D, h->lm_head, 1, h->Vc, h->D, s);
+    CUDA_CHECK(cudaMemcpyAsync(h_logits, d_logits, sizeof(uint16_t) * (size_t)h->Vc, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    for (int i = 0; i < h->Vc; i++) logits[i] = host_bf_bits2f(h_logits[i]);
+}
+
+/* Prints gen_tokens tokens sampled after an end-of-text prompt (temperature 1, top-k 40). */
+static void sample_text(ModelHandle* h, TrainData* d, Batch* b, int gen_tokens, Rng* rng, cudaStream_t s) {
+    if (gen_tokens <= 0) return;
+    int eot = d->has_tok ? d->tok.eot : d->vocab - 1;
+    int* toks = (int*)malloc_check(sizeof(int) * (size_t)(gen_tokens + 1));
+    float* logits = (float*)malloc_check(sizeof(float) * (size_t)h->Vc);
+    float* scratch = (float*)malloc_check(sizeof(float) * (size_t)h->Vc);
+    uint16_t* hl = (uint16_t*)malloc_check(sizeof(uint16_t) * (size_t)h->Vc);
+    bf16* dl;
+    CUDA_CHECK(cudaMalloc((void**)&dl, sizeof(bf16) * (size_t)h->Vc));
+    toks[0] = eot;
+    double t0 = wall_seconds();
+    for (int i = 1; i <= gen_tokens; i++) {
+        window_next_logits(h, b, dl, hl, toks, i, logits, s);
+        toks[i] = sample_logits(logits, d->vocab, 1.0f, 40, (float)rng_uniform(rng), scratch);
+    }
+    double dt = wall_seconds() - t0;
+    printf("---- sample (%d tokens, %.0f tokens/s) ----\n", gen_tokens, gen_tokens / dt);
+    if (d->has_tok) {
+        size_t cap = (size_t)gen_tokens * 64 + 16;
+        char* text = (char*)malloc_check(cap);
+        long long nb = tokenizer_decode(&d->tok, (const int32_t*)(toks + 1), (size_t)gen_tokens, text, cap, "<|eot|>");
+        if (nb > 0) fwrite(text, 1, (size_t)nb, stdout);
+        free(text);
+    } else {
+        for (int i = 1; i <= gen_tokens; i++) printf("%d ", toks[i]);
+    }
+    printf("\n----------------\n");
+    fflush(stdout);
+    cudaFree(dl);
+    free(toks); free(logits); free(scratch); free(hl);
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+/* One file per checkpoint: model config, step, data position, sampling RNG, and the fp32 master weights
+ * and AdamW moments (the bf16 copy is rebuilt from the master on load). */
+static void checkpoint_save(ModelHandle* h, const TrainOptions* o, long long step, const DataLoaderState* ds, const Rng* rng) {
+    CkptHeader hd = h->cfg;
+    hd.kind = h->ckpt_kind;
+    hd.num_params = (int64_t)h->pb->total;
+    hd.step = step;
+    hd.rng[0] = rng->s;
+    memset(hd.loader, 0, sizeof hd.loader);
+    memcpy(hd.loader, ds, sizeof *ds);
+    size_t n = h->pb->total;
+    /* the bf16 copy is saved too: it came from stochastic rounding, so rebuilding it from the master
+     * would change the next step's arithmetic and break bit-identical resume */
+    float* host = (float*)malloc_check(n * sizeof(float) * 3 + n * sizeof(bf16));
+    bf16* hcopy = (bf16*)(host + 3 * n);
+    CUDA_CHECK(cudaMemcpy(host, h->pb->master, n * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(host + n, h->pb->m, n * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(host + 2 * n, h->pb->v, n * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(hcopy, h->pb->copy, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+    CkptSection sec[4] = {{"master", host, n * 4}, {"adam_m", host + n, n * 4}, {"adam_v", host + 2 * n, n * 4},
+                          {"copy_bf16", hcopy, n * 2}};
+    char path[4200], err[512];
+    if (mkdir_p(o->out_dir) != 0) die("cannot create output dir %s: %s", o->out_dir, strerror(errno));
+    ckpt_path(o->out_dir, step, path, sizeof path);
+    if (ckpt_write(path, &hd, sec, 4, err, sizeof err) != 0) die("%s", err);
+    if (o->keep > 0) ckpt_prune(o->out_dir, o->keep);
+    free(host);
+    printf("checkpoint: %s\n", path);
+}
+
+/* Validates a checkpoint against this run's model without touching the GPU; returns its header. */
+static CkptHeader checkpoint_check(const ModelHandle* h, const char* path) {
+    CkptHeader file, want = h->cfg;
+    char err[512];
+    want.kind = h->ckpt_kind;
+    if (ckpt_read_header(path, &file, err, sizeof err) != 0) die("%s", err);
+    if (ckpt_config_compare(&file, &want, "this run", err, sizeof err) != 0) die("%s: %s", path, err);
+    if (file.num_params != (int64_t)h->pb->total)
+        die("%s holds %lld parameters, this model has %zu", path, (long long)file.num_params, h->pb->total);
+    return file;
+}
+
+/* Loads weights (and with optimizer, the AdamW moments). */
+static void checkpoint_load(ModelHandle* h, const char* path, const CkptHeader* hd, int optimizer) {
+    size_t n = h->pb->total;
+    char err[512];
+    float* host = (float*)malloc_check(n * sizeof(float));
+    const char* names[3] = {"master", "adam_m", "adam_v"};
+    float* dst[3] = {h->pb->master, h->pb->m, h->pb->v};
+    for (int i = 0; i < (optimizer ? 3 : 1); i++) {
+        if (ckpt_read_section(path, hd, names[i], host, n * sizeof(float), err, sizeof err) != 0) die("%s", err);
+        CUDA_CHECK(cudaMemcpy(dst[i], host, n * sizeof(float), cudaMemcpyHostToDevice));
+    }
+    if (ckpt_section_bytes(hd, "copy_bf16") == (long long)(n * sizeof(bf16))) {
+        if (ckpt_read_section(path, hd, "copy_bf16", host, n * sizeof(bf16), err, sizeof err) != 0) die("%s", err);
+        CUDA_CHECK(cudaMemcpy(h->pb->copy, host, n * sizeof(bf16), cudaMemcpyHostToDevice));
+    } else {
+        cast_f32_to_bf16(h->pb->copy, h->pb->master, n, 0);
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+    free(host);
+}
+
+/* ------------------------------------------------------------------ signals */
+static volatile sig_atomic_t g_stop_requested = 0;
+static void on_stop_signal(int sig) { (void)sig; g_stop_requested = 1; }
+
+/* ------------------------------------------------------------------ memory */
+static size_t g_mem_baseline = 0;
+static void mem_mark_baseline(void) {
+    size_t f, t;
+    CUDA_CHECK(cudaMemGetInfo(&f, &t));
+    g_mem_baseline = t - f;
+}
+/* device memory this process holds beyond the CUDA context (cudaMemGetInfo), GiB */
+static double mem_used_gib(void) {
+    size_t f, t;
+    CUDA_CHECK(cudaMemGetInfo(&f, &t));
+    return (double)(t - f - g_mem_baseline) / 1073741824.0;
+}
+
+/* ------------------------------------------------------------------ benchmark */
+/* Random tokens, like fla's benchmark: tokens/s over timed steps (forward, backward, optimizer), MFU,
+ * peak device memory, time from launch to the end of the first optimizer step. */
+static void run_bench(ModelHandle* h, const TrainOptions* o, int B, int T, double t_launch, cudaStream_t s) {
+    int M = B * T;
+    Batch b;
+    batch_alloc(&b, M);
+    OptState os;
+    opt_state_alloc(&os);
+    Rng r = rng_seed((uint64_t)o->seed);
+    double first_step_s = 0, t0 = 0;
+    int total = o->warmup_bench + o->bench_steps;
+    for (int it = 0; it < total; it++) {
+        if (it == o->warmup_bench) { CUDA_CHECK(cudaStreamSynchronize(s)); t0 = wall_seconds(); }
+        for (int i = 0; i < M; i++) b.h_in[i] = (int)rng_below(&r, (uint32_t)h->Vc);
+        for (int i = 0; i < M; i++) b.h_tg[i] = (i % T == T - 1) ? -1 : b.h_in[i + 1];
+        batch_upload(&b, s);
+        CUDA_CHECK(cudaMemsetAsync(h->pb->grad, 0, h->pb->total * sizeof(float), s));
+        for (int a = 0; a < o->grad_accum; a++)
+            h->step(h->model, b.d_in, b.d_tg, 1.0f / (count_valid(b.h_tg, M) * o->grad_accum), 1, b.d_losses, s);
+        optimizer_step(h, &os, o, o->lr, it + 1, s);
+        if (it == 0) first_step_s = wall_seconds() - t_launch;
+    }
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    double dt = wall_seconds() - t0;
+    double tokens = (double)o->bench_steps * M * o->grad_accum;
+    double tps = tokens / dt;
+    double peak = peak_bf16_tflops_device(0);
+    int nv;
+    double loss_sum = batch_loss_sum(&b, &nv, s);
+    double loss = loss_sum / (nv ? nv : 1);
+    printf("bench %s: B=%d T=%d accum=%d | %.1f ms/step | %.0f tokens/s | MFU %.1f%% | peak mem %.2f GiB | first step %.2f s "
+           "after launch | loss %.4f\n",
+           h->name, B, T, o->grad_accum, 1e3 * dt / o->bench_steps, tps, 100.0 * mfu(h->flops_per_token, tps, peak),
+           mem_used_gib(), first_step_s, loss);
+    printf("BENCH_JSON {\"model\":\"%s\",\"B\":%d,\"T\":%d,\"ms_per_step\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,"
+           "\"peak_mem_gib\":%.3f,\"first_step_s\":%.3f}\n",
+           h->name, B, T, 1e3 * dt / o->bench_steps, tps, mfu(h->flops_per_token, tps, peak), mem_used_gib(), first_step_s);
+}
+
+/* ------------------------------------------------------------------ the training loop */
+static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int T, double t_launch, cudaStream_t s) {
+    int M = B * T;
+    Batch b;
+    batch_alloc(&b, M);
+    OptState os;
+    opt_state_alloc(&os);
+    Rng rng = rng_seed((uint64_t)o->seed ^ 0x5A3D1Eull);
+    long long start = 0;
+    char err[512], path[4200];
+    if (o->resume) {
+        if (ckpt_find_latest(o->out_dir, path, sizeof path) >= 0) {
+            CkptHeader hd = checkpoint_check(h, path);
+            checkpoint_load(h, path, &hd, 1);
+            start = hd.step;
+            rng.s = hd.rng[0];
+            DataLoaderState ds;
+            memcpy(&ds, hd.loader, sizeof ds);
+            if (dataloader_restore(&d->train, &ds) != 0) die("%s: %s", path, d->train.err);
+            printf("resumed from %s at step %lld\n", path, start);
+        } else {
+            printf("--resume 1: no checkpoint in %s yet, starting fresh\n", o->out_dir);
+        }
+    } else if (o->load_path) {
+        CkptHeader hd = checkpoint_check(h, o->load_path);
+        checkpoint_load(h, o->load_path, &hd, 0);
+        printf("loaded weights from %s\n", o->load_path);
+    }
+    Logger lg;
+    if (mkdir_p(o->out_dir) != 0) die("cannot create output dir %s: %s", o->out_dir, strerror(errno));
+    if (logger_open(&lg, o->out_dir, o->resume ? start : -1, err, sizeof err) != 0) die("%s", err);
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
+    double peak = peak_bf16_tflops_device(0);
+    long long steps = o->steps;
+    for (long long step = start; step < steps; step++) {
+        int last = step == steps - 1;
+        if (d->has_val && o->val_every > 0 && (step % o->val_every == 0 || last)) {
+            double vl = validate(h, d, &b, o->val_steps, s);
+            logger_val(&lg, step, vl);
+            printf("step %5lld/%lld | val loss %.4f\n", step + 1, steps, vl);
+        }
+        if (o->sample_every > 0 && step > start && step % o->sample_every == 0) sample_text(h, d, &b, o->gen_tokens, &rng, s);
+        double t0 = wall_seconds();
+        CUDA_CHECK(cudaMemsetAsync(h->pb->grad, 0, h->pb->total * sizeof(float), s));
+        double loss_sum = 0;
+        long nvalid = 0;
+        for (int a = 0; a < o->grad_accum; a++) {
+            next_batch(&d->train, &b);
+            int nv = count_valid(b.h_tg, M);
+            batch_upload(&b, s);
+            h->step(h->model, b.d_in, b.d_tg, nv ? 1.0f / ((float)nv * o->grad_accum) : 0.0f, 1, b.d_losses, s);
+            int nv2;
+            loss_sum += batch_loss_sum(&b, &nv2, s);
+            nvalid += nv2;
+        }
+        float lr = lr_at((long)step, (long)steps, o->warmup, o->lr, o->lr_min_frac, o->schedule, o->decay_frac);
+        float norm = optimizer_step(h, &os, o, lr, (int)step + 1, s);
+        double loss = nvalid ? loss_sum / nvalid : NAN;
+        double dt = wall_seconds() - t0;
+        if (!isfinite(loss) || !isfinite(norm)) {
+            logger_event(&lg, step, "skip_nan", "loss %g grad norm %g: update skipped", loss, (double)norm);
+            printf("step %lld: non-finite loss (%g) or grad norm (%g): the update was skipped\n", step + 1, loss, (double)norm);
+            if (o->nan_policy == NAN_STOP) die("stopping at step %lld on a non-finite loss/grad norm (--nan-policy stop)", step + 1);
+        }
+        LogStep ls = logstep_empty(step);
+        ls.loss = loss; ls.lr = lr; ls.grad_norm = norm; ls.ms = 1e3 * dt;
+        ls.tokens_per_s = (double)M * o->grad_accum / dt;
+        ls.mfu = mfu(h->flops_per_token, ls.tokens_per_s, peak);
+        ls.mem_gib = mem_used_gib();
+        logger_step(&lg, &ls);
+        if (step % o->log_every == 0 || last) progress_print(stdout, &ls, steps);
+        int ckpt_now = (o->ckpt_every > 0 && (step + 1) % o->ckpt_every == 0) || last || g_stop_requested;
+        if (ckpt_now) {
+            DataLoaderState ds = dataloader_state(&d->train);
+            checkpoint_save(h, o, step + 1, &ds, &rng);
+        }
+        if (g_stop_requested) {
+            printf("stopped by signal after step %lld; resume with --resume 1 -o %s\n", step + 1, o->out_dir);
+            break;
+        }
+    }
+    if (o->sample_every > 0 && !g_stop_requested) sample_text(h, d, &b, o->gen_tokens, &rng, s);
+    logger_close(&lg);
+}
+
+/* ------------------------------------------------------------------ main */
+/* A model's entry points for the shared main. */
+typedef struct {
+    const char* name;
+    const char* summary;
+    int (*options)(ArgSpec* out);                       /* model flags (defaults filled), returns count */
+    void (*configure)(int data_vocab, int bench, CkptHeader* cfg);  /* presets + overrides; CPU only */
+    void (*create)(ModelHandle* h, int B, int T, uint64_t seed);   /* allocate and initialise on the GPU */
+} ModelDef;
+
+static int trainer_main(int argc, char** argv, const ModelDef* def) {
+    double t_launch = wall_seconds();
+    TrainOptions o;
+    ArgSpec model_rows[64];
+    int n_model = def->options(model_rows);
+    trainer_parse_args(argc, argv, &o, model_rows, n_model, def->summary);
+    char err[512];
+    if (train_options_check(&o, def->name, 1, err, sizeof err) != 0) die("%s", err);
+    int B = o.batch, T = o.seq;
+    /* everything that can be checked without the GPU is checked first */
+    TrainData d;
+    memset(&d, 0, sizeof d);
+    if (!o.bench) data_resolve(&d, &o);
+    CkptHeader cfg;
+    memset(&cfg, 0, sizeof cfg);
+    def->configure(o.bench ? 0 : d.vocab, o.bench, &cfg);
+    if (!o.bench) data_open(&d, &o, B, T);
+    if (o.load_path && !file_exists(o.load_path)) die("--load %s: no such file", o.load_path);
+
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0)
+        die("no CUDA device found (nvidia-smi shows what the driver sees); --help works without one");
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaFree(0));
+    mem_mark_baseline();
+    matmul_init();
+    ModelHandle h;
+    memset(&h, 0, sizeof h);
+    h.cfg = cfg;
+    def->create(&h, B, T, (uint64_t)o.seed);
+    print_startup(&h, &o, B, T);
+    cudaStream_t s = 0;
+    if (o.bench) run_bench(&h, &o, B, T, t_launch, s);
+    else train_loop(&h, &o, &d, B, T, t_launch, s);
+    matmul_free();
+    return 0;
+}
+
+#endif /* COMMON_TRAINER_CUH */

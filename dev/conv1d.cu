@@ -1,0 +1,223 @@
+/*
+ * dev/conv1d.cu — harness for the depthwise causal conv1d + bias + SiLU (common/conv1d.cuh), forward and backward.
+ *   v1: one thread per (b, channel) walking t with scalar loads; dw/db summed by the same thread into per-b
+ *       partials (teaching version: uncoalesced 2-byte loads, B*Di threads only).
+ *   v2: production (common/conv1d.cuh): 8 channels x 32 tokens per thread, 16-byte loads, block partials.
+ * ./dev/conv1d [version] [--check] [-B 16 -T 2048 -D 2048 -W 4]   (D = d_inner)
+ * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/conv1d.cu -o dev/conv1d
+ */
+#include "harness.h"
+#include "../common/conv1d.cuh"
+#include "ref_mamba_op.h"
+
+// ---------------- v1: one thread per (b, d) ----------------
+__global__ void conv_v1_fwd_kernel(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T,
+                                   int Di, int W) {
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * Di) return;
+    const int bi = idx / Di, d = idx % Di;
+    for (int t = 0; t < T; t++) {
+        float s = b[d];
+        for (int k = 0; k < W; k++) {
+            const int tt = t - (W - 1) + k;
+            if (tt >= 0) s += w[d * W + k] * bf2f(x[((size_t)bi * T + tt) * ld_x + d]);
+        }
+        u[((size_t)bi * T + t) * Di + d] = f2bf(s * conv_sigmoid(s));
+    }
+}
+// part [B][Di][W+1] per-b sums (reduced by conv1d_reduce_kernel over rows = B)
+__global__ void conv_v1_bwd_kernel(bf16* dx, int ld_dx, float* part, const bf16* du, const bf16* x, int ld_x,
+                                   const float* w, const float* b, int B, int T, int Di, int W) {
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * Di) return;
+    const int bi = idx / Di, d = idx % Di;
+    float acc[5] = {0, 0, 0, 0, 0};
+    float dq[4] = {0, 0, 0, 0};   // dxc at t+1 .. t+W-1 (dq[k-1] = dxc(t+k))
+    for (int t = T - 1; t >= 0; t--) {
+        float s = b[d];
+        for (int k = 0; k < W; k++) {
+            const int tt = t - (W - 1) + k;
+            if (tt >= 0) s += w[d * W + k] * bf2f(x[((size_t)bi * T + tt) * ld_x + d]);
+        }
+        const float sg = conv_sigmoid(s);
+        const float dv = bf2f(du[((size_t)bi * T + t) * Di + d]) * sg * (1.0f + s * (1.0f - sg));
+        for (int k = 0; k < W; k++) {
+            const int tt = t - (W - 1) + k;
+            if (tt >= 0) acc[k] += dv * bf2f(x[((size_t)bi * T + tt) * ld_x + d]);
+        }
+        acc[W] += dv;
+        // dx(t) = sum_k w[k] dxc(t + W-1-k)
+        float o = w[d * W + W - 1] * dv;
+        for (int k = 0; k < W - 1; k++) o += w[d * W + k] * dq[W - 2 - k];
+        dx[((size_t)bi * T + t) * ld_dx + d] = f2bf(o);
+        for (int k = W - 2; k > 0; k--) dq[k] = dq[k - 1];
+        dq[0] = dv;
+    }
+    for (int k = 0; k <= W; k++) part[((size_t)bi * Di + d) * (W + 1) + k] = acc[k];
+}
+
+typedef struct {
+    int version, B, T, Di, W, ld_x, ld_dx;
+    bf16 *u, *x, *du, *dx;
+    float *w, *b, *dw, *db, *scratch;
+} ConvCtx;
+
+static void run_fwd(ConvCtx* c) {
+    if (c->version == 1) {
+        conv_v1_fwd_kernel<<<(c->B * c->Di + 127) / 128, 128>>>(c->u, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W);
+        CUDA_KERNEL_CHECK();
+    } else {
+        conv1d_silu_forward(c->u, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W, 0);
+    }
+}
+static void run_bwd(ConvCtx* c) {
+    if (c->version == 1) {
+        conv_v1_bwd_kernel<<<(c->B * c->Di + 127) / 128, 128>>>(c->dx, c->ld_dx, c->scratch, c->du, c->x, c->ld_x, c->w,
+                                                                c->b, c->B, c->T, c->Di, c->W);
+        CUDA_KERNEL_CHECK();
+        const int n = c->Di * (c->W + 1);
+        conv1d_reduce_kernel<<<(n + 255) / 256, 256>>>(c->dw, c->db, c->scratch, c->B, c->Di, c->W);
+        CUDA_KERNEL_CHECK();
+    } else {
+        conv1d_silu_backward(c->dx, c->ld_dx, c->dw, c->db, c->du, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W,
+                             c->scratch, 0);
+    }
+}
+static void fwd_fn(void* p) { run_fwd((ConvCtx*)p); }
+static void bwd_fn(void* p) { run_bwd((ConvCtx*)p); }
+
+static size_t scratch_floats(int B, int T, int Di, int W) {
+    size_t a = conv1d_scratch_floats(B, T, Di, W), v1 = (size_t)B * Di * (W + 1);
+    return a > v1 ? a : v1;
+}
+
+// x is the first half of an xz-like buffer (ld_x = 2 Di), dx likewise
+static ConvCtx make_ctx(int version, int B, int T, int Di, int W, float** hx, float** hw, float** hb, float** hdu,
+                        float** hdw0, float** hdb0, uint64_t seed) {
+    ConvCtx c;
+    c.version = version; c.B = B; c.T = T; c.Di = Di; c.W = W; c.ld_x = 2 * Di; c.ld_dx = 2 * Di;
+    size_t M = (size_t)B * T;
+    *hx = (float*)malloc_check(M * c.ld_x * sizeof(float));
+    *hdu = (float*)malloc_check(M * Di * sizeof(float));
+    *hw = (float*)malloc_check((size_t)Di * W * sizeof(float));
+    *hb = (float*)malloc_check((size_t)Di * sizeof(float));
+    *hdw0 = (float*)malloc_check((size_t)Di * W * sizeof(float));
+    *hdb0 = (float*)malloc_check((size_t)Di * sizeof(float));
+    fill_normal(*hx, M * c.ld_x, 1.0f, seed);
+    round_to_bf16(*hx, M * c.ld_x);
+    fill_normal(*hdu, M * Di, 1.0f, seed + 1);
+    round_to_bf16(*hdu, M * Di);
+    fill_uniform(*hw, (size_t)Di * W, -0.5f, 0.5f, seed + 2);
+    fill_uniform(*hb, Di, -0.5f, 0.5f, seed + 3);
+    fill_uniform(*hdw0, (size_t)Di * W, -1.0f, 1.0f, seed + 4);
+    fill_uniform(*hdb0, Di, -1.0f, 1.0f, seed + 5);
+    c.x = upload_bf16(*hx, M * c.ld_x);
+    c.du = upload_bf16(*hdu, M * Di);
+    c.w = upload_f32(*hw, (size_t)Di * W);
+    c.b = upload_f32(*hb, Di);
+    c.dw = upload_f32(*hdw0, (size_t)Di * W);
+    c.db = upload_f32(*hdb0, Di);
+    c.u = (bf16*)dmalloc(M * Di * sizeof(bf16));
+    c.dx = (bf16*)dmalloc(M * c.ld_dx * sizeof(bf16));
+    c.scratch = (float*)dmalloc(scratch_floats(B, T, Di, W) * sizeof(float));
+    return c;
+}
+static void free_ctx(ConvCtx* c) {
+    cudaFree(c->x); cudaFree(c->du); cudaFree(c->w); cudaFree(c->b); cudaFree(c->dw); cudaFree(c->db);
+    cudaFree(c->u); cudaFree(c->dx); cudaFree(c->scratch);
+}
+
+static int check_shape(int version, int B, int T, int Di, int W) {
+    float *hx, *hw, *hb, *hdu, *hdw0, *hdb0;
+    ConvCtx c = make_ctx(version, B, T, Di, W, &hx, &hw, &hb, &hdu, &hdw0, &hdb0, 1000 + T * 7 + Di);
+    size_t M = (size_t)B * T, n = M * Di;
+    poison(c.u, n * sizeof(bf16));
+    poison(c.dx, M * c.ld_dx * sizeof(bf16));
+    poison(c.scratch, scratch_floats(B, T, Di, W) * sizeof(float));
+    run_fwd(&c);
+    run_bwd(&c);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    // reference on contiguous copies
+    double* x = (double*)malloc_check(n * sizeof(double));
+    for (size_t m = 0; m < M; m++) for (int d = 0; d < Di; d++) x[m * Di + d] = hx[m * c.ld_x + d];
+    double *w = to_double(hw, (size_t)Di * W), *b = to_double(hb, Di), *du = to_double(hdu, n);
+    double *dw = to_double(hdw0, (size_t)Di * W), *db = to_double(hdb0, Di);
+    double* u = (double*)malloc_check(n * sizeof(double));
+    double* dx = (double*)malloc_check(n * sizeof(double));
+    ref_conv1d_silu_forward(u, x, w, b, B, T, Di, W);
+    ref_conv1d_silu_backward(dx, dw, db, du, x, w, b, B, T, Di, W);
+    float* got = (float*)malloc_check(M * c.ld_dx * sizeof(float));
+    float* g2 = (float*)malloc_check(n * sizeof(float));
+    char what[128];
+    int fails = 0;
+    download_bf16(got, c.u, n);
+    snprintf(what, sizeof what, "conv v%d fwd u    B=%d T=%d Di=%d W=%d", version, B, T, Di, W);
+    fails += check_report(what, u, got, n, 1e-2);
+    download_bf16(got, c.dx, M * c.ld_dx);
+    for (size_t m = 0; m < M; m++) for (int d = 0; d < Di; d++) g2[m * Di + d] = got[m * c.ld_dx + d];
+    snprintf(what, sizeof what, "conv v%d bwd dx   B=%d T=%d Di=%d W=%d", version, B, T, Di, W);
+    fails += check_report(what, dx, g2, n, 1e-2);
+    download_f32(g2, c.dw, (size_t)Di * W);
+    snprintf(what, sizeof what, "conv v%d bwd dw+= B=%d T=%d Di=%d W=%d", version, B, T, Di, W);
+    fails += check_report(what, dw, g2, (size_t)Di * W, 1e-4);
+    download_f32(g2, c.db, Di);
+    snprintf(what, sizeof what, "conv v%d bwd db+= B=%d T=%d Di=%d W=%d", version, B, T, Di, W);
+    fails += check_report(what, db, g2, Di, 1e-4);
+    // determinism: the backward again from the same dw/db start gives the same bits
+    {
+        float* a1 = (float*)malloc_check((size_t)Di * W * sizeof(float));
+        float* a2 = (float*)malloc_check((size_t)Di * W * sizeof(float));
+        CUDA_CHECK(cudaMemcpy(c.dw, hdw0, (size_t)Di * W * sizeof(float), cudaMemcpyHostToDevice));
+        run_bwd(&c);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        download_f32(a1, c.dw, (size_t)Di * W);
+        CUDA_CHECK(cudaMemcpy(c.dw, hdw0, (size_t)Di * W * sizeof(float), cudaMemcpyHostToDevice));
+        run_bwd(&c);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        download_f32(a2, c.dw, (size_t)Di * W);
+        int same = memcmp(a1, a2, (size_t)Di * W * sizeof(float)) == 0;
+        printf("%s conv v%d bwd determinism (dw bitwise) B=%d T=%d Di=%d\n", same ? "PASS" : "FAIL", version, B, T, Di);
+        fails += !same;
+        free(a1); free(a2);
+    }
+    free(x); free(w); free(b); free(du); free(dw); free(db); free(u); free(dx); free(got); free(g2);
+    free(hx); free(hw); free(hb); free(hdu); free(hdw0); free(hdb0);
+    free_ctx(&c);
+    return fails;
+}
+
+int main(int argc, char** argv) {
+    HarnessArgs a = harness_args(argc, argv);
+    require_gpu_or_skip("conv1d");
+    const int nver = 2;
+    int v0 = a.version ? a.version : 1, v1 = a.version ? a.version : nver;
+    if (a.check) {
+        int fails = 0;
+        const int shapes[][4] = {{2, 1, 16, 4}, {1, 37, 24, 4}, {2, 300, 16, 4}, {1, 260, 40, 3}, {3, 513, 136, 2},
+                                 {2, 1000, 264, 4}};
+        for (int v = v0; v <= v1; v++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                fails += check_shape(v, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3]);
+        printf("conv1d --check: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
+        return fails ? 1 : 0;
+    }
+    int B = (int)harness_get(&a, 'B', 16), T = (int)harness_get(&a, 'T', 2048), Di = (int)harness_get(&a, 'D', 2048);
+    int W = (int)harness_get(&a, 'W', 4);
+    float *hx, *hw, *hb, *hdu, *hdw0, *hdb0;
+    ConvCtx c = make_ctx(1, B, T, Di, W, &hx, &hw, &hb, &hdu, &hdw0, &hdb0, 7);
+    double n = (double)B * T * Di;
+    double fwd_bytes = n * 4, bwd_bytes = n * 6;   // fwd: x in, u out; bwd: x, du in, dx out
+    printf("conv1d B=%d T=%d Di=%d W=%d  floor: fwd %.4f ms, bwd %.4f ms (bytes / %.0f GB/s)\n", B, T, Di, W,
+           floor_ms(fwd_bytes, 0), floor_ms(bwd_bytes, 0), H200_COPY_GBS);
+    for (int v = v0; v <= v1; v++) {
+        c.version = v;
+        char what[64];
+        snprintf(what, sizeof what, "conv1d v%d forward", v);
+        time_report(what, time_kernel(fwd_fn, &c, a.reps), fwd_bytes, 0);
+        snprintf(what, sizeof what, "conv1d v%d backward", v);
+        time_report(what, time_kernel(bwd_fn, &c, a.reps), bwd_bytes, 0);
+    }
+    free_ctx(&c);
+    free(hx); free(hw); free(hb); free(hdu); free(hdw0); free(hdb0);
+    return 0;
+}

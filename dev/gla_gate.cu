@@ -1,0 +1,189 @@
+/*
+ * dev/gla_gate.cu — harness for GLA's log forget gate g = logsigmoid(z + b)/16 (common/gla_gate.cuh):
+ * correctness against test/ref_core.h in double (including saturated inputs, |z| up to 100),
+ * determinism of the db reduction, and timing against the bytes floor.
+ *
+ *   ./dev/gla_gate [version] [--check] [-B 16 -T 2048 -K 512] [--reps 50]     (-K: Dk = H*K, all heads)
+ * versions: 1 = simple (one thread per element, db by one thread per column over all rows)
+ *           2 = production (common/gla_gate.cuh)
+ * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/gla_gate.cu -o dev/gla_gate
+ */
+#include "../common/gla_gate.cuh"
+#include "harness.h"
+#include "../test/ref_core.h"
+
+#define NVERSIONS 2
+
+/* ---------------- v1: simplest correct version (teaching) ---------------- */
+__global__ void gate_forward_v1(float* g, const bf16* z, const float* b, size_t n, int Dk) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float x = bf2f(z[i]) + b[i % Dk];
+    g[i] = (fminf(x, 0.f) - log1pf(expf(-fabsf(x)))) / 16.f;
+}
+__global__ void gate_backward_v1(bf16* dz, const float* dg, const bf16* z, const float* b, size_t n, int Dk) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float x = bf2f(z[i]) + b[i % Dk];
+    dz[i] = f2bf(dg[i] / (1.f + expf(x)) / 16.f);
+}
+__global__ void gate_backward_db_v1(float* db, const float* dg, const bf16* z, const float* b, int M, int Dk) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= Dk) return;
+    float acc = 0.f;
+    for (int m = 0; m < M; m++) acc += dg[(size_t)m * Dk + c] / (1.f + expf(bf2f(z[(size_t)m * Dk + c]) + b[c])) / 16.f;
+    db[c] += acc;
+}
+
+/* ---------------- dispatch ---------------- */
+typedef struct {
+    int version, M, Dk, P;
+    bf16 *z, *dz;
+    float *g, *b, *dg, *db, *scratch;
+} Ctx;
+
+static void run_forward(const Ctx* c) {
+    if (c->version == 1) {
+        const size_t n = (size_t)c->M * c->Dk;
+        gate_forward_v1<<<(unsigned)((n + 255) / 256), 256>>>(c->g, c->z, c->b, n, c->Dk);
+        CUDA_KERNEL_CHECK();
+    } else {
+        gla_gate_forward(c->g, c->z, c->b, c->M, c->Dk, 0);
+    }
+}
+static void run_backward(const Ctx* c) {
+    if (c->version == 1) {
+        const size_t n = (size_t)c->M * c->Dk;
+        gate_backward_db_v1<<<(c->Dk + 63) / 64, 64>>>(c->db, c->dg, c->z, c->b, c->M, c->Dk);
+        CUDA_KERNEL_CHECK();
+        gate_backward_v1<<<(unsigned)((n + 255) / 256), 256>>>(c->dz, c->dg, c->z, c->b, n, c->Dk);
+        CUDA_KERNEL_CHECK();
+    } else if (c->P > 0) {
+        gla_gate_backward_parts(c->dz, c->db, c->dg, c->z, c->b, c->M, c->Dk, c->scratch, c->P, 0);
+    } else {
+        gla_gate_backward(c->dz, c->db, c->dg, c->z, c->b, c->M, c->Dk, c->scratch, 0);
+    }
+}
+static void fwd_fn(void* p) { run_forward((const Ctx*)p); }
+static void bwd_fn(void* p) { run_backward((const Ctx*)p); }
+
+/* ---------------- check ---------------- */
+static int check_shape(int version, int M, int Dk, uint64_t seed) {
+    const size_t n = (size_t)M * Dk;
+    float *h_z = (float*)malloc_check(n * 4), *h_b = (float*)malloc_check(Dk * 4), *h_dg = (float*)malloc_check(n * 4);
+    float* h_db0 = (float*)malloc_check(Dk * 4);
+    fill_normal(h_z, n, 3.0f, seed);
+    static const float extremes[] = {100.f, -100.f, 40.f, -40.f, 17.f, -17.f, 0.f};
+    for (size_t i = 0; i < sizeof extremes / sizeof extremes[0] && i < n; i++) h_z[(i * 7919) % n] = extremes[i];
+    round_to_bf16(h_z, n);
+    fill_uniform(h_b, Dk, -2.f, 2.f, seed + 1);
+    fill_normal(h_dg, n, 1.0f, seed + 2);
+    fill_normal(h_db0, Dk, 1.0f, seed + 3);
+
+    double *rz = to_double(h_z, n), *rb = to_double(h_b, Dk), *rdg = to_double(h_dg, n), *rdb = to_double(h_db0, Dk);
+    double *rg = (double*)malloc_check(n * 8), *rdz = (double*)malloc_check(n * 8);
+    ref_gla_gate_forward(rg, rz, rb, M, Dk);
+    ref_gla_gate_backward(rdz, rdb, rdg, rz, rb, M, Dk);
+
+    Ctx c;
+    memset(&c, 0, sizeof c);
+    c.version = version; c.M = M; c.Dk = Dk;
+    c.z = upload_bf16(h_z, n);
+    c.b = upload_f32(h_b, Dk);
+    c.dg = upload_f32(h_dg, n);
+    c.g = (float*)dmalloc(n * 4);
+    c.dz = (bf16*)dmalloc(n * 2);
+    c.db = (float*)dmalloc(Dk * 4);
+    const size_t nscr = gla_gate_scratch_floats(M, Dk);
+    c.scratch = (float*)dmalloc(nscr * 4);
+    poison(c.g, n * 4);
+    run_forward(&c);
+    float *g_g = (float*)malloc_check(n * 4), *g_dz[2], *g_db[2];
+    download_f32(g_g, c.g, n);
+    for (int rep = 0; rep < 2; rep++) {
+        CUDA_CHECK(cudaMemcpy(c.db, h_db0, Dk * 4, cudaMemcpyHostToDevice));
+        poison(c.dz, n * 2);
+        poison(c.scratch, nscr * 4);
+        run_backward(&c);
+        g_dz[rep] = (float*)malloc_check(n * 4);
+        g_db[rep] = (float*)malloc_check(Dk * 4);
+        download_bf16(g_dz[rep], c.dz, n);
+        download_f32(g_db[rep], c.db, Dk);
+    }
+    char what[128];
+    int fails = 0;
+    snprintf(what, sizeof what, "v%d fwd g   M=%-5d Dk=%-5d", version, M, Dk);
+    fails += check_report(what, rg, g_g, n, 1e-5);
+    snprintf(what, sizeof what, "v%d bwd dz  M=%-5d Dk=%-5d", version, M, Dk);
+    fails += check_report(what, rdz, g_dz[0], n, 5e-3);
+    snprintf(what, sizeof what, "v%d bwd db  M=%-5d Dk=%-5d", version, M, Dk);
+    fails += check_report(what, rdb, g_db[0], Dk, 1e-5);
+    const int same = !memcmp(g_db[0], g_db[1], Dk * 4) && !memcmp(g_dz[0], g_dz[1], n * 4);
+    printf("%s v%d bwd deterministic (2 runs bit-identical) M=%d Dk=%d\n", same ? "PASS" : "FAIL", version, M, Dk);
+    fails += !same;
+
+    free(h_z); free(h_b); free(h_dg); free(h_db0); free(rz); free(rb); free(rdg); free(rdb); free(rg); free(rdz);
+    free(g_g);
+    for (int rep = 0; rep < 2; rep++) { free(g_dz[rep]); free(g_db[rep]); }
+    CUDA_CHECK(cudaFree(c.z)); CUDA_CHECK(cudaFree(c.b)); CUDA_CHECK(cudaFree(c.dg)); CUDA_CHECK(cudaFree(c.g));
+    CUDA_CHECK(cudaFree(c.dz)); CUDA_CHECK(cudaFree(c.db)); CUDA_CHECK(cudaFree(c.scratch));
+    return fails;
+}
+
+/* ---------------- timing ---------------- */
+static void time_version(int version, int M, int Dk, int reps, int P) {
+    const size_t n = (size_t)M * Dk;
+    float* h = (float*)malloc_check(n * 4);
+    Ctx c;
+    memset(&c, 0, sizeof c);
+    c.version = version; c.M = M; c.Dk = Dk; c.P = P;
+    fill_normal(h, n, 2.0f, 31);
+    c.z = upload_bf16(h, n);
+    c.dg = upload_f32(h, n);
+    fill_uniform(h, Dk, -1.f, 1.f, 32);
+    c.b = upload_f32(h, Dk);
+    c.g = (float*)dmalloc(n * 4);
+    c.dz = (bf16*)dmalloc(n * 2);
+    c.db = (float*)dmalloc(Dk * 4);
+    CUDA_CHECK(cudaMemset(c.db, 0, Dk * 4));
+    const int Pn = P > 0 ? P : gla_gate_bwd_parts(M);
+    c.scratch = (float*)dmalloc((size_t)Pn * Dk * 4);
+    const double fbytes = (double)n * 6, bbytes = (double)n * 8 + 2.0 * Pn * Dk * 4 * (version != 1);
+    char what[96];
+    float ms = time_kernel(fwd_fn, &c, reps);
+    snprintf(what, sizeof what, "v%d forward  M=%d Dk=%d", version, M, Dk);
+    time_report(what, ms, fbytes, 0);
+    printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(fbytes, 0), fbytes / 1e6);
+    ms = time_kernel(bwd_fn, &c, reps);
+    if (P > 0) snprintf(what, sizeof what, "v%d backward M=%d Dk=%d P=%d", version, M, Dk, P);
+    else snprintf(what, sizeof what, "v%d backward M=%d Dk=%d", version, M, Dk);
+    time_report(what, ms, bbytes, 0);
+    printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes, 0), bbytes / 1e6);
+    free(h);
+    CUDA_CHECK(cudaFree(c.z)); CUDA_CHECK(cudaFree(c.dg)); CUDA_CHECK(cudaFree(c.b)); CUDA_CHECK(cudaFree(c.g));
+    CUDA_CHECK(cudaFree(c.dz)); CUDA_CHECK(cudaFree(c.db)); CUDA_CHECK(cudaFree(c.scratch));
+}
+
+int main(int argc, char** argv) {
+    HarnessArgs a = harness_args(argc, argv);
+    require_gpu_or_skip("gla_gate");
+    if (a.version < 0 || a.version > NVERSIONS) die("version must be 1..%d", NVERSIONS);
+    const int v0 = a.version ? a.version : 1, v1 = a.version ? a.version : NVERSIONS;
+    if (a.check) {
+        static const int shapes[][2] = {{1, 8}, {7, 16}, {33, 512}, {129, 264}, {5001, 512}, {300, 1024}, {1, 2048}, {4243, 40}};
+        int fails = 0;
+        uint64_t seed = 3000;
+        for (int v = v0; v <= v1; v++)
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+                fails += check_shape(v, shapes[i][0], shapes[i][1], seed += 17);
+        printf("gla_gate --check: %s (%d failed)\n", fails ? "FAIL" : "PASS", fails);
+        return fails ? 1 : 0;
+    }
+    const int M = (int)(harness_get(&a, 'B', 16) * harness_get(&a, 'T', 2048)), Dk = (int)harness_get(&a, 'K', 512);
+    for (int v = v0; v <= v1; v++) time_version(v, M, Dk, a.reps, 0);
+    if (v1 == NVERSIONS) {
+        static const int Ps[] = {264, 1056, 2112};
+        for (size_t i = 0; i < sizeof Ps / sizeof Ps[0]; i++) time_version(NVERSIONS, M, Dk, a.reps, Ps[i]);
+    }
+    return 0;
+}

@@ -1,0 +1,256 @@
+/*
+ * dev/rmsnorm.cu — harness for the fused residual-add RMSNorm (common/rmsnorm.cuh): correctness against
+ * test/ref_core.h in double, determinism of the dw reduction, and timing against the bytes floor.
+ *
+ *   ./dev/rmsnorm [version] [--check] [-B 16 -T 2048 -C 1024] [--reps 50]
+ * versions: 1 = simple (one block per row, scalar accesses, dw by one thread per column over all rows)
+ *           2 = production (common/rmsnorm.cuh)
+ * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/rmsnorm.cu -o dev/rmsnorm
+ */
+#include "../common/rmsnorm.cuh"
+#include "harness.h"
+#include "../test/ref_core.h"
+
+#define NVERSIONS 2
+
+/* ---------------- v1: the simplest correct version (teaching, not production) ---------------- */
+__device__ float block_sum_v1(float v, float* sh) {  /* blockDim.x == 256, tree in shared memory */
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int o = 128; o > 0; o /= 2) {
+        if ((int)threadIdx.x < o) sh[threadIdx.x] += sh[threadIdx.x + o];
+        __syncthreads();
+    }
+    float s = sh[0];
+    __syncthreads();
+    return s;
+}
+__global__ void rmsnorm_forward_v1(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
+                                   const float* w, int C, float eps) {
+    __shared__ float sh[256];
+    const size_t base = (size_t)blockIdx.x * C;
+    float ss = 0.f;
+    for (int c = threadIdx.x; c < C; c += 256) {
+        float x = (resid_in ? resid_in[base + c] : 0.f) + (delta ? bf2f(delta[base + c]) : 0.f);
+        resid_out[base + c] = x;
+        ss += x * x;
+    }
+    const float r = rsqrtf(block_sum_v1(ss, sh) / C + eps);
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+    for (int c = threadIdx.x; c < C; c += 256) out[base + c] = f2bf(resid_out[base + c] * r * w[c]);
+}
+__global__ void rmsnorm_backward_dx_v1(float* dresid, const bf16* dout, const float* x, const float* rstd,
+                                       const float* w, int C) {
+    __shared__ float sh[256];
+    const size_t base = (size_t)blockIdx.x * C;
+    const float r = rstd[blockIdx.x];
+    float c1 = 0.f;
+    for (int c = threadIdx.x; c < C; c += 256) c1 += x[base + c] * r * w[c] * bf2f(dout[base + c]);
+    c1 = block_sum_v1(c1, sh) / C;
+    for (int c = threadIdx.x; c < C; c += 256)
+        dresid[base + c] += r * (w[c] * bf2f(dout[base + c]) - x[base + c] * r * c1);
+}
+__global__ void rmsnorm_backward_dw_v1(float* dw, const bf16* dout, const float* x, const float* rstd, int M, int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float acc = 0.f;
+    for (int m = 0; m < M; m++) acc += bf2f(dout[(size_t)m * C + c]) * x[(size_t)m * C + c] * rstd[m];
+    dw[c] += acc;
+}
+
+/* ---------------- dispatch by version ---------------- */
+typedef struct {
+    int version, M, C, P;  /* P: partial rows for the production backward (0 = its default) */
+    bf16 *out, *dout, *delta;
+    float *rstd, *resid_out, *resid_in, *w, *dresid, *dw, *scratch;
+} Ctx;
+
+static void run_forward(const Ctx* c) {
+    if (c->version == 1) {
+        rmsnorm_forward_v1<<<c->M, 256>>>(c->out, c->rstd, c->resid_out, c->resid_in, c->delta, c->w, c->C, 1e-6f);
+        CUDA_KERNEL_CHECK();
+    } else {
+        rmsnorm_forward(c->out, c->rstd, c->resid_out, c->resid_in, c->delta, c->w, c->M, c->C, 1e-6f, 0);
+    }
+}
+static void run_backward(const Ctx* c) {
+    if (c->version == 1) {
+        /* dw first: it reads only inputs */
+        rmsnorm_backward_dw_v1<<<(c->C + 127) / 128, 128>>>(c->dw, c->dout, c->resid_out, c->rstd, c->M, c->C);
+        CUDA_KERNEL_CHECK();
+        rmsnorm_backward_dx_v1<<<c->M, 256>>>(c->dresid, c->dout, c->resid_out, c->rstd, c->w, c->C);
+        CUDA_KERNEL_CHECK();
+    } else if (c->P > 0) {
+        rmsnorm_backward_parts(c->dresid, c->dw, c->dout, c->resid_out, c->rstd, c->w, c->M, c->C, c->scratch, c->P, 0);
+    } else {
+        rmsnorm_backward(c->dresid, c->dw, c->dout, c->resid_out, c->rstd, c->w, c->M, c->C, c->scratch, 0);
+    }
+}
+static void fwd_fn(void* p) { run_forward((const Ctx*)p); }
+static void bwd_fn(void* p) { run_backward((const Ctx*)p); }
+
+/* ---------------- check ---------------- */
+/* mode: 0 = resid_in + delta out of place, 1 = in place, 2 = resid_in only, 3 = delta only */
+static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
+    const size_t n = (size_t)M * C;
+    float* h_res = (float*)malloc_check(n * 4);
+    float* h_delta = (float*)malloc_check(n * 4);
+    float* h_w = (float*)malloc_check(C * 4);
+    float* h_dout = (float*)malloc_check(n * 4);
+    float* h_dres0 = (float*)malloc_check(n * 4);
+    float* h_dw0 = (float*)malloc_check(C * 4);
+    fill_normal(h_res, n, 1.0f, seed);
+    fill_normal(h_delta, n, 0.5f, seed + 1);
+    round_to_bf16(h_delta, n);
+    fill_uniform(h_w, C, 0.5f, 1.5f, seed + 2);
+    fill_normal(h_dout, n, 1.0f, seed + 3);
+    round_to_bf16(h_dout, n);
+    fill_normal(h_dres0, n, 0.1f, seed + 4);
+    fill_normal(h_dw0, C, 1.0f, seed + 5);
+    const int use_res = mode != 3, use_delta = mode != 2;
+
+    /* reference, double */
+    double* x = (double*)malloc_check(n * 8);
+    for (size_t i = 0; i < n; i++) x[i] = (use_res ? (double)h_res[i] : 0.0) + (use_delta ? (double)h_delta[i] : 0.0);
+    double* ry = (double*)malloc_check(n * 8);
+    double* rr = (double*)malloc_check(M * 8);
+    double* rw = to_double(h_w, C);
+    ref_rmsnorm_forward(ry, rr, x, rw, M, C, 1e-6);
+    double* rdx = to_double(h_dres0, n);
+    double* rdw = to_double(h_dw0, C);
+    double* rdy = to_double(h_dout, n);
+    ref_rmsnorm_backward(rdx, rdw, rdy, x, rr, rw, M, C);
+
+    Ctx c;
+    memset(&c, 0, sizeof c);
+    c.version = version; c.M = M; c.C = C;
+    float* d_res = upload_f32(h_res, n);
+    c.resid_in = use_res ? d_res : NULL;
+    c.resid_out = mode == 1 ? d_res : (float*)dmalloc(n * 4);
+    bf16* d_delta = upload_bf16(h_delta, n);
+    c.delta = use_delta ? d_delta : NULL;
+    c.w = upload_f32(h_w, C);
+    c.out = (bf16*)dmalloc(n * 2);
+    c.rstd = (float*)dmalloc(M * 4);
+    c.dout = upload_bf16(h_dout, n);
+    c.dresid = (float*)dmalloc(n * 4);
+    c.dw = (float*)dmalloc(C * 4);
+    c.scratch = (float*)dmalloc(rmsnorm_scratch_floats(M, C) * 4);
+    poison(c.out, n * 2);
+    poison(c.rstd, M * 4);
+    if (mode != 1) poison(c.resid_out, n * 4);
+    poison(c.scratch, rmsnorm_scratch_floats(M, C) * 4);
+    run_forward(&c);
+
+    float* g_out = (float*)malloc_check(n * 4);
+    float* g_res = (float*)malloc_check(n * 4);
+    float* g_r = (float*)malloc_check(M * 4);
+    download_bf16(g_out, c.out, n);
+    download_f32(g_res, c.resid_out, n);
+    download_f32(g_r, c.rstd, M);
+    char what[160];
+    int fails = 0;
+    static const char* mname[4] = {"res+delta", "in-place", "res-only", "delta-only"};
+    snprintf(what, sizeof what, "v%d fwd out      M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
+    fails += check_report(what, ry, g_out, n, 5e-3);
+    snprintf(what, sizeof what, "v%d fwd resid    M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
+    fails += check_report(what, x, g_res, n, 1e-6);
+    snprintf(what, sizeof what, "v%d fwd rstd     M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
+    fails += check_report(what, rr, g_r, M, 1e-5);
+
+    /* backward twice from the same starting point: results must match the reference and each other bitwise */
+    float* g_dres[2];
+    float* g_dw[2];
+    for (int rep = 0; rep < 2; rep++) {
+        CUDA_CHECK(cudaMemcpy(c.dresid, h_dres0, n * 4, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(c.dw, h_dw0, C * 4, cudaMemcpyHostToDevice));
+        poison(c.scratch, rmsnorm_scratch_floats(M, C) * 4);
+        run_backward(&c);
+        g_dres[rep] = (float*)malloc_check(n * 4);
+        g_dw[rep] = (float*)malloc_check(C * 4);
+        download_f32(g_dres[rep], c.dresid, n);
+        download_f32(g_dw[rep], c.dw, C);
+    }
+    snprintf(what, sizeof what, "v%d bwd dresid   M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
+    fails += check_report(what, rdx, g_dres[0], n, 1e-5);
+    snprintf(what, sizeof what, "v%d bwd dw       M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
+    fails += check_report(what, rdw, g_dw[0], C, 1e-5);
+    const int same = !memcmp(g_dres[0], g_dres[1], n * 4) && !memcmp(g_dw[0], g_dw[1], C * 4);
+    printf("%s v%d bwd deterministic (2 runs bit-identical) M=%d C=%d\n", same ? "PASS" : "FAIL", version, M, C);
+    fails += !same;
+
+    for (int rep = 0; rep < 2; rep++) { free(g_dres[rep]); free(g_dw[rep]); }
+    free(h_res); free(h_delta); free(h_w); free(h_dout); free(h_dres0); free(h_dw0);
+    free(x); free(ry); free(rr); free(rw); free(rdx); free(rdw); free(rdy); free(g_out); free(g_res); free(g_r);
+    if (mode != 1) CUDA_CHECK(cudaFree(c.resid_out));
+    CUDA_CHECK(cudaFree(d_res));
+    CUDA_CHECK(cudaFree(d_delta)); CUDA_CHECK(cudaFree(c.w)); CUDA_CHECK(cudaFree(c.out)); CUDA_CHECK(cudaFree(c.rstd));
+    CUDA_CHECK(cudaFree(c.dout)); CUDA_CHECK(cudaFree(c.dresid)); CUDA_CHECK(cudaFree(c.dw)); CUDA_CHECK(cudaFree(c.scratch));
+    return fails;
+}
+
+/* ---------------- timing ---------------- */
+static void time_version(int version, int M, int C, int reps, int P) {
+    const size_t n = (size_t)M * C;
+    float* h = (float*)malloc_check(n * 4);
+    Ctx c;
+    memset(&c, 0, sizeof c);
+    c.version = version; c.M = M; c.C = C; c.P = P;
+    fill_normal(h, n, 1.0f, 11);
+    c.resid_in = upload_f32(h, n);
+    c.delta = upload_bf16(h, n);
+    c.dout = upload_bf16(h, n);
+    c.dresid = upload_f32(h, n);
+    fill_uniform(h, C, 0.5f, 1.5f, 12);
+    c.w = upload_f32(h, C);
+    c.resid_out = (float*)dmalloc(n * 4);
+    c.out = (bf16*)dmalloc(n * 2);
+    c.rstd = (float*)dmalloc(M * 4);
+    c.dw = (float*)dmalloc(C * 4);
+    CUDA_CHECK(cudaMemset(c.dw, 0, C * 4));
+    const int Pmax = P > 0 ? P : rmsnorm_bwd_parts(M, C);
+    c.scratch = (float*)dmalloc((size_t)Pmax * C * 4);
+    const double fbytes = (double)n * (4 + 2 + 4 + 2) + 4.0 * M;
+    const double bbytes = (double)n * (2 + 4 + 4 + 4) + 4.0 * M + 2.0 * Pmax * C * 4 * (version != 1);
+    char what[96];
+    float ms = time_kernel(fwd_fn, &c, reps);
+    snprintf(what, sizeof what, "v%d forward  M=%d C=%d", version, M, C);
+    time_report(what, ms, fbytes, 0);
+    printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(fbytes, 0), fbytes / 1e6);
+    ms = time_kernel(bwd_fn, &c, reps);
+    if (P > 0) snprintf(what, sizeof what, "v%d backward M=%d C=%d P=%d", version, M, C, P);
+    else snprintf(what, sizeof what, "v%d backward M=%d C=%d", version, M, C);
+    time_report(what, ms, bbytes, 0);
+    printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes, 0), bbytes / 1e6);
+    free(h);
+    CUDA_CHECK(cudaFree(c.resid_in)); CUDA_CHECK(cudaFree(c.delta)); CUDA_CHECK(cudaFree(c.dout));
+    CUDA_CHECK(cudaFree(c.dresid)); CUDA_CHECK(cudaFree(c.w)); CUDA_CHECK(cudaFree(c.resid_out));
+    CUDA_CHECK(cudaFree(c.out)); CUDA_CHECK(cudaFree(c.rstd)); CUDA_CHECK(cudaFree(c.dw)); CUDA_CHECK(cudaFree(c.scratch));
+}
+
+int main(int argc, char** argv) {
+    HarnessArgs a = harness_args(argc, argv);
+    require_gpu_or_skip("rmsnorm");
+    const int v0 = a.version ? a.version : 1, v1 = a.version ? a.version : NVERSIONS;
+    if (a.version < 0 || a.version > NVERSIONS) die("version must be 1..%d", NVERSIONS);
+    if (a.check) {
+        static const int shapes[][3] = {  /* M, C, mode */
+            {1, 16, 0}, {7, 8, 1}, {33, 768, 0}, {257, 1024, 1}, {64, 1024, 2}, {65, 1024, 3},
+            {65, 1536, 0}, {31, 2048, 1}, {17, 4096, 0}, {9, 8192, 1}, {5001, 1024, 1}, {4500, 2048, 0},
+            {3001, 4096, 1}, {2, 24, 0}};
+        int fails = 0;
+        uint64_t seed = 1000;
+        for (int v = v0; v <= v1; v++)
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+                fails += check_shape(v, shapes[i][0], shapes[i][1], shapes[i][2], seed += 17);
+        printf("rmsnorm --check: %s (%d failed)\n", fails ? "FAIL" : "PASS", fails);
+        return fails ? 1 : 0;
+    }
+    const int M = (int)(harness_get(&a, 'B', 16) * harness_get(&a, 'T', 2048)), C = (int)harness_get(&a, 'C', 1024);
+    for (int v = v0; v <= v1; v++) time_version(v, M, C, a.reps, 0);
+    if (v1 == NVERSIONS) {  /* production backward with other numbers of partial rows */
+        static const int Ps[] = {132, 264, 1056, 2112};
+        for (size_t i = 0; i < sizeof Ps / sizeof Ps[0]; i++) time_version(NVERSIONS, M, C, a.reps, Ps[i]);
+    }
+    return 0;
+}

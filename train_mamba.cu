@@ -1,0 +1,373 @@
+/*
+ * train_mamba.cu — the Mamba-1 language model (state-spaces/mamba MambaLMHeadModel) and its training
+ * program. This file holds only the model: config and presets, the parameter and activation tables, the
+ * forward and backward orchestration of one micro-batch, and recurrent decoding for sampling. Everything
+ * else comes from common/. Math: ../shared/docs/mamba.md sections 1-2.
+ * Shapes: B batch, T time, M = B*T tokens, D d_model, Di d_inner, N d_state, R dt_rank, W conv width,
+ * Vc vocabulary, X = row stride of the x_proj output (R+2N rounded up to 8 for 16-byte alignment).
+ */
+#include "common/trainer.cuh"
+#include "common/conv1d.cuh"
+#include "common/selective_scan.cuh"
+
+/* ------------------------------------------------------------------ config */
+typedef struct {
+    int Vc, D, L, Di, N, R, W;
+    int tied;
+    float eps;
+} MambaConfig;
+
+typedef struct { const char* name; MambaConfig c; } MambaPreset;
+/* Di = 2D (expand 2), R = ceil(D/16), N = 16, W = 4 (mamba.md 1.1); tied embeddings like MambaLMHeadModel */
+static const MambaPreset mamba_presets[] = {
+    {"mamba-tiny", {0, 256, 4, 512, 16, 16, 4, 1, 1e-5f}},
+    {"mamba-130m", {0, 768, 24, 1536, 16, 48, 4, 1, 1e-5f}},
+    {"mamba-370m", {0, 1024, 48, 2048, 16, 64, 4, 1, 1e-5f}},
+    {"mamba-790m", {0, 1536, 48, 3072, 16, 96, 4, 1, 1e-5f}},
+    {"mamba-1.4b", {0, 2048, 48, 4096, 16, 128, 4, 1, 1e-5f}},
+};
+
+/* ------------------------------------------------------------------ model */
+typedef struct {
+    size_t norm, w_in, conv_w, conv_b, w_x, w_dt, dt_bias, A_log, Dskip, w_out;
+} MambaLayerParams;
+
+typedef struct {
+    float* res;         /* [L,M,D] fp32 residual stream entering each block's norm */
+    float* rstd;        /* [L,M] */
+    bf16* ln;           /* [L,M,D] normed block input */
+    bf16* xz;           /* [L,M,2Di] in_proj output: x | z */
+    bf16* u;            /* [L,M,Di] conv1d + SiLU output */
+    bf16* xdbl;         /* [L,M,X] x_proj output: dt_low | B | C */
+    bf16* dt;           /* [L,M,Di] dt_proj output (before bias and softplus) */
+    bf16* y;            /* [L,M,Di] gated scan output, input of out_proj */
+    char* scan_saved;   /* [L, scan_saved_bytes] */
+    float* res_final;   /* [M,D] */
+    float* rstd_final;  /* [M] */
+    bf16* lnf;          /* [M,D] */
+    bf16* delta;        /* [M,D] block output before it joins the residual stream */
+    bf16* dy;           /* [M,Di] */
+    bf16* du;           /* [M,Di] */
+    bf16* ddt;          /* [M,Di] */
+    bf16* dxdbl;        /* [M,X] */
+    bf16* dxz;          /* [M,2Di] */
+    bf16* dln;          /* [M,D] */
+    bf16* dres_bf;      /* [M,D] */
+    float* dres;        /* [M,D] */
+    float* norm_scratch;
+    float* conv_scratch;
+    char* scan_ws;
+    void* emb_scratch;
+    bf16* cls_scratch;
+} MambaActs;
+
+typedef struct {
+    MambaConfig c;
+    int X;
+    int B, T;
+    ParamTable pt;
+    ParamBuffers p;
+    size_t embed, final_norm, lm_head;
+    MambaLayerParams* lp;
+    ActTable at;
+    MambaActs a;
+    size_t scan_saved_per_layer;
+} MambaModel;
+
+#define W_(m, off) ((m)->p.copy + (off))
+#define F_(m, off) ((m)->p.master + (off))
+#define G_(m, off) ((m)->p.grad + (off))
+
+static void mamba_derive(MambaModel* m) {
+    const MambaConfig* c = &m->c;
+    m->X = (c->R + 2 * c->N + 7) / 8 * 8;
+    if (c->D % 8 || c->Di % 8) die("Mamba: D=%d and d_inner=%d must be multiples of 8", c->D, c->Di);
+    if (c->W < 1 || c->W > 4) die("Mamba: conv width %d not supported (1..4)", c->W);
+    if (c->N < 1 || c->R < 1) die("Mamba: d_state and dt_rank must be >= 1");
+}
+
+/* The parameter table in the layout of design.md (and test/ref_mamba.h). Init per mamba.md 1.4; tensors
+ * whose rule is not a plain distribution are INIT_CUSTOM and filled by mamba_init_custom. */
+static void mamba_build_params(MambaModel* m) {
+    const MambaConfig* c = &m->c;
+    ParamTable* pt = &m->pt;
+    char nm[64];
+    m->embed = param_add(pt, "embed", 2, c->Vc, c->D, 0, 0, INIT_NORMAL, 0.02f);
+    m->lp = (MambaLayerParams*)malloc_check(sizeof(MambaLayerParams) * (size_t)c->L);
+    for (int l = 0; l < c->L; l++) {
+        MambaLayerParams* lp = &m->lp[l];
+#define P_(field, ...) (snprintf(nm, sizeof nm, "layers.%d." #field, l), lp->field = param_add(pt, nm, __VA_ARGS__))
+        P_(norm, 1, c->D, 0, 0, 0, INIT_ONE, 0);
+        P_(w_in, 2, 2 * c->Di, c->D, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->D));
+        P_(conv_w, 2, c->Di, c->W, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->W));
+        P_(conv_b, 1, c->Di, 0, 0, 0, INIT_UNIFORM, 1.0f / sqrtf((float)c->W));
+        P_(w_x, 2, c->R + 2 * c->N, c->Di, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->Di));
+        P_(w_dt, 2, c->Di, c->R, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->R));
+        P_(dt_bias, 1, c->Di, 0, 0, 0, INIT_CUSTOM, 0);
+        P_(A_log, 2, c->Di, c->N, 0, 0, INIT_CUSTOM, 0);
+        P_(Dskip, 1, c->Di, 0, 0, 0, INIT_ONE, 0);
+        P_(w_out, 2, c->D, c->Di, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->Di) / sqrtf((float)c->L));
+#undef P_
+    }
+    m->final_norm = param_add(pt, "final_norm", 1, c->D, 0, 0, 0, INIT_ONE, 0);
+    m->lm_head = c->tied ? m->embed : param_add(pt, "lm_head", 2, c->Vc, c->D, 0, 1, INIT_NORMAL, 0.02f);
+}
+
+/* dt bias = inverse softplus of dt ~ log-uniform in [1e-3, 1e-1] floored at 1e-4; A_log = log(n+1) */
+static void mamba_init_custom(const MambaModel* m, float* host, uint64_t seed) {
+    const MambaConfig* c = &m->c;
+    Rng r = rng_seed(seed ^ 0xD7B1A5ull);
+    for (int l = 0; l < c->L; l++) {
+        const MambaLayerParams* lp = &m->lp[l];
+        for (int d = 0; d < c->Di; d++) {
+            double dt = exp(rng_uniform(&r) * (log(0.1) - log(0.001)) + log(0.001));
+            if (dt < 1e-4) dt = 1e-4;
+            host[lp->dt_bias + d] = (float)(dt + log(-expm1(-dt)));
+            for (int n = 0; n < c->N; n++) host[lp->A_log + (size_t)d * c->N + n] = (float)log((double)n + 1.0);
+        }
+    }
+}
+
+static void mamba_build_acts(MambaModel* m) {
+    const MambaConfig* c = &m->c;
+    ActTable* at = &m->at;
+    MambaActs* a = &m->a;
+    size_t M = (size_t)m->B * m->T, L = (size_t)c->L, D = (size_t)c->D, Di = (size_t)c->Di;
+    m->scan_saved_per_layer = scan_saved_bytes(m->B, m->T, c->Di, c->N);
+    ACT(at, a->res, L * M * D);
+    ACT(at, a->rstd, L * M);
+    ACT(at, a->ln, L * M * D);
+    ACT(at, a->xz, L * M * 2 * Di);
+    ACT(at, a->u, L * M * Di);
+    ACT(at, a->xdbl, L * M * m->X);
+    ACT(at, a->dt, L * M * Di);
+    ACT(at, a->y, L * M * Di);
+    ACT(at, a->scan_saved, L * m->scan_saved_per_layer);
+    ACT(at, a->res_final, M * D);
+    ACT(at, a->rstd_final, M);
+    ACT(at, a->lnf, M * D);
+    ACT(at, a->delta, M * D);
+    ACT(at, a->dy, M * Di);
+    ACT(at, a->du, M * Di);
+    ACT(at, a->ddt, M * Di);
+    ACT(at, a->dxdbl, M * m->X);
+    ACT(at, a->dxz, M * 2 * Di);
+    ACT(at, a->dln, M * D);
+    ACT(at, a->dres_bf, M * D);
+    ACT(at, a->dres, M * D);
+    ACT(at, a->norm_scratch, rmsnorm_scratch_floats((int)M, (int)D));
+    ACT(at, a->conv_scratch, conv1d_scratch_floats(m->B, m->T, c->Di, c->W));
+    ACT(at, a->scan_ws, scan_workspace_bytes(m->B, m->T, c->Di, c->N));
+    act_add(at, "emb_scratch", (void**)&a->emb_scratch, embedding_scratch_bytes((int)M, c->Vc));
+    ACT(at, a->cls_scratch, classifier_scratch_elems((int)M, c->Vc));
+}
+
+/* ------------------------------------------------------------------ forward */
+/* Mixer of layer l (mamba.md 1.2): in_proj -> conv1d+SiLU -> x_proj -> dt_proj -> selective scan (softplus,
+ * D skip, silu(z) gate) -> out_proj (into delta) */
+static void mamba_mixer_forward(MambaModel* m, int l, cudaStream_t s) {
+    const MambaConfig* c = &m->c;
+    const MambaLayerParams* lp = &m->lp[l];
+    MambaActs* a = &m->a;
+    int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
+    bf16* xz = a->xz + (size_t)l * M * 2 * Di;
+    bf16* u = a->u + (size_t)l * M * Di;
+    bf16* xdbl = a->xdbl + (size_t)l * M * X;
+    bf16* dt = a->dt + (size_t)l * M * Di;
+    bf16* y = a->y + (size_t)l * M * Di;
+    linear_forward(xz, a->ln + (size_t)l * M * D, W_(m, lp->w_in), M, 2 * Di, D, s);
+    conv1d_silu_forward(u, xz, 2 * Di, F_(m, lp->conv_w), F_(m, lp->conv_b), B, T, Di, c->W, s);
+    matmul(xdbl, 0, X, u, Di, 0, W_(m, lp->w_x), Di, 1, M, R + 2 * N, Di, 1.0f, 0.0f, s);
+    matmul(dt, 0, Di, xdbl, X, 0, W_(m, lp->w_dt), R, 1, M, Di, R, 1.0f, 0.0f, s);
+    selective_scan_forward(y, a->scan_saved + (size_t)l * m->scan_saved_per_layer, u, Di, dt, xz + Di, 2 * Di, xdbl + R,
+                           xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, T, Di, N, a->scan_ws, s);
+    linear_forward(a->delta, y, W_(m, lp->w_out), M, D, Di, s);
+}
+
+static void mamba_forward_body(MambaModel* m, const int* d_ids, cudaStream_t s) {
+    MambaActs* a = &m->a;
+    int M = m->B * m->T, D = m->c.D;
+    float eps = m->c.eps;
+    embedding_forward(a->res, d_ids, F_(m, m->embed), M, D, s);
+    for (int l = 0; l < m->c.L; l++) {
+        float* r = a->res + (size_t)l * M * D;
+        if (l == 0) rmsnorm_forward(a->ln, a->rstd, r, r, NULL, F_(m, m->lp[0].norm), M, D, eps, s);
+        else rmsnorm_forward(a->ln + (size_t)l * M * D, a->rstd + (size_t)l * M, r, a->res + (size_t)(l - 1) * M * D, a->delta,
+                             F_(m, m->lp[l].norm), M, D, eps, s);
+        mamba_mixer_forward(m, l, s);
+    }
+    rmsnorm_forward(a->lnf, a->rstd_final, a->res_final, a->res + (size_t)(m->c.L - 1) * M * D, a->delta,
+                    F_(m, m->final_norm), M, D, eps, s);
+}
+
+/* ------------------------------------------------------------------ backward */
+/* Reverse of mamba_mixer_forward (mamba.md 2.2), then the block norm; dres accumulates the stream gradient. */
+static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
+    const MambaConfig* c = &m->c;
+    const MambaLayerParams* lp = &m->lp[l];
+    MambaActs* a = &m->a;
+    int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
+    bf16* xz = a->xz + (size_t)l * M * 2 * Di;
+    bf16* u = a->u + (size_t)l * M * Di;
+    bf16* xdbl = a->xdbl + (size_t)l * M * X;
+    bf16* dt = a->dt + (size_t)l * M * Di;
+    bf16* ln = a->ln + (size_t)l * M * D;
+    cast_f32_to_bf16(a->dres_bf, a->dres, (size_t)M * D, s);
+    linear_backward(a->dy, G_(m, lp->w_out), a->dres_bf, a->y + (size_t)l * M * Di, W_(m, lp->w_out), M, D, Di, s);
+    selective_scan_backward(a->du, Di, a->ddt, a->dxz + Di, 2 * Di, a->dxdbl + R, a->dxdbl + R + N, X, G_(m, lp->A_log),
+                            G_(m, lp->Dskip), G_(m, lp->dt_bias), a->dy, a->scan_saved + (size_t)l * m->scan_saved_per_layer,
+                            u, Di, dt, xz + Di, 2 * Di, xdbl + R, xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip),
+                            F_(m, lp->dt_bias), B, T, Di, N, a->scan_ws, s);
+    /* dt_proj: dt = dt_low w_dt^T */
+    matmul(a->dxdbl, 0, X, a->ddt, Di, 0, W_(m, lp->w_dt), R, 0, M, R, Di, 1.0f, 0.0f, s);
+    matmul(G_(m, lp->w_dt), 1, R, a->ddt, Di, 1, xdbl, X, 0, Di, R, M, 1.0f, 1.0f, s);
+    /* x_proj: xdbl = u w_x^T; du gets the second path added (beta = 1) */
+    matmul(a->du, 0, Di, a->dxdbl, X, 0, W_(m, lp->w_x), Di, 0, M, Di, R + 2 * N, 1.0f, 1.0f, s);
+    matmul(G_(m, lp->w_x), 1, Di, a->dxdbl, X, 1, u, Di, 0, R + 2 * N, Di, M, 1.0f, 1.0f, s);
+    conv1d_silu_backward(a->dxz, 2 * Di, G_(m, lp->conv_w), G_(m, lp->conv_b), a->du, xz, 2 * Di, F_(m, lp->conv_w),
+                         F_(m, lp->conv_b), B, T, Di, c->W, a->conv_scratch, s);
+    linear_backward(a->dln, G_(m, lp->w_in), a->dxz, ln, W_(m, lp->w_in), M, 2 * Di, D, s);
+    rmsnorm_backward(a->dres, G_(m, lp->norm), a->dln, a->res + (size_t)l * M * D, a->rstd + (size_t)l * M, F_(m, lp->norm),
+                     M, D, a->norm_scratch, s);
+}
+
+static void mamba_step(void* model, const int* d_ids, const int* d_targets, float dloss, int train, float* d_losses,
+                       cudaStream_t s) {
+    MambaModel* m = (MambaModel*)model;
+    MambaActs* a = &m->a;
+    int M = m->B * m->T, D = m->c.D;
+    mamba_forward_body(m, d_ids, s);
+    classifier_forward_backward(d_losses, train ? a->dln : NULL, train ? G_(m, m->lm_head) : NULL, a->lnf,
+                                W_(m, m->lm_head), d_targets, dloss, M, D, m->c.Vc, a->cls_scratch, s);
+    if (!train) return;
+    CUDA_CHECK(cudaMemsetAsync(a->dres, 0, sizeof(float) * (size_t)M * D, s));
+    rmsnorm_backward(a->dres, G_(m, m->final_norm), a->dln, a->res_final, a->rstd_final, F_(m, m->final_norm), M, D,
+                     a->norm_scratch, s);
+    for (int l = m->c.L - 1; l >= 0; l--) mamba_layer_backward(m, l, s);
+    embedding_backward(G_(m, m->embed), a->dres, d_ids, M, D, m->c.Vc, a->emb_scratch, s);
+}
+
+/* training FLOPs per token: 6 x matrix parameters (mamba.md 1.1) + the scan (~10 Di N per layer fwd, ~3x total) */
+static double mamba_flops_per_token(void* model) {
+    MambaModel* m = (MambaModel*)model;
+    const MambaConfig* c = &m->c;
+    double per_layer = 3.0 * c->D * c->Di + (double)c->Di * (2 * c->R + 2 * c->N);
+    return 6.0 * (c->L * per_layer + (double)c->Vc * c->D) + 30.0 * c->L * c->Di * c->N;
+}
+
+/* ------------------------------------------------------------------ lifetime */
+static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->c = *c;
+    m->B = B;
+    m->T = T;
+    mamba_derive(m);
+    mamba_build_params(m);
+    m->p = param_buffers_alloc(&m->pt);
+    float* host = (float*)malloc_check(m->pt.total * sizeof(float));
+    param_init_host(&m->pt, host, seed);
+    mamba_init_custom(m, host, seed);
+    param_upload(&m->p, host);
+    free(host);
+    mamba_build_acts(m);
+    act_alloc(&m->at, m->pt.total * param_bytes_per_element());
+}
+
+static void mamba_destroy(MambaModel* m) {
+    act_free(&m->at);
+    param_buffers_free(&m->p);
+    free(m->pt.t);
+    free(m->lp);
+}
+
+/* ------------------------------------------------------------------ program */
+static struct {
+    const char* preset;
+    int D, L, Di, N, R, W, vocab, tied;
+    float expand;
+} mamba_opt;
+
+static int mamba_options(ArgSpec* out) {
+    memset(&mamba_opt, 0, sizeof mamba_opt);
+    mamba_opt.preset = "mamba-tiny";
+    mamba_opt.tied = -1;
+    const ArgSpec rows[] = {
+        {NULL, "--model", ARG_STR, &mamba_opt.preset,
+         "preset: mamba-tiny (D=256 L=4), mamba-130m, mamba-370m, mamba-790m, mamba-1.4b", 0, 0, NULL},
+        {"-D", "--dim", ARG_INT, &mamba_opt.D, "d_model (0: preset; d_inner and dt_rank follow unless given)", 0, 65536, NULL},
+        {"-L", "--layers", ARG_INT, &mamba_opt.L, "layers (0: preset)", 0, 4096, NULL},
+        {NULL, "--expand", ARG_FLOAT, &mamba_opt.expand, "d_inner / d_model (0: 2)", 0, 64, NULL},
+        {NULL, "--d-inner", ARG_INT, &mamba_opt.Di, "d_inner (0: expand * D)", 0, 1 << 20, NULL},
+        {NULL, "--d-state", ARG_INT, &mamba_opt.N, "d_state N (0: 16)", 0, 256, NULL},
+        {NULL, "--dt-rank", ARG_INT, &mamba_opt.R, "dt_rank (0: ceil(D/16))", 0, 65536, NULL},
+        {NULL, "--conv", ARG_INT, &mamba_opt.W, "causal conv width (0: 4)", 0, 4, NULL},
+        {NULL, "--vocab", ARG_INT, &mamba_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, 1 << 24, NULL},
+        {NULL, "--tied", ARG_INT, &mamba_opt.tied, "1: lm_head shares the embedding, 0: separate (-1: preset, tied)", -1, 1, NULL},
+    };
+    memcpy(out, rows, sizeof rows);
+    return (int)(sizeof rows / sizeof rows[0]);
+}
+
+static MambaConfig mamba_cfg;
+
+static void mamba_configure(int data_vocab, int bench, CkptHeader* cfg) {
+    const MambaPreset* p = NULL;
+    for (size_t i = 0; i < sizeof mamba_presets / sizeof mamba_presets[0]; i++)
+        if (!strcmp(mamba_presets[i].name, mamba_opt.preset)) p = &mamba_presets[i];
+    if (!p) die("--model %s: unknown preset (mamba-tiny, mamba-130m, mamba-370m, mamba-790m, mamba-1.4b)", mamba_opt.preset);
+    MambaConfig c = p->c;
+    if (mamba_opt.D) { c.D = mamba_opt.D; c.Di = 2 * c.D; c.R = (c.D + 15) / 16; }
+    if (mamba_opt.L) c.L = mamba_opt.L;
+    if (mamba_opt.expand > 0) c.Di = (int)(mamba_opt.expand * c.D);
+    if (mamba_opt.Di) c.Di = mamba_opt.Di;
+    if (mamba_opt.N) c.N = mamba_opt.N;
+    if (mamba_opt.R) c.R = mamba_opt.R;
+    if (mamba_opt.W) c.W = mamba_opt.W;
+    if (mamba_opt.tied >= 0) c.tied = mamba_opt.tied;
+    int need = bench ? 0 : data_vocab;
+    c.Vc = mamba_opt.vocab ? mamba_opt.vocab : (bench ? 32000 : (need + 7) / 8 * 8);
+    if (c.Vc < need) die("--vocab %d is smaller than the data's vocabulary %d", c.Vc, need);
+    MambaModel probe;
+    memset(&probe, 0, sizeof probe);
+    probe.c = c;
+    mamba_derive(&probe);
+    mamba_cfg = c;
+    ckpt_config_int(cfg, "Vc", c.Vc);
+    ckpt_config_int(cfg, "D", c.D);
+    ckpt_config_int(cfg, "L", c.L);
+    ckpt_config_int(cfg, "d_inner", c.Di);
+    ckpt_config_int(cfg, "d_state", c.N);
+    ckpt_config_int(cfg, "dt_rank", c.R);
+    ckpt_config_int(cfg, "conv", c.W);
+    ckpt_config_int(cfg, "tied", c.tied);
+    ckpt_config_float(cfg, "eps", c.eps);
+}
+
+static MambaModel mamba_model;
+
+static void mamba_create_handle(ModelHandle* h, int B, int T, uint64_t seed) {
+    mamba_create(&mamba_model, &mamba_cfg, B, T, seed);
+    MambaModel* m = &mamba_model;
+    h->name = "mamba";
+    h->ckpt_kind = CKPT_MODEL_MAMBA;
+    h->model = m;
+    h->pt = &m->pt;
+    h->pb = &m->p;
+    h->at = &m->at;
+    h->step = mamba_step;
+    h->flops_per_token = mamba_flops_per_token(m);
+    h->Vc = m->c.Vc;
+    h->lnf = m->a.lnf;
+    h->lm_head = W_(m, m->lm_head);
+    h->D = m->c.D;
+    h->B = B;
+    h->T = T;
+}
+
+#ifndef TESTING
+int main(int argc, char** argv) {
+    ModelDef def = {"mamba", "Train a Mamba-1 language model (state-spaces/mamba MambaLMHeadModel).", mamba_options,
+                    mamba_configure, mamba_create_handle};
+    return trainer_main(argc, argv, &def);
+}
+#endif
