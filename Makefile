@@ -131,23 +131,30 @@ dev: $(DEV_BINS)
 fuzz: $(FUZZ_BINS)
 
 # ---------------------------------------------------------------------------------------------------
-# rules (single translation unit per binary; every binary depends on all shared headers)
+# rules (single translation unit per binary; every binary depends on all shared headers). Each recipe
+# first deletes its target: a failed compile must not leave an old binary behind to be tested.
 
 train_gla: train_gla.cu $(COMMON_H)
+	@rm -f $@
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LDLIBS)
 train_mamba: train_mamba.cu $(COMMON_H)
+	@rm -f $@
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LDLIBS)
 
 $(DEV_BINS): dev/%: dev/%.cu $(COMMON_H) $(TEST_H) $(DEV_H)
+	@rm -f $@
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LDLIBS)
 
 $(GPU_TESTS): test/%: test/%.cu $(COMMON_H) $(TEST_H)
+	@rm -f $@
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LDLIBS)
 
 $(CPU_TESTS): test/%: test/%.c $(COMMON_H) $(TEST_H)
+	@rm -f $@
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $< -o $@ $(LDLIBS_C)
 
 $(DATA_BINS): data/%: data/%.c $(COMMON_H)
+	@rm -f $@
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) $< -o $@ $(LDLIBS_C)
 
 $(ASAN_BINS): $(ASAN_DIR)/%: test/%.c $(COMMON_H) $(TEST_H)

@@ -175,9 +175,12 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->dln, M * D);
     ACT(at, a->dres_bf, M * D);
     ACT(at, a->dres, M * D);
+    /* one scratch for the deterministic weight-gradient partials of the norms and the gate bias */
     size_t ns = rmsnorm_scratch_floats((int)M, (int)D);
-    size_t ns2 = rmsnorm_scratch_floats((int)(M * c->H), m->V) + rmsnorm_scratch_floats((int)M, m->Dk);
-    ACT(at, a->norm_scratch, ns > ns2 ? ns : ns2);
+    size_t ns2 = gated_rmsnorm_scratch_floats((int)M, c->H, m->V);
+    size_t ns3 = gla_gate_scratch_floats((int)M, m->Dk);
+    ns = ns > ns2 ? ns : ns2;
+    ACT(at, a->norm_scratch, ns > ns3 ? ns : ns3);
     ACT(at, a->gla_ws, gla_workspace_bytes(m->B, m->T, c->H, m->K, m->V));
     act_add(at, "emb_scratch", (void**)&a->emb_scratch, embedding_scratch_bytes((int)M, c->Vc));
     ACT(at, a->cls_scratch, classifier_scratch_elems((int)M, c->Vc));
@@ -426,6 +429,8 @@ static void gla_create_handle(ModelHandle* h, int B, int T, uint64_t seed) {
 int main(int argc, char** argv) {
     ModelDef def = {"gla", "Train a GLA (gated linear attention) language model (fla's GLAForCausalLM).", gla_options,
                     gla_configure, gla_create_handle};
-    return trainer_main(argc, argv, &def);
+    int rc = trainer_main(argc, argv, &def);
+    gla_destroy(&gla_model);
+    return rc;
 }
 #endif

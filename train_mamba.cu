@@ -368,6 +368,8 @@ static void mamba_create_handle(ModelHandle* h, int B, int T, uint64_t seed) {
 int main(int argc, char** argv) {
     ModelDef def = {"mamba", "Train a Mamba-1 language model (state-spaces/mamba MambaLMHeadModel).", mamba_options,
                     mamba_configure, mamba_create_handle};
-    return trainer_main(argc, argv, &def);
+    int rc = trainer_main(argc, argv, &def);
+    mamba_destroy(&mamba_model);
+    return rc;
 }
 #endif

@@ -133,7 +133,7 @@ static inline int args_set_value(const ArgSpec* s, const char* name, const char*
             return ARGS_ERROR;
         }
         if (ranged && ((double)v < s->min || (double)v > s->max)) {
-            snprintf(err, errlen, "option %s = %lld is out of range [%.17g, %.17g]", name, v, s->min, s->max);
+            snprintf(err, errlen, "option %s = %lld is out of range [%.15g, %.15g]", name, v, s->min, s->max);
             return ARGS_ERROR;
         }
         if (s->type == ARG_INT) {
@@ -154,7 +154,7 @@ static inline int args_set_value(const ArgSpec* s, const char* name, const char*
             return ARGS_ERROR;
         }
         if (ranged && (v < s->min || v > s->max)) {
-            snprintf(err, errlen, "option %s = %g is out of range [%g, %g]", name, v, s->min, s->max);
+            snprintf(err, errlen, "option %s = %g is out of range [%.15g, %.15g]", name, v, s->min, s->max);
             return ARGS_ERROR;
         }
         *(float*)s->dst = (float)v;
@@ -283,7 +283,7 @@ static inline void args_print_help(FILE* f, const char* prog, const char* summar
             args_value_str(s, def, sizeof def);
             fprintf(f, "  %-30s %s (default: %s", names, s->help ? s->help : "", def);
             if (!(s->min == 0.0 && s->max == 0.0) && s->type != ARG_CHOICE && s->type != ARG_STR && s->type != ARG_FLAG)
-                fprintf(f, "; range %g..%g", s->min, s->max);
+                fprintf(f, "; range %.15g..%.15g", s->min, s->max);
             fprintf(f, ")\n");
         }
     }

@@ -64,7 +64,7 @@ typedef struct {
     int64_t kind;                        /* CKPT_MODEL_* */
     int64_t version;                     /* set by read; write always writes CKPT_VERSION */
     int64_t num_params;
-    int64_t step;                        /* optimizer steps completed */
+    int64_t step;                        /* optimizer steps completed = index of the next step */
     uint64_t rng[4];
     int64_t loader[CKPT_LOADER_SLOTS];   /* data-loader position blob */
     int64_t extra[CKPT_EXTRA_SLOTS];
@@ -75,6 +75,13 @@ typedef struct {
     CkptSectionInfo sec[CKPT_MAX_SECTIONS];
     uint64_t file_bytes;
 } CkptHeader;
+
+/* a zeroed header for model `kind` (CKPT_MODEL_*); then set step, num_params, rng, loader, config */
+static inline void ckpt_header_init(CkptHeader* h, int64_t kind) {
+    memset(h, 0, sizeof *h);
+    h->kind = kind;
+    h->version = CKPT_VERSION;
+}
 
 /* what ckpt_write takes: name, bytes in memory */
 typedef struct {

@@ -46,7 +46,8 @@ __device__ inline void ce_merge_(float& mx, float& sum, float mx2, float sum2) {
     sum = a + b;
 }
 
-/* One block per row of the chunk. logits [rows, ld] bf16 in; loss[row] out; when write_grad the row is
+/* Two passes over the row in memory (the second mostly from L2); any Vc.
+ * One block per row of the chunk. logits [rows, ld] bf16 in; loss[row] out; when write_grad the row is
  * overwritten with dloss * (softmax - onehot(target)) (zeros for target < 0; padding columns zeroed).
  * losses: 0 for ignored rows, NaN for a target >= Vc (a data bug should not pass silently). */
 __global__ void __launch_bounds__(CLASSIFIER_CE_THREADS)
@@ -106,6 +107,13 @@ classifier_ce_kernel(bf16* logits, int ld, float* losses, const int* targets, in
     }
 }
 
+/* the CE pass over one chunk. (Register-resident variants were measured slower: dev/classifier.cu.) */
+static inline void classifier_ce(bf16* logits, int ld, float* losses, const int* targets, int rows, int Vc, float dloss,
+                                 int write_grad, cudaStream_t s) {
+    classifier_ce_kernel<<<rows, CLASSIFIER_CE_THREADS, 0, s>>>(logits, ld, losses, targets, Vc, dloss, write_grad);
+    CUDA_KERNEL_CHECK();
+}
+
 /* losses[M] fp32 written; dy[M,D] bf16 written and dW[Vc,D] fp32 += (both NULL: forward only, e.g. validation).
  * y [M,D] bf16 (final-norm output), W [Vc,D] bf16 (lm_head or tied embedding), targets [M] (-1 = ignore).
  * dloss = d(total loss)/d(losses[i]), e.g. 1/(n_valid * grad_accum). scratch: classifier_scratch_elems(M,Vc) bf16. */
@@ -121,8 +129,7 @@ static inline void classifier_forward_backward(float* losses, bf16* dy, float* d
         const int rows = M - r0 < chunk ? M - r0 : chunk;
         const bf16* yc = y + (size_t)r0 * D;
         matmul(scratch, 0, ld, yc, D, 0, W, D, 1, rows, Vc, D, 1.0f, 0.0f, s);           /* logits = y W^T */
-        classifier_ce_kernel<<<rows, CLASSIFIER_CE_THREADS, 0, s>>>(scratch, ld, losses + r0, targets + r0, Vc, dloss, grad);
-        CUDA_KERNEL_CHECK();
+        classifier_ce(scratch, ld, losses + r0, targets + r0, rows, Vc, dloss, grad, s);
         if (dy) matmul(dy + (size_t)r0 * D, 0, D, scratch, ld, 0, W, D, 0, rows, D, Vc, 1.0f, 0.0f, s); /* dlogits W */
         if (dW) matmul(dW, 1, D, scratch, ld, 1, yc, D, 0, Vc, D, rows, 1.0f, 1.0f, s);                /* += dlogits^T y */
     }

@@ -22,6 +22,7 @@
  *         DataLoaderState st = dataloader_state(&dl);   // save in the checkpoint
  *         dataloader_restore(&dl, &st);                 // same subsequent batches (same T and shards)
  *         dataloader_free(&dl);
+ * A DataLoader must not be copied or moved while open (its prefetch thread holds its address).
  */
 #ifndef COMMON_DATALOADER_H
 #define COMMON_DATALOADER_H
@@ -34,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "rng.h"
@@ -58,10 +58,10 @@ typedef struct {
     uint64_t* nsamples; /* [nshards] */
     uint64_t total_samples, data_id;
     int32_t* synthetic; /* owned token buffer of the synthetic source (NULL for files) */
-    /* producer-owned: mapped shards and the cached shard order */
-    const unsigned char** tokens; /* [nshards] start of the token ids, NULL until first use */
-    void** map_base;
-    size_t* map_len;
+    /* producer-owned: the open shard, which shards were checked, the cached shard order */
+    int fd1, fd_shard;      /* fd of the open shard + 1 (0 = none, so a zeroed loader owns no fd) */
+    unsigned char* checked; /* [nshards] ids verified < vocab */
+    unsigned char* rowbuf;  /* (T+1) ids as stored */
     int* order;
     uint64_t order_epoch, order_seed;
     int order_valid;
@@ -145,8 +145,27 @@ static inline void dl_advance(DataLoader* dl, DataLoaderState* s, uint64_t k) {
 }
 
 /* ---- shard access (producer side) ------------------------------------------------------------ */
-static inline int dl_map_shard(DataLoader* dl, int sid, char* err, size_t errlen) {
-    if (dl->tokens[sid]) return 0;
+/* Reads exactly n bytes at byte offset off (64-bit). Plain read() instead of mmap, so a file that
+   shrinks under the loader gives an error instead of SIGBUS. */
+static inline int dl_read_at(int fd, void* buf, size_t n, uint64_t off) {
+    if (lseek(fd, (off_t)off, SEEK_SET) != (off_t)off) return -1;
+    unsigned char* p = (unsigned char*)buf;
+    while (n > 0) {
+        ssize_t got = read(fd, p, n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return -1;
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+/* Makes shard sid the open one. The first time a shard is used every id is checked < vocab: a
+   bad id is a clear error naming the file, never a silent out-of-bounds embedding read. */
+static inline int dl_open_shard(DataLoader* dl, int sid, char* err, size_t errlen) {
+    if (dl->fd1 && dl->fd_shard == sid) return 0;
+    if (dl->fd1) close(dl->fd1 - 1);
+    dl->fd1 = 0;
     const char* path = dl->paths[sid];
     const ShardInfo* in = &dl->info[sid];
     int fd = open(path, O_RDONLY);
@@ -157,19 +176,48 @@ static inline int dl_map_shard(DataLoader* dl, int sid, char* err, size_t errlen
         return data_error(err, errlen, "token shard '%s' changed size since the loader opened it (expected %llu bytes)",
                           path, (unsigned long long)in->file_bytes);
     }
-    void* p = mmap(NULL, (size_t)in->file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) return data_error(err, errlen, "cannot map token shard '%s': %s", path, strerror(errno));
-    const unsigned char* toks = (const unsigned char*)p + DATA_HEADER_BYTES;
-    /* every id is checked once, when the shard is first used: a bad id is a clear error, never a
-       silent out-of-bounds embedding read on the GPU */
-    if (shard_check_tokens(toks, in->tok_bytes, in->ntok, 0, dl->vocab, path, err, errlen) != 0) {
-        munmap(p, (size_t)in->file_bytes);
-        return -1;
+    if (!dl->checked[sid]) {
+        const uint64_t chunk = (uint64_t)1 << 20; /* tokens per read */
+        unsigned char* buf = (unsigned char*)malloc((size_t)chunk * (size_t)in->tok_bytes);
+        int rc = buf ? 0 : data_error(err, errlen, "out of memory checking '%s'", path);
+        for (uint64_t i = 0; rc == 0 && i < in->ntok; i += chunk) {
+            uint64_t m = in->ntok - i < chunk ? in->ntok - i : chunk;
+            if (dl_read_at(fd, buf, (size_t)(m * (uint64_t)in->tok_bytes), DATA_HEADER_BYTES + i * (uint64_t)in->tok_bytes) != 0)
+                rc = data_error(err, errlen, "cannot read token shard '%s' at token %llu", path, (unsigned long long)i);
+            else
+                rc = shard_check_tokens(buf, in->tok_bytes, m, i, dl->vocab, path, err, errlen);
+        }
+        free(buf);
+        if (rc != 0) { close(fd); return -1; }
+        dl->checked[sid] = 1;
     }
-    dl->map_base[sid] = p;
-    dl->map_len[sid] = (size_t)in->file_bytes;
-    dl->tokens[sid] = toks;
+    dl->fd1 = fd + 1;
+    dl->fd_shard = sid;
+    return 0;
+}
+
+/* Tokens [idx*T, idx*T+T+1) of shard sid as inputs x[T] and targets y[T]. */
+static inline int dl_read_sample(DataLoader* dl, int sid, uint64_t idx, int* x, int* y, char* err, size_t errlen) {
+    size_t T = (size_t)dl->T;
+    int tb = dl->info[sid].tok_bytes;
+    const unsigned char* src = NULL;
+    if (dl->synthetic) {
+        src = (const unsigned char*)(dl->synthetic + idx * T);
+    } else {
+        if (dl_open_shard(dl, sid, err, errlen) != 0) return -1;
+        uint64_t off = DATA_HEADER_BYTES + idx * (uint64_t)T * (uint64_t)tb;
+        if (dl_read_at(dl->fd1 - 1, dl->rowbuf, (T + 1) * (size_t)tb, off) != 0)
+            return data_error(err, errlen, "cannot read token shard '%s' at byte %llu (file truncated after the loader opened it?)",
+                              dl->paths[sid], (unsigned long long)off);
+        src = dl->rowbuf;
+    }
+    if (tb == 2) {
+        const uint16_t* t = (const uint16_t*)src;
+        for (size_t i = 0; i < T; i++) { x[i] = t[i]; y[i] = t[i + 1]; }
+    } else {
+        const uint32_t* t = (const uint32_t*)src;
+        for (size_t i = 0; i < T; i++) { x[i] = (int)t[i]; y[i] = (int)t[i + 1]; }
+    }
     return 0;
 }
 
@@ -193,16 +241,7 @@ static inline int dl_produce(DataLoader* dl, DataLoaderState* s, int* in, int* t
         int sid = dl_order(dl, p.seed, p.epoch)[p.shard];
         uint64_t ns = dl->nsamples[sid];
         uint64_t idx = dl->shuffle ? dl_permute(p.pos, ns, dl_key(p.seed, p.epoch, (uint64_t)sid + 1)) : p.pos;
-        if (dl_map_shard(dl, sid, err, errlen) != 0) return -1;
-        int* x = in + (size_t)row * T;
-        int* y = tg + (size_t)row * T;
-        if (dl->info[sid].tok_bytes == 2) {
-            const uint16_t* t = (const uint16_t*)dl->tokens[sid] + idx * T;
-            for (size_t i = 0; i < T; i++) { x[i] = t[i]; y[i] = t[i + 1]; }
-        } else {
-            const uint32_t* t = (const uint32_t*)dl->tokens[sid] + idx * T;
-            for (size_t i = 0; i < T; i++) { x[i] = (int)t[i]; y[i] = (int)t[i + 1]; }
-        }
+        if (dl_read_sample(dl, sid, idx, in + (size_t)row * T, tg + (size_t)row * T, err, errlen) != 0) return -1;
     }
     dl_advance(dl, s, step);
     return 1;
@@ -254,11 +293,11 @@ static inline void dataloader_free(DataLoader* dl) {
         pthread_cond_destroy(&dl->cv);
     }
     for (int i = 0; i < dl->nshards; i++) {
-        if (dl->map_base && dl->map_base[i]) munmap(dl->map_base[i], dl->map_len[i]);
         if (dl->paths) free(dl->paths[i]);
     }
     free(dl->paths); free(dl->info); free(dl->nsamples); free(dl->synthetic);
-    free(dl->tokens); free(dl->map_base); free(dl->map_len); free(dl->order);
+    if (dl->fd1) close(dl->fd1 - 1);
+    free(dl->checked); free(dl->rowbuf); free(dl->order);
     free(dl->stage_in); free(dl->stage_tg);
     for (int i = 0; i < 2; i++) { free(dl->slot_in[i]); free(dl->slot_tg[i]); }
     char keep[sizeof dl->err];
@@ -288,9 +327,10 @@ static inline int dl_setup(DataLoader* dl, const char* what, uint64_t seed) {
                           what, (unsigned long long)dl->total_samples, dl->T + 1, dl->world, dl->B);
     size_t n = (size_t)dl->B * (size_t)dl->T;
     int ok = 1;
+    dl->rowbuf = (unsigned char*)malloc(((size_t)dl->T + 1) * 4);
     dl->stage_in = (int*)malloc(n * sizeof(int));
     dl->stage_tg = (int*)malloc(n * sizeof(int));
-    ok = ok && dl->stage_in && dl->stage_tg;
+    ok = ok && dl->rowbuf && dl->stage_in && dl->stage_tg;
     for (int i = 0; i < 2 && dl->prefetch; i++) {
         dl->slot_in[i] = (int*)malloc(n * sizeof(int));
         dl->slot_tg[i] = (int*)malloc(n * sizeof(int));
@@ -333,11 +373,9 @@ static inline int dl_alloc_shards(DataLoader* dl, int n) {
     dl->paths = (char**)calloc((size_t)n, sizeof(char*));
     dl->info = (ShardInfo*)calloc((size_t)n, sizeof(ShardInfo));
     dl->nsamples = (uint64_t*)calloc((size_t)n, sizeof(uint64_t));
-    dl->tokens = (const unsigned char**)calloc((size_t)n, sizeof(unsigned char*));
-    dl->map_base = (void**)calloc((size_t)n, sizeof(void*));
-    dl->map_len = (size_t*)calloc((size_t)n, sizeof(size_t));
+    dl->checked = (unsigned char*)calloc((size_t)n, 1);
     dl->order = (int*)calloc((size_t)n, sizeof(int));
-    if (!dl->paths || !dl->info || !dl->nsamples || !dl->tokens || !dl->map_base || !dl->map_len || !dl->order)
+    if (!dl->paths || !dl->info || !dl->nsamples || !dl->checked || !dl->order)
         return data_error(dl->err, sizeof dl->err, "out of memory for %d shards", n);
     return 0;
 }
@@ -427,7 +465,7 @@ static inline int dataloader_init_synthetic(DataLoader* dl, int B, int T, int ra
     dl->info[0].tok_bytes = 4;
     dl->info[0].ntok = n;
     dl->info[0].vocab = vocab;
-    dl->tokens[0] = (const unsigned char*)dl->synthetic;
+    dl->checked[0] = 1;
     if (dl_setup(dl, "the synthetic source", seed) != 0) { dataloader_free(dl); return -1; }
     return 0;
 }

@@ -5,7 +5,7 @@
  * row index as value), so rows that share an id become one contiguous run, ordered by row index. One
  * block per run then sums the run's dout rows in that fixed order and adds the sum into dE[id]. Each dE
  * row is touched by exactly one block, so the result is the same bits every run. A frequent id gives
- * one long run; the loop keeps several row loads in flight so such a run costs latency, not bandwidth.
+ * one long run, summed by one block (per column group) with 8 row loads in flight.
  * Requires 0 <= ids[m] < Vc (not checked on the device).
  */
 #ifndef COMMON_EMBEDDING_CUH
@@ -50,34 +50,63 @@ __global__ void embedding_iota_kernel(int* x, int M) {
     if (i < M) x[i] = i;
 }
 
+/* 4 consecutive floats (fewer at the row's end), one 16-byte load when vec */
+__device__ inline void embedding_load4_(float x[4], const float* src, int nc, int vec) {
+    if (vec) {
+        f128 v = load128cs(src);
+        for (int k = 0; k < 4; k++) x[k] = v[k];
+    } else {
+        for (int k = 0; k < 4; k++) x[k] = k < nc ? src[k] : 0.0f;
+    }
+}
+
+#define EMBEDDING_TILE 64 /* row indices staged in shared memory per step of a run */
+
 /* grid (M, column groups). Block i works only if sorted position i starts a run of equal ids; it sums
- * that run's dout rows (in row order: the sort is stable) for its 4 columns per thread and adds into dE. */
-__global__ void embedding_backward_kernel(float* dE, const float* dout, const int* sorted_ids, const int* sorted_rows,
-                                          int M, int D, int vec) {
+ * that run's dout rows (in row order: the sort is stable) for its 4 columns per thread and adds into dE.
+ * The run's end is found by the whole block at once; its row indices are staged EMBEDDING_TILE at a
+ * time in shared memory, and 8 rows are loaded before they are added (in order), so a long run of a
+ * frequent token is bounded by bandwidth more than by latency. */
+__global__ void __launch_bounds__(EMBEDDING_THREADS)
+embedding_backward_kernel(float* dE, const float* dout, const int* sorted_ids, const int* sorted_rows, int M, int D,
+                          int vec) {
+    __shared__ int s_rows[EMBEDDING_TILE];
     const int i = blockIdx.x;
     const int id = sorted_ids[i];
-    if (i > 0 && sorted_ids[i - 1] == id) return;
+    if (i > 0 && sorted_ids[i - 1] == id) return; /* the same for the whole block */
+    int end = i;
+    for (;;) { /* matches in the window [end, end + threads) form a prefix: the ids are sorted */
+        const int j = end + threadIdx.x;
+        const int n = __syncthreads_count(j < M && sorted_ids[j] == id);
+        end += n;
+        if (n < EMBEDDING_THREADS) break;
+    }
     const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4;
-    if (c >= D) return;
-    int end = i + 1;
-    while (end < M && sorted_ids[end] == id) end++;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const bool active = c < D;
     const int nc = D - c < 4 ? D - c : 4;
-    int j = i;
-    /* groups of 4 rows: the loads are independent, the adds stay in row order */
-    for (; j + 4 <= end; j += 4) {
-        float x[4][4];
-        for (int r = 0; r < 4; r++) {
-            const float* src = dout + (size_t)sorted_rows[j + r] * D + c;
-            if (vec) { f128 v = load128cs(src); for (int k = 0; k < 4; k++) x[r][k] = v[k]; }
-            else for (int k = 0; k < 4; k++) x[r][k] = k < nc ? src[k] : 0.0f;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int j0 = i; j0 < end; j0 += EMBEDDING_TILE) {
+        const int n = end - j0 < EMBEDDING_TILE ? end - j0 : EMBEDDING_TILE;
+        __syncthreads(); /* the previous tile has been consumed */
+        if (threadIdx.x < n) s_rows[threadIdx.x] = sorted_rows[j0 + threadIdx.x];
+        __syncthreads();
+        if (!active) continue;
+        int r = 0;
+        for (; r + 8 <= n; r += 8) {
+            float x[8][4];
+#pragma unroll
+            for (int q = 0; q < 8; q++) embedding_load4_(x[q], dout + (size_t)s_rows[r + q] * D + c, nc, vec);
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                for (int k = 0; k < 4; k++) acc[k] += x[q][k];
         }
-        for (int r = 0; r < 4; r++) for (int k = 0; k < 4; k++) acc[k] += x[r][k];
+        for (; r < n; r++) {
+            float x[4];
+            embedding_load4_(x, dout + (size_t)s_rows[r] * D + c, nc, vec);
+            for (int k = 0; k < 4; k++) acc[k] += x[k];
+        }
     }
-    for (; j < end; j++) {
-        const float* src = dout + (size_t)sorted_rows[j] * D + c;
-        for (int k = 0; k < nc; k++) acc[k] += src[k];
-    }
+    if (!active) return;
     float* dst = dE + (size_t)id * D + c;
     if (vec) {
         f128 v = load128(dst);

@@ -5,18 +5,20 @@
  * and its backward (d_o, dgt written; dw += deterministic via per-block partials, see rmsnorm.cuh).
  *
  * Memory-bound. A row is handled by L lanes (L = 4..32, the smallest power of two with L*8 >= V, 32 for
- * V > 256), each lane owning NCH 8-column chunks held in registers; 16-byte loads/stores throughout.
+ * V > 256), each lane owning NCH 8-column chunks (1 for V <= 256) held in registers; 16-byte accesses.
+ * One chunk per lane beat two (dev/gated_rmsnorm.cu v2) on H200: 74 vs 122 registers in the backward,
+ * so 3 blocks per SM instead of 2, and more warps in flight matter more than more bytes per warp.
  * gt (and dgt) are column slices of a wider fused projection buffer, hence the row strides ld_gt/ld_dgt.
  * Requirements (checked): V % 8 == 0, V <= 1024, ld_gt % 8 == 0, ld_dgt % 8 == 0, 16-byte aligned pointers.
  */
 #ifndef COMMON_GATED_RMSNORM_CUH
 #define COMMON_GATED_RMSNORM_CUH
 
-#include "rmsnorm.cuh" /* vec8_*, lane_group_*, partials_colsum_add, is_aligned16 */
+#include "rmsnorm.cuh" /* vec8_*, lane_group_*, partials_colsum_add, is_aligned16, full_wave_blocks */
+#include "swiglu.cuh"  /* swiglu_sigmoid */
 
 #define GRMS_THREADS 256
 #define GRMS_MAX_V 1024
-#define GRMS_BWD_MAX_PARTS 528
 
 /* lanes per row */
 static inline int grms_lanes(int V) {
@@ -24,15 +26,6 @@ static inline int grms_lanes(int V) {
     while (L < 32 && L * 8 < V) L *= 2;
     return L;
 }
-static inline int grms_bwd_parts(int M, int H, int V) {
-    const long rows = (long)M * H, rows_per_block = GRMS_THREADS / grms_lanes(V);
-    const long p = (rows + rows_per_block - 1) / rows_per_block;
-    return (int)(p < GRMS_BWD_MAX_PARTS ? p : GRMS_BWD_MAX_PARTS);
-}
-/* floats of scratch that gated_rmsnorm_backward needs */
-static inline size_t gated_rmsnorm_scratch_floats(int M, int H, int V) { return (size_t)grms_bwd_parts(M, H, V) * (size_t)V; }
-
-__device__ inline float grms_sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
 /* y[R,V] (R = M*H rows), rstd[R]; o[R,V]; gt row m at m*ld_gt, head h at +h*V */
 template <int NCH, int L>
@@ -46,12 +39,14 @@ gated_rmsnorm_forward_kernel(bf16* __restrict__ y, float* __restrict__ rstd, con
     const int rr = live ? row : 0, m = rr / H, h = rr % H;
     const size_t xo = (size_t)rr * V, go = (size_t)m * ld_gt + (size_t)h * V;
     float x[NCH][8];
+    x128 gv[NCH];  /* loaded with o, before the reduction: one memory round trip per row, not two */
     float ss = 0.f;
 #pragma unroll
     for (int i = 0; i < NCH; i++) {
         const int c = (i * L + t) * 8;
         if (live && c < V) {
             vec8_load_cs(x[i], o + xo + c);
+            gv[i] = load128cs(gt + go + c);
 #pragma unroll
             for (int k = 0; k < 8; k++) ss += x[i][k] * x[i][k];
         }
@@ -65,10 +60,11 @@ gated_rmsnorm_forward_kernel(bf16* __restrict__ y, float* __restrict__ rstd, con
         const int c = (i * L + t) * 8;
         if (c < V) {
             float g[8], wv[8], out[8];
-            vec8_load_cs(g, gt + go + c);
+#pragma unroll
+            for (int k = 0; k < 8; k++) g[k] = bf2f(gv[i][k]);
             vec8_load(wv, w + c);
 #pragma unroll
-            for (int k = 0; k < 8; k++) out[k] = x[i][k] * r * wv[k] * g[k] * grms_sigmoid(g[k]);
+            for (int k = 0; k < 8; k++) out[k] = x[i][k] * r * wv[k] * g[k] * swiglu_sigmoid(g[k]);
             vec8_store(y + xo + c, out);
         }
     }
@@ -81,7 +77,8 @@ __global__ void __launch_bounds__(GRMS_THREADS)
 gated_rmsnorm_backward_kernel(bf16* __restrict__ d_o, bf16* __restrict__ dgt, int ld_dgt, float* __restrict__ part,
                               const bf16* __restrict__ dy, const bf16* __restrict__ o, const bf16* __restrict__ gt,
                               int ld_gt, const float* __restrict__ rstd, const float* __restrict__ w, int R, int H, int V) {
-    extern __shared__ float sdw[];
+    extern __shared__ float4 sdw4[];  /* float4: 16-byte aligned for the final store128 copy */
+    float* sdw = (float*)sdw4;
     constexpr int RB = GRMS_THREADS / L; /* rows per block and pass */
     const int t = threadIdx.x % L;
     float dw[NCH][8];
@@ -116,7 +113,7 @@ gated_rmsnorm_backward_kernel(bf16* __restrict__ d_o, bf16* __restrict__ dgt, in
                 vec8_load(wv, w + c);
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
-                    const float g = bf2f(gv[i][k]), s = grms_sigmoid(g), d = bf2f(dyv[i][k]);
+                    const float g = bf2f(gv[i][k]), s = swiglu_sigmoid(g), d = bf2f(dyv[i][k]);
                     const float xhat = bf2f(ov[i][k]) * r;
                     dg[k] = d * xhat * wv[k] * (s + g * s * (1.f - s));
                     dyp[i][k] = d * g * s;
@@ -168,35 +165,40 @@ static inline void grms_check_args(const char* who, int M, int H, int V, int ld1
     if ((long)M * H > 0x7fffffffL) die("%s: M*H too large", who);
 }
 
-template <int NCH, int L>
-static void gated_rmsnorm_forward_launch(bf16* y, float* rstd, const bf16* o, const bf16* gt, int ld_gt, const float* w,
-                                         int M, int H, int V, float eps, cudaStream_t s) {
-    const int R = M * H, rb = GRMS_THREADS / L;
-    gated_rmsnorm_forward_kernel<NCH, L><<<(R + rb - 1) / rb, GRMS_THREADS, 0, s>>>(y, rstd, o, gt, ld_gt, w, R, H, V, eps);
-    CUDA_KERNEL_CHECK();
-}
-template <int NCH, int L>
-static void gated_rmsnorm_backward_launch(bf16* d_o, bf16* dgt, int ld_dgt, float* part, const bf16* dy, const bf16* o,
-                                          const bf16* gt, int ld_gt, const float* rstd, const float* w, int M, int H,
-                                          int V, int P, cudaStream_t s) {
-    gated_rmsnorm_backward_kernel<NCH, L><<<P, GRMS_THREADS, (size_t)V * sizeof(float), s>>>(
-        d_o, dgt, ld_dgt, part, dy, o, gt, ld_gt, rstd, w, M * H, H, V);
-    CUDA_KERNEL_CHECK();
-}
-
-/* The (NCH, L) instantiations: V <= 256 => one chunk per lane; larger V => 32 lanes, 2..4 chunks */
-#define GRMS_DISPATCH(CALL)                                                   \
+/* The (NCH, L) instantiations: L lanes per row, NCH chunks of 8 per lane */
+#define GRMS_DISPATCH(KERNEL, V)                                              \
     do {                                                                      \
         const int L_ = grms_lanes(V), n_ = (V + L_ * 8 - 1) / (L_ * 8);      \
-        if (n_ == 1 && L_ == 4) CALL(1, 4);                                   \
-        else if (n_ == 1 && L_ == 8) CALL(1, 8);                              \
-        else if (n_ == 1 && L_ == 16) CALL(1, 16);                            \
-        else if (n_ == 1 && L_ == 32) CALL(1, 32);                            \
-        else if (n_ == 2) CALL(2, 32);                                        \
-        else if (n_ == 3) CALL(3, 32);                                        \
-        else if (n_ == 4) CALL(4, 32);                                        \
-        else die("gated_rmsnorm: no kernel for V=%d", V);                     \
+        if (n_ == 1 && L_ == 4) return KERNEL<1, 4>;                          \
+        if (n_ == 1 && L_ == 8) return KERNEL<1, 8>;                          \
+        if (n_ == 1 && L_ == 16) return KERNEL<1, 16>;                        \
+        if (n_ == 1 && L_ == 32) return KERNEL<1, 32>;                        \
+        if (n_ == 2 && L_ == 32) return KERNEL<2, 32>;                        \
+        if (n_ == 3 && L_ == 32) return KERNEL<3, 32>;                        \
+        if (n_ == 4 && L_ == 32) return KERNEL<4, 32>;                        \
+        die("gated_rmsnorm: no kernel for V=%d", V);                          \
+        return NULL;                                                          \
     } while (0)
+
+typedef void (*grms_forward_kernel_t)(bf16*, float*, const bf16*, const bf16*, int, const float*, int, int, int, float);
+typedef void (*grms_backward_kernel_t)(bf16*, bf16*, int, float*, const bf16*, const bf16*, const bf16*, int,
+                                       const float*, const float*, int, int, int);
+static inline grms_forward_kernel_t grms_forward_kernel_for(int V) { GRMS_DISPATCH(gated_rmsnorm_forward_kernel, V); }
+static inline grms_backward_kernel_t grms_backward_kernel_for(int V) { GRMS_DISPATCH(gated_rmsnorm_backward_kernel, V); }
+#undef GRMS_DISPATCH
+
+/* blocks of the backward = rows of partial dw: one full wave (see full_wave_blocks), fewer if M*H is small */
+static inline int grms_bwd_parts(int M, int H, int V) {
+    const long rows = (long)M * H, rows_per_block = GRMS_THREADS / grms_lanes(V);
+    const long need = (rows + rows_per_block - 1) / rows_per_block;
+    const int wave = full_wave_blocks((const void*)grms_backward_kernel_for(V), GRMS_THREADS, (size_t)V * sizeof(float));
+    return need < wave ? (need > 0 ? (int)need : 1) : wave;
+}
+/* floats of scratch that gated_rmsnorm_backward needs (needs the CUDA device selected) */
+static inline size_t gated_rmsnorm_scratch_floats(int M, int H, int V) {
+    grms_check_args("gated_rmsnorm_scratch_floats", M, H, V, H * V, H * V);
+    return (size_t)grms_bwd_parts(M, H, V) * (size_t)V;
+}
 
 /* y[M,H*V] bf16 = rmsnorm over each V-row of o[M,H*V] bf16, times w[V] fp32, times silu(gt);
  * gt [M, >= H*V] bf16 with row stride ld_gt; rstd[M*H] fp32 (may be NULL). */
@@ -206,12 +208,12 @@ static inline void gated_rmsnorm_forward(bf16* y, float* rstd, const bf16* o, co
     if (!is_aligned16(y) || !is_aligned16(o) || !is_aligned16(gt) || !is_aligned16(w))
         die("gated_rmsnorm_forward: pointers must be 16-byte aligned");
     if (M == 0) return;
-#define GRMS_FWD(N, L) gated_rmsnorm_forward_launch<N, L>(y, rstd, o, gt, ld_gt, w, M, H, V, eps, s)
-    GRMS_DISPATCH(GRMS_FWD);
-#undef GRMS_FWD
+    const int R = M * H, rb = GRMS_THREADS / grms_lanes(V);
+    grms_forward_kernel_for(V)<<<(R + rb - 1) / rb, GRMS_THREADS, 0, s>>>(y, rstd, o, gt, ld_gt, w, R, H, V, eps);
+    CUDA_KERNEL_CHECK();
 }
 
-/* As gated_rmsnorm_backward with an explicit number P of partial rows (dev harness timing). */
+/* As gated_rmsnorm_backward with an explicit number P of partial rows (scratch >= P*V floats; dev timing). */
 static inline void gated_rmsnorm_backward_parts(bf16* d_o, bf16* dgt, int ld_dgt, float* dw, const bf16* dy, const bf16* o,
                                                 const bf16* gt, int ld_gt, const float* rstd, const float* w, int M,
                                                 int H, int V, float* scratch, int P, cudaStream_t s) {
@@ -220,9 +222,9 @@ static inline void gated_rmsnorm_backward_parts(bf16* d_o, bf16* dgt, int ld_dgt
         !is_aligned16(w) || !is_aligned16(scratch))
         die("gated_rmsnorm_backward: pointers must be 16-byte aligned");
     if (M == 0) return;
-#define GRMS_BWD(N, L) gated_rmsnorm_backward_launch<N, L>(d_o, dgt, ld_dgt, scratch, dy, o, gt, ld_gt, rstd, w, M, H, V, P, s)
-    GRMS_DISPATCH(GRMS_BWD);
-#undef GRMS_BWD
+    grms_backward_kernel_for(V)<<<P, GRMS_THREADS, (size_t)V * sizeof(float), s>>>(d_o, dgt, ld_dgt, scratch, dy, o, gt, ld_gt,
+                                                                                  rstd, w, M * H, H, V);
+    CUDA_KERNEL_CHECK();
     partials_colsum_add(dw, scratch, P, V, s);
 }
 

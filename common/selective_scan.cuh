@@ -32,7 +32,7 @@
 #include "bf16.cuh"
 
 #define SCAN_CHUNK 128   // steps between saved states (forward -> backward)
-#define SCAN_WIN 16      // backward recompute window: states of SCAN_WIN steps live in registers
+#define SCAN_WIN 8       // backward recompute window: states of SCAN_WIN steps live in registers
 #define SCAN_THREADS 256 // threads per block, both directions
 #define SCAN_G 4         // production: states per lane (N/SCAN_G lanes per channel)
 
@@ -57,7 +57,13 @@ __device__ __forceinline__ float scan_ex2(float x) {   // 2^x, MUFU.EX2 (rel err
     return y;
 }
 __device__ __forceinline__ float scan_sigmoid(float v) { return __fdividef(1.0f, 1.0f + __expf(-v)); }
-__device__ __forceinline__ float scan_softplus(float v) { return v <= 20.0f ? log1pf(__expf(v)) : v; }
+// softplus(v) = max(v, 0) + log1p(exp(-|v|)) without branches (log1pf branches); log1p by its series below 0.01,
+// where the fast log's absolute error would be a large relative error. Identity above 20, like torch.
+__device__ __forceinline__ float scan_softplus(float v) {
+    const float x = __expf(-fabsf(v));
+    const float l = x < 0.01f ? x * (1.0f - x * (0.5f - x * (1.0f / 3.0f))) : __logf(1.0f + x);
+    return v > 20.0f ? v : fmaxf(v, 0.0f) + l;
+}
 __device__ __forceinline__ float scan_dsoftplus(float v) { return v <= 20.0f ? scan_sigmoid(v) : 1.0f; }
 __device__ __forceinline__ float scan_ld(const bf16* p) { return __bfloat162float(__ldg(p)); }
 
@@ -76,12 +82,118 @@ static inline size_t scan_saved_bytes(int B, int T, int Di, int N) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // forward. Thread = (b, d, state group g). Grid (ceil(Di / DL), B).
+// Time is walked in blocks of SCAN_TB steps. Per block, the threads first stage everything that depends on (t, d)
+// only — delta = softplus(dt + bias), delta*u, silu(z), D*u*silu(z) — in shared memory, computed once per channel
+// (not once per lane) from coalesced 16-byte loads, plus B_t, C_t (fp32) for the block. Then each lane runs the
+// SCAN_TB steps with no branches and no global loads (so the compiler interleaves steps: the only serial
+// dependency is h = a*h + b), and y goes through shared memory to coalesced 16-byte stores.
+// (dev/selective_scan_fwd.cu v1 loads per step per lane: latency-bound at ~8% of the exp floor.)
+
+// stage [K][2N] fp32 = (B_t | C_t) for steps [t0, t0 + kn) of row block row0 (rows past kn: 0)
+template <int N, int K>
+__device__ __forceinline__ void scan_stage_bc(float* sBC, const ScanArgs& p, size_t row0, int t0, int kn) {
+    for (int i = threadIdx.x; i < K * 2 * N; i += SCAN_THREADS) {
+        const int j = i / (2 * N), e = i % (2 * N);
+        float v = 0.0f;
+        if (j < kn) {
+            const size_t m = row0 + t0 + j;
+            v = e < N ? scan_ld(p.Bm + m * p.ld_bc + e) : scan_ld(p.Cm + m * p.ld_bc + e - N);
+        }
+        sBC[i] = v;
+    }
+}
+// G consecutive floats from shared memory (G is a multiple of 4, offsets 16-byte aligned)
+template <int G>
+__device__ __forceinline__ void scan_lds(float (&r)[G], const float* s) {
+#pragma unroll
+    for (int i = 0; i < G; i += 4) {
+        const float4 v = *reinterpret_cast<const float4*>(s + i);
+        r[i] = v.x; r[i + 1] = v.y; r[i + 2] = v.z; r[i + 3] = v.w;
+    }
+}
+__device__ __forceinline__ void scan_sts8(float* s, const float (&r)[8]) {
+    *reinterpret_cast<float4*>(s) = make_float4(r[0], r[1], r[2], r[3]);
+    *reinterpret_cast<float4*>(s + 4) = make_float4(r[4], r[5], r[6], r[7]);
+}
+
+// Per-(t, d) values of steps [ts, ts + K) for the block's DL channels starting at d_base, into s[a][K][DL].
+// Steps past kn and channels past Di get zeros: delta = 0 makes a step the identity (exp(0) = 1, no input),
+// so lanes run every step without branches. MODE 0 (forward): delta, delta*u, silu(z), D*u*silu(z).
+// MODE 1 (backward checkpoints): delta, delta*u. MODE 2 (backward): delta, u, dy*silu(z) (gradient of y_pre),
+// softplus'(dt + bias), dy*silu'(z) (dz = that * y_pre).
+template <int K, int DL, int MODE>
+__device__ __forceinline__ void scan_stage_td(float* s, const ScanArgs& p, const bf16* dy, size_t row0, int ts,
+                                              int kn, int d_base) {
+    constexpr int VPR = DL / 8;
+    for (int it = threadIdx.x; it < K * VPR; it += SCAN_THREADS) {
+        const int j = it / VPR, dl0 = (it % VPR) * 8, d0 = d_base + dl0;
+        float o0[8], o1[8], o2[8], o3[8], o4[8];
+#pragma unroll
+        for (int c = 0; c < 8; c++) { o0[c] = 0.0f; o1[c] = 0.0f; o2[c] = 0.0f; o3[c] = 0.0f; o4[c] = 0.0f; }
+        if (j < kn && d0 < p.Di) {
+            const size_t m = row0 + ts + j;
+            const x128 uv = load128(p.u + m * p.ld_u + d0);
+            const x128 tv = load128(p.dt_raw + m * p.Di + d0);
+            x128 zv, gv;
+            if (MODE != 1) zv = load128(p.z + m * p.ld_z + d0);
+            if (MODE == 2) gv = load128(dy + m * p.Di + d0);
+#pragma unroll
+            for (int c = 0; c < 8; c++) {
+                const float uu = bf2f(uv[c]), v = bf2f(tv[c]) + p.dt_bias[d0 + c];
+                const float delta = scan_softplus(v);
+                o0[c] = delta;
+                if (MODE == 0 || MODE == 1) o1[c] = delta * uu;
+                if (MODE != 1) {
+                    const float zz = bf2f(zv[c]), sz = scan_sigmoid(zz);
+                    if (MODE == 0) {
+                        o2[c] = zz * sz;
+                        o3[c] = p.Dskip[d0 + c] * uu * zz * sz;
+                    } else {
+                        const float dg = bf2f(gv[c]);
+                        o1[c] = uu;
+                        o2[c] = dg * zz * sz;
+                        o3[c] = scan_dsoftplus(v);
+                        o4[c] = dg * sz * (1.0f + zz * (1.0f - sz));
+                    }
+                }
+            }
+        }
+        scan_sts8(s + (0 * K + j) * DL + dl0, o0);
+        scan_sts8(s + (1 * K + j) * DL + dl0, o1);
+        if (MODE != 1) {
+            scan_sts8(s + (2 * K + j) * DL + dl0, o2);
+            scan_sts8(s + (3 * K + j) * DL + dl0, o3);
+        }
+        if (MODE == 2) scan_sts8(s + (4 * K + j) * DL + dl0, o4);
+    }
+}
+// out[K][DL] fp32 staged rows -> bf16 rows of dst (row stride ld), steps < kn, channels < Di
+template <int K, int DL>
+__device__ __forceinline__ void scan_store_rows(bf16* dst, int ld, const float* s, size_t row0, int ts, int kn,
+                                                int d_base, int Di) {
+    constexpr int VPR = DL / 8;
+    for (int it = threadIdx.x; it < K * VPR; it += SCAN_THREADS) {
+        const int j = it / VPR, dl0 = (it % VPR) * 8, d0 = d_base + dl0;
+        if (j >= kn || d0 >= Di) continue;
+        x128 o;
+#pragma unroll
+        for (int c = 0; c < 8; c++) o[c] = __float2bfloat16(s[j * DL + dl0 + c]);
+        store128(dst + (row0 + ts + j) * ld + d0, o);
+    }
+}
+
+// forward time block: 16 steps, 8 when the block spans 256 channels (keeps static shared memory under 48 KB)
+#define SCAN_TB(DL) ((DL) >= 256 ? 8 : 16)
+static_assert(SCAN_CHUNK % 16 == 0, "chunk ends must fall on time-block ends");
 
 template <int N, int G>
 __global__ void __launch_bounds__(SCAN_THREADS)
 selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const ScanArgs p) {
-    constexpr int LC = N / G, DL = SCAN_THREADS / LC;
-    const int g = threadIdx.x % LC, d = blockIdx.x * DL + threadIdx.x / LC, b = blockIdx.y;
+    constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL);
+    __shared__ __align__(16) float sBC[K * 2 * N];
+    __shared__ __align__(16) float sTD[4 * K * DL];   // delta, delta*u, silu(z), D*u*silu(z)
+    __shared__ __align__(16) float sY[K * DL];
+    const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = blockIdx.y;
     const bool valid = d < p.Di;
     const int dc = valid ? d : p.Di - 1;   // idle lanes compute on a real channel and store nothing
     const float LOG2E = 1.4426950408889634f;
@@ -91,31 +203,35 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
         A2[i] = -expf(p.A_log[(size_t)dc * N + g * G + i]) * LOG2E;
         h[i] = 0.0f;
     }
-    const float Dd = p.Dskip[dc], bias = p.dt_bias[dc];
     const size_t row0 = (size_t)b * p.T;
-    for (int t = 0; t < p.T; t++) {
-        const size_t m = row0 + t;
-        const float uu = scan_ld(p.u + m * p.ld_u + dc);
-        const float delta = scan_softplus(scan_ld(p.dt_raw + m * p.Di + dc) + bias);
-        const float du = delta * uu;
-        const bf16* Bt = p.Bm + m * p.ld_bc + g * G;
-        const bf16* Ct = p.Cm + m * p.ld_bc + g * G;
-        float yp = 0.0f;
+    for (int tb = 0; tb < p.T; tb += K) {
+        const int kn = min(K, p.T - tb);
+        scan_stage_bc<N, K>(sBC, p, row0, tb, kn);
+        scan_stage_td<K, DL, 0>(sTD, p, NULL, row0, tb, kn, blockIdx.x * DL);
+        __syncthreads();
 #pragma unroll
-        for (int i = 0; i < G; i++) {
-            h[i] = scan_ex2(delta * A2[i]) * h[i] + scan_ld(Bt + i) * du;
-            yp += scan_ld(Ct + i) * h[i];
+        for (int j = 0; j < K; j++) {
+            const float delta = sTD[(0 * K + j) * DL + dl], du = sTD[(1 * K + j) * DL + dl];
+            float Bv[G], Cv[G];
+            scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
+            scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
+            float yp = 0.0f;
+#pragma unroll
+            for (int i = 0; i < G; i++) {
+                h[i] = scan_ex2(delta * A2[i]) * h[i] + Bv[i] * du;
+                yp += Cv[i] * h[i];
+            }
+            yp = scan_group_sum<LC>(yp);
+            if (g == 0) sY[j * DL + dl] = yp * sTD[(2 * K + j) * DL + dl] + sTD[(3 * K + j) * DL + dl];
         }
-        yp = scan_group_sum<LC>(yp);
-        if (valid && g == 0) {
-            const float zz = scan_ld(p.z + m * p.ld_z + dc);
-            y[m * p.Di + d] = __float2bfloat16((yp + Dd * uu) * zz * scan_sigmoid(zz));
-        }
-        if (valid && ((t + 1) % SCAN_CHUNK == 0 || t == p.T - 1)) {
-            float* s = saved + (((size_t)b * p.nch + t / SCAN_CHUNK) * p.Di + d) * N + g * G;
+        const int te = tb + kn;
+        if (valid && (te % SCAN_CHUNK == 0 || te == p.T)) {
+            float* s = saved + (((size_t)b * p.nch + (te - 1) / SCAN_CHUNK) * p.Di + d) * N + g * G;
 #pragma unroll
             for (int i = 0; i < G; i++) s[i] = h[i];
         }
+        __syncthreads();
+        scan_store_rows<K, DL>(y, p.Di, sY, row0, tb, kn, blockIdx.x * DL, p.Di);
     }
 }
 
@@ -157,32 +273,38 @@ __device__ __forceinline__ void scan_warp_reduce_bc(float (&v)[2 * G], float* st
     }
 }
 
-template <int N, int G>
+template <int N, int G, int W>
 static size_t scan_bwd_smem_bytes() {
-    return ((size_t)(SCAN_CHUNK / SCAN_WIN) * G * SCAN_THREADS + (size_t)SCAN_WIN * (SCAN_THREADS / 32) * 2 * N)
-           * sizeof(float);
+    constexpr int DL = SCAN_THREADS / (N / G);
+    return ((size_t)(SCAN_CHUNK / W) * G * SCAN_THREADS + (size_t)W * (SCAN_THREADS / 32) * 2 * N + (size_t)W * 2 * N
+            + (size_t)8 * W * DL) * sizeof(float);
 }
 static inline int scan_dblocks(int Di, int N, int G) { int DL = SCAN_THREADS / (N / G); return (Di + DL - 1) / DL; }
 
 // Thread = (b, d, g); grid (ceil(Di / DL), B). Writes du, ddt_raw, dz, and partials:
 // partBC [nblk][B*T][2N], partA [B][Di][N], partD [B][Di], partBias [B][Di].
-template <int N, int G>
-__global__ void __launch_bounds__(SCAN_THREADS)
+// Per window of W steps the block stages the per-(t, d) values and B, C in shared memory (as in the forward), the
+// lanes run branch-free over the window, and du, ddt_raw, dz leave through shared memory as 16-byte stores.
+template <int N, int G, int W>
+__global__ void __launch_bounds__(SCAN_THREADS, W <= 8 ? 2 : 1)
 selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict__ ddt_out, bf16* __restrict__ dz_out,
                           int ld_dz, float* __restrict__ partBC, float* __restrict__ partA, float* __restrict__ partD,
                           float* __restrict__ partBias, const bf16* __restrict__ dy, const float* __restrict__ saved,
                           const ScanArgs p) {
-    constexpr int LC = N / G, DL = SCAN_THREADS / LC, W = SCAN_WIN, NW = SCAN_CHUNK / SCAN_WIN;
+    constexpr int LC = N / G, DL = SCAN_THREADS / LC, NW = SCAN_CHUNK / W;
     constexpr int NWARP = SCAN_THREADS / 32;
-    extern __shared__ float smem[];
+    static_assert(SCAN_CHUNK % W == 0, "windows tile a chunk");
+    extern __shared__ __align__(16) float smem[];
     float* ck = smem;                                   // [NW][G][SCAN_THREADS] window start states
-    float* stage = smem + NW * G * SCAN_THREADS;        // [W][NWARP][2N] per-warp dB/dC sums
+    float* stage = ck + NW * G * SCAN_THREADS;          // [W][NWARP][2N] per-warp dB/dC sums
+    float* sBC = stage + W * NWARP * 2 * N;             // [W][2N] B, C of the window
+    float* sTD = sBC + W * 2 * N;                       // [5][W][DL] per-(t, d) inputs (scan_stage_td MODE 2)
+    float* sO = sTD + 5 * W * DL;                       // [3][W][DL] du, ddt_raw, dz of the window
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const int g = tid % LC, d = blockIdx.x * DL + tid / LC, b = blockIdx.y;
+    const int g = tid % LC, dl = tid / LC, d = blockIdx.x * DL + dl, b = blockIdx.y, d_base = blockIdx.x * DL;
     const bool valid = d < p.Di;
     const int dc = valid ? d : p.Di - 1;
     const float LOG2E = 1.4426950408889634f;
-    const float vmask = valid ? 1.0f : 0.0f;   // idle lanes: u = dy = 0 and h = 0 => they contribute exact zeros
     float A[G], A2[G], dh[G], dAacc[G];
 #pragma unroll
     for (int i = 0; i < G; i++) {
@@ -191,108 +313,105 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
         dh[i] = 0.0f;
         dAacc[i] = 0.0f;
     }
-    const float Dd = p.Dskip[dc], bias = p.dt_bias[dc];
+    const float Dd = p.Dskip[dc];
     float dDacc = 0.0f, dBiasacc = 0.0f;
     const size_t row0 = (size_t)b * p.T, BT = (size_t)p.B * p.T;
+#define TD(a, j) sTD[((a) * W + (j)) * DL + dl]
 
     for (int c = p.nch - 1; c >= 0; c--) {
         const int t0 = c * SCAN_CHUNK, t1 = min(p.T, t0 + SCAN_CHUNK), nw = (t1 - t0 + W - 1) / W;
         float h[G];
 #pragma unroll
-        for (int i = 0; i < G; i++)
-            h[i] = c > 0 ? vmask * saved[(((size_t)b * p.nch + c - 1) * p.Di + dc) * N + g * G + i] : 0.0f;
+        for (int i = 0; i < G; i++)   // idle lanes: staged inputs are 0, so their h stays 0
+            h[i] = c > 0 && valid ? saved[(((size_t)b * p.nch + c - 1) * p.Di + d) * N + g * G + i] : 0.0f;
         // pass 1: window start states into shared memory (the last window is recomputed right away)
         for (int w = 0; w < nw; w++) {
 #pragma unroll
             for (int i = 0; i < G; i++) ck[(w * G + i) * SCAN_THREADS + tid] = h[i];
             if (w == nw - 1) break;
-            for (int j = 0; j < W; j++) {
-                const size_t m = row0 + t0 + w * W + j;
-                const float uu = vmask * scan_ld(p.u + m * p.ld_u + dc);
-                const float delta = scan_softplus(scan_ld(p.dt_raw + m * p.Di + dc) + bias);
-                const float du = delta * uu;
-                const bf16* Bt = p.Bm + m * p.ld_bc + g * G;
+            const int ts = t0 + w * W;   // a full window
+            __syncthreads();
+            scan_stage_bc<N, W>(sBC, p, row0, ts, W);
+            scan_stage_td<W, DL, 1>(sTD, p, NULL, row0, ts, W, d_base);
+            __syncthreads();
 #pragma unroll
-                for (int i = 0; i < G; i++) h[i] = scan_ex2(delta * A2[i]) * h[i] + scan_ld(Bt + i) * du;
+            for (int j = 0; j < W; j++) {
+                const float delta = TD(0, j), du = TD(1, j);
+                float Bv[G];
+                scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
+#pragma unroll
+                for (int i = 0; i < G; i++) h[i] = scan_ex2(delta * A2[i]) * h[i] + Bv[i] * du;
             }
         }
         // pass 2: windows last-to-first: recompute W states into registers, then the reverse recurrence
         for (int w = nw - 1; w >= 0; w--) {
-            const int ts = t0 + w * W;
-            float hs[W][G], yp[W];
+            const int ts = t0 + w * W, kn = min(W, t1 - ts);
+            float hs[W][G];
+            __syncthreads();
+            scan_stage_bc<N, W>(sBC, p, row0, ts, kn);
+            scan_stage_td<W, DL, 2>(sTD, p, dy, row0, ts, kn, d_base);
+            __syncthreads();
 #pragma unroll
             for (int i = 0; i < G; i++) h[i] = ck[(w * G + i) * SCAN_THREADS + tid];
 #pragma unroll
             for (int j = 0; j < W; j++) {
-                yp[j] = 0.0f;
-                if (ts + j < t1) {
-                    const size_t m = row0 + ts + j;
-                    const float uu = vmask * scan_ld(p.u + m * p.ld_u + dc);
-                    const float delta = scan_softplus(scan_ld(p.dt_raw + m * p.Di + dc) + bias);
-                    const float du = delta * uu;
-                    const bf16* Bt = p.Bm + m * p.ld_bc + g * G;
-                    const bf16* Ct = p.Cm + m * p.ld_bc + g * G;
-                    float acc = 0.0f;
+                const float delta = TD(0, j), uu = TD(1, j), du = delta * uu;
+                float Bv[G], Cv[G];
+                scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
+                scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
+                float acc = 0.0f;
 #pragma unroll
-                    for (int i = 0; i < G; i++) {
-                        h[i] = scan_ex2(delta * A2[i]) * h[i] + scan_ld(Bt + i) * du;
-                        hs[j][i] = h[i];
-                        acc += scan_ld(Ct + i) * h[i];
-                    }
-                    yp[j] = scan_group_sum<LC>(acc) + Dd * uu;   // y_pre, for dz
+                for (int i = 0; i < G; i++) {
+                    h[i] = scan_ex2(delta * A2[i]) * h[i] + Bv[i] * du;
+                    hs[j][i] = h[i];
+                    acc += Cv[i] * h[i];
                 }
+                const float yp = scan_group_sum<LC>(acc) + Dd * uu;   // y_pre
+                if (g == 0) sO[(2 * W + j) * DL + dl] = TD(4, j) * yp;   // dz
             }
 #pragma unroll
             for (int j = W - 1; j >= 0; j--) {
-                if (ts + j >= t1) continue;   // uniform over the block
-                const size_t m = row0 + ts + j;
-                const float uu = vmask * scan_ld(p.u + m * p.ld_u + dc);
-                const float v = scan_ld(p.dt_raw + m * p.Di + dc) + bias;
-                const float delta = scan_softplus(v);
-                const float zz = scan_ld(p.z + m * p.ld_z + dc);
-                const float dg = vmask * scan_ld(dy + m * p.Di + dc);
-                const float sz = scan_sigmoid(zz);
-                const float dyv = dg * zz * sz;   // gradient of y_pre
-                const bf16* Bt = p.Bm + m * p.ld_bc + g * G;
-                const bf16* Ct = p.Cm + m * p.ld_bc + g * G;
-                const float du = delta * uu;
-                float dupart = 0.0f, ddpart = 0.0f, bc[2 * G];
+                const float delta = TD(0, j), uu = TD(1, j), dyv = TD(2, j), du = delta * uu;
+                float Bv[G], Cv[G], bc[2 * G];
+                scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
+                scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
+                float dupart = 0.0f, ddpart = 0.0f;
 #pragma unroll
                 for (int i = 0; i < G; i++) {
-                    const float Bv = scan_ld(Bt + i), Cv = scan_ld(Ct + i);
-                    dh[i] += dyv * Cv;                          // dL/dh_t
+                    dh[i] += dyv * Cv[i];                       // dL/dh_t
                     bc[G + i] = dyv * hs[j][i];                 // dC contribution
                     bc[i] = dh[i] * du;                         // dB contribution
-                    const float ah = hs[j][i] - Bv * du;        // exp(delta A) h_{t-1}
-                    dupart += dh[i] * Bv;
-                    ddpart += dh[i] * (Bv * uu + A[i] * ah);
+                    const float ah = hs[j][i] - Bv[i] * du;     // exp(delta A) h_{t-1}, no division
+                    dupart += dh[i] * Bv[i];
+                    ddpart += dh[i] * (Bv[i] * uu + A[i] * ah);
                     dAacc[i] += dh[i] * delta * ah;
                     dh[i] *= scan_ex2(delta * A2[i]);           // -> dL/dh_{t-1} (partial)
                 }
                 dupart = scan_group_sum<LC>(dupart) * delta;
                 ddpart = scan_group_sum<LC>(ddpart);
                 scan_warp_reduce_bc<N, G>(bc, stage + (j * NWARP + warp) * 2 * N, lane);
-                if (valid && g == 0) {
-                    const float ddt = ddpart * scan_dsoftplus(v);
-                    du_out[m * ld_du + d] = __float2bfloat16(dupart + Dd * dyv);
-                    ddt_out[m * p.Di + d] = __float2bfloat16(ddt);
-                    dz_out[m * ld_dz + d] = __float2bfloat16(dg * yp[j] * sz * (1.0f + zz * (1.0f - sz)));
-                    dDacc += dyv * uu;
-                    dBiasacc += ddt;
+                const float ddt = ddpart * TD(3, j);   // 0 on padded steps
+                dDacc += dyv * uu;
+                dBiasacc += ddt;
+                if (g == 0) {
+                    sO[(0 * W + j) * DL + dl] = dupart + Dd * dyv;
+                    sO[(1 * W + j) * DL + dl] = ddt;
                 }
             }
             __syncthreads();
-            for (int k = tid; k < W * 2 * N; k += SCAN_THREADS) {
+            for (int k = tid; k < kn * 2 * N; k += SCAN_THREADS) {
                 const int j = k / (2 * N), e = k % (2 * N);
-                if (ts + j >= t1) continue;
                 float s = 0.0f;
 #pragma unroll
                 for (int wp = 0; wp < NWARP; wp++) s += stage[(j * NWARP + wp) * 2 * N + e];
                 partBC[((size_t)blockIdx.x * BT + row0 + ts + j) * 2 * N + e] = s;
             }
-            __syncthreads();
+            scan_store_rows<W, DL>(du_out, ld_du, sO, row0, ts, kn, d_base, p.Di);
+            scan_store_rows<W, DL>(ddt_out, p.Di, sO + W * DL, row0, ts, kn, d_base, p.Di);
+            scan_store_rows<W, DL>(dz_out, ld_dz, sO + 2 * W * DL, row0, ts, kn, d_base, p.Di);
         }
     }
+#undef TD
     if (valid) {
 #pragma unroll
         for (int i = 0; i < G; i++) partA[((size_t)b * p.Di + d) * N + g * G + i] = dAacc[i];
@@ -347,8 +466,12 @@ static inline size_t scan_workspace_bytes(int B, int T, int Di, int N) {
     return scan_workspace_bytes_g(B, T, Di, N, scan_pick_g(N, SCAN_G));
 }
 
+static inline void scan_check_ld(const void* p, int ld, const char* what) {
+    if (ld % 8 != 0 || (uintptr_t)p % 16 != 0)
+        die("selective_scan: %s needs a row stride multiple of 8 (got %d) and a 16-byte aligned pointer", what, ld);
+}
 static inline void scan_check_args(int B, int T, int Di, int N) {
-    if (B < 1 || T < 1 || Di < 1) die("selective_scan: bad shape B=%d T=%d Di=%d", B, T, Di);
+    if (B < 1 || T < 1 || Di < 8 || Di % 8) die("selective_scan: bad shape B=%d T=%d Di=%d (Di: multiple of 8)", B, T, Di);
     if (N != 4 && N != 8 && N != 16 && N != 32) die("selective_scan: N=%d unsupported (4, 8, 16, 32)", N);
 }
 static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
@@ -368,7 +491,7 @@ static void scan_fwd_launch(bf16* y, float* saved, const ScanArgs& a, cudaStream
     selective_scan_fwd_kernel<N, G><<<grid, SCAN_THREADS, 0, s>>>(y, saved, a);
     CUDA_KERNEL_CHECK();
 }
-template <int N, int G>
+template <int N, int G, int W>
 static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, float* ws, const bf16* dy,
                             const float* saved, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = SCAN_THREADS / (N / G);
@@ -378,15 +501,15 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
     float* partA = partBC + (size_t)nblk * BT * 2 * N;
     float* partD = partA + (size_t)a.B * a.Di * N;
     float* partBias = partD + (size_t)a.B * a.Di;
-    const size_t smem = scan_bwd_smem_bytes<N, G>();
+    const size_t smem = scan_bwd_smem_bytes<N, G, W>();
     static int attr_set = 0;   // per template instance
     if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(selective_scan_bwd_kernel<N, G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CUDA_CHECK(cudaFuncSetAttribute(selective_scan_bwd_kernel<N, G, W>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem));
         attr_set = 1;
     }
     dim3 grid(nblk, a.B);
-    selective_scan_bwd_kernel<N, G><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, partBC, partA,
+    selective_scan_bwd_kernel<N, G, W><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, partBC, partA,
                                                                       partD, partBias, dy, saved, a);
     CUDA_KERNEL_CHECK();
 }
@@ -411,6 +534,8 @@ static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u,
                                             const float* A_log, const float* Dskip, const float* dt_bias,
                                             int B, int T, int Di, int N, int G, cudaStream_t s) {
     scan_check_args(B, T, Di, N);
+    scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
+    scan_check_ld(y, Di, "y");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
 #define SCAN_FWD_CALL(n_, g_) scan_fwd_launch<n_, g_>(y, (float*)saved, a, s)
     SCAN_DISPATCH(N, G, SCAN_FWD_CALL);
@@ -423,11 +548,19 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
                                              const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
                                              const bf16* Bm, const bf16* Cm, int ld_bc, const float* A_log,
                                              const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
-                                             int G, void* ws, cudaStream_t s) {
+                                             int G, int W, void* ws, cudaStream_t s) {
     scan_check_args(B, T, Di, N);
+    scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
+    scan_check_ld(dy, Di, "dy"); scan_check_ld(du, ld_du, "du"); scan_check_ld(ddt_raw, Di, "ddt_raw");
+    scan_check_ld(dz, ld_dz, "dz");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
     float* w = (float*)ws;
-#define SCAN_BWD_CALL(n_, g_) scan_bwd_launch<n_, g_>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s)
+#define SCAN_BWD_CALL(n_, g_)                                                                              \
+    do {                                                                                                   \
+        if (W == 16) scan_bwd_launch<n_, g_, 16>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
+        else if (W == 8) scan_bwd_launch<n_, g_, 8>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
+        else die("selective_scan: window %d unsupported (8, 16)", W);                                      \
+    } while (0)
     SCAN_DISPATCH(N, G, SCAN_BWD_CALL);
 #undef SCAN_BWD_CALL
     const int gg = scan_pick_g(N, G), nblk = scan_dblocks(Di, N, gg);
@@ -466,7 +599,7 @@ static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, b
                                            const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
                                            void* ws, cudaStream_t s) {
     selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
-                              ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G, ws, s);
+                              ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G, SCAN_WIN, ws, s);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -98,12 +98,12 @@ static inline uint64_t shard_header_ntok(const int32_t* h) {
 /* Validates a header against the file size. */
 static inline int shard_check_header(const char* path, const int32_t* h, uint64_t file_bytes, ShardInfo* info,
                                      char* err, size_t errlen) {
+    memset(info, 0, sizeof *info);
     if (h[0] != SHARD_MAGIC)
         return data_error(err, errlen, "'%s' is not a token shard: magic %d, expected %d", path, h[0], SHARD_MAGIC);
     if (h[1] != SHARD_VERSION_U16 && h[1] != SHARD_VERSION_U32)
         return data_error(err, errlen, "token shard '%s' has unsupported version %d (expected 1 = uint16 or 2 = uint32 tokens)",
                           path, h[1]);
-    memset(info, 0, sizeof *info);
     info->version = h[1];
     info->tok_bytes = h[1] == SHARD_VERSION_U16 ? 2 : 4;
     info->ntok = shard_header_ntok(h);
@@ -259,9 +259,10 @@ static inline int shard_read(const char* path, int vocab, int32_t** toks, ShardI
     /* uint32 ids >= 2^31 would read as negative: reject them even without a vocab */
     for (size_t i = 0; i < n; i++)
         if (out[i] < 0) {
+            unsigned bad = (unsigned)out[i];
             free(out);
             return data_error(err, errlen, "token shard '%s': token id %u at position %llu does not fit in int32",
-                              path, (unsigned)out[i], (unsigned long long)i);
+                              path, bad, (unsigned long long)i);
         }
     *toks = out;
     if (info_out) *info_out = info;

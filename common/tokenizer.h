@@ -606,6 +606,10 @@ static inline int tokenizer_train(Tokenizer* t, const unsigned char* const* text
     }
     /* 2. one word per distinct chunk (word order cannot change the result: counts are sums and
           heap ties are broken by pair ids) */
+    if (counts.n > (size_t)INT32_MAX) {
+        data_error(err, errlen, "the training text has %zu distinct chunks, more than this trainer handles (2^31)", counts.n);
+        goto out;
+    }
     tr.nwords = counts.n;
     tr.syms = (int32_t*)malloc(counts.nbytes * sizeof(int32_t) + 4);
     tr.woff = (size_t*)malloc(tr.nwords * sizeof(size_t) + 8);

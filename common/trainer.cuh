@@ -78,7 +78,7 @@ static void trainer_parse_args(int argc, char** argv, TrainOptions* o, const Arg
         args_print_help(stdout, argv[0], summary, tables, counts, 2);
         exit(0);
     }
-    if (rc != 0) die("%s (see %s --help)", err, argv[0]);
+    if (rc != 0) die("%s", err);
 }
 
 /* ------------------------------------------------------------------ optimizer */
@@ -546,6 +546,20 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
 }
 
 /* ------------------------------------------------------------------ main */
+/* Checks the checkpoint a run would start from (--load, or the newest one under --out with --resume)
+ * against the configured model before the GPU is touched: wrong model kind or config -> one clear line. */
+static void precheck_checkpoint(const TrainOptions* o, const char* model, const CkptHeader* cfg) {
+    char path[4200], err[512];
+    const char* p = NULL;
+    if (o->load_path) p = o->load_path;
+    else if (o->resume && ckpt_find_latest(o->out_dir, path, sizeof path) >= 0) p = path;
+    if (!p) return;
+    CkptHeader file, want = *cfg;
+    want.kind = !strcmp(model, "gla") ? CKPT_MODEL_GLA : CKPT_MODEL_MAMBA;
+    if (ckpt_read_header(p, &file, err, sizeof err) != 0) die("%s", err);
+    if (ckpt_config_compare(&file, &want, "this run", err, sizeof err) != 0) die("%s: %s", p, err);
+}
+
 /* A model's entry points for the shared main. */
 typedef struct {
     const char* name;
@@ -565,6 +579,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     if (train_options_check(&o, def->name, 1, err, sizeof err) != 0) die("%s", err);
     int B = o.batch, T = o.seq;
     /* everything that can be checked without the GPU is checked first */
+    if (o.load_path && !file_exists(o.load_path)) die("--load %s: no such file", o.load_path);
     TrainData d;
     memset(&d, 0, sizeof d);
     if (!o.bench) data_resolve(&d, &o);
@@ -572,7 +587,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     memset(&cfg, 0, sizeof cfg);
     def->configure(o.bench ? 0 : d.vocab, o.bench, &cfg);
     if (!o.bench) data_open(&d, &o, B, T);
-    if (o.load_path && !file_exists(o.load_path)) die("--load %s: no such file", o.load_path);
+    precheck_checkpoint(&o, def->name, &cfg);
 
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0)

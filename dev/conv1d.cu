@@ -147,7 +147,7 @@ static int check_shape(int version, int B, int T, int Di, int W) {
     ref_conv1d_silu_forward(u, x, w, b, B, T, Di, W);
     ref_conv1d_silu_backward(dx, dw, db, du, x, w, b, B, T, Di, W);
     float* got = (float*)malloc_check(M * c.ld_dx * sizeof(float));
-    float* g2 = (float*)malloc_check(n * sizeof(float));
+    float* g2 = (float*)malloc_check((n > (size_t)Di * W ? n : (size_t)Di * W) * sizeof(float));
     char what[128];
     int fails = 0;
     download_bf16(got, c.u, n);

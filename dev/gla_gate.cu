@@ -5,14 +5,15 @@
  *
  *   ./dev/gla_gate [version] [--check] [-B 16 -T 2048 -K 512] [--reps 50]     (-K: Dk = H*K, all heads)
  * versions: 1 = simple (one thread per element, db by one thread per column over all rows)
- *           2 = production (common/gla_gate.cuh)
+ *           2 = vectorized, log1pf, IEEE-divide sigmoid, one row per step in the backward
+ *           3 = production (common/gla_gate.cuh): cheap log1p and sigmoid, two rows per step
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/gla_gate.cu -o dev/gla_gate
  */
 #include "../common/gla_gate.cuh"
 #include "harness.h"
 #include "../test/ref_core.h"
 
-#define NVERSIONS 2
+#define NVERSIONS 3
 
 /* ---------------- v1: simplest correct version (teaching) ---------------- */
 __global__ void gate_forward_v1(float* g, const bf16* z, const float* b, size_t n, int Dk) {
@@ -35,6 +36,50 @@ __global__ void gate_backward_db_v1(float* db, const float* dg, const bf16* z, c
     db[c] += acc;
 }
 
+/* ---------------- v2: first vectorized version (log1pf was ~20 instructions per element) ---------------- */
+__global__ void gate_forward_v2(float* g, const bf16* z, const float* b, size_t n8, int Dk) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n8) return;
+    const int c = (int)((i * 8) % (size_t)Dk);
+    float zv[8], bv[8], out[8];
+    vec8_load_cs(zv, z + i * 8);
+    vec8_load(bv, b + c);
+    for (int k = 0; k < 8; k++) {
+        const float x = zv[k] + bv[k];
+        out[k] = (fminf(x, 0.f) - log1pf(__expf(-fabsf(x)))) * 0.0625f;
+    }
+    vec8_store(g + i * 8, out);
+}
+__global__ void gate_backward_v2(bf16* dz, float* part, const float* dg, const bf16* z, const float* b, int M, int Dk) {
+    __shared__ float s[GATE_BWD_ROWS][GATE_BWD_COLS];
+    const int c = blockIdx.x * GATE_BWD_COLS + threadIdx.x * 8;
+    float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (c < Dk) {
+        float bv[8];
+        vec8_load(bv, b + c);
+        for (int m = blockIdx.y * GATE_BWD_ROWS + threadIdx.y; m < M; m += gridDim.y * GATE_BWD_ROWS) {
+            const size_t off = (size_t)m * Dk + c;
+            float zv[8], d[8];
+            vec8_load_cs(zv, z + off);
+            vec8_load_cs(d, dg + off);
+            for (int k = 0; k < 8; k++) {
+                d[k] *= 0.0625f / (1.f + __expf(zv[k] + bv[k]));
+                acc[k] += d[k];
+            }
+            vec8_store(dz + off, d);
+        }
+    }
+    for (int k = 0; k < 8; k++) s[threadIdx.y][threadIdx.x * 8 + k] = acc[k];
+    __syncthreads();
+    if (threadIdx.y == 0 && c < Dk) {
+        float t[8];
+        for (int k = 0; k < 8; k++) t[k] = s[0][threadIdx.x * 8 + k];
+        for (int r = 1; r < GATE_BWD_ROWS; r++)
+            for (int k = 0; k < 8; k++) t[k] += s[r][threadIdx.x * 8 + k];
+        vec8_store(part + (size_t)blockIdx.y * Dk + c, t);
+    }
+}
+
 /* ---------------- dispatch ---------------- */
 typedef struct {
     int version, M, Dk, P;
@@ -47,6 +92,10 @@ static void run_forward(const Ctx* c) {
         const size_t n = (size_t)c->M * c->Dk;
         gate_forward_v1<<<(unsigned)((n + 255) / 256), 256>>>(c->g, c->z, c->b, n, c->Dk);
         CUDA_KERNEL_CHECK();
+    } else if (c->version == 2) {
+        const size_t n8 = (size_t)c->M * c->Dk / 8;
+        gate_forward_v2<<<(unsigned)((n8 + 255) / 256), 256>>>(c->g, c->z, c->b, n8, c->Dk);
+        CUDA_KERNEL_CHECK();
     } else {
         gla_gate_forward(c->g, c->z, c->b, c->M, c->Dk, 0);
     }
@@ -58,6 +107,12 @@ static void run_backward(const Ctx* c) {
         CUDA_KERNEL_CHECK();
         gate_backward_v1<<<(unsigned)((n + 255) / 256), 256>>>(c->dz, c->dg, c->z, c->b, n, c->Dk);
         CUDA_KERNEL_CHECK();
+    } else if (c->version == 2) {
+        const int P = c->P > 0 ? c->P : gla_gate_bwd_parts(c->M, c->Dk);
+        gate_backward_v2<<<dim3((c->Dk + GATE_BWD_COLS - 1) / GATE_BWD_COLS, P), dim3(32, GATE_BWD_ROWS)>>>(
+            c->dz, c->scratch, c->dg, c->z, c->b, c->M, c->Dk);
+        CUDA_KERNEL_CHECK();
+        partials_colsum_add(c->db, c->scratch, P, c->Dk, 0);
     } else if (c->P > 0) {
         gla_gate_backward_parts(c->dz, c->db, c->dg, c->z, c->b, c->M, c->Dk, c->scratch, c->P, 0);
     } else {
@@ -117,7 +172,7 @@ static int check_shape(int version, int M, int Dk, uint64_t seed) {
     snprintf(what, sizeof what, "v%d bwd dz  M=%-5d Dk=%-5d", version, M, Dk);
     fails += check_report(what, rdz, g_dz[0], n, 5e-3);
     snprintf(what, sizeof what, "v%d bwd db  M=%-5d Dk=%-5d", version, M, Dk);
-    fails += check_report(what, rdb, g_db[0], Dk, 1e-5);
+    fails += check_report(what, rdb, g_db[0], Dk, 3e-5);
     const int same = !memcmp(g_db[0], g_db[1], Dk * 4) && !memcmp(g_dz[0], g_dz[1], n * 4);
     printf("%s v%d bwd deterministic (2 runs bit-identical) M=%d Dk=%d\n", same ? "PASS" : "FAIL", version, M, Dk);
     fails += !same;
@@ -130,6 +185,12 @@ static int check_shape(int version, int M, int Dk, uint64_t seed) {
     return fails;
 }
 
+typedef struct { float* part; int P, C; float* dst; } ColsumCtx;
+static void colsum_fn(void* p) {
+    const ColsumCtx* c = (const ColsumCtx*)p;
+    partials_colsum_add(c->dst, c->part, c->P, c->C, 0);
+}
+
 /* ---------------- timing ---------------- */
 static void time_version(int version, int M, int Dk, int reps, int P) {
     const size_t n = (size_t)M * Dk;
@@ -137,7 +198,7 @@ static void time_version(int version, int M, int Dk, int reps, int P) {
     Ctx c;
     memset(&c, 0, sizeof c);
     c.version = version; c.M = M; c.Dk = Dk; c.P = P;
-    fill_normal(h, n, 2.0f, 31);
+    fill_uniform(h, n, -4.f, 4.f, 31);
     c.z = upload_bf16(h, n);
     c.dg = upload_f32(h, n);
     fill_uniform(h, Dk, -1.f, 1.f, 32);
@@ -146,7 +207,7 @@ static void time_version(int version, int M, int Dk, int reps, int P) {
     c.dz = (bf16*)dmalloc(n * 2);
     c.db = (float*)dmalloc(Dk * 4);
     CUDA_CHECK(cudaMemset(c.db, 0, Dk * 4));
-    const int Pn = P > 0 ? P : gla_gate_bwd_parts(M);
+    const int Pn = P > 0 ? P : gla_gate_bwd_parts(M, Dk);
     c.scratch = (float*)dmalloc((size_t)Pn * Dk * 4);
     const double fbytes = (double)n * 6, bbytes = (double)n * 8 + 2.0 * Pn * Dk * 4 * (version != 1);
     char what[96];
@@ -156,9 +217,16 @@ static void time_version(int version, int M, int Dk, int reps, int P) {
     printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(fbytes, 0), fbytes / 1e6);
     ms = time_kernel(bwd_fn, &c, reps);
     if (P > 0) snprintf(what, sizeof what, "v%d backward M=%d Dk=%d P=%d", version, M, Dk, P);
+    else if (version > 1) snprintf(what, sizeof what, "v%d backward M=%d Dk=%d P=%d*", version, M, Dk, Pn);
     else snprintf(what, sizeof what, "v%d backward M=%d Dk=%d", version, M, Dk);
     time_report(what, ms, bbytes, 0);
     printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes, 0), bbytes / 1e6);
+    if (version > 1 && P == 0) {  /* the second stage alone: sum of the partial rows into the gradient */
+        ColsumCtx cc = {c.scratch, Pn, Dk, c.db};
+        ms = time_kernel(colsum_fn, &cc, reps);
+        snprintf(what, sizeof what, "    of which partials_colsum_add P=%d", Pn);
+        time_report(what, ms, 4.0 * Pn * Dk, 0);
+    }
     free(h);
     CUDA_CHECK(cudaFree(c.z)); CUDA_CHECK(cudaFree(c.dg)); CUDA_CHECK(cudaFree(c.b)); CUDA_CHECK(cudaFree(c.g));
     CUDA_CHECK(cudaFree(c.dz)); CUDA_CHECK(cudaFree(c.db)); CUDA_CHECK(cudaFree(c.scratch));
@@ -182,7 +250,7 @@ int main(int argc, char** argv) {
     const int M = (int)(harness_get(&a, 'B', 16) * harness_get(&a, 'T', 2048)), Dk = (int)harness_get(&a, 'K', 512);
     for (int v = v0; v <= v1; v++) time_version(v, M, Dk, a.reps, 0);
     if (v1 == NVERSIONS) {
-        static const int Ps[] = {264, 1056, 2112};
+        static const int Ps[] = {264, 528};
         for (size_t i = 0; i < sizeof Ps / sizeof Ps[0]; i++) time_version(NVERSIONS, M, Dk, a.reps, Ps[i]);
     }
     return 0;

@@ -174,7 +174,7 @@ static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
     snprintf(what, sizeof what, "v%d bwd dresid   M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
     fails += check_report(what, rdx, g_dres[0], n, 1e-5);
     snprintf(what, sizeof what, "v%d bwd dw       M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
-    fails += check_report(what, rdw, g_dw[0], C, 1e-5);
+    fails += check_report(what, rdw, g_dw[0], C, 3e-5);
     const int same = !memcmp(g_dres[0], g_dres[1], n * 4) && !memcmp(g_dw[0], g_dw[1], C * 4);
     printf("%s v%d bwd deterministic (2 runs bit-identical) M=%d C=%d\n", same ? "PASS" : "FAIL", version, M, C);
     fails += !same;
@@ -189,6 +189,12 @@ static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
     return fails;
 }
 
+typedef struct { float* part; int P, C; float* dst; } ColsumCtx;
+static void colsum_fn(void* p) {
+    const ColsumCtx* c = (const ColsumCtx*)p;
+    partials_colsum_add(c->dst, c->part, c->P, c->C, 0);
+}
+
 /* ---------------- timing ---------------- */
 static void time_version(int version, int M, int C, int reps, int P) {
     const size_t n = (size_t)M * C;
@@ -196,7 +202,7 @@ static void time_version(int version, int M, int C, int reps, int P) {
     Ctx c;
     memset(&c, 0, sizeof c);
     c.version = version; c.M = M; c.C = C; c.P = P;
-    fill_normal(h, n, 1.0f, 11);
+    fill_uniform(h, n, -2.f, 2.f, 11);
     c.resid_in = upload_f32(h, n);
     c.delta = upload_bf16(h, n);
     c.dout = upload_bf16(h, n);
@@ -219,9 +225,16 @@ static void time_version(int version, int M, int C, int reps, int P) {
     printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(fbytes, 0), fbytes / 1e6);
     ms = time_kernel(bwd_fn, &c, reps);
     if (P > 0) snprintf(what, sizeof what, "v%d backward M=%d C=%d P=%d", version, M, C, P);
+    else if (version > 1) snprintf(what, sizeof what, "v%d backward M=%d C=%d P=%d*", version, M, C, Pmax);
     else snprintf(what, sizeof what, "v%d backward M=%d C=%d", version, M, C);
     time_report(what, ms, bbytes, 0);
     printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes, 0), bbytes / 1e6);
+    if (version > 1 && P == 0) {  /* the second stage alone: sum of the partial rows into the gradient */
+        ColsumCtx cc = {c.scratch, Pmax, C, c.dw};
+        ms = time_kernel(colsum_fn, &cc, reps);
+        snprintf(what, sizeof what, "    of which partials_colsum_add P=%d", Pmax);
+        time_report(what, ms, 4.0 * Pmax * C, 0);
+    }
     free(h);
     CUDA_CHECK(cudaFree(c.resid_in)); CUDA_CHECK(cudaFree(c.delta)); CUDA_CHECK(cudaFree(c.dout));
     CUDA_CHECK(cudaFree(c.dresid)); CUDA_CHECK(cudaFree(c.w)); CUDA_CHECK(cudaFree(c.resid_out));
@@ -249,7 +262,7 @@ int main(int argc, char** argv) {
     const int M = (int)(harness_get(&a, 'B', 16) * harness_get(&a, 'T', 2048)), C = (int)harness_get(&a, 'C', 1024);
     for (int v = v0; v <= v1; v++) time_version(v, M, C, a.reps, 0);
     if (v1 == NVERSIONS) {  /* production backward with other numbers of partial rows */
-        static const int Ps[] = {132, 264, 1056, 2112};
+        static const int Ps[] = {132, 528};
         for (size_t i = 0; i < sizeof Ps / sizeof Ps[0]; i++) time_version(NVERSIONS, M, C, a.reps, Ps[i]);
     }
     return 0;

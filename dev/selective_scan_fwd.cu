@@ -2,9 +2,11 @@
  * dev/selective_scan_fwd.cu — harness for the selective-scan forward (common/selective_scan.cuh).
  * Also holds the problem setup shared with dev/selective_scan_bwd.cu (which includes this file with
  * SCAN_HARNESS_NO_MAIN defined), so that both harnesses build their inputs in one place.
- *   v1: one thread per channel (b, d), all N states in its registers (G = N). Only B*Di threads
- *       (1024 warps at the mamba-370m shape, < 8 per SM): latency-bound. Teaching contrast for v2.
- *   v2: production: 4 states per lane, N/4 lanes per channel, C.h summed with 2 xor shuffles per step.
+ *   v1: direct: 4 states per lane, N/4 lanes per channel, every lane loads its inputs from global memory and
+ *       computes softplus/silu every step (kernel below). Latency-bound.
+ *   v2: production kernel, 8 states per lane (2 lanes per channel at N = 16).
+ *   v3: production kernel, 4 states per lane: per-(t, d) values staged once per block in shared memory,
+ *       branch-free time loop, coalesced 16-byte loads and stores (common/selective_scan.cuh).
  * ./dev/selective_scan_fwd [version] [--check] [-B 16 -T 2048 -D 2048 -N 16]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev \
  *        dev/selective_scan_fwd.cu -o dev/selective_scan_fwd
@@ -98,11 +100,51 @@ static const bf16* prob_z(const ScanProblem* p) { return p->zbuf + p->Di; }
 static const bf16* prob_B(const ScanProblem* p) { return p->xdbl + p->R; }
 static const bf16* prob_C(const ScanProblem* p) { return p->xdbl + p->R + p->N; }
 
-// forward, version v: 1 = one thread per channel (G = N), else production (G = SCAN_G)
+// ---------------- v1: the direct version. Thread = (b, d, 4 states); every step every lane loads its u, dt, z,
+// B, C from global memory and computes softplus and silu itself. Correct, but each step waits on a load and the
+// steps are separate basic blocks, so it is latency-bound (~8% of the exp floor at the 370m shape).
+__global__ void scan_v1_fwd_kernel(bf16* y, float* saved, const ScanArgs p) {
+    constexpr int G = 4;
+    const int LC = p.N / G, DL = SCAN_THREADS / LC;
+    const int g = threadIdx.x % LC, d = blockIdx.x * DL + threadIdx.x / LC, b = blockIdx.y;
+    const bool valid = d < p.Di;
+    const int dc = valid ? d : p.Di - 1;
+    float A2[G], h[G];
+    for (int i = 0; i < G; i++) {
+        A2[i] = -expf(p.A_log[(size_t)dc * p.N + g * G + i]) * 1.4426950408889634f;
+        h[i] = 0.0f;
+    }
+    for (int t = 0; t < p.T; t++) {
+        const size_t m = (size_t)b * p.T + t;
+        const float uu = scan_ld(p.u + m * p.ld_u + dc);
+        const float delta = scan_softplus(scan_ld(p.dt_raw + m * p.Di + dc) + p.dt_bias[dc]);
+        float yp = 0.0f;
+        for (int i = 0; i < G; i++) {
+            h[i] = scan_ex2(delta * A2[i]) * h[i] + scan_ld(p.Bm + m * p.ld_bc + g * G + i) * delta * uu;
+            yp += scan_ld(p.Cm + m * p.ld_bc + g * G + i) * h[i];
+        }
+        for (int o = 1; o < LC; o <<= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o);
+        const float zz = scan_ld(p.z + m * p.ld_z + dc);
+        if (valid && g == 0) y[m * p.Di + d] = __float2bfloat16((yp + p.Dskip[dc] * uu) * zz * scan_sigmoid(zz));
+        if (valid && ((t + 1) % SCAN_CHUNK == 0 || t == p.T - 1))
+            for (int i = 0; i < G; i++) saved[(((size_t)b * p.nch + t / SCAN_CHUNK) * p.Di + d) * p.N + g * G + i] = h[i];
+    }
+}
+
+// forward, version v: 1 = the direct kernel above, 2 = production kernel with 8 states per lane,
+// 3 = production (SCAN_G states per lane)
+#define FWD_NVER 3
 static void scan_fwd_version(ScanProblem* p, int v) {
+    if (v == 1) {
+        ScanArgs a = scan_make_args(p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc, p->A_log,
+                                    p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N);
+        const int DL = SCAN_THREADS / (p->N / 4);
+        scan_v1_fwd_kernel<<<dim3((p->Di + DL - 1) / DL, p->B), SCAN_THREADS>>>(p->y, (float*)p->saved, a);
+        CUDA_KERNEL_CHECK();
+        return;
+    }
     selective_scan_forward_g(p->y, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p),
-                             p->ld_bc, p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N,
-                             v == 1 ? p->N : SCAN_G, 0);
+                             p->ld_bc, p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, v == 2 ? 8 : SCAN_G, 0);
 }
 
 // contiguous double copies of the inputs for the reference
@@ -184,7 +226,7 @@ static void fwd_fn(void* c) { scan_fwd_version(((FwdCtx*)c)->p, ((FwdCtx*)c)->v)
 int main(int argc, char** argv) {
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("selective_scan_fwd");
-    const int nver = 2;
+    const int nver = FWD_NVER;
     int v0 = a.version ? a.version : 1, v1 = a.version ? a.version : nver;
     if (a.check) {
         int fails = 0;

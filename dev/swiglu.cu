@@ -98,7 +98,7 @@ static int check_shape(int version, int M, int I, uint64_t seed) {
 static void time_version(int version, int M, int I, int reps) {
     const size_t n = (size_t)M * I;
     float* h = (float*)malloc_check(2 * n * 4);
-    fill_normal(h, 2 * n, 2.0f, 41);
+    fill_uniform(h, 2 * n, -4.f, 4.f, 41);
     Ctx c;
     memset(&c, 0, sizeof c);
     c.version = version; c.M = M; c.I = I;

@@ -20,7 +20,7 @@ typedef void (*StepFn)(void* model, const int* d_ids, const int* d_targets, floa
 typedef struct {
     int n;
     size_t off[1024], numel[1024];   /* reference layout (contiguous) */
-    char name[1024][32];
+    char name[1024][48];
 } RefLayout;
 
 static inline double bf16_round_d(double x) { return (double)host_bf_bits2f(host_f2bf_bits((float)x)); }

@@ -4,7 +4,7 @@
 #   - each `PASS ...` line a program prints is one pass, each `FAIL ...` line one failure;
 #   - a program that exits non-zero without printing FAIL is one failure (crash, die(), timeout);
 #   - a program that prints neither and exits 0 is one pass.
-# CPU: test/test_*.c binaries, data/check*.sh. GPU (only when a CUDA device is usable): every dev/<name>
+# CPU: test/test_*.c binaries, data/check*.sh, and that every train_*.cu built. GPU (only when a CUDA device is usable): every dev/<name>
 # harness with --check, test/test_*.cu binaries, test/test_train.sh. Without a device each GPU test
 # prints `SKIP <name>: no CUDA device` and counts as neither. Optional fuzzing: test/fuzz_* binaries
 # (built by make when clang's libFuzzer works) run FUZZ_SECONDS each (0 = skip; default 0, .ci/run
@@ -75,7 +75,9 @@ skip() { echo "SKIP $1: $2"; nskip=$((nskip + 1)); }
 have_gpu() {
     [ "${NO_GPU:-0}" = 1 ] && return 1
     command -v nvidia-smi >/dev/null 2>&1 || return 1
-    nvidia-smi -L 2>/dev/null | grep -q '^GPU ' || return 1
+    local list   # captured first: with pipefail, `nvidia-smi | grep -q` can fail on SIGPIPE
+    list=$(nvidia-smi -L 2>/dev/null) || return 1
+    grep -q '^GPU ' <<<"$list"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -84,6 +86,17 @@ if [ "$run_cpu" = 1 ]; then
         [ -e "$src" ] || continue
         name=$(basename "${src%.c}"); bin="$cpu_bindir/$name"
         if [ -x "$bin" ]; then run_one "$name" "$bin"; else missing "$name"; fi
+    done
+    # the trainers have no CPU test, but a trainer that no longer compiles is a failure
+    for src in train_*.cu; do
+        [ "$cpu_bindir" = test ] || break   # (make asan builds only the tests)
+        [ -e "$src" ] || continue
+        if [ -x "${src%.cu}" ]; then echo "PASS build ${src%.cu}"; npass=$((npass + 1)); else missing "${src%.cu}"; fi
+    done
+    for script in test/test_*.sh; do   # CPU scripts; test_train.sh needs a GPU and runs below
+        [ -e "$script" ] || continue
+        [ "$(basename "$script")" = test_train.sh ] && continue
+        run_one "$(basename "$script")" bash "$script"
     done
     for script in data/check*.sh; do
         [ -e "$script" ] || continue
@@ -96,7 +109,7 @@ if [ "$run_gpu" = 1 ]; then
     for src in dev/*.cu; do [ -e "$src" ] && gpu_tests+=("${src%.cu}"); done
     for src in test/test_*.cu; do [ -e "$src" ] && gpu_tests+=("${src%.cu}"); done
     if have_gpu; then
-        nvidia-smi -L 2>/dev/null | head -n 8
+        nvidia-smi -L 2>/dev/null
         for bin in "${gpu_tests[@]}"; do
             args=(); case "$bin" in dev/*) args=(--check) ;; esac
             if [ -x "$bin" ]; then

@@ -76,14 +76,17 @@ static unsigned char* get_text(size_t* n) {
     unsigned char* t = read_file(path, n);
     if (t) { printf("note: tokenizer tests use %s (%zu bytes)\n", path, *n); return t; }
     printf("note: %s not found; tokenizer tests use a generated text\n", path);
-    static const char* words[] = {"the", "king", "and", "queen", "of", "Rome", "shall", "speak", "to", "thee",
-                                  "my", "lord", "what", "is", "love", "death", "11", "2024"};
+    /* words of 1-3 random syllables: enough distinct pairs for a vocabulary of 512 */
+    static const char* syl[] = {"the", "ki", "ng", "and", "qu", "een", "of", "ro", "me", "sha", "ll", "spe",
+                                "ak", "to", "th", "ee", "my", "lo", "rd", "wha", "is", "lov", "de", "ath"};
     size_t cap = 600000, len = 0;
     t = (unsigned char*)malloc(cap + 64);
     Rng r = rng_seed(7);
     while (len < cap) {
-        const char* w = words[rng_below(&r, 18)];
-        len += (size_t)sprintf((char*)t + len, "%s%s", w, rng_below(&r, 10) == 0 ? ".\n" : " ");
+        int k = 1 + (int)rng_below(&r, 3);
+        for (int j = 0; j < k; j++) len += (size_t)sprintf((char*)t + len, "%s", syl[rng_below(&r, 24)]);
+        uint32_t p = rng_below(&r, 20);
+        len += (size_t)sprintf((char*)t + len, "%s", p == 0 ? ".\n" : p == 1 ? ", " : p == 2 ? " 42 " : " ");
     }
     *n = len;
     return t;
@@ -294,6 +297,13 @@ static void test_shards(void) {
     ok = rc != 0 && contains(err, "b_tok.bin", "9999 at position 500") && back == NULL;
     rc = shard_write(tmp_path("w_bad.bin"), toks, 10, 50, 0, err, sizeof err);
     ok = ok && rc != 0 && strstr(err, "outside [0, 50)");
+    /* a uint32 id >= 2^31 is rejected even without a vocabulary */
+    memset(c, 0, 1024 + 16);
+    h[0] = SHARD_MAGIC; h[1] = 2; h[2] = 4;
+    ((uint32_t*)(c + 1024))[2] = 0x80000000u;
+    write_bytes(tmp_path("b_neg.bin"), c, 1024 + 16);
+    rc = shard_read(tmp_path("b_neg.bin"), 0, &back, NULL, err, sizeof err);
+    ok = ok && rc != 0 && contains(err, "b_neg.bin", "2147483648 at position 2");
     report("shard_token_range", ok, "%s", err);
 
     /* 64-bit sizes: header math for > 2^32 tokens without writing 8 GB */
@@ -466,12 +476,22 @@ static void test_loader(void) {
     /* a shard that breaks after init (truncated on disk) is reported when first used */
     write_bytes(tmp_path("cut_0.bin"), "", 0);
     shard_write(tmp_path("cut_0.bin"), small, 20, 100, 0, err, sizeof err);
-    ok = ok && dataloader_init(&c, tmp_path("cut_*.bin"), 1, 8, 0, 1, 100, 0, 0, 1) == 0;
+    ok = ok && dataloader_init(&c, tmp_path("cut_*.bin"), 1, 8, 0, 1, 100, 0, 0, 0) == 0;
     if (ok) {
         truncate(tmp_path("cut_0.bin"), 1030);
         ok = dataloader_next(&c, xb, yb) < 0 && contains(c.err, "cut_0.bin", "changed size");
         dataloader_free(&c);
     }
+    /* ... and a shard cut while open gives a read error, not SIGBUS */
+    shard_write(tmp_path("cut_0.bin"), small, 100, 100, 0, err, sizeof err);
+    ok = ok && dataloader_init(&c, tmp_path("cut_*.bin"), 1, 8, 0, 1, 100, 0, 0, 0) == 0 && dataloader_next(&c, xb, yb) == 1;
+    if (ok) {
+        truncate(tmp_path("cut_0.bin"), 1040);
+        int st3 = 1;
+        for (int i = 0; i < 20 && st3 == 1; i++) st3 = dataloader_next(&c, xb, yb);
+        ok = st3 < 0 && contains(c.err, "cut_0.bin", "truncated after");
+    }
+    dataloader_free(&c);
     report("dl_bad_inputs_rejected", ok, "%s", c.err);
 
     free(xa); free(ya); free(xb); free(yb);

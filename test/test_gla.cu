@@ -41,7 +41,7 @@ static int run_case(const GLACase* tc) {
     ref_gla_tensors(rc, ts);
     RefLayout rl;
     rl.n = nt;
-    for (int i = 0; i < nt; i++) { rl.off[i] = ts[i].offset; rl.numel[i] = ts[i].numel; snprintf(rl.name[i], 32, "%s", ts[i].name); }
+    for (int i = 0; i < nt; i++) { rl.off[i] = ts[i].offset; rl.numel[i] = ts[i].numel; snprintf(rl.name[i], sizeof rl.name[i], "%s", ts[i].name); }
     size_t np = ref_gla_num_params(rc);
     double* params = (double*)malloc_check(np * sizeof(double));
     double* grads = (double*)malloc_check(np * sizeof(double));

@@ -211,8 +211,7 @@ static void put_bytes(const char* path, const unsigned char* p, long n) {
 static int exists(const char* path) { return access(path, F_OK) == 0; }
 
 static void make_header(CkptHeader* h, long long step) {
-    memset(h, 0, sizeof *h);
-    h->kind = CKPT_MODEL_GLA;
+    ckpt_header_init(h, CKPT_MODEL_GLA);
     h->num_params = 1000;
     h->step = step;
     h->rng[0] = 0xDEADBEEFCAFEF00DULL;

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# test_cli.sh — bad input to the trainers, on any machine (no GPU needed): every case must end with one
+# "error: ..." line naming the flag or file, a non-zero exit, and no crash; and it must be caught before
+# the GPU is touched (so on a CPU-only machine the message is the input error, not "no CUDA device").
+# Also: --help works without a GPU and lists every flag of both tables.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# a small tokenizer and shards from generated text
+for i in $(seq 1 400); do echo "line $i: the quick brown fox jumps over the lazy dog $((i * 7919 % 1000))"; done >"$tmp/text.txt"
+./data/bpe train -o "$tmp/tok.bin" --vocab 300 "$tmp/text.txt" >/dev/null 2>&1 || echo "FAIL setup: data/bpe train"
+mkdir -p "$tmp/data"; ./data/bpe encode -t "$tmp/tok.bin" -o "$tmp/data" --val-fraction 0.1 "$tmp/text.txt" >/dev/null 2>&1 || echo "FAIL setup: data/bpe encode"
+train=$(ls "$tmp"/data/train_*.bin | head -n 1)
+
+# expect NAME PATTERN CMD...: non-zero exit (not a crash), stderr matches PATTERN
+expect() {
+    local name="$1" pat="$2"; shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    if [ $rc -eq 0 ]; then echo "FAIL $name: exit 0, expected an error"; return; fi
+    if [ $rc -gt 128 ]; then echo "FAIL $name: crashed (signal $((rc - 128)))"; return; fi
+    if ! grep -qE -- "$pat" "$tmp/err"; then echo "FAIL $name: message does not match /$pat/: $(head -c 300 "$tmp/err")"; return; fi
+    echo "PASS $name: $(head -n 1 "$tmp/err" | cut -c1-110)"
+}
+
+for m in gla mamba; do
+    bin=./train_$m
+    d=(-i "$tmp/data/train_*.bin" -j "$tmp/data/val_*.bin" --tokenizer "$tmp/tok.bin" -b 1 -t 64)
+    if $bin --help >"$tmp/help" 2>&1 && grep -q -- "--total-batch" "$tmp/help" && grep -q -- "--model" "$tmp/help"; then
+        echo "PASS $m --help works without a GPU and lists common and model flags"
+    else echo "FAIL $m --help"; fi
+    expect "$m unknown flag" "unknown option '--bogus'" $bin --bogus 1
+    expect "$m non-numeric value" "--batch" $bin -b abc
+    expect "$m zero batch" "--batch.*range" $bin -b 0
+    expect "$m negative lr" "--lr.*range" $bin -l -1
+    expect "$m missing value" "--seq" $bin -t
+    expect "$m bad choice" "cosine" $bin --schedule bogus
+    expect "$m unknown preset" "unknown preset" $bin --model bogus "${d[@]}"
+    expect "$m total batch not a multiple" "total-batch" $bin -b 4 -t 64 -d 1000 "${d[@]}"
+    expect "$m no shards" "no training shards match" $bin -i "$tmp/nothing_*.bin"
+    expect "$m vocab too small" "smaller than the data" $bin --vocab 100 "${d[@]}"
+    expect "$m missing checkpoint" "no such file" $bin --load "$tmp/none.bin" "${d[@]}"
+    cp "$train" "$tmp/trunc_000.bin"; truncate -s -100 "$tmp/trunc_000.bin"
+    expect "$m truncated shard" "trunc_000.bin" $bin -i "$tmp/trunc_*.bin" --tokenizer "$tmp/tok.bin" -j none
+    cp "$train" "$tmp/magic_000.bin"; printf '\x01\x02\x03\x04' | dd of="$tmp/magic_000.bin" conv=notrunc 2>/dev/null
+    expect "$m wrong magic" "magic_000.bin" $bin -i "$tmp/magic_*.bin" --tokenizer "$tmp/tok.bin" -j none
+    head -c 1500 "$train" >"$tmp/short_000.bin"
+    expect "$m shard shorter than a sequence" "short_000.bin" $bin -i "$tmp/short_*.bin" --tokenizer "$tmp/tok.bin" -j none -t 4096
+    printf 'garbage' >"$tmp/badtok.bin"
+    expect "$m unreadable tokenizer" "badtok.bin" $bin -i "$tmp/data/train_*.bin" --tokenizer "$tmp/badtok.bin"
+done
+# heads that do not divide, checked before the GPU
+expect "gla heads do not divide" "divide" ./train_gla -H 7 -i "$tmp/data/train_*.bin" --tokenizer "$tmp/tok.bin"
