@@ -327,10 +327,8 @@ static void gla_create(GLAModel* m, const GLAConfig* c, int B, int T, uint64_t s
     gla_derive(m);
     gla_build_params(m);
     m->p = param_buffers_alloc(&m->pt);
-    float* host = (float*)malloc_check(m->pt.total * sizeof(float));
-    param_init_host(&m->pt, host, seed);
-    param_upload(&m->p, host);
-    free(host);
+    param_init_device(&m->pt, &m->p, seed);
+    param_sync_copy(&m->p);
     gla_build_acts(m);
     act_alloc(&m->at, m->pt.total * param_bytes_per_element());
 }

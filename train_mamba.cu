@@ -113,19 +113,28 @@ static void mamba_build_params(MambaModel* m) {
     m->lm_head = c->tied ? m->embed : param_add(pt, "lm_head", 2, c->Vc, c->D, 0, 1, INIT_NORMAL, 0.02f);
 }
 
-/* dt bias = inverse softplus of dt ~ log-uniform in [1e-3, 1e-1] floored at 1e-4; A_log = log(n+1) */
-static void mamba_init_custom(const MambaModel* m, float* host, uint64_t seed) {
+/* dt bias = inverse softplus of dt ~ log-uniform in [1e-3, 1e-1] floored at 1e-4; A_log = log(n+1)
+ * (mamba.md 1.4). Small tensors: computed on the host and copied in. */
+static void mamba_init_custom(MambaModel* m, uint64_t seed) {
     const MambaConfig* c = &m->c;
     Rng r = rng_seed(seed ^ 0xD7B1A5ull);
+    float* bias = (float*)malloc_check(sizeof(float) * (size_t)c->Di);
+    float* alog = (float*)malloc_check(sizeof(float) * (size_t)c->Di * c->N);
     for (int l = 0; l < c->L; l++) {
-        const MambaLayerParams* lp = &m->lp[l];
         for (int d = 0; d < c->Di; d++) {
             double dt = exp(rng_uniform(&r) * (log(0.1) - log(0.001)) + log(0.001));
             if (dt < 1e-4) dt = 1e-4;
-            host[lp->dt_bias + d] = (float)(dt + log(-expm1(-dt)));
-            for (int n = 0; n < c->N; n++) host[lp->A_log + (size_t)d * c->N + n] = (float)log((double)n + 1.0);
+            bias[d] = (float)(dt + log(-expm1(-dt)));
+            for (int n = 0; n < c->N; n++) alog[(size_t)d * c->N + n] = (float)log((double)n + 1.0);
         }
+        char nm[64];
+        snprintf(nm, sizeof nm, "layers.%d.dt_bias", l);
+        param_set_host(&m->p, param_find(&m->pt, nm), bias);
+        snprintf(nm, sizeof nm, "layers.%d.A_log", l);
+        param_set_host(&m->p, param_find(&m->pt, nm), alog);
     }
+    free(bias);
+    free(alog);
 }
 
 static void mamba_build_acts(MambaModel* m) {
@@ -264,11 +273,9 @@ static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, uint
     mamba_derive(m);
     mamba_build_params(m);
     m->p = param_buffers_alloc(&m->pt);
-    float* host = (float*)malloc_check(m->pt.total * sizeof(float));
-    param_init_host(&m->pt, host, seed);
-    mamba_init_custom(m, host, seed);
-    param_upload(&m->p, host);
-    free(host);
+    param_init_device(&m->pt, &m->p, seed);
+    mamba_init_custom(m, seed);
+    param_sync_copy(&m->p);
     mamba_build_acts(m);
     act_alloc(&m->at, m->pt.total * param_bytes_per_element());
 }

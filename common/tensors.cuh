@@ -102,27 +102,49 @@ static inline void param_buffers_free(ParamBuffers* b) {
     memset(b, 0, sizeof *b);
 }
 
-/* Fills host[total] from the table's init rules, tensor by tensor in table order, each tensor from its own
- * seeded stream so that adding a tensor never changes the others. INIT_CUSTOM tensors are left for the
- * model to fill. */
-static inline void param_init_host(const ParamTable* pt, float* host, uint64_t seed) {
-    memset(host, 0, pt->total * sizeof(float));
-    for (int i = 0; i < pt->n; i++) {
-        const ParamInfo* p = &pt->t[i];
-        float* x = host + p->offset;
-        Rng r = rng_seed(seed * 1000003ull + (uint64_t)i);
-        for (size_t j = 0; j < p->numel; j++) {
-            switch (p->init) {
-            case INIT_ZERO: x[j] = 0.0f; break;
-            case INIT_ONE: x[j] = 1.0f; break;
-            case INIT_CONST: x[j] = p->a; break;
-            case INIT_NORMAL: x[j] = (float)(p->a * rng_normal(&r)); break;
-            case INIT_UNIFORM: x[j] = (float)rng_uniform_in(&r, -p->a, p->a); break;
-            case INIT_CUSTOM: break;
-            }
+/* Initialisation runs on the GPU (a 1.3B model would spend seconds in a host RNG otherwise): every
+ * element's value is a pure function of (seed, tensor index, element index) through a counter-based hash,
+ * so it is reproducible and independent of the launch shape, and adding a tensor never changes the others.
+ * INIT_CUSTOM tensors are left for the model to fill (param_set_host). */
+__device__ inline float init_uniform01_(uint32_t seed, uint32_t tensor, size_t j, uint32_t stream) {
+    uint32_t h = hash_u32((uint32_t)j ^ (stream * 0x68E31DA4u), hash_u32((uint32_t)(j >> 32) + tensor * 0x9E3779B9u, seed));
+    return ((h >> 8) + 0.5f) * (1.0f / 16777216.0f);   /* (0,1) */
+}
+__global__ void param_init_kernel(float* x, size_t n, int kind, float a, uint32_t seed, uint32_t tensor) {
+    for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < n; j += (size_t)gridDim.x * blockDim.x) {
+        float v = 0.0f;
+        if (kind == INIT_ONE) v = 1.0f;
+        else if (kind == INIT_CONST) v = a;
+        else if (kind == INIT_UNIFORM) v = a * (2.0f * init_uniform01_(seed, tensor, j, 0) - 1.0f);
+        else if (kind == INIT_NORMAL) { /* Box-Muller from two independent uniforms */
+            float u1 = init_uniform01_(seed, tensor, j, 1), u2 = init_uniform01_(seed, tensor, j, 2);
+            v = a * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
         }
+        x[j] = v;
     }
 }
+static inline void param_init_device(const ParamTable* pt, ParamBuffers* b, uint64_t seed) {
+    CUDA_CHECK(cudaMemset(b->master, 0, b->total * sizeof(float)));
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* p = &pt->t[i];
+        if (p->init == INIT_CUSTOM || p->init == INIT_ZERO) continue;
+        size_t blocks = (p->numel + 255) / 256;
+        if (blocks > 4096) blocks = 4096;
+        param_init_kernel<<<(unsigned)blocks, 256>>>(b->master + p->offset, p->numel, p->init, p->a,
+                                                     (uint32_t)(seed * 2654435761ull), (uint32_t)i);
+        CUDA_KERNEL_CHECK();
+    }
+}
+/* copies host values into one tensor of the master buffer (for INIT_CUSTOM tensors) */
+static inline void param_set_host(ParamBuffers* b, const ParamInfo* p, const float* host) {
+    CUDA_CHECK(cudaMemcpy(b->master + p->offset, host, p->numel * sizeof(float), cudaMemcpyHostToDevice));
+}
+/* refreshes the bf16 working copy from the master (round to nearest) */
+static inline void param_sync_copy(ParamBuffers* b) {
+    cast_f32_to_bf16(b->copy, b->master, b->total, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 /* host fp32 -> device master, and refresh the bf16 copy */
 static inline void param_upload(ParamBuffers* b, const float* host) {
     CUDA_CHECK(cudaMemcpy(b->master, host, b->total * sizeof(float), cudaMemcpyHostToDevice));
