@@ -40,30 +40,38 @@ typedef struct {
     size_t attn_norm, w_in, gk1_w, gk1_b, gnorm, w_o, mlp_norm, w_gateup, w_down;
 } GLALayerParams;
 
+/* Activations. What backward needs is either kept per layer or recomputed from what is kept; the
+ * recompute level (--recompute) chooses, trading memory for time:
+ *   0: keep the projections (proj, gz, o) and the MLP input h; recompute the norm outputs, the
+ *      gated-norm output and the SwiGLU product (cheap elementwise passes);
+ *   1: also recompute h = ln2 W_gateup^T (one extra matrix product per layer);
+ *   2: also rerun the mixer up to o (projection, gate, chunked GLA forward) in backward.
+ * Per-layer buffers have L slots when kept and 1 slot (reused) when recomputed. */
 typedef struct {
-    /* per layer (L copies) */
-    float* res_attn;    /* [L,M,D] fp32 residual stream entering the attention norm */
-    float* res_mlp;     /* [L,M,D] fp32 residual stream entering the MLP norm */
+    /* always kept, per layer */
+    float* res_attn;    /* [L,M,D] fp32 residual stream entering the layer */
+    bf16* dattn;        /* [L,M,D] mixer output; res_mid = res_attn + dattn is recomputed */
     float* rstd_attn;   /* [L,M] */
     float* rstd_mlp;    /* [L,M] */
     float* rstd_gate;   /* [L,M*H] rstd of the per-head output norm */
-    bf16* ln1;          /* [L,M,D] normed input of the mixer */
-    bf16* ln2;          /* [L,M,D] normed input of the MLP */
-    bf16* proj;         /* [L,M,P] q | k | v | output gate | gate low-rank z1 */
-    bf16* gz;           /* [L,M,Dk] forget-gate pre-activation (before bias) */
-    bf16* o;            /* [L,M,Dv] chunked GLA output */
-    bf16* y;            /* [L,M,Dv] gated-norm output, input of o_proj */
-    bf16* h;            /* [L,M,2I] MLP gate | up */
-    char* gla_saved;    /* [L, gla_saved_bytes] */
+    /* kept per layer at low recompute levels, else one slot */
+    bf16* proj;         /* [L|1,M,P] q | k | v | output gate | gate low-rank z1 */
+    bf16* gz;           /* [L|1,M,Dk] forget-gate pre-activation (before bias) */
+    bf16* o;            /* [L|1,M,Dv] chunked GLA output */
+    char* gla_saved;    /* [L|1, gla_saved_bytes] */
+    bf16* h;            /* [L|1,M,2I] MLP gate | up */
     /* final norm */
     float* res_final;   /* [M,D] */
     float* rstd_final;  /* [M] */
     bf16* lnf;          /* [M,D] */
     /* scratch shared by all layers */
+    float* res_mid;     /* [M,D] fp32 residual stream entering the MLP norm */
+    bf16* ln;           /* [M,D] normed input of the current sublayer */
+    bf16* y;            /* [M,Dv] gated-norm output, input of o_proj */
     float* g;           /* [M,Dk] fp32 log forget gate */
     float* dg;          /* [M,Dk] */
-    bf16* delta;        /* [M,D] sublayer output before it joins the residual stream */
-    bf16* act;          /* [M,I] SwiGLU output (recomputed in backward) */
+    bf16* delta;        /* [M,D] MLP output before it joins the residual stream */
+    bf16* act;          /* [M,I] SwiGLU output */
     bf16* dact;         /* [M,I] */
     bf16* dh;           /* [M,2I] */
     bf16* dproj;        /* [M,P] */
@@ -83,6 +91,7 @@ typedef struct {
     GLAConfig c;
     int Dk, Dv, K, V, P, I;
     int B, T;                   /* allocated micro-batch shape */
+    int recompute;              /* 0, 1, 2: see GLAActs */
     ParamTable pt;
     ParamBuffers p;
     size_t embed, final_norm, lm_head;
@@ -90,8 +99,6 @@ typedef struct {
     ActTable at;
     GLAActs a;
     size_t gla_saved_per_layer;
-    /* recurrent decoding state (allocated on first use) */
-    float* dec_state;           /* [L,H,K,V] */
 } GLAModel;
 
 /* parameter accessors: bf16 copy for matrix products, fp32 master for small vectors, fp32 grads */
@@ -145,23 +152,24 @@ static void gla_build_acts(GLAModel* m) {
     ActTable* at = &m->at;
     GLAActs* a = &m->a;
     size_t M = (size_t)m->B * m->T, L = (size_t)c->L, D = (size_t)c->D;
+    size_t Lmix = m->recompute >= 2 ? 1 : L, Lmlp = m->recompute >= 1 ? 1 : L;
     m->gla_saved_per_layer = gla_saved_bytes(m->B, m->T, c->H, m->K, m->V);
     ACT(at, a->res_attn, L * M * D);
-    ACT(at, a->res_mlp, L * M * D);
+    ACT(at, a->dattn, L * M * D);
     ACT(at, a->rstd_attn, L * M);
     ACT(at, a->rstd_mlp, L * M);
     ACT(at, a->rstd_gate, L * M * c->H);
-    ACT(at, a->ln1, L * M * D);
-    ACT(at, a->ln2, L * M * D);
-    ACT(at, a->proj, L * M * m->P);
-    ACT(at, a->gz, L * M * m->Dk);
-    ACT(at, a->o, L * M * m->Dv);
-    ACT(at, a->y, L * M * m->Dv);
-    ACT(at, a->h, L * M * 2 * m->I);
-    ACT(at, a->gla_saved, L * m->gla_saved_per_layer);
+    ACT(at, a->proj, Lmix * M * m->P);
+    ACT(at, a->gz, Lmix * M * m->Dk);
+    ACT(at, a->o, Lmix * M * m->Dv);
+    ACT(at, a->gla_saved, Lmix * m->gla_saved_per_layer);
+    ACT(at, a->h, Lmlp * M * 2 * m->I);
     ACT(at, a->res_final, M * D);
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
+    ACT(at, a->res_mid, M * D);
+    ACT(at, a->ln, M * D);
+    ACT(at, a->y, M * m->Dv);
     ACT(at, a->g, M * m->Dk);
     ACT(at, a->dg, M * m->Dk);
     ACT(at, a->delta, M * D);
@@ -187,97 +195,112 @@ static void gla_build_acts(GLAModel* m) {
 }
 
 /* ------------------------------------------------------------------ forward */
-/* Mixer of layer l: ln1 -> fused projection -> forget gate -> chunked GLA -> gated norm -> o_proj (into delta) */
-static void gla_mixer_forward(GLAModel* m, int l, cudaStream_t s) {
+/* per-layer views: slot l when the tensor is kept, slot 0 when it is recomputed */
+static bf16* proj_of(GLAModel* m, int l) { return m->a.proj + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->P; }
+static bf16* gz_of(GLAModel* m, int l) { return m->a.gz + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->Dk; }
+static bf16* o_of(GLAModel* m, int l) { return m->a.o + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->Dv; }
+static char* saved_of(GLAModel* m, int l) { return m->a.gla_saved + (size_t)(m->recompute >= 2 ? 0 : l) * m->gla_saved_per_layer; }
+static bf16* h_of(GLAModel* m, int l) { return m->a.h + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * 2 * m->I; }
+
+/* ln -> fused projection -> forget gate -> chunked GLA output o (what backward may recompute) */
+static void gla_mixer_core_forward(GLAModel* m, int l, cudaStream_t s) {
     const GLALayerParams* lp = &m->lp[l];
     GLAActs* a = &m->a;
-    int B = m->B, T = m->T, M = B * T, D = m->c.D, H = m->c.H, P = m->P, Dk = m->Dk, Dv = m->Dv;
-    bf16* proj = a->proj + (size_t)l * M * P;
-    bf16* q = proj, *k = proj + Dk, *v = proj + 2 * Dk, *gt = proj + 2 * Dk + Dv, *z1 = proj + 2 * Dk + 2 * Dv;
-    bf16* gz = a->gz + (size_t)l * M * Dk;
-    bf16* o = a->o + (size_t)l * M * Dv;
-    bf16* y = a->y + (size_t)l * M * Dv;
-    linear_forward(proj, a->ln1 + (size_t)l * M * D, W_(m, lp->w_in), M, P, D, s);
-    matmul(gz, 0, Dk, z1, P, 0, W_(m, lp->gk1_w), GLA_GATE_RANK, 1, M, Dk, GLA_GATE_RANK, 1.0f, 0.0f, s);
-    gla_gate_forward(a->g, gz, F_(m, lp->gk1_b), M, Dk, s);
-    gla_chunk_forward(o, a->gla_saved + (size_t)l * m->gla_saved_per_layer, q, k, P, v, P, a->g, B, T, H, m->K, m->V,
+    int B = m->B, T = m->T, M = B * T, D = m->c.D, P = m->P, Dk = m->Dk, Dv = m->Dv;
+    bf16* proj = proj_of(m, l);
+    bf16* z1 = proj + 2 * Dk + 2 * Dv;
+    linear_forward(proj, a->ln, W_(m, lp->w_in), M, P, D, s);
+    matmul(gz_of(m, l), 0, Dk, z1, P, 0, W_(m, lp->gk1_w), GLA_GATE_RANK, 1, M, Dk, GLA_GATE_RANK, 1.0f, 0.0f, s);
+    gla_gate_forward(a->g, gz_of(m, l), F_(m, lp->gk1_b), M, Dk, s);
+    gla_chunk_forward(o_of(m, l), saved_of(m, l), proj, proj + Dk, P, proj + 2 * Dk, P, a->g, B, T, m->c.H, m->K, m->V,
                       a->gla_ws, s);
-    gated_rmsnorm_forward(y, a->rstd_gate + (size_t)l * M * H, o, gt, P, F_(m, lp->gnorm), M, H, m->V, m->c.eps, s);
-    linear_forward(a->delta, y, W_(m, lp->w_o), M, D, Dv, s);
 }
 
-/* MLP of layer l: ln2 -> gate|up -> SwiGLU -> down (into delta) */
-static void gla_mlp_forward(GLAModel* m, int l, cudaStream_t s) {
-    const GLALayerParams* lp = &m->lp[l];
-    GLAActs* a = &m->a;
-    int M = m->B * m->T, D = m->c.D, I = m->I;
-    bf16* h = a->h + (size_t)l * M * 2 * I;
-    linear_forward(h, a->ln2 + (size_t)l * M * D, W_(m, lp->w_gateup), M, 2 * I, D, s);
-    swiglu_forward(a->act, h, M, I, s);
-    linear_forward(a->delta, a->act, W_(m, lp->w_down), M, D, I, s);
+/* o -> per-head norm x swish(output gate) = y (into the y scratch) */
+static void gla_gated_norm_forward(GLAModel* m, int l, cudaStream_t s) {
+    int M = m->B * m->T, H = m->c.H;
+    bf16* gt = proj_of(m, l) + 2 * m->Dk + m->Dv;
+    gated_rmsnorm_forward(m->a.y, m->a.rstd_gate + (size_t)l * M * H, o_of(m, l), gt, m->P, F_(m, m->lp[l].gnorm), M, H,
+                          m->V, m->c.eps, s);
 }
 
-/* Forward through the final norm: every block adds its output into the fp32 residual stream inside the
+/* the attention norm: ln = RMSNorm(res_attn[l]); in_resid/in_delta build res_attn[l] in the forward */
+static void gla_norm_attn(GLAModel* m, int l, const float* in_resid, const bf16* in_delta, cudaStream_t s) {
+    size_t MD = (size_t)m->B * m->T * m->c.D;
+    float* ra = m->a.res_attn + (size_t)l * MD;
+    rmsnorm_forward(m->a.ln, m->a.rstd_attn + (size_t)l * m->B * m->T, ra, in_resid ? in_resid : ra, in_delta,
+                    F_(m, m->lp[l].attn_norm), m->B * m->T, m->c.D, m->c.eps, s);
+}
+/* the MLP norm: res_mid = res_attn[l] + dattn[l]; ln = RMSNorm(res_mid) */
+static void gla_norm_mlp(GLAModel* m, int l, cudaStream_t s) {
+    size_t MD = (size_t)m->B * m->T * m->c.D;
+    rmsnorm_forward(m->a.ln, m->a.rstd_mlp + (size_t)l * m->B * m->T, m->a.res_mid, m->a.res_attn + (size_t)l * MD,
+                    m->a.dattn + (size_t)l * MD, F_(m, m->lp[l].mlp_norm), m->B * m->T, m->c.D, m->c.eps, s);
+}
+
+/* Forward through the final norm. Each block adds its output into the fp32 residual stream inside the
  * next norm (fused residual add). Leaves lnf ready for the classifier. */
 static void gla_forward_body(GLAModel* m, const int* d_ids, cudaStream_t s) {
     GLAActs* a = &m->a;
-    int M = m->B * m->T, D = m->c.D;
-    float eps = m->c.eps;
+    int M = m->B * m->T, D = m->c.D, I = m->I;
     embedding_forward(a->res_attn, d_ids, F_(m, m->embed), M, D, s);
     for (int l = 0; l < m->c.L; l++) {
-        float* ra = a->res_attn + (size_t)l * M * D;
-        float* rm = a->res_mlp + (size_t)l * M * D;
-        if (l == 0) rmsnorm_forward(a->ln1, a->rstd_attn, ra, ra, NULL, F_(m, m->lp[0].attn_norm), M, D, eps, s);
-        else rmsnorm_forward(a->ln1 + (size_t)l * M * D, a->rstd_attn + (size_t)l * M, ra, a->res_mlp + (size_t)(l - 1) * M * D,
-                             a->delta, F_(m, m->lp[l].attn_norm), M, D, eps, s);
-        gla_mixer_forward(m, l, s);
-        rmsnorm_forward(a->ln2 + (size_t)l * M * D, a->rstd_mlp + (size_t)l * M, rm, ra, a->delta, F_(m, m->lp[l].mlp_norm),
-                        M, D, eps, s);
-        gla_mlp_forward(m, l, s);
+        const GLALayerParams* lp = &m->lp[l];
+        if (l == 0) gla_norm_attn(m, 0, NULL, NULL, s);
+        else gla_norm_attn(m, l, a->res_mid, a->delta, s);
+        gla_mixer_core_forward(m, l, s);
+        gla_gated_norm_forward(m, l, s);
+        linear_forward(a->dattn + (size_t)l * M * D, a->y, W_(m, lp->w_o), M, D, m->Dv, s);
+        gla_norm_mlp(m, l, s);
+        linear_forward(h_of(m, l), a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
+        swiglu_forward(a->act, h_of(m, l), M, I, s);
+        linear_forward(a->delta, a->act, W_(m, lp->w_down), M, D, I, s);
     }
-    rmsnorm_forward(a->lnf, a->rstd_final, a->res_final, a->res_mlp + (size_t)(m->c.L - 1) * M * D, a->delta,
-                    F_(m, m->final_norm), M, D, eps, s);
+    rmsnorm_forward(a->lnf, a->rstd_final, a->res_final, a->res_mid, a->delta, F_(m, m->final_norm), M, D, m->c.eps, s);
 }
 
 /* ------------------------------------------------------------------ backward */
+/* dres holds dL/d(stream after the MLP of layer l); leaves dL/d(stream after its mixer) */
 static void gla_mlp_backward(GLAModel* m, int l, cudaStream_t s) {
     const GLALayerParams* lp = &m->lp[l];
     GLAActs* a = &m->a;
     int M = m->B * m->T, D = m->c.D, I = m->I;
-    bf16* h = a->h + (size_t)l * M * 2 * I;
-    bf16* ln2 = a->ln2 + (size_t)l * M * D;
+    gla_norm_mlp(m, l, s);                      /* recompute res_mid and ln */
+    bf16* h = h_of(m, l);
+    if (m->recompute >= 1) linear_forward(h, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
+    swiglu_forward(a->act, h, M, I, s);
     cast_f32_to_bf16(a->dres_bf, a->dres, (size_t)M * D, s);
-    swiglu_forward(a->act, h, M, I, s); /* recomputed: cheaper than keeping [L,M,I] */
     linear_backward(a->dact, G_(m, lp->w_down), a->dres_bf, a->act, W_(m, lp->w_down), M, D, I, s);
     swiglu_backward(a->dh, a->dact, h, M, I, s);
-    linear_backward(a->dln, G_(m, lp->w_gateup), a->dh, ln2, W_(m, lp->w_gateup), M, 2 * I, D, s);
-    rmsnorm_backward(a->dres, G_(m, lp->mlp_norm), a->dln, a->res_mlp + (size_t)l * M * D, a->rstd_mlp + (size_t)l * M,
-                     F_(m, lp->mlp_norm), M, D, a->norm_scratch, s);
+    linear_backward(a->dln, G_(m, lp->w_gateup), a->dh, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
+    rmsnorm_backward(a->dres, G_(m, lp->mlp_norm), a->dln, a->res_mid, a->rstd_mlp + (size_t)l * M, F_(m, lp->mlp_norm),
+                     M, D, a->norm_scratch, s);
 }
 
+/* dres holds dL/d(stream after the mixer of layer l); leaves dL/d(stream entering layer l) */
 static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     const GLALayerParams* lp = &m->lp[l];
     GLAActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = m->c.D, H = m->c.H, P = m->P, Dk = m->Dk, Dv = m->Dv, R = GLA_GATE_RANK;
-    bf16* proj = a->proj + (size_t)l * M * P;
+    gla_norm_attn(m, l, NULL, NULL, s);         /* recompute ln (res_attn[l] is kept) */
+    if (m->recompute >= 2) gla_mixer_core_forward(m, l, s);
+    else gla_gate_forward(a->g, gz_of(m, l), F_(m, lp->gk1_b), M, Dk, s); /* fp32 [M,Dk] is cheaper to redo than keep */
+    gla_gated_norm_forward(m, l, s);            /* recompute y */
+    bf16* proj = proj_of(m, l);
     bf16* q = proj, *k = proj + Dk, *v = proj + 2 * Dk, *gt = proj + 2 * Dk + Dv, *z1 = proj + 2 * Dk + 2 * Dv;
     bf16* dq = a->dproj, *dk = a->dproj + Dk, *dv = a->dproj + 2 * Dk, *dgt = a->dproj + 2 * Dk + Dv;
     bf16* dz1 = a->dproj + 2 * Dk + 2 * Dv;
-    bf16* gz = a->gz + (size_t)l * M * Dk;
-    bf16* o = a->o + (size_t)l * M * Dv;
-    bf16* ln1 = a->ln1 + (size_t)l * M * D;
+    bf16* gz = gz_of(m, l);
     cast_f32_to_bf16(a->dres_bf, a->dres, (size_t)M * D, s);
-    linear_backward(a->dy, G_(m, lp->w_o), a->dres_bf, a->y + (size_t)l * M * Dv, W_(m, lp->w_o), M, D, Dv, s);
-    gated_rmsnorm_backward(a->d_o, dgt, P, G_(m, lp->gnorm), a->dy, o, gt, P, a->rstd_gate + (size_t)l * M * H,
+    linear_backward(a->dy, G_(m, lp->w_o), a->dres_bf, a->y, W_(m, lp->w_o), M, D, Dv, s);
+    gated_rmsnorm_backward(a->d_o, dgt, P, G_(m, lp->gnorm), a->dy, o_of(m, l), gt, P, a->rstd_gate + (size_t)l * M * H,
                            F_(m, lp->gnorm), M, H, m->V, a->norm_scratch, s);
-    gla_gate_forward(a->g, gz, F_(m, lp->gk1_b), M, Dk, s); /* recomputed: fp32 [M,Dk] per layer is not worth keeping */
-    gla_chunk_backward(dq, dk, P, dv, P, a->dg, a->d_o, a->gla_saved + (size_t)l * m->gla_saved_per_layer, q, k, P, v, P,
-                       a->g, B, T, H, m->K, m->V, a->gla_ws, s);
+    gla_chunk_backward(dq, dk, P, dv, P, a->dg, a->d_o, saved_of(m, l), q, k, P, v, P, a->g, B, T, H, m->K, m->V, a->gla_ws, s);
     gla_gate_backward(a->dgz, G_(m, lp->gk1_b), a->dg, gz, F_(m, lp->gk1_b), M, Dk, a->norm_scratch, s);
     /* gate low-rank pair: gz = z1 gk1_w^T -> dz1 = dgz gk1_w, d gk1_w += dgz^T z1 */
     matmul(dz1, 0, P, a->dgz, Dk, 0, W_(m, lp->gk1_w), R, 0, M, R, Dk, 1.0f, 0.0f, s);
     matmul(G_(m, lp->gk1_w), 1, R, a->dgz, Dk, 1, z1, P, 0, Dk, R, M, 1.0f, 1.0f, s);
-    linear_backward(a->dln, G_(m, lp->w_in), a->dproj, ln1, W_(m, lp->w_in), M, P, D, s);
+    linear_backward(a->dln, G_(m, lp->w_in), a->dproj, a->ln, W_(m, lp->w_in), M, P, D, s);
     rmsnorm_backward(a->dres, G_(m, lp->attn_norm), a->dln, a->res_attn + (size_t)l * M * D, a->rstd_attn + (size_t)l * M,
                      F_(m, lp->attn_norm), M, D, a->norm_scratch, s);
 }
@@ -319,11 +342,12 @@ static double gla_flops_per_token(void* model) {
 /* ------------------------------------------------------------------ lifetime */
 /* Builds the tables and allocates everything for micro-batches of B x T; parameters are initialised
  * from seed (fla's init). */
-static void gla_create(GLAModel* m, const GLAConfig* c, int B, int T, uint64_t seed) {
+static void gla_create(GLAModel* m, const GLAConfig* c, int B, int T, int recompute, uint64_t seed) {
     memset(m, 0, sizeof *m);
     m->c = *c;
     m->B = B;
     m->T = T;
+    m->recompute = recompute;
     gla_derive(m);
     gla_build_params(m);
     m->p = param_buffers_alloc(&m->pt);
@@ -338,7 +362,6 @@ static void gla_destroy(GLAModel* m) {
     param_buffers_free(&m->p);
     free(m->pt.t);
     free(m->lp);
-    if (m->dec_state) cudaFree(m->dec_state);
 }
 
 /* ------------------------------------------------------------------ program */
@@ -404,8 +427,8 @@ static void gla_configure(int data_vocab, int bench, CkptHeader* cfg) {
 
 static GLAModel gla_model;
 
-static void gla_create_handle(ModelHandle* h, int B, int T, uint64_t seed) {
-    gla_create(&gla_model, &gla_cfg, B, T, seed);
+static void gla_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
+    gla_create(&gla_model, &gla_cfg, B, T, recompute, seed);
     GLAModel* m = &gla_model;
     h->name = "gla";
     h->ckpt_kind = CKPT_MODEL_GLA;

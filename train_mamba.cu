@@ -352,7 +352,8 @@ static void mamba_configure(int data_vocab, int bench, CkptHeader* cfg) {
 
 static MambaModel mamba_model;
 
-static void mamba_create_handle(ModelHandle* h, int B, int T, uint64_t seed) {
+static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
+    (void)recompute; /* TODO: recompute levels for Mamba */
     mamba_create(&mamba_model, &mamba_cfg, B, T, seed);
     MambaModel* m = &mamba_model;
     h->name = "mamba";

@@ -566,7 +566,7 @@ typedef struct {
     const char* summary;
     int (*options)(ArgSpec* out);                       /* model flags (defaults filled), returns count */
     void (*configure)(int data_vocab, int bench, CkptHeader* cfg);  /* presets + overrides; CPU only */
-    void (*create)(ModelHandle* h, int B, int T, uint64_t seed);   /* allocate and initialise on the GPU */
+    void (*create)(ModelHandle* h, int B, int T, int recompute, uint64_t seed); /* allocate, initialise on the GPU */
 } ModelDef;
 
 static int trainer_main(int argc, char** argv, const ModelDef* def) {
@@ -599,7 +599,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     ModelHandle h;
     memset(&h, 0, sizeof h);
     h.cfg = cfg;
-    def->create(&h, B, T, (uint64_t)o.seed);
+    def->create(&h, B, T, o.recompute, (uint64_t)o.seed);
     print_startup(&h, &o, B, T);
     cudaStream_t s = 0;
     if (o.bench) run_bench(&h, &o, B, T, t_launch, s);

@@ -9,7 +9,7 @@
 #include "ref_gla.h"
 #include "model_check.cuh"
 
-typedef struct { const char* tag; RefGLAConfig c; int B, T; } GLACase;
+typedef struct { const char* tag; RefGLAConfig c; int B, T, recompute; } GLACase;
 
 /* moves parameters off init so that every path carries signal: gate biases make some key channels decay
  * hard (g ~ -0.5 per step) and others barely; norm weights vary */
@@ -33,7 +33,7 @@ static int run_case(const GLACase* tc) {
     int B = tc->B, T = tc->T, M = B * T, Vc = rc->Vc;
     GLAConfig c = {rc->Vc, rc->D, rc->L, rc->H, (float)rc->expand_k, (float)rc->expand_v, rc->I, rc->tied, (float)rc->eps};
     GLAModel m;
-    gla_create(&m, &c, B, T, 1);
+    gla_create(&m, &c, B, T, tc->recompute, 1);
 
     /* reference parameters, layout, inputs */
     int nt = ref_gla_num_tensors(rc);
@@ -95,11 +95,12 @@ int main(void) {
         return 0;
     }
     matmul_init();
-    /* tag, {Vc, D, L, H, expand_k, expand_v, I, tied, eps}, B, T */
+    /* tag, {Vc, D, L, H, expand_k, expand_v, I, tied, eps}, B, T, recompute level */
     GLACase cases[] = {
-        {"gla tied B=2 T=100", {72, 256, 2, 2, 0.5, 1.0, 0, 1, 1e-6}, 2, 100},
-        {"gla untied B=1 T=150 Vc=61", {61, 256, 2, 2, 0.5, 1.0, 256, 0, 1e-6}, 1, 150},
-        {"gla T=1 B=3", {64, 256, 1, 2, 0.5, 1.0, 0, 1, 1e-6}, 3, 1},
+        {"gla tied B=2 T=100", {72, 256, 2, 2, 0.5, 1.0, 0, 1, 1e-6}, 2, 100, 0},
+        {"gla untied B=1 T=150 Vc=61 recompute=2", {61, 256, 2, 2, 0.5, 1.0, 256, 0, 1e-6}, 1, 150, 2},
+        {"gla T=1 B=3 recompute=1", {64, 256, 1, 2, 0.5, 1.0, 0, 1, 1e-6}, 3, 1, 1},
+        {"gla B=2 T=200 H=4 K=64 recompute=1", {80, 256, 2, 4, 1.0, 1.0, 0, 1, 1e-6}, 2, 200, 1},
     };
     int fails = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) fails += run_case(&cases[i]);
