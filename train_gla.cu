@@ -162,7 +162,7 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->proj, Lmix * M * m->P);
     ACT(at, a->gz, Lmix * M * m->Dk);
     ACT(at, a->o, Lmix * M * m->Dv);
-    ACT(at, a->gla_saved, Lmix * m->gla_saved_per_layer);
+    ACT(at, a->gla_saved, (m->recompute == 1 ? 0 : Lmix) * m->gla_saved_per_layer);
     ACT(at, a->h, Lmlp * M * 2 * m->I);
     ACT(at, a->res_final, M * D);
     ACT(at, a->rstd_final, M);
@@ -199,7 +199,13 @@ static void gla_build_acts(GLAModel* m) {
 static bf16* proj_of(GLAModel* m, int l) { return m->a.proj + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->P; }
 static bf16* gz_of(GLAModel* m, int l) { return m->a.gz + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->Dk; }
 static bf16* o_of(GLAModel* m, int l) { return m->a.o + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->Dv; }
-static char* saved_of(GLAModel* m, int l) { return m->a.gla_saved + (size_t)(m->recompute >= 2 ? 0 : l) * m->gla_saved_per_layer; }
+/* the chunked GLA op may keep its chunk states and intra-chunk matrix for backward (saved, ~150 MB per
+ * gla-340m layer) or recompute them there (NULL): kept at level 0, recomputed at level 1, and at level 2
+ * one slot is refilled by the rerun forward */
+static char* saved_of(GLAModel* m, int l) {
+    if (m->recompute == 1) return NULL;
+    return m->a.gla_saved + (size_t)(m->recompute >= 2 ? 0 : l) * m->gla_saved_per_layer;
+}
 static bf16* h_of(GLAModel* m, int l) { return m->a.h + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * 2 * m->I; }
 
 /* ln -> fused projection -> forget gate -> chunked GLA output o (what backward may recompute) */

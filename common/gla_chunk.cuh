@@ -337,13 +337,12 @@ __device__ __forceinline__ void gla_cp_async16(void* dst, const void* src, bool 
 }
 __device__ __forceinline__ void gla_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void gla_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-/* rows [0,nrows) x row_bytes of a strided source (ld_src bytes) into shared (ld_dst bytes) */
-template <int NTHR>
-__device__ __forceinline__ void gla_cp_tile(void* dst, int ld_dst, const void* src, size_t ld_src, int nrows, int row_bytes,
-                                            int valid_rows) {
-    const int vpr = row_bytes >> 4;
-    for (int v = threadIdx.x; v < nrows * vpr; v += NTHR) {
-        int r = v / vpr, c = (v - r * vpr) << 4;
+/* rows [0,nrows) x ROWB bytes of a strided source (ld_src bytes) into shared (ld_dst bytes) */
+template <int NTHR, int ROWB>
+__device__ __forceinline__ void gla_cp_tile(void* dst, int ld_dst, const void* src, size_t ld_src, int nrows, int valid_rows) {
+    constexpr int VPR = ROWB / 16;
+    for (int v = threadIdx.x; v < nrows * VPR; v += NTHR) {
+        int r = v / VPR, c = (v % VPR) * 16;
         bool ok = r < valid_rows;
         gla_cp_async16((char*)dst + r * ld_dst + c, (const char*)src + (size_t)(ok ? r : 0) * ld_src + c, ok);
     }
@@ -401,9 +400,9 @@ gla_state_pass_kernel(bf16* __restrict__ hs, const bf16* __restrict__ x, int ld_
         const int n = REV ? NT - 1 - step : step, t0 = n * GLA_CT, valid = min(GLA_CT, T - t0);
         const size_t row0 = (size_t)b * T + t0;
         typename Smem::Stage& st = sm.st[step & 1];
-        gla_cp_tile<NTHR>(st.G, BK * 4, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, BK * 4, valid);
-        gla_cp_tile<NTHR>(st.X, BK * 2, x + row0 * ld_x + (size_t)h * K + a0, (size_t)ld_x * 2, 64, BK * 2, valid);
-        gla_cp_tile<NTHR>(st.Y, LY * 2, y + row0 * ld_y + (size_t)h * V + c0, (size_t)ld_y * 2, 64, VC * 2, valid);
+        gla_cp_tile<NTHR, BK * 4>(st.G, BK * 4, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, valid);
+        gla_cp_tile<NTHR, BK * 2>(st.X, BK * 2, x + row0 * ld_x + (size_t)h * K + a0, (size_t)ld_x * 2, 64, valid);
+        gla_cp_tile<NTHR, VC * 2>(st.Y, LY * 2, y + row0 * ld_y + (size_t)h * V + c0, (size_t)ld_y * 2, 64, valid);
         gla_cp_commit();
     };
     float acc[8][4];
@@ -485,7 +484,9 @@ __device__ __forceinline__ void gla_diag_pair(int p, int& ti, int& tj) {
 /* ================================================================================================== */
 #define GLA_CO_THREADS 256
 /* shared memory: R [64][K+8] and A [64][72] (bf16) stay; U is phase A's or phase B's working set */
-static inline size_t gla_co_phaseA_bytes(void) { return 2 * (64 * 36 * 4 + 2 * 64 * 40 * 2) + 64 * 40 * 2 + 96 * 40 * 2 + (32 + 256) * 4; }
+static inline size_t gla_co_phaseA_bytes(void) {
+    return 2 * (64 * 36 * 4 + 2 * 64 * 40 * 2) + 64 * 40 * 2 + 96 * 40 * 2 + (32 + 256) * 4 + 2 * 64 * 36 * 4;
+}
 static inline size_t gla_co_phaseB_bytes(int K) { return 2 * ((size_t)K * 72 * 2 + 64 * 72 * 2); }
 static inline size_t gla_chunk_out_smem(int K) {
     size_t a = gla_co_phaseA_bytes(), b = gla_co_phaseB_bytes(K);
@@ -509,6 +510,8 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
     bf16* Ks = Qs + 64 * 40;                       // [96][40]  k e^{gn - Gc}
     float* gl = (float*)(Ks + 96 * 40);            // [32]
     float* tot = gl + 32;                          // [8][32]
+    float* Qe = tot + 256;                         // [64][36] q_t e^{Gc_t - Gc[16I]}     (fp32, diagonal tiles)
+    float* Kf = Qe + 64 * 36;                      // [64][36] k_t e^{Gc[16I] - Gc_t}     (fp32, diagonal tiles)
     // phase B view: two slab stages {Y [K][72], X [64][72]}
     const int stB = K * 72 * 2 + 64 * 72 * 2;
 
@@ -519,20 +522,20 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
     const bf16* Yb = hs + (size_t)(bh * NT + n) * K * V;
     auto issueA = [&](int a0, int sidx) {
         unsigned char* st = U + sidx * stA;
-        gla_cp_tile<GLA_CO_THREADS>(st, 144, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, 128, valid);
-        gla_cp_tile<GLA_CO_THREADS>(st + 64 * 36 * 4, 80, q + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, 64, valid);
-        gla_cp_tile<GLA_CO_THREADS>(st + 64 * 36 * 4 + 64 * 40 * 2, 80, k + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, 64, valid);
+        gla_cp_tile<GLA_CO_THREADS, 128>(st, 144, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, valid);
+        gla_cp_tile<GLA_CO_THREADS, 64>(st + 64 * 36 * 4, 80, q + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
+        gla_cp_tile<GLA_CO_THREADS, 64>(st + 64 * 36 * 4 + 64 * 40 * 2, 80, k + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
         gla_cp_commit();
     };
     auto issueB = [&](int c0, int sidx) {
         unsigned char* st = U + sidx * stB;
-        gla_cp_tile<GLA_CO_THREADS>(st, 144, Yb + c0, (size_t)V * 2, K, 128, K);
-        gla_cp_tile<GLA_CO_THREADS>(st + K * 72 * 2, 144, xv + row0 * ld_xv + (size_t)h * V + c0, (size_t)ld_xv * 2, 64, 128, valid);
+        gla_cp_tile<GLA_CO_THREADS, 128>(st, 144, Yb + c0, (size_t)V * 2, K, K);
+        gla_cp_tile<GLA_CO_THREADS, 128>(st + K * 72 * 2, 144, xv + row0 * ld_xv + (size_t)h * V + c0, (size_t)ld_xv * 2, 64, valid);
         gla_cp_commit();
     };
 
     bf16* Ag = Aio ? Aio + (size_t)(bh * NT + n) * 64 * 64 : NULL;
-    if (LOADA) gla_cp_tile<GLA_CO_THREADS>(As, 144, Ag, 128, 64, 128, 64);   // joins the first slab's group
+    if (LOADA) gla_cp_tile<GLA_CO_THREADS, 128>(As, 144, Ag, 128, 64, 64);   // joins the first slab's group
     else for (int e = tid; e < 64 * 72 / 2; e += GLA_CO_THREADS) reinterpret_cast<uint32_t*>(As)[e] = 0u;
     issueA(0, 0);
     // off-diagonal tile owned by warps 0..5 and the diagonal pairs owned by each thread
@@ -555,19 +558,26 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
         if (sl + 1 < K / 32) { issueA(a0 + 32, (sl + 1) & 1); gla_cp_wait<1>(); } else gla_cp_wait<0>();
         __syncthreads();
         gla_cumsum_smem<32, GLA_CO_THREADS>(Gc, 36, gl, tot);
-        // staged operands: 64 rows x 32 cols, 8 per thread
+        // staged operands: 64 rows x 32 cols, 8 per thread. Diagonal tiles use
+        // e^{Gc_i - Gc_j} = e^{Gc_i - Gc[16I]} e^{Gc[16I] - Gc_j}, exact in fp32 while a sub-block's gate
+        // range stays below 80 (no overflow of the second factor); otherwise the exact per-pair path runs.
+        int wide = 0;
         for (int e = tid; e < 64 * 32; e += GLA_CO_THREADS) {
             int t = e >> 5, a = e & 31, I = t >> 4;
-            float gt = Gc[t * 36 + a];
+            float gt = Gc[t * 36 + a], g0 = Gc[(16 * I) * 36 + a];
             float qv = bf2f(qS[t * 40 + a]), kv = bf2f(kS[t * 40 + a]);
             Rs[t * ldr + a0 + a] = f2bf(BWD ? kv * __expf(gl[a] - gt) : scale * qv * __expf(gt));
             if (LOADA) continue;
-            Qs[t * 40 + a] = f2bf(qv * __expf(gt - Gc[(16 * I) * 36 + a]));
+            float qe = qv * __expf(gt - g0);
+            Qs[t * 40 + a] = f2bf(qe);
+            Qe[t * 36 + a] = qe;
+            Kf[t * 36 + a] = kv * __expf(g0 - gt);
+            wide |= (g0 - gt) >= 80.f;
 #pragma unroll
             for (int J = 1; J < 4; J++)
                 if (I < J) Ks[(gla_ks_off(J) + t) * 40 + a] = f2bf(kv * __expf(Gc[(16 * J) * 36 + a] - gt));
         }
-        __syncthreads();
+        wide = __syncthreads_or(wide);
         if (LOADA) continue;   // (the loop-end barrier is not needed: nothing below reads this stage)
         if (warp < 6) {
 #pragma unroll
@@ -582,13 +592,23 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
 #pragma unroll
         for (int r = 0; r < 3; r++) {
             if (tid + r * GLA_CO_THREADS < 544) {
-                const bf16* qi = qS + pi[r] * 40;
-                const bf16* kj = kS + pj[r] * 40;
-                const float* gi = Gc + pi[r] * 36;
-                const float* gj = Gc + pj[r] * 36;
                 float s = 0.f;
+                if (!wide) {
+                    const float4* qi = reinterpret_cast<const float4*>(Qe + pi[r] * 36);
+                    const float4* kj = reinterpret_cast<const float4*>(Kf + pj[r] * 36);
+#pragma unroll
+                    for (int a = 0; a < 8; a++) {
+                        float4 x = qi[a], y = kj[a];
+                        s += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+                    }
+                } else {
+                    const bf16* qi = qS + pi[r] * 40;
+                    const bf16* kj = kS + pj[r] * 40;
+                    const float* gi = Gc + pi[r] * 36;
+                    const float* gj = Gc + pj[r] * 36;
 #pragma unroll 8
-                for (int a = 0; a < 32; a++) s += bf2f(qi[a]) * bf2f(kj[a]) * __expf(gi[a] - gj[a]);
+                    for (int a = 0; a < 32; a++) s += bf2f(qi[a]) * bf2f(kj[a]) * __expf(gi[a] - gj[a]);
+                }
                 dacc[r] += s;
             }
         }
@@ -681,7 +701,7 @@ struct GlaDqkSmem {
 __device__ __forceinline__ int gla_qs_off(int J) { return J == 0 ? 0 : (J == 1 ? 48 : 80); }
 
 template <int BK>
-__global__ void __launch_bounds__(GLA_DQK_THREADS)
+__global__ void __launch_bounds__(GLA_DQK_THREADS, 2)
 gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* __restrict__ dg,
                const bf16* __restrict__ d_o, const bf16* __restrict__ q, const bf16* __restrict__ k, int ld_qk,
                const bf16* __restrict__ v, int ld_v, const float* __restrict__ g, const bf16* __restrict__ hs,
@@ -699,17 +719,17 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
     const bf16* Hb = hs + ((size_t)(bh * NT + n) * K + a0) * V;
     const bf16* dHb = dhs + ((size_t)(bh * NT + n) * K + a0) * V;
     auto issueV = [&](int c0, int buf) {   // one 32-column value slab: d_o, v (64 rows), H_n, dHe_n (BK rows)
-        gla_cp_tile<GLA_DQK_THREADS>(sm.u.v[buf].dO, 80, d_o + (row0 * H + h) * V + c0, (size_t)H * V * 2, 64, 64, valid);
-        gla_cp_tile<GLA_DQK_THREADS>(sm.u.v[buf].Vs, 80, v + row0 * ld_v + (size_t)h * V + c0, (size_t)ld_v * 2, 64, 64, valid);
-        gla_cp_tile<GLA_DQK_THREADS>(sm.u.v[buf].Hs, 80, Hb + c0, (size_t)V * 2, BK, 64, BK);
-        gla_cp_tile<GLA_DQK_THREADS>(sm.u.v[buf].dH, 80, dHb + c0, (size_t)V * 2, BK, 64, BK);
+        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].dO, 80, d_o + (row0 * H + h) * V + c0, (size_t)H * V * 2, 64, valid);
+        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].Vs, 80, v + row0 * ld_v + (size_t)h * V + c0, (size_t)ld_v * 2, 64, valid);
+        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].Hs, 80, Hb + c0, (size_t)V * 2, BK, BK);
+        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].dH, 80, dHb + c0, (size_t)V * 2, BK, BK);
         gla_cp_commit();
     };
 
     // ---- stage 0: gate cumsum, q, k, and the scaled sub-chunk operands (first value slab in flight) ----
-    gla_cp_tile<GLA_DQK_THREADS>(sm.qS, LB * 2, q + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, BK * 2, valid);
-    gla_cp_tile<GLA_DQK_THREADS>(sm.kS, LB * 2, k + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, BK * 2, valid);
-    gla_cp_tile<GLA_DQK_THREADS>(sm.Gc, LG * 4, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, BK * 4, valid);
+    gla_cp_tile<GLA_DQK_THREADS, BK * 2>(sm.qS, LB * 2, q + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
+    gla_cp_tile<GLA_DQK_THREADS, BK * 2>(sm.kS, LB * 2, k + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
+    gla_cp_tile<GLA_DQK_THREADS, BK * 4>(sm.Gc, LG * 4, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, valid);
     gla_cp_commit();
     issueV(0, 0);
     gla_cp_wait<1>();
@@ -868,41 +888,64 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
     }
     __syncthreads();
 
-    // ---- stage 4: diagonal tiles elementwise (thread per (I, column)), outputs, gate gradient ----
+    // ---- stage 4: diagonal tiles elementwise (thread per (I, column)), outputs, gate gradient.
+    //      dq_i += sum_{j<=i} dA_ij k_j e^{Gc_i-Gc_j}, dk_j += sum_{i>=j} dA_ij q_i e^{Gc_i-Gc_j}; with
+    //      e^{Gc_i-Gc_j} = E_i F_j (E_i = e^{Gc_i-Gc_0}, F_j = e^{Gc_0-Gc_j}) while the block's gate range is
+    //      below 80, else exact per-pair exponents. ----
     const bool active = tid < 4 * BK;
     const int I = tid / BK, a = tid % BK;
     float xr[16];
     if (active) {
-        float dqr[16], dkr[16], gc[16], qv[16], kv[16];
+        float gc[16], w[16];   // w: k_j F_j (or k_j) in the dq pass, then q_i E_i (or q_i) in the dk pass
+#pragma unroll
+        for (int i = 0; i < 16; i++) gc[i] = sm.Gc[(16 * I + i) * LG + a];
+        const bool fast = gc[0] - gc[15] < 80.f;
+        const float* dAd = sm.u.p.dAd + I * 16 * 17;
+        const size_t gcol = (size_t)h * K + a0 + a;
+        const bf16* kc = sm.kS + 16 * I * LB + a;   // column a of this block's k, q, Gc (exact path)
+        const bf16* qc = sm.qS + 16 * I * LB + a;
+        const float* gcc = sm.Gc + 16 * I * LG + a;
+        // dq rows
+#pragma unroll
+        for (int j = 0; j < 16; j++) w[j] = fast ? bf2f(kc[j * LB]) * __expf(gc[0] - gc[j]) : 0.f;
 #pragma unroll
         for (int i = 0; i < 16; i++) {
-            int t = 16 * I + i;
-            gc[i] = sm.Gc[t * LG + a];
-            qv[i] = bf2f(sm.qS[t * LB + a]);
-            kv[i] = bf2f(sm.kS[t * LB + a]);
-            dqr[i] = sm.u.p.dq[t * LG + a];
-            dkr[i] = sm.u.p.dk[t * LG + a];
-        }
-        const float* dAd = sm.u.p.dAd + I * 16 * 17;
+            const int t = 16 * I + i;
+            float sq = 0.f;
+            if (fast) {
 #pragma unroll
-        for (int i = 0; i < 16; i++)
-#pragma unroll
-            for (int j = 0; j <= i; j++) {
-                float w = dAd[i * 17 + j] * __expf(gc[i] - gc[j]);
-                dqr[i] += w * kv[j];
-                dkr[j] += w * qv[i];
+                for (int j = 0; j <= i; j++) sq += dAd[i * 17 + j] * w[j];
+                sq *= __expf(gc[i] - gc[0]);
+            } else {
+#pragma unroll 1
+                for (int j = 0; j <= i; j++) sq += dAd[i * 17 + j] * bf2f(kc[j * LB]) * __expf(gc[i] - gcc[j * LG]);
             }
-        float run = 0.f;
-#pragma unroll
-        for (int i = 15; i >= 0; i--) {
-            int t = 16 * I + i;
-            run += qv[i] * dqr[i] - kv[i] * dkr[i];
-            xr[i] = run;
-            if (t0 + t < T) {
-                dq[(row0 + t) * ld_dqk + (size_t)h * K + a0 + a] = f2bf(dqr[i]);
-                dk[(row0 + t) * ld_dqk + (size_t)h * K + a0 + a] = f2bf(dkr[i]);
-            }
+            const float dqv = sm.u.p.dq[t * LG + a] + sq;
+            xr[i] = bf2f(sm.qS[t * LB + a]) * dqv;
+            if (t0 + t < T) dq[(row0 + t) * ld_dqk + gcol] = f2bf(dqv);
         }
+        // dk rows
+#pragma unroll
+        for (int i = 0; i < 16; i++) w[i] = fast ? bf2f(qc[i * LB]) * __expf(gc[i] - gc[0]) : 0.f;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int t = 16 * I + j;
+            float sk = 0.f;
+            if (fast) {
+#pragma unroll
+                for (int i = j; i < 16; i++) sk += dAd[i * 17 + j] * w[i];
+                sk *= __expf(gc[0] - gc[j]);
+            } else {
+#pragma unroll 1
+                for (int i = j; i < 16; i++) sk += dAd[i * 17 + j] * bf2f(qc[i * LB]) * __expf(gcc[i * LG] - gc[j]);
+            }
+            const float dkv = sm.u.p.dk[t * LG + a] + sk;
+            xr[j] -= bf2f(sm.kS[t * LB + a]) * dkv;
+            if (t0 + t < T) dk[(row0 + t) * ld_dqk + gcol] = f2bf(dkv);
+        }
+        float run = 0.f;   // reverse cumsum of x = q dq - k dk inside this 16-row block
+#pragma unroll
+        for (int i = 15; i >= 0; i--) { run += xr[i]; xr[i] = run; }
         sm.xt[I * BK + a] = run;
     }
     __syncthreads();

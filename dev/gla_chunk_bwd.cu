@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
         int fails = 0;
         for (int s = 0; s < GLA_NCHECK; s++) {
             const int* sh = gla_check_shapes[s];
-            GlaProb p = gla_prob_make(sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], 2000 + 31 * s);
+            GlaProb p = gla_prob_make(sh[0], sh[1], sh[2], sh[3], sh[4], gla_check_norm(sh[5]), 2000 + 31 * s);
             GlaRefGrads ref = gla_prob_ref_backward(&p);
             size_t nk = (size_t)p.B * p.T * p.H * p.K, nv = (size_t)p.B * p.T * p.H * p.V;
             float *dq = (float*)malloc_check(nk * 4), *dk = (float*)malloc_check(nk * 4), *dg = (float*)malloc_check(nk * 4);

@@ -105,12 +105,15 @@ static size_t gla_ws_bytes(int version, int B, int T, int H, int K, int V) {
 }
 #define GLA_NVERSIONS 3
 
-/* check shapes: B, T, H, K, V, gate normaliser. T = 1, 17, 100, 130, 200 leave a partial last chunk. */
+/* check shapes: B, T, H, K, V, gate normaliser (negative: multiplier, -4 gives gates down to -16 per step,
+ * so 16-token sub-blocks span gate ranges past 80 and the kernels' exact-exponent fallbacks run).
+ * T = 1, 17, 100, 130, 150, 200 leave a partial last chunk. */
 static const int gla_check_shapes[][6] = {
     {1, 1, 1, 32, 64, 1},    {1, 17, 2, 64, 64, 16},  {2, 64, 1, 32, 128, 1},  {1, 100, 3, 64, 128, 1},
     {3, 200, 2, 128, 256, 16}, {2, 130, 4, 96, 192, 1}, {1, 77, 1, 256, 512, 16}, {2, 200, 1, 128, 256, 1},
-    {1, 1000, 1, 64, 64, 16}, {1, 640, 1, 128, 256, 1},
+    {1, 1000, 1, 64, 64, 16}, {1, 640, 1, 128, 256, 1}, {1, 150, 2, 64, 128, -4}, {2, 100, 1, 128, 256, -4},
 };
+static double gla_check_norm(int code) { return code > 0 ? (double)code : -1.0 / code; }
 #define GLA_NCHECK ((int)(sizeof(gla_check_shapes) / sizeof(gla_check_shapes[0])))
 
 /* per-token-head byte and FLOP counts (minimum traffic: each input read once, each output written once) */
@@ -118,6 +121,31 @@ static double gla_fwd_bytes(double BTH, int K, int V) { return BTH * (2.0 * K * 
 static double gla_fwd_flops(double BTH, int K, int V) { return BTH * (4.0 * K * V + 64.0 * K + 64.0 * V); }
 
 #ifndef GLA_HARNESS_NO_MAIN
+/* gla_recurrent_step, token by token over a B=1 sequence (so a token's q/k/v/g rows are [1,H,*] slices),
+ * against the same reference as the chunked forward */
+static int gla_check_recurrent(void) {
+    GlaProb p = gla_prob_make(1, 77, 2, 64, 128, 1, 4242);
+    double* ref = gla_prob_ref_forward(&p);
+    size_t no = (size_t)p.T * p.H * p.V;
+    bf16* o = (bf16*)dmalloc(no * sizeof(bf16));
+    float* S = (float*)dmalloc((size_t)p.H * p.K * p.V * sizeof(float));
+    poison(o, no * sizeof(bf16));
+    CUDA_CHECK(cudaMemset(S, 0, (size_t)p.H * p.K * p.V * sizeof(float)));
+    for (int t = 0; t < p.T; t++) {
+        const bf16* q = p.qk_d + (size_t)t * p.ld_qk;
+        gla_recurrent_step(o + (size_t)t * p.H * p.V, S, q, q + (size_t)p.H * p.K, p.ld_qk, p.v_d + (size_t)t * p.ld_v, p.ld_v,
+                           p.g_d + (size_t)t * p.H * p.K, 1, p.H, p.K, p.V, 0);
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+    float* got = (float*)malloc_check(no * sizeof(float));
+    download_bf16(got, o, no);
+    int fail = check_report("gla_recurrent_step B=1 T=77 H=2 K=64 V=128 o", ref, got, no, 1e-2);
+    free(got); free(ref);
+    CUDA_CHECK(cudaFree(o)); CUDA_CHECK(cudaFree(S));
+    gla_prob_free(&p);
+    return fail;
+}
+
 typedef struct { int version; bf16* o; const GlaProb* p; void* ws; void* saved; } FwdCtx;
 static void fwd_fn(void* c) { FwdCtx* x = (FwdCtx*)c; gla_fwd_run(x->version, x->o, x->p, x->ws, x->saved); }
 
@@ -130,7 +158,7 @@ int main(int argc, char** argv) {
         int fails = 0;
         for (int s = 0; s < GLA_NCHECK; s++) {
             const int* sh = gla_check_shapes[s];
-            GlaProb p = gla_prob_make(sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], 1000 + 17 * s);
+            GlaProb p = gla_prob_make(sh[0], sh[1], sh[2], sh[3], sh[4], gla_check_norm(sh[5]), 1000 + 17 * s);
             double* ref = gla_prob_ref_forward(&p);
             size_t no = (size_t)p.B * p.T * p.H * p.V;
             float* got = (float*)malloc_check(no * sizeof(float));
@@ -152,6 +180,7 @@ int main(int argc, char** argv) {
             free(got); free(ref);
             gla_prob_free(&p);
         }
+        fails += gla_check_recurrent();
         printf("gla_chunk_fwd --check: %s (%d failure%s)\n", fails ? "FAIL" : "PASS", fails, fails == 1 ? "" : "s");
         return fails ? 1 : 0;
     }
