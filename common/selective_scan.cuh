@@ -6,22 +6,24 @@
  *   h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  y_t = (C_t . h_t + D u_t) * silu(z_t)   (fp32 state)
  *
  * Parallelisation: one channel (b, d) is split over LC = N/G lanes of a warp, each lane owning G of the N states
- * in registers and walking the whole sequence in time order (the forward) or reverse order (the backward). With
- * B*Di*N/G threads (131k at the mamba-370m shape, G = 4) the card is full without cutting time into independent
- * chunks, so every exp(delta A) is evaluated once in the forward (chunk-parallel schemes need two passes).
- * Per step the lanes of a channel combine their partial C.h (and in the backward their du, ddelta) with xor
- * shuffles. Token-major rows make u, dt, z loads contiguous across d (coalesced across the warp).
+ * in registers and walking the whole sequence in time order (the forward) or reverse order (the backward), so
+ * every exp(delta A) is evaluated once in the forward (chunk-parallel schemes need two passes). Production:
+ * G = 8 forward (65k threads at the mamba-370m shape, one wave at 2 blocks/SM), G = 4 backward. Per step the lanes
+ * of a channel combine their partial C.h (backward: du, ddelta) with xor shuffles. Per block of steps the block
+ * stages the per-(t, d) values (delta, silu(z), ...) in shared memory, computed once per channel from coalesced
+ * 16-byte loads prefetched one block ahead; the lanes then run the steps branch-free (see ScanPrefetch).
  *
  * Saved (forward -> backward): only the state at the end of every SCAN_CHUNK = 128 steps,
- * fp32 [B][nchunks][Di][N] (33.5 MB per layer at B=16, T=2048, Di=2048, N=16). Not saved: y_pre (needed for dz)
+ * fp32 [B][nchunks][Di][N] (33.6 MB per layer at B=16, T=2048, Di=2048, N=16). Not saved: y_pre (needed for dz)
  * costs 2 bytes/element to store (134 MB) but is free to recompute, because the backward recomputes h anyway.
  * Backward, per chunk last-to-first: a forward pass from the saved start state writes checkpoints every
- * SCAN_WIN = 16 steps to shared memory; then per window (last first) the 16 states are recomputed into
+ * SCAN_WIN = 8 steps to shared memory; then per window (last first) the 8 states are recomputed into
  * registers and the reverse recurrence runs over them (mamba.md 2.2: exp(delta A) h_{t-1} is formed as
  * h_t - delta B u, never by dividing by exp(delta A)). ~3 exp per (t, d, n) in the backward, 1 in the forward.
  * Deterministic: dB, dC (sums over d) are reduced in-warp by a shuffle reduce-scatter, across warps in shared
- * memory in fixed order, written as per-block partials to the workspace and summed in block order by a second
- * kernel; dA, dD, ddt_bias partials per (b, d) are summed over b in order by the same kernel. No float atomics.
+ * memory in fixed order, written as per-block partials to the workspace (134 MB at the 370m shape) and summed in
+ * block order by a second kernel; dA, dD, ddt_bias partials per (b, d) are summed over b in order by a third.
+ * No float atomics. Requires Di % 8 == 0, row strides of u, z, du, dz multiples of 8, 16-byte aligned pointers.
  */
 #ifndef COMMON_SELECTIVE_SCAN_CUH
 #define COMMON_SELECTIVE_SCAN_CUH
@@ -34,7 +36,8 @@
 #define SCAN_CHUNK 128   // steps between saved states (forward -> backward)
 #define SCAN_WIN 8       // backward recompute window: states of SCAN_WIN steps live in registers
 #define SCAN_THREADS 256 // threads per block, both directions
-#define SCAN_G 4         // production: states per lane (N/SCAN_G lanes per channel)
+#define SCAN_G_FWD 8     // production forward: states per lane (N/G lanes per channel); measured: 8 beats 4
+#define SCAN_G_BWD 4     // production backward: 4 states per lane (8 would not fit 2 blocks per SM)
 
 // every pointer and stride a scan kernel needs (passed by value)
 struct ScanArgs {
@@ -89,19 +92,6 @@ static inline size_t scan_saved_bytes(int B, int T, int Di, int N) {
 // dependency is h = a*h + b), and y goes through shared memory to coalesced 16-byte stores.
 // (dev/selective_scan_fwd.cu v1 loads per step per lane: latency-bound at ~8% of the exp floor.)
 
-// stage [K][2N] fp32 = (B_t | C_t) for steps [t0, t0 + kn) of row block row0 (rows past kn: 0)
-template <int N, int K>
-__device__ __forceinline__ void scan_stage_bc(float* sBC, const ScanArgs& p, size_t row0, int t0, int kn) {
-    for (int i = threadIdx.x; i < K * 2 * N; i += SCAN_THREADS) {
-        const int j = i / (2 * N), e = i % (2 * N);
-        float v = 0.0f;
-        if (j < kn) {
-            const size_t m = row0 + t0 + j;
-            v = e < N ? scan_ld(p.Bm + m * p.ld_bc + e) : scan_ld(p.Cm + m * p.ld_bc + e - N);
-        }
-        sBC[i] = v;
-    }
-}
 // G consecutive floats from shared memory (G is a multiple of 4, offsets 16-byte aligned)
 template <int G>
 __device__ __forceinline__ void scan_lds(float (&r)[G], const float* s) {
@@ -116,57 +106,88 @@ __device__ __forceinline__ void scan_sts8(float* s, const float (&r)[8]) {
     *reinterpret_cast<float4*>(s + 4) = make_float4(r[4], r[5], r[6], r[7]);
 }
 
-// Per-(t, d) values of steps [ts, ts + K) for the block's DL channels starting at d_base, into s[a][K][DL].
-// Steps past kn and channels past Di get zeros: delta = 0 makes a step the identity (exp(0) = 1, no input),
-// so lanes run every step without branches. MODE 0 (forward): delta, delta*u, silu(z), D*u*silu(z).
-// MODE 1 (backward checkpoints): delta, delta*u. MODE 2 (backward): delta, u, dy*silu(z) (gradient of y_pre),
-// softplus'(dt + bias), dy*silu'(z) (dz = that * y_pre).
-template <int K, int DL, int MODE>
-__device__ __forceinline__ void scan_stage_td(float* s, const ScanArgs& p, const bf16* dy, size_t row0, int ts,
-                                              int kn, int d_base) {
-    constexpr int VPR = DL / 8;
-    for (int it = threadIdx.x; it < K * VPR; it += SCAN_THREADS) {
-        const int j = it / VPR, dl0 = (it % VPR) * 8, d0 = d_base + dl0;
-        float o0[8], o1[8], o2[8], o3[8], o4[8];
+// Inputs of steps [ts, ts + kn) for the block's DL channels from d_base, in two halves so that the global loads
+// of the next block of steps are in flight while the current one is computed (software pipelining):
+// load() issues 16-byte loads of u, dt (, z, dy) and the B, C values into registers; store() turns them into the
+// per-(t, d) values, computed once per channel (not per lane), in sTD[a][K][DL], and B, C into sBC[K][2N] fp32.
+// Steps past kn and channels past Di get zeros: delta = 0 makes a step the identity (exp(0) = 1, no input), so
+// lanes run every step without branches.
+// mode 0 (forward): delta, delta*u, silu(z), D*u*silu(z).  mode 1 (backward checkpoints): delta, delta*u.
+// mode 2 (backward): delta, u, dy*silu(z) (gradient of y_pre), softplus'(dt + bias), dy*silu'(z) (dz / y_pre).
+template <int K, int DL, int N>
+struct ScanPrefetch {
+    static constexpr int VPR = DL / 8, NV = K * VPR, IT = (NV + SCAN_THREADS - 1) / SCAN_THREADS;
+    static constexpr int NBC = K * 2 * N, BCI = (NBC + SCAN_THREADS - 1) / SCAN_THREADS;
+    x128 u[IT], t[IT], z[IT], g[IT];
+    float bc[BCI];
+    __device__ __forceinline__ void load(const ScanArgs& p, const bf16* dy, size_t row0, int ts, int kn, int d_base,
+                                         int mode) {
 #pragma unroll
-        for (int c = 0; c < 8; c++) { o0[c] = 0.0f; o1[c] = 0.0f; o2[c] = 0.0f; o3[c] = 0.0f; o4[c] = 0.0f; }
-        if (j < kn && d0 < p.Di) {
-            const size_t m = row0 + ts + j;
-            const x128 uv = load128(p.u + m * p.ld_u + d0);
-            const x128 tv = load128(p.dt_raw + m * p.Di + d0);
-            x128 zv, gv;
-            if (MODE != 1) zv = load128(p.z + m * p.ld_z + d0);
-            if (MODE == 2) gv = load128(dy + m * p.Di + d0);
+        for (int it = 0; it < IT; it++) {
+            const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, d0 = d_base + (idx % VPR) * 8;
+            if (idx < NV && j < kn && d0 < p.Di) {
+                const size_t m = row0 + ts + j;
+                u[it] = load128(p.u + m * p.ld_u + d0);
+                t[it] = load128(p.dt_raw + m * p.Di + d0);
+                if (mode != 1) z[it] = load128(p.z + m * p.ld_z + d0);
+                if (mode == 2) g[it] = load128(dy + m * p.Di + d0);
+            }
+        }
 #pragma unroll
-            for (int c = 0; c < 8; c++) {
-                const float uu = bf2f(uv[c]), v = bf2f(tv[c]) + p.dt_bias[d0 + c];
-                const float delta = scan_softplus(v);
-                o0[c] = delta;
-                if (MODE == 0 || MODE == 1) o1[c] = delta * uu;
-                if (MODE != 1) {
-                    const float zz = bf2f(zv[c]), sz = scan_sigmoid(zz);
-                    if (MODE == 0) {
-                        o2[c] = zz * sz;
-                        o3[c] = p.Dskip[d0 + c] * uu * zz * sz;
-                    } else {
-                        const float dg = bf2f(gv[c]);
-                        o1[c] = uu;
-                        o2[c] = dg * zz * sz;
-                        o3[c] = scan_dsoftplus(v);
-                        o4[c] = dg * sz * (1.0f + zz * (1.0f - sz));
+        for (int i = 0; i < BCI; i++) {
+            const int idx = threadIdx.x + i * SCAN_THREADS, j = idx / (2 * N), e = idx % (2 * N);
+            bc[i] = 0.0f;
+            if (idx < NBC && j < kn) {
+                const size_t m = row0 + ts + j;
+                bc[i] = e < N ? scan_ld(p.Bm + m * p.ld_bc + e) : scan_ld(p.Cm + m * p.ld_bc + e - N);
+            }
+        }
+    }
+    __device__ __forceinline__ void store(float* sTD, float* sBC, const ScanArgs& p, int kn, int d_base,
+                                          int mode) const {
+#pragma unroll
+        for (int it = 0; it < IT; it++) {
+            const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, dl0 = (idx % VPR) * 8, d0 = d_base + dl0;
+            if (idx >= NV) continue;
+            float o0[8], o1[8], o2[8], o3[8], o4[8];
+#pragma unroll
+            for (int c = 0; c < 8; c++) { o0[c] = 0.0f; o1[c] = 0.0f; o2[c] = 0.0f; o3[c] = 0.0f; o4[c] = 0.0f; }
+            if (j < kn && d0 < p.Di) {
+#pragma unroll
+                for (int c = 0; c < 8; c++) {
+                    const float uu = bf2f(u[it][c]), v = bf2f(t[it][c]) + p.dt_bias[d0 + c];
+                    const float delta = scan_softplus(v);
+                    o0[c] = delta;
+                    o1[c] = mode == 2 ? uu : delta * uu;
+                    if (mode != 1) {
+                        const float zz = bf2f(z[it][c]), sz = scan_sigmoid(zz);
+                        if (mode == 0) {
+                            o2[c] = zz * sz;
+                            o3[c] = p.Dskip[d0 + c] * uu * zz * sz;
+                        } else {
+                            const float dg = bf2f(g[it][c]);
+                            o2[c] = dg * zz * sz;
+                            o3[c] = scan_dsoftplus(v);
+                            o4[c] = dg * sz * (1.0f + zz * (1.0f - sz));
+                        }
                     }
                 }
             }
+            scan_sts8(sTD + (0 * K + j) * DL + dl0, o0);
+            scan_sts8(sTD + (1 * K + j) * DL + dl0, o1);
+            if (mode != 1) {
+                scan_sts8(sTD + (2 * K + j) * DL + dl0, o2);
+                scan_sts8(sTD + (3 * K + j) * DL + dl0, o3);
+            }
+            if (mode == 2) scan_sts8(sTD + (4 * K + j) * DL + dl0, o4);
         }
-        scan_sts8(s + (0 * K + j) * DL + dl0, o0);
-        scan_sts8(s + (1 * K + j) * DL + dl0, o1);
-        if (MODE != 1) {
-            scan_sts8(s + (2 * K + j) * DL + dl0, o2);
-            scan_sts8(s + (3 * K + j) * DL + dl0, o3);
+#pragma unroll
+        for (int i = 0; i < BCI; i++) {
+            const int idx = threadIdx.x + i * SCAN_THREADS;
+            if (idx < NBC) sBC[idx] = bc[i];
         }
-        if (MODE == 2) scan_sts8(s + (4 * K + j) * DL + dl0, o4);
     }
-}
+};
 // out[K][DL] fp32 staged rows -> bf16 rows of dst (row stride ld), steps < kn, channels < Di
 template <int K, int DL>
 __device__ __forceinline__ void scan_store_rows(bf16* dst, int ld, const float* s, size_t row0, int ts, int kn,
@@ -204,11 +225,14 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
         h[i] = 0.0f;
     }
     const size_t row0 = (size_t)b * p.T;
+    const int d_base = blockIdx.x * DL;
+    ScanPrefetch<K, DL, N> pf;
+    pf.load(p, NULL, row0, 0, min(K, p.T), d_base, 0);
     for (int tb = 0; tb < p.T; tb += K) {
         const int kn = min(K, p.T - tb);
-        scan_stage_bc<N, K>(sBC, p, row0, tb, kn);
-        scan_stage_td<K, DL, 0>(sTD, p, NULL, row0, tb, kn, blockIdx.x * DL);
+        pf.store(sTD, sBC, p, kn, d_base, 0);
         __syncthreads();
+        if (tb + K < p.T) pf.load(p, NULL, row0, tb + K, min(K, p.T - tb - K), d_base, 0);   // in flight below
 #pragma unroll
         for (int j = 0; j < K; j++) {
             const float delta = sTD[(0 * K + j) * DL + dl], du = sTD[(1 * K + j) * DL + dl];
@@ -231,7 +255,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
             for (int i = 0; i < G; i++) s[i] = h[i];
         }
         __syncthreads();
-        scan_store_rows<K, DL>(y, p.Di, sY, row0, tb, kn, blockIdx.x * DL, p.Di);
+        scan_store_rows<K, DL>(y, p.Di, sY, row0, tb, kn, d_base, p.Di);
     }
 }
 
@@ -285,7 +309,7 @@ static inline int scan_dblocks(int Di, int N, int G) { int DL = SCAN_THREADS / (
 // partBC [nblk][B*T][2N], partA [B][Di][N], partD [B][Di], partBias [B][Di].
 // Per window of W steps the block stages the per-(t, d) values and B, C in shared memory (as in the forward), the
 // lanes run branch-free over the window, and du, ddt_raw, dz leave through shared memory as 16-byte stores.
-template <int N, int G, int W>
+template <int N, int G, int W, bool PF>
 __global__ void __launch_bounds__(SCAN_THREADS, W <= 8 ? 2 : 1)
 selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict__ ddt_out, bf16* __restrict__ dz_out,
                           int ld_dz, float* __restrict__ partBC, float* __restrict__ partA, float* __restrict__ partD,
@@ -298,7 +322,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     float* ck = smem;                                   // [NW][G][SCAN_THREADS] window start states
     float* stage = ck + NW * G * SCAN_THREADS;          // [W][NWARP][2N] per-warp dB/dC sums
     float* sBC = stage + W * NWARP * 2 * N;             // [W][2N] B, C of the window
-    float* sTD = sBC + W * 2 * N;                       // [5][W][DL] per-(t, d) inputs (scan_stage_td MODE 2)
+    float* sTD = sBC + W * 2 * N;                       // [5][W][DL] per-(t, d) inputs (ScanPrefetch mode 2)
     float* sO = sTD + 5 * W * DL;                       // [3][W][DL] du, ddt_raw, dz of the window
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const int g = tid % LC, dl = tid / LC, d = blockIdx.x * DL + dl, b = blockIdx.y, d_base = blockIdx.x * DL;
@@ -318,22 +342,50 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     const size_t row0 = (size_t)b * p.T, BT = (size_t)p.B * p.T;
 #define TD(a, j) sTD[((a) * W + (j)) * DL + dl]
 
-    for (int c = p.nch - 1; c >= 0; c--) {
-        const int t0 = c * SCAN_CHUNK, t1 = min(p.T, t0 + SCAN_CHUNK), nw = (t1 - t0 + W - 1) / W;
-        float h[G];
+    // The windows are visited as a flat sequence of events: per chunk (last first), pass 1 over windows
+    // 0 .. nw-2 (forward, storing window start states), then pass 2 over windows nw-1 .. 0 (recompute + reverse).
+    // The inputs of the next event are prefetched while the current one computes.
+    ScanPrefetch<W, DL, N> pf;
+    int c = p.nch - 1, ph, w;   // ph 1: pass 1, 2: pass 2
+    auto chunk_nw = [&](int cc) { return (min(p.T, cc * SCAN_CHUNK + SCAN_CHUNK) - cc * SCAN_CHUNK + W - 1) / W; };
+    auto ev_ts = [&](int cc, int ww) { return cc * SCAN_CHUNK + ww * W; };
+    auto ev_kn = [&](int cc, int ww) { return min(W, p.T - ev_ts(cc, ww)); };
+    ph = chunk_nw(c) > 1 ? 1 : 2;
+    w = ph == 1 ? 0 : chunk_nw(c) - 1;
+    if (PF) pf.load(p, dy, row0, ev_ts(c, w), ev_kn(c, w), d_base, ph);
+    float h[G];
+    bool chunk_start = true;
+    while (c >= 0) {
+        const int nw = chunk_nw(c), ts = ev_ts(c, w), kn = ev_kn(c, w);
+        if (chunk_start) {
 #pragma unroll
-        for (int i = 0; i < G; i++)   // idle lanes: staged inputs are 0, so their h stays 0
-            h[i] = c > 0 && valid ? saved[(((size_t)b * p.nch + c - 1) * p.Di + d) * N + g * G + i] : 0.0f;
-        // pass 1: window start states into shared memory (the last window is recomputed right away)
-        for (int w = 0; w < nw; w++) {
+            for (int i = 0; i < G; i++)   // idle lanes: staged inputs are 0, so their h stays 0
+                h[i] = c > 0 && valid ? saved[(((size_t)b * p.nch + c - 1) * p.Di + d) * N + g * G + i] : 0.0f;
+            if (nw == 1) {
+#pragma unroll
+                for (int i = 0; i < G; i++) ck[i * SCAN_THREADS + tid] = h[i];
+            }
+            chunk_start = false;
+        }
+        __syncthreads();   // the previous event's readers of sTD / sBC are done
+        if (!PF) pf.load(p, dy, row0, ts, kn, d_base, ph);
+        pf.store(sTD, sBC, p, kn, d_base, ph);
+        __syncthreads();
+        // next event, prefetched now
+        int nc = c, nph = ph, nwn = w;
+        if (ph == 1) {
+            if (w + 1 < nw - 1) nwn = w + 1;
+            else { nph = 2; nwn = nw - 1; }
+        } else if (w > 0) nwn = w - 1;
+        else {
+            nc = c - 1;
+            if (nc >= 0) { nph = chunk_nw(nc) > 1 ? 1 : 2; nwn = nph == 1 ? 0 : chunk_nw(nc) - 1; }
+        }
+        if (PF && nc >= 0) pf.load(p, dy, row0, ev_ts(nc, nwn), ev_kn(nc, nwn), d_base, nph);
+
+        if (ph == 1) {   // pass 1: a full window forward; window start states into shared memory
 #pragma unroll
             for (int i = 0; i < G; i++) ck[(w * G + i) * SCAN_THREADS + tid] = h[i];
-            if (w == nw - 1) break;
-            const int ts = t0 + w * W;   // a full window
-            __syncthreads();
-            scan_stage_bc<N, W>(sBC, p, row0, ts, W);
-            scan_stage_td<W, DL, 1>(sTD, p, NULL, row0, ts, W, d_base);
-            __syncthreads();
 #pragma unroll
             for (int j = 0; j < W; j++) {
                 const float delta = TD(0, j), du = TD(1, j);
@@ -342,17 +394,14 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
 #pragma unroll
                 for (int i = 0; i < G; i++) h[i] = scan_ex2(delta * A2[i]) * h[i] + Bv[i] * du;
             }
-        }
-        // pass 2: windows last-to-first: recompute W states into registers, then the reverse recurrence
-        for (int w = nw - 1; w >= 0; w--) {
-            const int ts = t0 + w * W, kn = min(W, t1 - ts);
-            float hs[W][G];
-            __syncthreads();
-            scan_stage_bc<N, W>(sBC, p, row0, ts, kn);
-            scan_stage_td<W, DL, 2>(sTD, p, dy, row0, ts, kn, d_base);
-            __syncthreads();
+            if (w == nw - 2) {
 #pragma unroll
-            for (int i = 0; i < G; i++) h[i] = ck[(w * G + i) * SCAN_THREADS + tid];
+                for (int i = 0; i < G; i++) ck[((w + 1) * G + i) * SCAN_THREADS + tid] = h[i];
+            }
+        } else {         // pass 2: recompute W states into registers, then the reverse recurrence
+            float hs[W][G], hh[G];
+#pragma unroll
+            for (int i = 0; i < G; i++) hh[i] = ck[(w * G + i) * SCAN_THREADS + tid];
 #pragma unroll
             for (int j = 0; j < W; j++) {
                 const float delta = TD(0, j), uu = TD(1, j), du = delta * uu;
@@ -362,9 +411,9 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 float acc = 0.0f;
 #pragma unroll
                 for (int i = 0; i < G; i++) {
-                    h[i] = scan_ex2(delta * A2[i]) * h[i] + Bv[i] * du;
-                    hs[j][i] = h[i];
-                    acc += Cv[i] * h[i];
+                    hh[i] = scan_ex2(delta * A2[i]) * hh[i] + Bv[i] * du;
+                    hs[j][i] = hh[i];
+                    acc += Cv[i] * hh[i];
                 }
                 const float yp = scan_group_sum<LC>(acc) + Dd * uu;   // y_pre
                 if (g == 0) sO[(2 * W + j) * DL + dl] = TD(4, j) * yp;   // dz
@@ -410,6 +459,8 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
             scan_store_rows<W, DL>(ddt_out, p.Di, sO + W * DL, row0, ts, kn, d_base, p.Di);
             scan_store_rows<W, DL>(dz_out, ld_dz, sO + 2 * W * DL, row0, ts, kn, d_base, p.Di);
         }
+        if (nc != c) chunk_start = true;
+        c = nc; ph = nph; w = nwn;
     }
 #undef TD
     if (valid) {
@@ -456,14 +507,14 @@ __global__ void selective_scan_reduce_params_kernel(float* dA_log, float* dD, fl
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// host launchers. `G` = states per lane; the production APIs below use SCAN_G, dev harnesses try others.
+// host launchers. `G` = states per lane; the production APIs use SCAN_G_FWD / SCAN_G_BWD, dev harnesses try others.
 
 static inline size_t scan_workspace_bytes_g(int B, int T, int Di, int N, int G) {
     return ((size_t)scan_dblocks(Di, N, G) * B * T * 2 * N + (size_t)B * Di * N + 2 * (size_t)B * Di) * sizeof(float);
 }
 static inline int scan_pick_g(int N, int G) { return G < N ? G : N; }
 static inline size_t scan_workspace_bytes(int B, int T, int Di, int N) {
-    return scan_workspace_bytes_g(B, T, Di, N, scan_pick_g(N, SCAN_G));
+    return scan_workspace_bytes_g(B, T, Di, N, scan_pick_g(N, SCAN_G_BWD));
 }
 
 static inline void scan_check_ld(const void* p, int ld, const char* what) {
@@ -491,7 +542,7 @@ static void scan_fwd_launch(bf16* y, float* saved, const ScanArgs& a, cudaStream
     selective_scan_fwd_kernel<N, G><<<grid, SCAN_THREADS, 0, s>>>(y, saved, a);
     CUDA_KERNEL_CHECK();
 }
-template <int N, int G, int W>
+template <int N, int G, int W, bool PF>
 static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, float* ws, const bf16* dy,
                             const float* saved, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = SCAN_THREADS / (N / G);
@@ -504,12 +555,12 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
     const size_t smem = scan_bwd_smem_bytes<N, G, W>();
     static int attr_set = 0;   // per template instance
     if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(selective_scan_bwd_kernel<N, G, W>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CUDA_CHECK(cudaFuncSetAttribute(selective_scan_bwd_kernel<N, G, W, PF>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem));
         attr_set = 1;
     }
     dim3 grid(nblk, a.B);
-    selective_scan_bwd_kernel<N, G, W><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, partBC, partA,
+    selective_scan_bwd_kernel<N, G, W, PF><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, partBC, partA,
                                                                       partD, partBias, dy, saved, a);
     CUDA_KERNEL_CHECK();
 }
@@ -548,7 +599,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
                                              const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
                                              const bf16* Bm, const bf16* Cm, int ld_bc, const float* A_log,
                                              const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
-                                             int G, int W, void* ws, cudaStream_t s) {
+                                             int G, int W, int prefetch, void* ws, cudaStream_t s) {
     scan_check_args(B, T, Di, N);
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
     scan_check_ld(dy, Di, "dy"); scan_check_ld(du, ld_du, "du"); scan_check_ld(ddt_raw, Di, "ddt_raw");
@@ -557,8 +608,9 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     float* w = (float*)ws;
 #define SCAN_BWD_CALL(n_, g_)                                                                              \
     do {                                                                                                   \
-        if (W == 16) scan_bwd_launch<n_, g_, 16>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
-        else if (W == 8) scan_bwd_launch<n_, g_, 8>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
+        if (W == 16) scan_bwd_launch<n_, g_, 16, true>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
+        else if (W == 8 && prefetch) scan_bwd_launch<n_, g_, 8, true>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
+        else if (W == 8) scan_bwd_launch<n_, g_, 8, false>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
         else die("selective_scan: window %d unsupported (8, 16)", W);                                      \
     } while (0)
     SCAN_DISPATCH(N, G, SCAN_BWD_CALL);
@@ -586,7 +638,7 @@ static inline void selective_scan_forward(bf16* y, void* saved, const bf16* u, i
                                           int B, int T, int Di, int N, void* ws, cudaStream_t s) {
     (void)ws;
     selective_scan_forward_g(y, saved, u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N,
-                             SCAN_G, s);
+                             SCAN_G_FWD, s);
 }
 
 // du [B,T,Di] (stride ld_du), ddt_raw [B,T,Di], dz (stride ld_dz) WRITTEN; dB, dC [B,T,N] (stride ld_dbc) WRITTEN;
@@ -599,7 +651,7 @@ static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, b
                                            const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
                                            void* ws, cudaStream_t s) {
     selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
-                              ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G, SCAN_WIN, ws, s);
+                              ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G_BWD, SCAN_WIN, 1, ws, s);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

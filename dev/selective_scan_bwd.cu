@@ -3,8 +3,9 @@
  * The problem setup lives in dev/selective_scan_fwd.cu (included below, without its main).
  *   (The first backward, which loaded every input per step per lane, ran at 6.8 ms: see dev/README_mamba.md.)
  *   v1: 8 states per lane, window 8.   v2: 4 states per lane, window 16.
- *   v3: production (SCAN_G states per lane, SCAN_WIN window): 4 states per lane (N/4 lanes per channel),
- *       window 8 so that the kernel fits 128 registers (2 blocks of 256 threads per SM).
+ *   v3: as v4 without prefetching the next window's inputs (loaded right before staging).
+ *   v4: production (SCAN_G_BWD states per lane, SCAN_WIN window): 4 states per lane (N/4 lanes per channel),
+ *       window 8 so that the kernel fits 128 registers (2 blocks of 256 threads per SM), next window prefetched.
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
  * starting values) with the double reference, and runs the backward twice to check bitwise determinism.
@@ -15,9 +16,9 @@
 #define SCAN_HARNESS_NO_MAIN
 #include "selective_scan_fwd.cu"
 
-// version -> (states per lane G, recompute window W); the last is production (SCAN_G, SCAN_WIN)
-static const int BWD_CFG[][2] = {{8, 8}, {4, 16}, {SCAN_G, SCAN_WIN}};
-#define BWD_NVER 3
+// version -> (G, W, prefetch)
+static const int BWD_CFG[][3] = {{8, 8, 1}, {4, 16, 1}, {4, 8, 0}, {SCAN_G_BWD, SCAN_WIN, 1}};
+#define BWD_NVER 4
 static int bwd_g(int v, int N) { return BWD_CFG[v - 1][0]; }
 static size_t bwd_ws_bytes(int B, int T, int Di, int N) {
     size_t mx = 0;
@@ -32,7 +33,7 @@ static void scan_bwd_version(ScanProblem* p, int v) {
     selective_scan_backward_g(p->du, p->ld_du, p->ddt, p->dxz + p->Di, p->ld_dz, p->dxdbl + p->R,
                               p->dxdbl + p->R + p->N, p->ld_bc, p->dA_log, p->dD, p->ddt_bias, p->dy, p->saved, p->u,
                               p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc, p->A_log, p->Dskip,
-                              p->dt_bias, p->B, p->T, p->Di, p->N, bwd_g(v, p->N), BWD_CFG[v - 1][1], p->ws, 0);
+                              p->dt_bias, p->B, p->T, p->Di, p->N, bwd_g(v, p->N), BWD_CFG[v - 1][1], BWD_CFG[v - 1][2], p->ws, 0);
 }
 static void reset_param_grads(ScanProblem* p) {
     CUDA_CHECK(cudaMemcpy(p->dA_log, p->hdA0, (size_t)p->Di * p->N * sizeof(float), cudaMemcpyHostToDevice));
@@ -71,7 +72,9 @@ static int check_bwd(int v, int B, int T, int Di, int N) {
     double *dA = to_double(p.hdA0, (size_t)Di * N), *dD = to_double(p.hdD0, Di), *db = to_double(p.hdb0, Di);
     ref_selective_scan_backward(du, ddt, dz, dB, dC, dA, dD, db, r.dy, r.u, r.dt, r.z, r.Bm, r.Cm, r.A, r.D, r.bias,
                                 B, T, Di, N);
-    float* got = (float*)malloc_check((n > (size_t)Di * N ? n : (size_t)Di * N) * sizeof(float));
+    size_t ngot = n > (size_t)Di * N ? n : (size_t)Di * N;
+    ngot = ngot > M * N ? ngot : M * N;
+    float* got = (float*)malloc_check(ngot * sizeof(float));
     char what[160];
     int fails = 0;
 #define REPORT(name, ref, cnt, tol)                                                                     \
@@ -179,7 +182,7 @@ int main(int argc, char** argv) {
     scan_fwd_version(&p, FWD_NVER);
     double n = (double)B * T * Di;
     // bytes: u, dt, z, dy in; du, ddt, dz out (2 B each); B, C in, dB, dC out; saved in; partials out + in
-    const int gp = scan_pick_g(N, SCAN_G);
+    const int gp = scan_pick_g(N, SCAN_G_BWD);
     double part = (double)scan_dblocks(Di, N, gp) * B * T * 2 * N * 4;
     double bytes = n * 14 + (double)B * T * 4 * N * 2 + (double)scan_saved_bytes(B, T, Di, N) + 2 * part;
     double exps = n * N * (3.0 - (double)SCAN_WIN / SCAN_CHUNK);

@@ -4,9 +4,10 @@
  * SCAN_HARNESS_NO_MAIN defined), so that both harnesses build their inputs in one place.
  *   v1: direct: 4 states per lane, N/4 lanes per channel, every lane loads its inputs from global memory and
  *       computes softplus/silu every step (kernel below). Latency-bound.
- *   v2: production kernel, 8 states per lane (2 lanes per channel at N = 16).
- *   v3: production kernel, 4 states per lane: per-(t, d) values staged once per block in shared memory,
- *       branch-free time loop, coalesced 16-byte loads and stores (common/selective_scan.cuh).
+ *   v2: production kernel with 4 states per lane (4 lanes per channel at N = 16).
+ *   v3: production (common/selective_scan.cuh): 8 states per lane; per-(t, d) values staged once per block in
+ *       shared memory from coalesced 16-byte loads that are prefetched one time block ahead, branch-free time
+ *       loop, 16-byte stores.
  * ./dev/selective_scan_fwd [version] [--check] [-B 16 -T 2048 -D 2048 -N 16]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev \
  *        dev/selective_scan_fwd.cu -o dev/selective_scan_fwd
@@ -131,8 +132,8 @@ __global__ void scan_v1_fwd_kernel(bf16* y, float* saved, const ScanArgs p) {
     }
 }
 
-// forward, version v: 1 = the direct kernel above, 2 = production kernel with 8 states per lane,
-// 3 = production (SCAN_G states per lane)
+// forward, version v: 1 = the direct kernel above, 2 = production kernel with 4 states per lane,
+// 3 = production (SCAN_G_FWD = 8 states per lane)
 #define FWD_NVER 3
 static void scan_fwd_version(ScanProblem* p, int v) {
     if (v == 1) {
@@ -144,7 +145,7 @@ static void scan_fwd_version(ScanProblem* p, int v) {
         return;
     }
     selective_scan_forward_g(p->y, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p),
-                             p->ld_bc, p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, v == 2 ? 8 : SCAN_G, 0);
+                             p->ld_bc, p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, v == 2 ? 4 : SCAN_G_FWD, 0);
 }
 
 // contiguous double copies of the inputs for the reference
