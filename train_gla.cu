@@ -99,6 +99,11 @@ typedef struct {
     ActTable at;
     GLAActs a;
     size_t gla_saved_per_layer;
+    /* recurrent decoding (sampling): one token at a time with the state carried, O(1) per token */
+    int decoding;
+    float* dec_state;           /* [L,H,K,V] fp32, allocated on first use */
+    int* dec_token;             /* [1] device */
+    bf16* dec_logits;           /* [Vc] device */
 } GLAModel;
 
 /* parameter accessors: bf16 copy for matrix products, fp32 master for small vectors, fp32 grads */
@@ -218,8 +223,12 @@ static void gla_mixer_core_forward(GLAModel* m, int l, cudaStream_t s) {
     linear_forward(proj, a->ln, W_(m, lp->w_in), M, P, D, s);
     matmul(gz_of(m, l), 0, Dk, z1, P, 0, W_(m, lp->gk1_w), GLA_GATE_RANK, 1, M, Dk, GLA_GATE_RANK, 1.0f, 0.0f, s);
     gla_gate_forward(a->g, gz_of(m, l), F_(m, lp->gk1_b), M, Dk, s);
-    gla_chunk_forward(o_of(m, l), saved_of(m, l), proj, proj + Dk, P, proj + 2 * Dk, P, a->g, B, T, m->c.H, m->K, m->V,
-                      a->gla_ws, s);
+    if (m->decoding) /* B sequences of one new token each: the recurrent form on the carried state */
+        gla_recurrent_step(o_of(m, l), m->dec_state + (size_t)l * m->c.H * m->K * m->V, proj, proj + Dk, P, proj + 2 * Dk, P,
+                           a->g, B, m->c.H, m->K, m->V, s);
+    else
+        gla_chunk_forward(o_of(m, l), saved_of(m, l), proj, proj + Dk, P, proj + 2 * Dk, P, a->g, B, T, m->c.H, m->K, m->V,
+                          a->gla_ws, s);
 }
 
 /* o -> per-head norm x swish(output gate) = y (into the y scratch) */
@@ -345,6 +354,35 @@ static double gla_flops_per_token(void* model) {
     return mat + mixer;
 }
 
+/* ------------------------------------------------------------------ recurrent decoding */
+/* Sampling runs the same forward as training on a batch of one token (B = T = 1), with the chunked op
+ * replaced by its recurrent step on a state carried between calls: constant work per token. */
+static void gla_decode_reset(void* model) {
+    GLAModel* m = (GLAModel*)model;
+    size_t n = (size_t)m->c.L * m->c.H * m->K * m->V;
+    if (!m->dec_state) {
+        CUDA_CHECK(cudaMalloc((void**)&m->dec_state, n * sizeof(float)));
+        CUDA_CHECK(cudaMalloc((void**)&m->dec_token, sizeof(int)));
+        CUDA_CHECK(cudaMalloc((void**)&m->dec_logits, (size_t)m->c.Vc * sizeof(bf16)));
+    }
+    CUDA_CHECK(cudaMemset(m->dec_state, 0, n * sizeof(float)));
+}
+/* feeds one token, returns the next-token logits (host, [Vc] bf16 bits) */
+static void gla_decode_step(void* model, int token, uint16_t* logits, cudaStream_t s) {
+    GLAModel* m = (GLAModel*)model;
+    int B = m->B, T = m->T;
+    m->B = m->T = 1;
+    m->decoding = 1;
+    CUDA_CHECK(cudaMemcpyAsync(m->dec_token, &token, sizeof(int), cudaMemcpyHostToDevice, s));
+    gla_forward_body(m, m->dec_token, s);
+    linear_forward(m->dec_logits, m->a.lnf, W_(m, m->lm_head), 1, m->c.Vc, m->c.D, s);
+    CUDA_CHECK(cudaMemcpyAsync(logits, m->dec_logits, (size_t)m->c.Vc * sizeof(bf16), cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    m->B = B;
+    m->T = T;
+    m->decoding = 0;
+}
+
 /* ------------------------------------------------------------------ lifetime */
 /* Builds the tables and allocates everything for micro-batches of B x T; parameters are initialised
  * from seed (fla's init). */
@@ -368,6 +406,7 @@ static void gla_destroy(GLAModel* m) {
     param_buffers_free(&m->p);
     free(m->pt.t);
     free(m->lp);
+    if (m->dec_state) { cudaFree(m->dec_state); cudaFree(m->dec_token); cudaFree(m->dec_logits); }
 }
 
 /* ------------------------------------------------------------------ program */
@@ -443,6 +482,8 @@ static void gla_create_handle(ModelHandle* h, int B, int T, int recompute, uint6
     h->pb = &m->p;
     h->at = &m->at;
     h->step = gla_step;
+    h->decode_reset = gla_decode_reset;
+    h->decode_step = gla_decode_step;
     h->flops_per_token = gla_flops_per_token(m);
     h->Vc = m->c.Vc;
     h->lnf = m->a.lnf;

@@ -51,7 +51,11 @@ typedef struct {
     double flops_per_token;
     int Vc;
     CkptHeader cfg;          /* model config fields (checkpoint compatibility + start-up table) */
-    /* for sampling: the final-norm output [B*T, D] and the classifier weight [Vc, D] */
+    /* recurrent decoding for sampling (NULL: fall back to re-running the window): reset the state,
+     * then feed one token at a time and get the next-token logits as bf16 bits */
+    void (*decode_reset)(void* model);
+    void (*decode_step)(void* model, int token, uint16_t* logits, cudaStream_t s);
+    /* for the window fallback: the final-norm output [B*T, D] and the classifier weight [Vc, D] */
     bf16* lnf;
     const bf16* lm_head;
     int D, B, T;
@@ -304,37 +308,59 @@ static void window_next_logits(ModelHandle* h, Batch* b, bf16* d_logits, uint16_
     for (int i = 0; i < h->Vc; i++) logits[i] = host_bf_bits2f(h_logits[i]);
 }
 
+/* Generates n tokens after prompt[0..np) (np >= 1) into out[0..n): recurrent decoding, O(1) per
+ * token, when the model has it; otherwise re-runs the last T tokens per token. Returns tokens/s. */
+static double generate(ModelHandle* h, Batch* b, const int* prompt, int np, int* out, int n, int vocab, float temperature,
+                       int top_k, Rng* rng, cudaStream_t s) {
+    float* logits = (float*)malloc_check(sizeof(float) * (size_t)h->Vc);
+    float* scratch = (float*)malloc_check(sizeof(float) * (size_t)h->Vc);
+    uint16_t* hl = (uint16_t*)malloc_check(sizeof(uint16_t) * (size_t)h->Vc);
+    int* ctx = (int*)malloc_check(sizeof(int) * (size_t)(np + n));
+    memcpy(ctx, prompt, sizeof(int) * (size_t)np);
+    bf16* dl = NULL;
+    if (!h->decode_step) CUDA_CHECK(cudaMalloc((void**)&dl, sizeof(bf16) * (size_t)h->Vc));
+    double t0 = wall_seconds();
+    if (h->decode_step) {
+        h->decode_reset(h->model);
+        for (int i = 0; i < np - 1; i++) h->decode_step(h->model, prompt[i], hl, s);  /* prefill, one token at a time */
+    }
+    for (int i = 0; i < n; i++) {
+        int len = np + i;
+        if (h->decode_step) {
+            h->decode_step(h->model, ctx[len - 1], hl, s);
+            for (int v = 0; v < h->Vc; v++) logits[v] = host_bf_bits2f(hl[v]);
+        } else {
+            window_next_logits(h, b, dl, hl, ctx, len, logits, s);
+        }
+        ctx[len] = sample_logits(logits, vocab, temperature, top_k, (float)rng_uniform(rng), scratch);
+        out[i] = ctx[len];
+    }
+    double dt = wall_seconds() - t0;
+    if (dl) cudaFree(dl);
+    free(logits); free(scratch); free(hl); free(ctx);
+    return n / dt;
+}
+
 /* Prints gen_tokens tokens sampled after an end-of-text prompt (temperature 1, top-k 40). */
 static void sample_text(ModelHandle* h, TrainData* d, Batch* b, int gen_tokens, Rng* rng, cudaStream_t s) {
     if (gen_tokens <= 0) return;
     int eot = d->has_tok ? d->tok.eot : d->vocab - 1;
-    int* toks = (int*)malloc_check(sizeof(int) * (size_t)(gen_tokens + 1));
-    float* logits = (float*)malloc_check(sizeof(float) * (size_t)h->Vc);
-    float* scratch = (float*)malloc_check(sizeof(float) * (size_t)h->Vc);
-    uint16_t* hl = (uint16_t*)malloc_check(sizeof(uint16_t) * (size_t)h->Vc);
-    bf16* dl;
-    CUDA_CHECK(cudaMalloc((void**)&dl, sizeof(bf16) * (size_t)h->Vc));
-    toks[0] = eot;
-    double t0 = wall_seconds();
-    for (int i = 1; i <= gen_tokens; i++) {
-        window_next_logits(h, b, dl, hl, toks, i, logits, s);
-        toks[i] = sample_logits(logits, d->vocab, 1.0f, 40, (float)rng_uniform(rng), scratch);
-    }
-    double dt = wall_seconds() - t0;
-    printf("---- sample (%d tokens, %.0f tokens/s) ----\n", gen_tokens, gen_tokens / dt);
+    int* toks = (int*)malloc_check(sizeof(int) * (size_t)gen_tokens);
+    double tps = generate(h, b, &eot, 1, toks, gen_tokens, d->vocab, 1.0f, 40, rng, s);
+    printf("---- sample (%d tokens, %.0f tokens/s, %s) ----\n", gen_tokens, tps,
+           h->decode_step ? "recurrent decoding" : "window re-run");
     if (d->has_tok) {
         size_t cap = (size_t)gen_tokens * 64 + 16;
         char* text = (char*)malloc_check(cap);
-        long long nb = tokenizer_decode(&d->tok, (const int32_t*)(toks + 1), (size_t)gen_tokens, text, cap, "<|eot|>");
+        long long nb = tokenizer_decode(&d->tok, (const int32_t*)toks, (size_t)gen_tokens, text, cap, "<|eot|>");
         if (nb > 0) fwrite(text, 1, (size_t)nb, stdout);
         free(text);
     } else {
-        for (int i = 1; i <= gen_tokens; i++) printf("%d ", toks[i]);
+        for (int i = 0; i < gen_tokens; i++) printf("%d ", toks[i]);
     }
     printf("\n----------------\n");
     fflush(stdout);
-    cudaFree(dl);
-    free(toks); free(logits); free(scratch); free(hl);
+    free(toks);
 }
 
 /* ------------------------------------------------------------------ checkpoints */

@@ -133,6 +133,33 @@ static inline int check_determinism(void* model, StepFn step, ParamBuffers* pb, 
     return !same;
 }
 
+/* Recurrent decoding must compute the same function as the parallel forward: feed the first sequence's
+ * tokens one at a time and compare each step's logits with row t of the parallel logits[M,Vc]. */
+typedef void (*DecodeResetFn)(void* model);
+typedef void (*DecodeStepFn)(void* model, int token, uint16_t* logits, cudaStream_t s);
+static inline int check_decode(void* model, DecodeResetFn reset, DecodeStepFn step, const int* ids, const float* logits, int T,
+                               int Vc, const char* tag) {
+    uint16_t* l = (uint16_t*)malloc_check(sizeof(uint16_t) * (size_t)Vc);
+    double num = 0, den = 0;
+    int finite = 1;
+    reset(model);
+    for (int t = 0; t < T; t++) {
+        step(model, ids[t], l, 0);
+        for (int v = 0; v < Vc; v++) {
+            double x = host_bf_bits2f(l[v]), r = logits[(size_t)t * Vc + v];
+            if (!isfinite(x)) finite = 0;
+            num += (x - r) * (x - r);
+            den += r * r;
+        }
+    }
+    double e = finite ? sqrt(num / (den > 0 ? den : 1)) : INFINITY;
+    int ok = e <= LOGIT_TOL;
+    printf("%s %s recurrent decoding of %d tokens matches the parallel forward: rel_err=%.3e tol=%.0e\n", ok ? "PASS" : "FAIL",
+           tag, T, e, LOGIT_TOL);
+    free(l);
+    return !ok;
+}
+
 static inline int* upload_ints(const int* h, int n) {
     int* d;
     CUDA_CHECK(cudaMalloc((void**)&d, sizeof(int) * (size_t)n));

@@ -81,6 +81,7 @@ static int run_case(const GLACase* tc) {
     fails += compare_outputs(ref_logits, ref_losses, losses, logits, M, Vc, tc->tag);
     fails += compare_grads(&m.pt, &m.p, grads, &rl, tc->tag);
     fails += check_determinism(&m, gla_step, &m.p, d_ids, d_tg, 1.0f / nvalid, d_losses, M, tc->tag);
+    fails += check_decode(&m, gla_decode_reset, gla_decode_step, ids, logits, T, Vc, tc->tag);
 
     cudaFree(d_ids); cudaFree(d_tg); cudaFree(d_losses); cudaFree(d_logits);
     free(ts); free(params); free(grads); free(ids); free(tg); free(ref_logits); free(ref_losses); free(losses); free(logits); free(lb);
