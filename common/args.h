@@ -400,7 +400,7 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
         {NULL, "--bench-steps", ARG_INT, &o->bench_steps, "timed steps in --bench", 1, 1e6, NULL},
         {NULL, "--warmup-bench", ARG_INT, &o->warmup_bench, "untimed warm-up steps in --bench", 0, 1e6, NULL},
         {NULL, "--recompute", ARG_INT, &o->recompute, "activation recomputation: 0 none, 1 cheap, 2 max", 0, 2, NULL},
-        {NULL, "--profile", ARG_FLAG, &o->profile, "NVTX ranges and a short run for nsys", 0, 0, NULL},
+        {NULL, "--profile", ARG_FLAG, &o->profile, "with --bench: per-kernel time shares of one more step (CUPTI)", 0, 0, NULL},
         {NULL, "--nan-policy", ARG_CHOICE, &o->nan_policy, "non-finite loss/grad: skip the step or stop", 0, 0, NAN_POLICY_CHOICES},
         {NULL, "--task", ARG_CHOICE, &o->task, "training data: token shards, MQAR recall, synthetic", 0, 0, TASK_CHOICES},
     };

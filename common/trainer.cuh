@@ -34,6 +34,7 @@
 #include "embedding.cuh"
 #include "classifier.cuh"
 #include "adamw.cuh"
+#include "profile.cuh"
 
 /* one micro-batch: forward (and with train, backward accumulating gradients scaled by dloss) */
 typedef void (*ModelStepFn)(void* model, const int* d_ids, const int* d_targets, float dloss, int train, float* d_losses,
@@ -470,6 +471,15 @@ static void run_bench(ModelHandle* h, const TrainOptions* o, int B, int T, doubl
     }
     CUDA_CHECK(cudaStreamSynchronize(s));
     double dt = wall_seconds() - t0;
+    if (o->profile && profile_begin()) { /* one more step, recorded kernel by kernel */
+        double p0 = wall_seconds();
+        CUDA_CHECK(cudaMemsetAsync(h->pb->grad, 0, h->pb->total * sizeof(float), s));
+        for (int a = 0; a < o->grad_accum; a++)
+            h->step(h->model, b.d_in, b.d_tg, 1.0f / (count_valid(b.h_tg, M) * o->grad_accum), 1, b.d_losses, s);
+        optimizer_step(h, &os, o, o->lr, total + 1, s);
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        profile_end_print(1e3 * (wall_seconds() - p0));
+    }
     double tokens = (double)o->bench_steps * M * o->grad_accum;
     double tps = tokens / dt;
     double peak = peak_bf16_tflops_device(0);
