@@ -42,8 +42,9 @@ typedef struct {
 
 /* Activations. What backward needs is either kept per layer or recomputed from what is kept; the
  * recompute level (--recompute) chooses, trading memory for time:
- *   0: keep the projections (proj, gz, o) and the MLP input h; recompute the norm outputs, the
- *      gated-norm output and the SwiGLU product (cheap elementwise passes);
+ *   0: keep the projection proj, the GLA output o, the chunk states and the MLP input h; recompute
+ *      the norm outputs, the gated-norm output, the SwiGLU product (elementwise passes) and the
+ *      rank-16 forget-gate product;
  *   1: also recompute h = ln2 W_gateup^T (one extra matrix product per layer);
  *   2: also rerun the mixer up to o (projection, gate, chunked GLA forward) in backward.
  * Per-layer buffers have L slots when kept and 1 slot (reused) when recomputed. */
@@ -56,7 +57,6 @@ typedef struct {
     float* rstd_gate;   /* [L,M*H] rstd of the per-head output norm */
     /* kept per layer at low recompute levels, else one slot */
     bf16* proj;         /* [L|1,M,P] q | k | v | output gate | gate low-rank z1 */
-    bf16* gz;           /* [L|1,M,Dk] forget-gate pre-activation (before bias) */
     bf16* o;            /* [L|1,M,Dv] chunked GLA output */
     char* gla_saved;    /* [L|1, gla_saved_bytes] */
     bf16* h;            /* [L|1,M,2I] MLP gate | up */
@@ -68,6 +68,7 @@ typedef struct {
     float* res_mid;     /* [M,D] fp32 residual stream entering the MLP norm */
     bf16* ln;           /* [M,D] normed input of the current sublayer */
     bf16* y;            /* [M,Dv] gated-norm output, input of o_proj */
+    bf16* gz;           /* [M,Dk] forget-gate pre-activation (before bias): z1 gk1_w^T, recomputed */
     float* g;           /* [M,Dk] fp32 log forget gate */
     float* dg;          /* [M,Dk] */
     bf16* delta;        /* [M,D] MLP output before it joins the residual stream */
@@ -165,7 +166,6 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->rstd_mlp, L * M);
     ACT(at, a->rstd_gate, L * M * c->H);
     ACT(at, a->proj, Lmix * M * m->P);
-    ACT(at, a->gz, Lmix * M * m->Dk);
     ACT(at, a->o, Lmix * M * m->Dv);
     ACT(at, a->gla_saved, (m->recompute == 1 ? 0 : Lmix) * m->gla_saved_per_layer);
     ACT(at, a->h, Lmlp * M * 2 * m->I);
@@ -175,6 +175,7 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->res_mid, M * D);
     ACT(at, a->ln, M * D);
     ACT(at, a->y, M * m->Dv);
+    ACT(at, a->gz, M * m->Dk);
     ACT(at, a->g, M * m->Dk);
     ACT(at, a->dg, M * m->Dk);
     ACT(at, a->delta, M * D);
@@ -202,7 +203,6 @@ static void gla_build_acts(GLAModel* m) {
 /* ------------------------------------------------------------------ forward */
 /* per-layer views: slot l when the tensor is kept, slot 0 when it is recomputed */
 static bf16* proj_of(GLAModel* m, int l) { return m->a.proj + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->P; }
-static bf16* gz_of(GLAModel* m, int l) { return m->a.gz + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->Dk; }
 static bf16* o_of(GLAModel* m, int l) { return m->a.o + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->Dv; }
 /* the chunked GLA op may keep its chunk states and intra-chunk matrix for backward (saved, ~150 MB per
  * gla-340m layer) or recompute them there (NULL): kept at level 0, recomputed at level 1, and at level 2
@@ -213,16 +213,23 @@ static char* saved_of(GLAModel* m, int l) {
 }
 static bf16* h_of(GLAModel* m, int l) { return m->a.h + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * 2 * m->I; }
 
+/* forget gate from the kept low-rank z1: gz = z1 gk1_w^T (rank 16: cheaper to redo than to keep), g = gate(gz) */
+static void gla_gate_from_proj(GLAModel* m, int l, cudaStream_t s) {
+    const GLALayerParams* lp = &m->lp[l];
+    int M = m->B * m->T, Dk = m->Dk;
+    bf16* z1 = proj_of(m, l) + 2 * Dk + 2 * m->Dv;
+    matmul(m->a.gz, 0, Dk, z1, m->P, 0, W_(m, lp->gk1_w), GLA_GATE_RANK, 1, M, Dk, GLA_GATE_RANK, 1.0f, 0.0f, s);
+    gla_gate_forward(m->a.g, m->a.gz, F_(m, lp->gk1_b), M, Dk, s);
+}
+
 /* ln -> fused projection -> forget gate -> chunked GLA output o (what backward may recompute) */
 static void gla_mixer_core_forward(GLAModel* m, int l, cudaStream_t s) {
     const GLALayerParams* lp = &m->lp[l];
     GLAActs* a = &m->a;
-    int B = m->B, T = m->T, M = B * T, D = m->c.D, P = m->P, Dk = m->Dk, Dv = m->Dv;
+    int B = m->B, T = m->T, M = B * T, D = m->c.D, P = m->P, Dk = m->Dk;
     bf16* proj = proj_of(m, l);
-    bf16* z1 = proj + 2 * Dk + 2 * Dv;
     linear_forward(proj, a->ln, W_(m, lp->w_in), M, P, D, s);
-    matmul(gz_of(m, l), 0, Dk, z1, P, 0, W_(m, lp->gk1_w), GLA_GATE_RANK, 1, M, Dk, GLA_GATE_RANK, 1.0f, 0.0f, s);
-    gla_gate_forward(a->g, gz_of(m, l), F_(m, lp->gk1_b), M, Dk, s);
+    gla_gate_from_proj(m, l, s);
     if (m->decoding) /* B sequences of one new token each: the recurrent form on the carried state */
         gla_recurrent_step(o_of(m, l), m->dec_state + (size_t)l * m->c.H * m->K * m->V, proj, proj + Dk, P, proj + 2 * Dk, P,
                            a->g, B, m->c.H, m->K, m->V, s);
@@ -299,13 +306,13 @@ static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     int B = m->B, T = m->T, M = B * T, D = m->c.D, H = m->c.H, P = m->P, Dk = m->Dk, Dv = m->Dv, R = GLA_GATE_RANK;
     gla_norm_attn(m, l, NULL, NULL, s);         /* recompute ln (res_attn[l] is kept) */
     if (m->recompute >= 2) gla_mixer_core_forward(m, l, s);
-    else gla_gate_forward(a->g, gz_of(m, l), F_(m, lp->gk1_b), M, Dk, s); /* fp32 [M,Dk] is cheaper to redo than keep */
+    else gla_gate_from_proj(m, l, s);
     gla_gated_norm_forward(m, l, s);            /* recompute y */
     bf16* proj = proj_of(m, l);
     bf16* q = proj, *k = proj + Dk, *v = proj + 2 * Dk, *gt = proj + 2 * Dk + Dv, *z1 = proj + 2 * Dk + 2 * Dv;
     bf16* dq = a->dproj, *dk = a->dproj + Dk, *dv = a->dproj + 2 * Dk, *dgt = a->dproj + 2 * Dk + Dv;
     bf16* dz1 = a->dproj + 2 * Dk + 2 * Dv;
-    bf16* gz = gz_of(m, l);
+    bf16* gz = a->gz;
     cast_f32_to_bf16(a->dres_bf, a->dres, (size_t)M * D, s);
     linear_backward(a->dy, G_(m, lp->w_o), a->dres_bf, a->y, W_(m, lp->w_o), M, D, Dv, s);
     gated_rmsnorm_backward(a->d_o, dgt, P, G_(m, lp->gnorm), a->dy, o_of(m, l), gt, P, a->rstd_gate + (size_t)l * M * H,
