@@ -291,12 +291,11 @@ static void gla_mlp_backward(GLAModel* m, int l, cudaStream_t s) {
     bf16* h = h_of(m, l);
     if (m->recompute >= 1) linear_forward(h, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
     swiglu_forward(a->act, h, M, I, s);
-    cast_f32_to_bf16(a->dres_bf, a->dres, (size_t)M * D, s);
     linear_backward(a->dact, G_(m, lp->w_down), a->dres_bf, a->act, W_(m, lp->w_down), M, D, I, s);
     swiglu_backward(a->dh, a->dact, h, M, I, s);
     linear_backward(a->dln, G_(m, lp->w_gateup), a->dh, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
-    rmsnorm_backward(a->dres, G_(m, lp->mlp_norm), a->dln, a->res_mid, a->rstd_mlp + (size_t)l * M, F_(m, lp->mlp_norm),
-                     M, D, a->norm_scratch, s);
+    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, lp->mlp_norm), a->dln, a->res_mid, a->rstd_mlp + (size_t)l * M,
+                          F_(m, lp->mlp_norm), M, D, a->norm_scratch, s);
 }
 
 /* dres holds dL/d(stream after the mixer of layer l); leaves dL/d(stream entering layer l) */
@@ -313,7 +312,6 @@ static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     bf16* dq = a->dproj, *dk = a->dproj + Dk, *dv = a->dproj + 2 * Dk, *dgt = a->dproj + 2 * Dk + Dv;
     bf16* dz1 = a->dproj + 2 * Dk + 2 * Dv;
     bf16* gz = a->gz;
-    cast_f32_to_bf16(a->dres_bf, a->dres, (size_t)M * D, s);
     linear_backward(a->dy, G_(m, lp->w_o), a->dres_bf, a->y, W_(m, lp->w_o), M, D, Dv, s);
     gated_rmsnorm_backward(a->d_o, dgt, P, G_(m, lp->gnorm), a->dy, o_of(m, l), gt, P, a->rstd_gate + (size_t)l * M * H,
                            F_(m, lp->gnorm), M, H, m->V, a->norm_scratch, s);
@@ -323,8 +321,8 @@ static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     matmul(dz1, 0, P, a->dgz, Dk, 0, W_(m, lp->gk1_w), R, 0, M, R, Dk, 1.0f, 0.0f, s);
     matmul(G_(m, lp->gk1_w), 1, R, a->dgz, Dk, 1, z1, P, 0, Dk, R, M, 1.0f, 1.0f, s);
     linear_backward(a->dln, G_(m, lp->w_in), a->dproj, a->ln, W_(m, lp->w_in), M, P, D, s);
-    rmsnorm_backward(a->dres, G_(m, lp->attn_norm), a->dln, a->res_attn + (size_t)l * M * D, a->rstd_attn + (size_t)l * M,
-                     F_(m, lp->attn_norm), M, D, a->norm_scratch, s);
+    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, lp->attn_norm), a->dln, a->res_attn + (size_t)l * M * D,
+                          a->rstd_attn + (size_t)l * M, F_(m, lp->attn_norm), M, D, a->norm_scratch, s);
 }
 
 /* ------------------------------------------------------------------ one micro-batch */
@@ -340,8 +338,9 @@ static void gla_step(void* model, const int* d_ids, const int* d_targets, float 
                                 W_(m, m->lm_head), d_targets, dloss, M, D, m->c.Vc, a->cls_scratch, s);
     if (!train) return;
     CUDA_CHECK(cudaMemsetAsync(a->dres, 0, sizeof(float) * (size_t)M * D, s));
-    rmsnorm_backward(a->dres, G_(m, m->final_norm), a->dln, a->res_final, a->rstd_final, F_(m, m->final_norm), M, D,
-                     a->norm_scratch, s);
+    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, m->final_norm), a->dln, a->res_final, a->rstd_final,
+                          F_(m, m->final_norm), M, D, a->norm_scratch, s);
+    /* from here on every norm backward leaves dres and its bf16 copy dres_bf for the next product */
     for (int l = m->c.L - 1; l >= 0; l--) {
         gla_mlp_backward(m, l, s);
         gla_mixer_backward(m, l, s);

@@ -246,7 +246,8 @@ static inline void rmsnorm_forward(bf16* out, float* rstd, float* resid_out, con
  * smem: C floats (to combine the G row groups of the block in a fixed order). */
 template <int NCH, int GT>
 __global__ void __launch_bounds__(RMSNORM_THREADS)
-rmsnorm_backward_kernel(float* __restrict__ dresid, float* __restrict__ part, const bf16* __restrict__ dout,
+rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf, float* __restrict__ part,
+                        const bf16* __restrict__ dout,
                         const float* __restrict__ x, const float* __restrict__ rstd, const float* __restrict__ w,
                         int M, int C) {
     extern __shared__ float4 sdw4[];  /* float4: 16-byte aligned for the final store128 copy */
@@ -303,6 +304,7 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, float* __restrict__ part, co
 #pragma unroll
                 for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - xv[i][k] * r * c1);
                 vec8_store(dresid + base + c, d);
+                if (dresid_bf) vec8_store(dresid_bf + base + c, d);
             }
         }
     }
@@ -332,7 +334,8 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, float* __restrict__ part, co
     }
 }
 
-typedef void (*rmsnorm_backward_kernel_t)(float*, float*, const bf16*, const float*, const float*, const float*, int, int);
+typedef void (*rmsnorm_backward_kernel_t)(float*, bf16*, float*, const bf16*, const float*, const float*, const float*, int,
+                                          int);
 
 /* the instantiation for this C: GT threads per row, NCH chunks of 8 per thread */
 static inline rmsnorm_backward_kernel_t rmsnorm_backward_kernel_for(int C) {
@@ -363,13 +366,16 @@ static inline size_t rmsnorm_scratch_floats(int M, int C) {
 
 /* As rmsnorm_backward but with an explicit number of partial rows P (scratch must hold P*C floats);
  * the dev harness uses it to time other P. */
-static inline void rmsnorm_backward_parts(float* dresid, float* dw, const bf16* dout, const float* x, const float* rstd,
-                                          const float* w, int M, int C, float* scratch, int P, cudaStream_t s) {
+static inline void rmsnorm_backward_parts(float* dresid, bf16* dresid_bf, float* dw, const bf16* dout, const float* x,
+                                          const float* rstd, const float* w, int M, int C, float* scratch, int P,
+                                          cudaStream_t s) {
     rmsnorm_check_args("rmsnorm_backward", M, C);
-    if (!is_aligned16(dresid) || !is_aligned16(dout) || !is_aligned16(x) || !is_aligned16(w) || !is_aligned16(scratch))
+    if (!is_aligned16(dresid) || !is_aligned16(dresid_bf) || !is_aligned16(dout) || !is_aligned16(x) || !is_aligned16(w) ||
+        !is_aligned16(scratch))
         die("rmsnorm_backward: pointers must be 16-byte aligned");
     if (M == 0) return;
-    rmsnorm_backward_kernel_for(C)<<<P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s>>>(dresid, scratch, dout, x, rstd, w, M, C);
+    rmsnorm_backward_kernel_for(C)<<<P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s>>>(dresid, dresid_bf, scratch, dout, x,
+                                                                                          rstd, w, M, C);
     CUDA_KERNEL_CHECK();
     partials_colsum_add(dw, scratch, P, C, s);
 }
@@ -379,7 +385,13 @@ static inline void rmsnorm_backward_parts(float* dresid, float* dw, const bf16* 
  * scratch: rmsnorm_scratch_floats(M, C) floats. */
 static inline void rmsnorm_backward(float* dresid, float* dw, const bf16* dout, const float* x, const float* rstd,
                                     const float* w, int M, int C, float* scratch, cudaStream_t s) {
-    rmsnorm_backward_parts(dresid, dw, dout, x, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
+    rmsnorm_backward_parts(dresid, NULL, dw, dout, x, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
+}
+/* As rmsnorm_backward, also writing the updated dresid rounded to bf16 into dresid_bf[M,C]: the next
+ * matrix product in the backward wants it in bf16, and this saves a separate pass over the stream. */
+static inline void rmsnorm_backward_bf16(float* dresid, bf16* dresid_bf, float* dw, const bf16* dout, const float* x,
+                                         const float* rstd, const float* w, int M, int C, float* scratch, cudaStream_t s) {
+    rmsnorm_backward_parts(dresid, dresid_bf, dw, dout, x, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
 }
 
 #endif /* COMMON_RMSNORM_CUH */

@@ -81,7 +81,7 @@ static void run_backward(const Ctx* c) {
         rmsnorm_backward_dx_v1<<<c->M, 256>>>(c->dresid, c->dout, c->resid_out, c->rstd, c->w, c->C);
         CUDA_KERNEL_CHECK();
     } else if (c->P > 0) {
-        rmsnorm_backward_parts(c->dresid, c->dw, c->dout, c->resid_out, c->rstd, c->w, c->M, c->C, c->scratch, c->P, 0);
+        rmsnorm_backward_parts(c->dresid, NULL, c->dw, c->dout, c->resid_out, c->rstd, c->w, c->M, c->C, c->scratch, c->P, 0);
     } else {
         rmsnorm_backward(c->dresid, c->dw, c->dout, c->resid_out, c->rstd, c->w, c->M, c->C, c->scratch, 0);
     }
