@@ -32,39 +32,60 @@ typedef struct {
     size_t norm, w_in, conv_w, conv_b, w_x, w_dt, dt_bias, A_log, Dskip, w_out;
 } MambaLayerParams;
 
+/* Activations. The backward of a layer needs its ln, xz, u, xdbl, dt, y and the scan's chunk states; what is not
+ * kept per layer is recomputed there from what is, and the recompute level (--recompute) chooses. Bytes per token
+ * per layer kept (mamba-370m: D=1024, Di=2048, X=96, N=16; scan states are 4*Di*N per 128-token chunk):
+ *   0: res (4D), xdbl (2X), y (2Di), scan states (Di*N/32): 4096+192+4096+1024 = 9408 B. Recomputed: ln (the
+ *      norm, in place from res), xz (in_proj), u (conv1d), dt (dt_proj). in_proj is the largest product but per
+ *      byte kept the cheapest thing to redo (0.4 ms frees 4Di B; the scan forward, 0.66 ms, frees 2Di+Di*N/32 B);
+ *      keeping xz as well would be 17600 B (34 GiB in all at B=16, T=2048, above the 27.7 GiB target).
+ *   1: also rerun the selective scan forward (y and the chunk states into one slot): 4D+2X = 4288 B.
+ *   2: also rerun x_proj: only the fp32 residual stream is kept, 4D = 4096 B.
+ * (Keeping everything, as before levels existed, was 27844 B.)
+ * Recomputed buffers and the backward's scratch live in one workspace `ws`, which also serves as the classifier's
+ * logits scratch: the classifier runs after the last layer's forward and before the first layer's backward, when
+ * nothing in ws is live. */
 typedef struct {
+    /* kept per layer; xdbl, y, scan_saved have one slot (in ws) at the levels that recompute them */
     float* res;         /* [L,M,D] fp32 residual stream entering each block's norm */
-    float* rstd;        /* [L,M] */
-    bf16* ln;           /* [L,M,D] normed block input */
-    bf16* xz;           /* [L,M,2Di] in_proj output: x | z */
-    bf16* u;            /* [L,M,Di] conv1d + SiLU output */
-    bf16* xdbl;         /* [L,M,X] x_proj output: dt_low | B | C */
-    bf16* dt;           /* [L,M,Di] dt_proj output (before bias and softplus) */
-    bf16* y;            /* [L,M,Di] gated scan output, input of out_proj */
-    char* scan_saved;   /* [L, scan_saved_bytes] */
+    bf16* xdbl;         /* [L|1,M,X] x_proj output: dt_low | B | C */
+    bf16* y;            /* [L|1,M,Di] gated scan output, input of out_proj; the backward then writes ddt over it */
+    char* scan_saved;   /* [L|1, scan_saved_bytes] chunk-boundary states of the scan */
+    /* final norm */
     float* res_final;   /* [M,D] */
     float* rstd_final;  /* [M] */
     bf16* lnf;          /* [M,D] */
-    bf16* delta;        /* [M,D] block output before it joins the residual stream */
+    /* delta (forward: block output before it joins the stream), dres_bf (backward: dres rounded for out_proj's
+     * products) and dln (backward: gradient of a norm output, also the classifier's) are one [M,D] buffer: their
+     * lifetimes do not overlap */
+    bf16* delta;
+    bf16* dres_bf;
+    bf16* dln;
+    float* dres;        /* [M,D] fp32 residual-stream gradient */
+    /* recomputed, one slot (in ws) */
+    float* rstd;        /* [M] */
+    bf16* ln;           /* [M,D] normed block input */
+    bf16* xz;           /* [M,2Di] in_proj output: x | z */
+    bf16* u;            /* [M,Di] conv1d + SiLU output */
+    bf16* dt;           /* [M,Di] dt_proj output (before bias and softplus) */
+    /* backward scratch (in ws) */
     bf16* dy;           /* [M,Di] */
     bf16* du;           /* [M,Di] */
-    bf16* ddt;          /* [M,Di] */
     bf16* dxdbl;        /* [M,X] */
     bf16* dxz;          /* [M,2Di] */
-    bf16* dln;          /* [M,D] */
-    bf16* dres_bf;      /* [M,D] */
-    float* dres;        /* [M,D] */
+    char* ws;           /* the workspace holding the buffers marked "in ws" */
+    bf16* cls_scratch;  /* = ws */
     float* norm_scratch;
     float* conv_scratch;
     char* scan_ws;
     void* emb_scratch;
-    bf16* cls_scratch;
 } MambaActs;
 
 typedef struct {
     MambaConfig c;
     int X;
     int B, T;
+    int recompute;      /* 0, 1, 2: see MambaActs */
     ParamTable pt;
     ParamBuffers p;
     size_t embed, final_norm, lm_head;
@@ -72,6 +93,12 @@ typedef struct {
     ActTable at;
     MambaActs a;
     size_t scan_saved_per_layer;
+    /* recurrent decoding (sampling): one token at a time, conv window and scan state carried, O(1) per token */
+    int decoding;
+    float* dec_conv;    /* [L,Di,W-1] fp32 last inputs of the causal conv */
+    float* dec_h;       /* [L,Di,N] fp32 scan state */
+    int* dec_token;     /* [1] device */
+    bf16* dec_logits;   /* [Vc] device */
 } MambaModel;
 
 #define W_(m, off) ((m)->p.copy + (off))
@@ -137,6 +164,32 @@ static void mamba_init_custom(MambaModel* m, uint64_t seed) {
     free(alog);
 }
 
+/* Lays out the workspace ws from base (NULL: only measures; pointers are left NULL) and returns its bytes: the
+ * recomputed one-slot buffers and the backward scratch, at least the classifier's scratch. */
+static size_t mamba_layout_ws(MambaModel* m, char* base) {
+    MambaActs* a = &m->a;
+    size_t M = (size_t)m->B * m->T, D = (size_t)m->c.D, Di = (size_t)m->c.Di, X = (size_t)m->X, off = 0;
+#define WS_(field, count) (*(void**)&(field) = base ? base + off : NULL, \
+                           off += ((size_t)(count) * sizeof(*(field)) + 255) & ~(size_t)255)
+    WS_(a->rstd, M);
+    WS_(a->ln, M * D);
+    WS_(a->xz, M * 2 * Di);
+    WS_(a->u, M * Di);
+    WS_(a->dt, M * Di);
+    if (m->recompute >= 1) {
+        WS_(a->y, M * Di);
+        WS_(a->scan_saved, m->scan_saved_per_layer);
+    }
+    if (m->recompute >= 2) WS_(a->xdbl, M * X);
+    WS_(a->dy, M * Di);
+    WS_(a->du, M * Di);
+    WS_(a->dxdbl, M * X);
+    WS_(a->dxz, M * 2 * Di);
+#undef WS_
+    size_t cls = classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16);
+    return off > cls ? off : cls;
+}
+
 static void mamba_build_acts(MambaModel* m) {
     const MambaConfig* c = &m->c;
     ActTable* at = &m->at;
@@ -144,102 +197,129 @@ static void mamba_build_acts(MambaModel* m) {
     size_t M = (size_t)m->B * m->T, L = (size_t)c->L, D = (size_t)c->D, Di = (size_t)c->Di;
     m->scan_saved_per_layer = scan_saved_bytes(m->B, m->T, c->Di, c->N);
     ACT(at, a->res, L * M * D);
-    ACT(at, a->rstd, L * M);
-    ACT(at, a->ln, L * M * D);
-    ACT(at, a->xz, L * M * 2 * Di);
-    ACT(at, a->u, L * M * Di);
-    ACT(at, a->xdbl, L * M * m->X);
-    ACT(at, a->dt, L * M * Di);
-    ACT(at, a->y, L * M * Di);
-    ACT(at, a->scan_saved, L * m->scan_saved_per_layer);
+    if (m->recompute < 1) {
+        ACT(at, a->y, L * M * Di);
+        ACT(at, a->scan_saved, L * m->scan_saved_per_layer);
+    }
+    if (m->recompute < 2) ACT(at, a->xdbl, L * M * m->X);
     ACT(at, a->res_final, M * D);
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
     ACT(at, a->delta, M * D);
-    ACT(at, a->dy, M * Di);
-    ACT(at, a->du, M * Di);
-    ACT(at, a->ddt, M * Di);
-    ACT(at, a->dxdbl, M * m->X);
-    ACT(at, a->dxz, M * 2 * Di);
-    ACT(at, a->dln, M * D);
-    ACT(at, a->dres_bf, M * D);
     ACT(at, a->dres, M * D);
     ACT(at, a->norm_scratch, rmsnorm_scratch_floats((int)M, (int)D));
     ACT(at, a->conv_scratch, conv1d_scratch_floats(m->B, m->T, c->Di, c->W));
     ACT(at, a->scan_ws, scan_workspace_bytes(m->B, m->T, c->Di, c->N));
     act_add(at, "emb_scratch", (void**)&a->emb_scratch, embedding_scratch_bytes((int)M, c->Vc));
-    ACT(at, a->cls_scratch, classifier_scratch_elems((int)M, c->Vc));
+    act_add(at, "ws", (void**)&a->ws, mamba_layout_ws(m, NULL));
+}
+
+/* after act_alloc: pointers into ws and the buffers that share memory */
+static void mamba_bind_acts(MambaModel* m) {
+    MambaActs* a = &m->a;
+    mamba_layout_ws(m, a->ws);
+    a->cls_scratch = (bf16*)a->ws;
+    a->dres_bf = a->delta;
+    a->dln = a->delta;
 }
 
 /* ------------------------------------------------------------------ forward */
-/* Mixer of layer l (mamba.md 1.2): in_proj -> conv1d+SiLU -> x_proj -> dt_proj -> selective scan (softplus,
- * D skip, silu(z) gate) -> out_proj (into delta) */
-static void mamba_mixer_forward(MambaModel* m, int l, cudaStream_t s) {
+/* per-layer views: slot l when the tensor is kept, slot 0 when it is recomputed */
+static bf16* xdbl_of(MambaModel* m, int l) {
+    return m->a.xdbl + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->X;
+}
+static bf16* y_of(MambaModel* m, int l) {
+    return m->a.y + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * m->c.Di;
+}
+static char* saved_of(MambaModel* m, int l) {
+    return m->a.scan_saved + (size_t)(m->recompute >= 1 ? 0 : l) * m->scan_saved_per_layer;
+}
+
+/* the block norm: ln = RMSNorm(res[l]). The forward builds res[l] = in_resid + in_delta (the fused residual add; at
+ * l = 0 it normalises the embedding in place); the backward recomputes ln and rstd in place from the kept res[l]. */
+static void mamba_norm(MambaModel* m, int l, const float* in_resid, const bf16* in_delta, cudaStream_t s) {
+    int M = m->B * m->T, D = m->c.D;
+    float* r = m->a.res + (size_t)l * M * D;
+    rmsnorm_forward(m->a.ln, m->a.rstd, r, in_resid ? in_resid : r, in_delta, F_(m, m->lp[l].norm), M, D, m->c.eps, s);
+}
+
+/* Mixer of layer l up to y (mamba.md 1.2): ln -> in_proj -> conv1d+SiLU -> x_proj -> dt_proj -> selective scan
+ * (softplus, D skip, silu(z) gate). The forward runs all of it; the backward reruns what its level did not keep:
+ * x_proj (x_proj = 0: xdbl is kept) and the scan (scan = 0: y and the chunk states are kept). */
+static void mamba_mixer_core_forward(MambaModel* m, int l, int x_proj, int scan, cudaStream_t s) {
     const MambaConfig* c = &m->c;
     const MambaLayerParams* lp = &m->lp[l];
     MambaActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
-    bf16* xz = a->xz + (size_t)l * M * 2 * Di;
-    bf16* u = a->u + (size_t)l * M * Di;
-    bf16* xdbl = a->xdbl + (size_t)l * M * X;
-    bf16* dt = a->dt + (size_t)l * M * Di;
-    bf16* y = a->y + (size_t)l * M * Di;
-    linear_forward(xz, a->ln + (size_t)l * M * D, W_(m, lp->w_in), M, 2 * Di, D, s);
-    conv1d_silu_forward(u, xz, 2 * Di, F_(m, lp->conv_w), F_(m, lp->conv_b), B, T, Di, c->W, s);
-    matmul(xdbl, 0, X, u, Di, 0, W_(m, lp->w_x), Di, 1, M, R + 2 * N, Di, 1.0f, 0.0f, s);
-    matmul(dt, 0, Di, xdbl, X, 0, W_(m, lp->w_dt), R, 1, M, Di, R, 1.0f, 0.0f, s);
-    selective_scan_forward(y, a->scan_saved + (size_t)l * m->scan_saved_per_layer, u, Di, dt, xz + Di, 2 * Di, xdbl + R,
-                           xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, T, Di, N, a->scan_ws, s);
-    linear_forward(a->delta, y, W_(m, lp->w_out), M, D, Di, s);
+    bf16* xdbl = xdbl_of(m, l);
+    linear_forward(a->xz, a->ln, W_(m, lp->w_in), M, 2 * Di, D, s);
+    if (m->decoding) /* one new token per sequence: the conv's recurrent form on the carried window */
+        conv1d_silu_step(a->u, m->dec_conv + (size_t)l * Di * (c->W - 1), a->xz, 2 * Di, F_(m, lp->conv_w),
+                         F_(m, lp->conv_b), B, Di, c->W, s);
+    else
+        conv1d_silu_forward(a->u, a->xz, 2 * Di, F_(m, lp->conv_w), F_(m, lp->conv_b), B, T, Di, c->W, s);
+    if (x_proj) matmul(xdbl, 0, X, a->u, Di, 0, W_(m, lp->w_x), Di, 1, M, R + 2 * N, Di, 1.0f, 0.0f, s);
+    matmul(a->dt, 0, Di, xdbl, X, 0, W_(m, lp->w_dt), R, 1, M, Di, R, 1.0f, 0.0f, s);
+    if (scan && m->decoding) /* ... and the scan's, on the carried state */
+        selective_scan_step(y_of(m, l), m->dec_h + (size_t)l * Di * N, a->u, Di, a->dt, a->xz + Di, 2 * Di, xdbl + R,
+                            xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, Di, N, s);
+    else if (scan)
+        selective_scan_forward(y_of(m, l), saved_of(m, l), a->u, Di, a->dt, a->xz + Di, 2 * Di, xdbl + R, xdbl + R + N,
+                               X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, T, Di, N, a->scan_ws, s);
 }
 
+/* Forward through the final norm. Each block's out_proj output (delta) joins the fp32 residual stream inside the
+ * next norm. Leaves lnf ready for the classifier. */
 static void mamba_forward_body(MambaModel* m, const int* d_ids, cudaStream_t s) {
     MambaActs* a = &m->a;
     int M = m->B * m->T, D = m->c.D;
-    float eps = m->c.eps;
     embedding_forward(a->res, d_ids, F_(m, m->embed), M, D, s);
     for (int l = 0; l < m->c.L; l++) {
-        float* r = a->res + (size_t)l * M * D;
-        if (l == 0) rmsnorm_forward(a->ln, a->rstd, r, r, NULL, F_(m, m->lp[0].norm), M, D, eps, s);
-        else rmsnorm_forward(a->ln + (size_t)l * M * D, a->rstd + (size_t)l * M, r, a->res + (size_t)(l - 1) * M * D, a->delta,
-                             F_(m, m->lp[l].norm), M, D, eps, s);
-        mamba_mixer_forward(m, l, s);
+        if (l == 0) mamba_norm(m, 0, NULL, NULL, s);
+        else mamba_norm(m, l, a->res + (size_t)(l - 1) * M * D, a->delta, s);
+        mamba_mixer_core_forward(m, l, 1, 1, s);
+        linear_forward(a->delta, y_of(m, l), W_(m, m->lp[l].w_out), M, D, m->c.Di, s);
     }
     rmsnorm_forward(a->lnf, a->rstd_final, a->res_final, a->res + (size_t)(m->c.L - 1) * M * D, a->delta,
-                    F_(m, m->final_norm), M, D, eps, s);
+                    F_(m, m->final_norm), M, D, m->c.eps, s);
 }
 
 /* ------------------------------------------------------------------ backward */
-/* Reverse of mamba_mixer_forward (mamba.md 2.2), then the block norm; dres accumulates the stream gradient. */
+/* dres holds dL/d(stream after layer l); leaves dL/d(stream entering layer l). First recomputes what the level did
+ * not keep (into one-slot buffers: the previous layer's backward is done with them), then runs the reverse of the
+ * mixer (mamba.md 2.2) and of the block norm. */
 static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     const MambaConfig* c = &m->c;
     const MambaLayerParams* lp = &m->lp[l];
     MambaActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
-    bf16* xz = a->xz + (size_t)l * M * 2 * Di;
-    bf16* u = a->u + (size_t)l * M * Di;
-    bf16* xdbl = a->xdbl + (size_t)l * M * X;
-    bf16* dt = a->dt + (size_t)l * M * Di;
-    bf16* ln = a->ln + (size_t)l * M * D;
+    mamba_norm(m, l, NULL, NULL, s);
+    mamba_mixer_core_forward(m, l, m->recompute >= 2, m->recompute >= 1, s);
+    bf16* xdbl = xdbl_of(m, l);
+    bf16* y = y_of(m, l);
+    bf16* ddt = y; /* y is dead once out_proj's backward has run */
     cast_f32_to_bf16(a->dres_bf, a->dres, (size_t)M * D, s);
-    linear_backward(a->dy, G_(m, lp->w_out), a->dres_bf, a->y + (size_t)l * M * Di, W_(m, lp->w_out), M, D, Di, s);
-    selective_scan_backward(a->du, Di, a->ddt, a->dxz + Di, 2 * Di, a->dxdbl + R, a->dxdbl + R + N, X, G_(m, lp->A_log),
-                            G_(m, lp->Dskip), G_(m, lp->dt_bias), a->dy, a->scan_saved + (size_t)l * m->scan_saved_per_layer,
-                            u, Di, dt, xz + Di, 2 * Di, xdbl + R, xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip),
-                            F_(m, lp->dt_bias), B, T, Di, N, a->scan_ws, s);
+    linear_backward(a->dy, G_(m, lp->w_out), a->dres_bf, y, W_(m, lp->w_out), M, D, Di, s);
+    selective_scan_backward(a->du, Di, ddt, a->dxz + Di, 2 * Di, a->dxdbl + R, a->dxdbl + R + N, X, G_(m, lp->A_log),
+                            G_(m, lp->Dskip), G_(m, lp->dt_bias), a->dy, saved_of(m, l), a->u, Di, a->dt, a->xz + Di,
+                            2 * Di, xdbl + R, xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias),
+                            B, T, Di, N, a->scan_ws, s);
     /* dt_proj: dt = dt_low w_dt^T */
-    matmul(a->dxdbl, 0, X, a->ddt, Di, 0, W_(m, lp->w_dt), R, 0, M, R, Di, 1.0f, 0.0f, s);
-    matmul(G_(m, lp->w_dt), 1, R, a->ddt, Di, 1, xdbl, X, 0, Di, R, M, 1.0f, 1.0f, s);
+    matmul(a->dxdbl, 0, X, ddt, Di, 0, W_(m, lp->w_dt), R, 0, M, R, Di, 1.0f, 0.0f, s);
+    matmul(G_(m, lp->w_dt), 1, R, ddt, Di, 1, xdbl, X, 0, Di, R, M, 1.0f, 1.0f, s);
     /* x_proj: xdbl = u w_x^T; du gets the second path added (beta = 1) */
     matmul(a->du, 0, Di, a->dxdbl, X, 0, W_(m, lp->w_x), Di, 0, M, Di, R + 2 * N, 1.0f, 1.0f, s);
-    matmul(G_(m, lp->w_x), 1, Di, a->dxdbl, X, 1, u, Di, 0, R + 2 * N, Di, M, 1.0f, 1.0f, s);
-    conv1d_silu_backward(a->dxz, 2 * Di, G_(m, lp->conv_w), G_(m, lp->conv_b), a->du, xz, 2 * Di, F_(m, lp->conv_w),
+    matmul(G_(m, lp->w_x), 1, Di, a->dxdbl, X, 1, a->u, Di, 0, R + 2 * N, Di, M, 1.0f, 1.0f, s);
+    conv1d_silu_backward(a->dxz, 2 * Di, G_(m, lp->conv_w), G_(m, lp->conv_b), a->du, a->xz, 2 * Di, F_(m, lp->conv_w),
                          F_(m, lp->conv_b), B, T, Di, c->W, a->conv_scratch, s);
-    linear_backward(a->dln, G_(m, lp->w_in), a->dxz, ln, W_(m, lp->w_in), M, 2 * Di, D, s);
-    rmsnorm_backward(a->dres, G_(m, lp->norm), a->dln, a->res + (size_t)l * M * D, a->rstd + (size_t)l * M, F_(m, lp->norm),
-                     M, D, a->norm_scratch, s);
+    linear_backward(a->dln, G_(m, lp->w_in), a->dxz, a->ln, W_(m, lp->w_in), M, 2 * Di, D, s);
+    rmsnorm_backward(a->dres, G_(m, lp->norm), a->dln, a->res + (size_t)l * M * D, a->rstd, F_(m, lp->norm), M, D,
+                     a->norm_scratch, s);
 }
 
+/* ------------------------------------------------------------------ one micro-batch */
+/* Forward (and with train, backward) of one micro-batch. losses[M] receives per-token losses; gradients
+ * accumulate into p.grad scaled by dloss = d(step loss)/d(token loss). */
 static void mamba_step(void* model, const int* d_ids, const int* d_targets, float dloss, int train, float* d_losses,
                        cudaStream_t s) {
     MambaModel* m = (MambaModel*)model;
@@ -264,12 +344,48 @@ static double mamba_flops_per_token(void* model) {
     return 6.0 * (c->L * per_layer + (double)c->Vc * c->D) + 30.0 * c->L * c->Di * c->N;
 }
 
+/* ------------------------------------------------------------------ recurrent decoding */
+/* Sampling runs the same forward as training on a batch of one token (B = T = 1), with the conv and the
+ * scan replaced by their recurrent steps on state carried between calls (mamba.md 1.7). */
+static void mamba_decode_reset(void* model) {
+    MambaModel* m = (MambaModel*)model;
+    const MambaConfig* c = &m->c;
+    size_t nc = (size_t)c->L * c->Di * (c->W - 1), nh = (size_t)c->L * c->Di * c->N;
+    if (!m->dec_h) {
+        CUDA_CHECK(cudaMalloc((void**)&m->dec_conv, (nc ? nc : 1) * sizeof(float)));
+        CUDA_CHECK(cudaMalloc((void**)&m->dec_h, nh * sizeof(float)));
+        CUDA_CHECK(cudaMalloc((void**)&m->dec_token, sizeof(int)));
+        CUDA_CHECK(cudaMalloc((void**)&m->dec_logits, (size_t)c->Vc * sizeof(bf16)));
+    }
+    CUDA_CHECK(cudaMemset(m->dec_conv, 0, (nc ? nc : 1) * sizeof(float)));
+    CUDA_CHECK(cudaMemset(m->dec_h, 0, nh * sizeof(float)));
+}
+/* feeds one token, returns the next-token logits (host, [Vc] bf16 bits) */
+static void mamba_decode_step(void* model, int token, uint16_t* logits, cudaStream_t s) {
+    MambaModel* m = (MambaModel*)model;
+    int B = m->B, T = m->T;
+    m->B = m->T = 1;
+    m->decoding = 1;
+    CUDA_CHECK(cudaMemcpyAsync(m->dec_token, &token, sizeof(int), cudaMemcpyHostToDevice, s));
+    mamba_forward_body(m, m->dec_token, s);
+    linear_forward(m->dec_logits, m->a.lnf, W_(m, m->lm_head), 1, m->c.Vc, m->c.D, s);
+    CUDA_CHECK(cudaMemcpyAsync(logits, m->dec_logits, (size_t)m->c.Vc * sizeof(bf16), cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    m->B = B;
+    m->T = T;
+    m->decoding = 0;
+}
+
 /* ------------------------------------------------------------------ lifetime */
-static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, uint64_t seed) {
+/* Builds the tables and allocates everything for micro-batches of B x T at recompute level 0..2 (see MambaActs);
+ * parameters are initialised from seed (mamba.md 1.4). */
+static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, int recompute, uint64_t seed) {
     memset(m, 0, sizeof *m);
     m->c = *c;
     m->B = B;
     m->T = T;
+    if (recompute < 0 || recompute > 2) die("Mamba: recompute level %d (0, 1 or 2)", recompute);
+    m->recompute = recompute;
     mamba_derive(m);
     mamba_build_params(m);
     m->p = param_buffers_alloc(&m->pt);
@@ -278,6 +394,7 @@ static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, uint
     param_sync_copy(&m->p);
     mamba_build_acts(m);
     act_alloc(&m->at, m->pt.total * param_bytes_per_element());
+    mamba_bind_acts(m);
 }
 
 static void mamba_destroy(MambaModel* m) {
@@ -285,6 +402,7 @@ static void mamba_destroy(MambaModel* m) {
     param_buffers_free(&m->p);
     free(m->pt.t);
     free(m->lp);
+    if (m->dec_h) { cudaFree(m->dec_conv); cudaFree(m->dec_h); cudaFree(m->dec_token); cudaFree(m->dec_logits); }
 }
 
 /* ------------------------------------------------------------------ program */
@@ -353,8 +471,7 @@ static void mamba_configure(int data_vocab, int bench, CkptHeader* cfg) {
 static MambaModel mamba_model;
 
 static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
-    (void)recompute; /* TODO: recompute levels for Mamba */
-    mamba_create(&mamba_model, &mamba_cfg, B, T, seed);
+    mamba_create(&mamba_model, &mamba_cfg, B, T, recompute, seed);
     MambaModel* m = &mamba_model;
     h->name = "mamba";
     h->ckpt_kind = CKPT_MODEL_MAMBA;
@@ -363,6 +480,8 @@ static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uin
     h->pb = &m->p;
     h->at = &m->at;
     h->step = mamba_step;
+    h->decode_reset = mamba_decode_reset;
+    h->decode_step = mamba_decode_step;
     h->flops_per_token = mamba_flops_per_token(m);
     h->Vc = m->c.Vc;
     h->lnf = m->a.lnf;

@@ -1,15 +1,16 @@
 /*
  * test_mamba.cu — the CUDA Mamba model against the double-precision reference (test/ref_mamba.h):
  * logits, per-token losses and every parameter gradient on tiny configs, including T longer than the
- * CUDA scan chunk (state carried across chunks), T odd, tied and untied heads, ignored targets; and
- * bit-exact determinism. Needs a GPU; prints SKIP without one.
+ * CUDA scan chunk (state carried across chunks), T odd, tied and untied heads, ignored targets, every
+ * recompute level (what backward reruns must match what forward kept); and bit-exact determinism.
+ * Needs a GPU; prints SKIP without one.
  */
 #define TESTING
 #include "../train_mamba.cu"
 #include "ref_mamba.h"
 #include "model_check.cuh"
 
-typedef struct { const char* tag; RefMambaConfig c; int B, T; } MambaCase;
+typedef struct { const char* tag; RefMambaConfig c; int B, T, recompute; } MambaCase;
 
 /* moves parameters off init: larger A_log spread and dt biases so some channels forget fast */
 static void perturb(double* p, const RefMambaTensor* ts, int nt, uint64_t seed) {
@@ -31,7 +32,7 @@ static int run_case(const MambaCase* tc) {
     int B = tc->B, T = tc->T, M = B * T, Vc = rc->Vc;
     MambaConfig c = {rc->Vc, rc->D, rc->L, rc->Di, rc->N, rc->R, rc->W, rc->tied, (float)rc->eps};
     MambaModel m;
-    mamba_create(&m, &c, B, T, 1);
+    mamba_create(&m, &c, B, T, tc->recompute, 1);
 
     int nt = ref_mamba_num_tensors(rc);
     RefMambaTensor* ts = (RefMambaTensor*)malloc_check(sizeof(RefMambaTensor) * (size_t)nt);
@@ -77,6 +78,7 @@ static int run_case(const MambaCase* tc) {
     fails += compare_outputs(ref_logits, ref_losses, losses, logits, M, Vc, tc->tag);
     fails += compare_grads(&m.pt, &m.p, grads, &rl, tc->tag);
     fails += check_determinism(&m, mamba_step, &m.p, d_ids, d_tg, 1.0f / nvalid, d_losses, M, tc->tag);
+    fails += check_decode(&m, mamba_decode_reset, mamba_decode_step, ids, logits, T, Vc, tc->tag);
 
     cudaFree(d_ids); cudaFree(d_tg); cudaFree(d_losses); cudaFree(d_logits);
     free(ts); free(params); free(grads); free(ids); free(tg); free(ref_logits); free(ref_losses); free(losses); free(logits); free(lb);
@@ -91,11 +93,13 @@ int main(void) {
         return 0;
     }
     matmul_init();
-    /* tag, {Vc, D, L, Di, N, R, W, tied, eps}, B, T */
+    /* tag, {Vc, D, L, Di, N, R, W, tied, eps}, B, T, recompute level */
     MambaCase cases[] = {
-        {"mamba tied B=2 T=37", {72, 64, 2, 128, 16, 8, 4, 1, 1e-5}, 2, 37},
-        {"mamba untied B=1 T=1100 Vc=61", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100},
-        {"mamba T=1 B=3 W=3", {64, 64, 1, 64, 16, 4, 3, 1, 1e-5}, 3, 1},
+        {"mamba tied B=2 T=37", {72, 64, 2, 128, 16, 8, 4, 1, 1e-5}, 2, 37, 0},
+        {"mamba untied B=1 T=1100 Vc=61", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 0},
+        {"mamba untied B=1 T=1100 Vc=61 recompute=1", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 1},
+        {"mamba T=1 B=3 W=3 recompute=2", {64, 64, 1, 64, 16, 4, 3, 1, 1e-5}, 3, 1, 2},
+        {"mamba tied B=2 T=300 L=3 recompute=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 2},
     };
     int fails = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) fails += run_case(&cases[i]);
