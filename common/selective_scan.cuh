@@ -11,7 +11,8 @@
  * G = 8 forward (65k threads at the mamba-370m shape, one wave at 2 blocks/SM), G = 4 backward. Per step the lanes
  * of a channel combine their partial C.h (backward: du, ddelta) with xor shuffles. Per block of steps the block
  * stages the per-(t, d) values (delta, silu(z), ...) in shared memory, computed once per channel from coalesced
- * 16-byte loads prefetched one block ahead; the lanes then run the steps branch-free (see ScanPrefetch).
+ * loads prefetched one block ahead; the lanes then run the steps branch-free (see ScanPrefetch; the backward uses
+ * ScanStageBwd, which spreads the staging of its small 8-step windows over all threads: 3.95 -> 3.12 ms).
  *
  * Saved (forward -> backward): only the state at the end of every SCAN_CHUNK = 128 steps,
  * fp32 [B][nchunks][Di][N] (33.6 MB per layer at B=16, T=2048, Di=2048, N=16). Not saved: y_pre (needed for dz)
@@ -30,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <type_traits>
 #include "errors.h"
 #include "bf16.cuh"
 
@@ -38,6 +40,7 @@
 #define SCAN_THREADS 256 // threads per block, both directions
 #define SCAN_G_FWD 8     // production forward: states per lane (N/G lanes per channel); measured: 8 beats 4
 #define SCAN_G_BWD 4     // production backward: 4 states per lane (8 would not fit 2 blocks per SM)
+#define SCAN_BWD_FLAGS 3 // production backward variant: prefetch + staging over all threads (SCAN_BF_* below)
 
 // every pointer and stride a scan kernel needs (passed by value)
 struct ScanArgs {
@@ -95,10 +98,15 @@ static inline size_t scan_saved_bytes(int B, int T, int Di, int N) {
 // G consecutive floats from shared memory (G is a multiple of 4, offsets 16-byte aligned)
 template <int G>
 __device__ __forceinline__ void scan_lds(float (&r)[G], const float* s) {
+    if constexpr (G == 2) {
+        const float2 v = *reinterpret_cast<const float2*>(s);
+        r[0] = v.x; r[1] = v.y;
+    } else {
 #pragma unroll
-    for (int i = 0; i < G; i += 4) {
-        const float4 v = *reinterpret_cast<const float4*>(s + i);
-        r[i] = v.x; r[i + 1] = v.y; r[i + 2] = v.z; r[i + 3] = v.w;
+        for (int i = 0; i < G; i += 4) {
+            const float4 v = *reinterpret_cast<const float4*>(s + i);
+            r[i] = v.x; r[i + 1] = v.y; r[i + 2] = v.z; r[i + 3] = v.w;
+        }
     }
 }
 __device__ __forceinline__ void scan_sts8(float* s, const float (&r)[8]) {
@@ -180,6 +188,98 @@ struct ScanPrefetch {
                 scan_sts8(sTD + (3 * K + j) * DL + dl0, o3);
             }
             if (mode == 2) scan_sts8(sTD + (4 * K + j) * DL + dl0, o4);
+        }
+#pragma unroll
+        for (int i = 0; i < BCI; i++) {
+            const int idx = threadIdx.x + i * SCAN_THREADS;
+            if (idx < NBC) sBC[idx] = bc[i];
+        }
+    }
+};
+// Backward staging (modes 1, 2 as ScanPrefetch) spread over all SCAN_THREADS threads: each thread stages CPV
+// consecutive channels of one step (CPV = K*DL/SCAN_THREADS clamped to 1..8), with CPV*2-byte loads. The
+// ScanPrefetch layout gives 8 channels to each of only K*DL/8 threads (64 of 256 at the 370m backward shape),
+// so the softplus/silu work of a window ran on 2 warps while the other 6 waited at the barrier.
+template <int C> struct ScanVec;
+template <> struct ScanVec<1> { typedef unsigned short T; };
+template <> struct ScanVec<2> { typedef unsigned int T; };
+template <> struct ScanVec<4> { typedef uint2 T; };
+template <> struct ScanVec<8> { typedef uint4 T; };
+template <int C>
+__device__ __forceinline__ void scan_sts(float* s, const float (&r)[C]) {
+    if constexpr (C == 1) s[0] = r[0];
+    else if constexpr (C == 2) *reinterpret_cast<float2*>(s) = make_float2(r[0], r[1]);
+    else {
+#pragma unroll
+        for (int i = 0; i < C; i += 4) *reinterpret_cast<float4*>(s + i) = make_float4(r[i], r[i + 1], r[i + 2], r[i + 3]);
+    }
+}
+template <int K, int DL, int N>
+struct ScanStageBwd {
+    static constexpr int CPV0 = K * DL / SCAN_THREADS;
+    static constexpr int CPV = CPV0 >= 8 ? 8 : CPV0 >= 4 ? 4 : CPV0 >= 2 ? 2 : 1;
+    static constexpr int VPR = DL / CPV, NV = K * VPR, IT = (NV + SCAN_THREADS - 1) / SCAN_THREADS;
+    static constexpr int NBC = K * 2 * N, BCI = (NBC + SCAN_THREADS - 1) / SCAN_THREADS;
+    typedef typename ScanVec<CPV>::T V;
+    V u[IT], t[IT], z[IT], g[IT];
+    float bc[BCI];
+    static __device__ __forceinline__ float el(const V& v, int c) {
+        return __bfloat162float(reinterpret_cast<const bf16*>(&v)[c]);
+    }
+    __device__ __forceinline__ void load(const ScanArgs& p, const bf16* dy, size_t row0, int ts, int kn, int d_base,
+                                         int mode) {
+#pragma unroll
+        for (int it = 0; it < IT; it++) {
+            const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, d0 = d_base + (idx % VPR) * CPV;
+            if (idx < NV && j < kn && d0 < p.Di) {
+                const size_t m = row0 + ts + j;
+                u[it] = *reinterpret_cast<const V*>(p.u + m * p.ld_u + d0);
+                t[it] = *reinterpret_cast<const V*>(p.dt_raw + m * p.Di + d0);
+                if (mode != 1) z[it] = *reinterpret_cast<const V*>(p.z + m * p.ld_z + d0);
+                if (mode == 2) g[it] = *reinterpret_cast<const V*>(dy + m * p.Di + d0);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < BCI; i++) {
+            const int idx = threadIdx.x + i * SCAN_THREADS, j = idx / (2 * N), e = idx % (2 * N);
+            bc[i] = 0.0f;
+            if (idx < NBC && j < kn) {
+                const size_t m = row0 + ts + j;
+                bc[i] = e < N ? scan_ld(p.Bm + m * p.ld_bc + e) : scan_ld(p.Cm + m * p.ld_bc + e - N);
+            }
+        }
+    }
+    __device__ __forceinline__ void store(float* sTD, float* sBC, const ScanArgs& p, int kn, int d_base,
+                                          int mode) const {
+#pragma unroll
+        for (int it = 0; it < IT; it++) {
+            const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, dl0 = (idx % VPR) * CPV, d0 = d_base + dl0;
+            if (idx >= NV) continue;
+            float o0[CPV], o1[CPV], o2[CPV], o3[CPV], o4[CPV];
+#pragma unroll
+            for (int c = 0; c < CPV; c++) { o0[c] = 0.0f; o1[c] = 0.0f; o2[c] = 0.0f; o3[c] = 0.0f; o4[c] = 0.0f; }
+            if (j < kn && d0 < p.Di) {
+#pragma unroll
+                for (int c = 0; c < CPV; c++) {
+                    const float uu = el(u[it], c), v = el(t[it], c) + p.dt_bias[d0 + c];
+                    const float delta = scan_softplus(v);
+                    o0[c] = delta;
+                    o1[c] = mode == 2 ? uu : delta * uu;
+                    if (mode == 2) {
+                        const float zz = el(z[it], c), sz = scan_sigmoid(zz), dg = el(g[it], c);
+                        o2[c] = dg * zz * sz;
+                        o3[c] = scan_dsoftplus(v);
+                        o4[c] = dg * sz * (1.0f + zz * (1.0f - sz));
+                    }
+                }
+            }
+            scan_sts<CPV>(sTD + (0 * K + j) * DL + dl0, o0);
+            scan_sts<CPV>(sTD + (1 * K + j) * DL + dl0, o1);
+            if (mode == 2) {
+                scan_sts<CPV>(sTD + (2 * K + j) * DL + dl0, o2);
+                scan_sts<CPV>(sTD + (3 * K + j) * DL + dl0, o3);
+                scan_sts<CPV>(sTD + (4 * K + j) * DL + dl0, o4);
+            }
         }
 #pragma unroll
         for (int i = 0; i < BCI; i++) {
@@ -297,33 +397,46 @@ __device__ __forceinline__ void scan_warp_reduce_bc(float (&v)[2 * G], float* st
     }
 }
 
-template <int N, int G, int W>
+// backward variant flags (template F): bit 0 prefetch the next window's inputs; bit 1 ScanStageBwd (staging over
+// all threads) instead of ScanPrefetch; bit 2 defer the window's dB/dC cross-warp reduction and du/ddt/dz stores
+// to the tail of the next event (double-buffered stage/sO, one barrier less per window); bit 3 keep the window's
+// exp(delta A) in registers so the reverse loop does not recompute it.
+#define SCAN_BF_PF 1
+#define SCAN_BF_STAGE 2
+#define SCAN_BF_DEFER 4
+#define SCAN_BF_SHARE 8
+template <int N, int G, int W, int F = 0>
 static size_t scan_bwd_smem_bytes() {
-    constexpr int DL = SCAN_THREADS / (N / G);
-    return ((size_t)(SCAN_CHUNK / W) * G * SCAN_THREADS + (size_t)W * (SCAN_THREADS / 32) * 2 * N + (size_t)W * 2 * N
-            + (size_t)8 * W * DL) * sizeof(float);
+    constexpr int DL = SCAN_THREADS / (N / G), NB = (F & SCAN_BF_DEFER) ? 2 : 1;
+    return ((size_t)(SCAN_CHUNK / W) * G * SCAN_THREADS + (size_t)NB * W * (SCAN_THREADS / 32) * 2 * N
+            + (size_t)W * 2 * N + (size_t)5 * W * DL + (size_t)NB * 3 * W * DL) * sizeof(float);
 }
+template <int G, int W> struct ScanBwdMinBlocks { static constexpr int v = G <= 2 ? 3 : (W <= 8 ? 2 : 1); };
 static inline int scan_dblocks(int Di, int N, int G) { int DL = SCAN_THREADS / (N / G); return (Di + DL - 1) / DL; }
 
 // Thread = (b, d, g); grid (ceil(Di / DL), B). Writes du, ddt_raw, dz, and partials:
 // partBC [nblk][B*T][2N], partA [B][Di][N], partD [B][Di], partBias [B][Di].
 // Per window of W steps the block stages the per-(t, d) values and B, C in shared memory (as in the forward), the
 // lanes run branch-free over the window, and du, ddt_raw, dz leave through shared memory as 16-byte stores.
-template <int N, int G, int W, bool PF>
-__global__ void __launch_bounds__(SCAN_THREADS, W <= 8 ? 2 : 1)
+template <int N, int G, int W, int F>
+__global__ void __launch_bounds__(SCAN_THREADS, ScanBwdMinBlocks<G, W>::v)
 selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict__ ddt_out, bf16* __restrict__ dz_out,
                           int ld_dz, float* __restrict__ partBC, float* __restrict__ partA, float* __restrict__ partD,
                           float* __restrict__ partBias, const bf16* __restrict__ dy, const float* __restrict__ saved,
                           const ScanArgs p) {
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, NW = SCAN_CHUNK / W;
     constexpr int NWARP = SCAN_THREADS / 32;
+    constexpr bool PF = F & SCAN_BF_PF, DEFER = F & SCAN_BF_DEFER, SHARE = F & SCAN_BF_SHARE;
+    constexpr int NB = DEFER ? 2 : 1;
     static_assert(SCAN_CHUNK % W == 0, "windows tile a chunk");
     extern __shared__ __align__(16) float smem[];
     float* ck = smem;                                   // [NW][G][SCAN_THREADS] window start states
-    float* stage = ck + NW * G * SCAN_THREADS;          // [W][NWARP][2N] per-warp dB/dC sums
-    float* sBC = stage + W * NWARP * 2 * N;             // [W][2N] B, C of the window
+    float* stage0 = ck + NW * G * SCAN_THREADS;         // [NB][W][NWARP][2N] per-warp dB/dC sums
+    float* sBC = stage0 + NB * W * NWARP * 2 * N;       // [W][2N] B, C of the window
     float* sTD = sBC + W * 2 * N;                       // [5][W][DL] per-(t, d) inputs (ScanPrefetch mode 2)
-    float* sO = sTD + 5 * W * DL;                       // [3][W][DL] du, ddt_raw, dz of the window
+    float* sO0 = sTD + 5 * W * DL;                      // [NB][3][W][DL] du, ddt_raw, dz of the window
+    int buf = 0;                                        // DEFER: buffer of the next pass-2 window
+    int pend_ts = -1, pend_kn = 0, pend_buf = 0;        // DEFER: window whose reduction is pending
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const int g = tid % LC, dl = tid / LC, d = blockIdx.x * DL + dl, b = blockIdx.y, d_base = blockIdx.x * DL;
     const bool valid = d < p.Di;
@@ -345,7 +458,22 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     // The windows are visited as a flat sequence of events: per chunk (last first), pass 1 over windows
     // 0 .. nw-2 (forward, storing window start states), then pass 2 over windows nw-1 .. 0 (recompute + reverse).
     // The inputs of the next event are prefetched while the current one computes.
-    ScanPrefetch<W, DL, N> pf;
+    // the cross-warp dB/dC sum and the du, ddt_raw, dz stores of a finished pass-2 window
+    auto flush = [&](int fts, int fkn, int fb) {
+        const float* stage = stage0 + fb * W * NWARP * 2 * N;
+        const float* sO = sO0 + fb * 3 * W * DL;
+        for (int k = tid; k < fkn * 2 * N; k += SCAN_THREADS) {
+            const int j = k / (2 * N), e = k % (2 * N);
+            float s = 0.0f;
+#pragma unroll
+            for (int wp = 0; wp < NWARP; wp++) s += stage[(j * NWARP + wp) * 2 * N + e];
+            partBC[((size_t)blockIdx.x * BT + row0 + fts + j) * 2 * N + e] = s;
+        }
+        scan_store_rows<W, DL>(du_out, ld_du, sO, row0, fts, fkn, d_base, p.Di);
+        scan_store_rows<W, DL>(ddt_out, p.Di, sO + W * DL, row0, fts, fkn, d_base, p.Di);
+        scan_store_rows<W, DL>(dz_out, ld_dz, sO + 2 * W * DL, row0, fts, fkn, d_base, p.Di);
+    };
+    std::conditional_t<(F & SCAN_BF_STAGE) != 0, ScanStageBwd<W, DL, N>, ScanPrefetch<W, DL, N>> pf;
     int c = p.nch - 1, ph, w;   // ph 1: pass 1, 2: pass 2
     auto chunk_nw = [&](int cc) { return (min(p.T, cc * SCAN_CHUNK + SCAN_CHUNK) - cc * SCAN_CHUNK + W - 1) / W; };
     auto ev_ts = [&](int cc, int ww) { return cc * SCAN_CHUNK + ww * W; };
@@ -399,7 +527,9 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 for (int i = 0; i < G; i++) ck[((w + 1) * G + i) * SCAN_THREADS + tid] = h[i];
             }
         } else {         // pass 2: recompute W states into registers, then the reverse recurrence
-            float hs[W][G], hh[G];
+            float* stage = stage0 + buf * W * NWARP * 2 * N;
+            float* sO = sO0 + buf * 3 * W * DL;
+            float hs[W][G], hh[G], ea[SHARE ? W : 1][G];
 #pragma unroll
             for (int i = 0; i < G; i++) hh[i] = ck[(w * G + i) * SCAN_THREADS + tid];
 #pragma unroll
@@ -411,7 +541,9 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 float acc = 0.0f;
 #pragma unroll
                 for (int i = 0; i < G; i++) {
-                    hh[i] = scan_ex2(delta * A2[i]) * hh[i] + Bv[i] * du;
+                    const float a = scan_ex2(delta * A2[i]);
+                    if constexpr (SHARE) ea[j][i] = a;
+                    hh[i] = a * hh[i] + Bv[i] * du;
                     hs[j][i] = hh[i];
                     acc += Cv[i] * hh[i];
                 }
@@ -434,7 +566,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                     dupart += dh[i] * Bv[i];
                     ddpart += dh[i] * (Bv[i] * uu + A[i] * ah);
                     dAacc[i] += dh[i] * delta * ah;
-                    dh[i] *= scan_ex2(delta * A2[i]);           // -> dL/dh_{t-1} (partial)
+                    dh[i] *= SHARE ? ea[SHARE ? j : 0][i] : scan_ex2(delta * A2[i]);   // -> dL/dh_{t-1} (partial)
                 }
                 dupart = scan_group_sum<LC>(dupart) * delta;
                 ddpart = scan_group_sum<LC>(ddpart);
@@ -447,22 +579,26 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                     sO[(1 * W + j) * DL + dl] = ddt;
                 }
             }
-            __syncthreads();
-            for (int k = tid; k < kn * 2 * N; k += SCAN_THREADS) {
-                const int j = k / (2 * N), e = k % (2 * N);
-                float s = 0.0f;
-#pragma unroll
-                for (int wp = 0; wp < NWARP; wp++) s += stage[(j * NWARP + wp) * 2 * N + e];
-                partBC[((size_t)blockIdx.x * BT + row0 + ts + j) * 2 * N + e] = s;
+            if constexpr (!DEFER) {
+                __syncthreads();
+                flush(ts, kn, 0);
             }
-            scan_store_rows<W, DL>(du_out, ld_du, sO, row0, ts, kn, d_base, p.Di);
-            scan_store_rows<W, DL>(ddt_out, p.Di, sO + W * DL, row0, ts, kn, d_base, p.Di);
-            scan_store_rows<W, DL>(dz_out, ld_dz, sO + 2 * W * DL, row0, ts, kn, d_base, p.Di);
+        }
+        if constexpr (DEFER) {
+            // the previous pass-2 window was written before this event's first barrier: safe to read now, and its
+            // buffer is rewritten only by the pass-2 window after this one's, after that event's barriers
+            if (pend_ts >= 0) flush(pend_ts, pend_kn, pend_buf);
+            pend_ts = -1;
+            if (ph == 2) { pend_ts = ts; pend_kn = kn; pend_buf = buf; buf ^= 1; }
         }
         if (nc != c) chunk_start = true;
         c = nc; ph = nph; w = nwn;
     }
 #undef TD
+    if constexpr (DEFER) {
+        __syncthreads();
+        if (pend_ts >= 0) flush(pend_ts, pend_kn, pend_buf);
+    }
     if (valid) {
 #pragma unroll
         for (int i = 0; i < G; i++) partA[((size_t)b * p.Di + d) * N + g * G + i] = dAacc[i];
@@ -542,7 +678,7 @@ static void scan_fwd_launch(bf16* y, float* saved, const ScanArgs& a, cudaStream
     selective_scan_fwd_kernel<N, G><<<grid, SCAN_THREADS, 0, s>>>(y, saved, a);
     CUDA_KERNEL_CHECK();
 }
-template <int N, int G, int W, bool PF>
+template <int N, int G, int W, int F>
 static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, float* ws, const bf16* dy,
                             const float* saved, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = SCAN_THREADS / (N / G);
@@ -552,15 +688,15 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
     float* partA = partBC + (size_t)nblk * BT * 2 * N;
     float* partD = partA + (size_t)a.B * a.Di * N;
     float* partBias = partD + (size_t)a.B * a.Di;
-    const size_t smem = scan_bwd_smem_bytes<N, G, W>();
+    const size_t smem = scan_bwd_smem_bytes<N, G, W, F>();
     static int attr_set = 0;   // per template instance
     if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(selective_scan_bwd_kernel<N, G, W, PF>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CUDA_CHECK(cudaFuncSetAttribute(selective_scan_bwd_kernel<N, G, W, F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem));
         attr_set = 1;
     }
     dim3 grid(nblk, a.B);
-    selective_scan_bwd_kernel<N, G, W, PF><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, partBC, partA,
+    selective_scan_bwd_kernel<N, G, W, F><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, partBC, partA,
                                                                       partD, partBias, dy, saved, a);
     CUDA_KERNEL_CHECK();
 }
@@ -599,21 +735,39 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
                                              const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
                                              const bf16* Bm, const bf16* Cm, int ld_bc, const float* A_log,
                                              const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
-                                             int G, int W, int prefetch, void* ws, cudaStream_t s) {
+                                             int G, int W, int prefetch /* SCAN_BF_* flags */, void* ws,
+                                             cudaStream_t s) {
     scan_check_args(B, T, Di, N);
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
     scan_check_ld(dy, Di, "dy"); scan_check_ld(du, ld_du, "du"); scan_check_ld(ddt_raw, Di, "ddt_raw");
     scan_check_ld(dz, ld_dz, "dz");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
     float* w = (float*)ws;
+#define SCAN_BWD_L(n_, g_, w_, f_) scan_bwd_launch<n_, g_, w_, f_>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s)
 #define SCAN_BWD_CALL(n_, g_)                                                                              \
     do {                                                                                                   \
-        if (W == 16) scan_bwd_launch<n_, g_, 16, true>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
-        else if (W == 8 && prefetch) scan_bwd_launch<n_, g_, 8, true>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
-        else if (W == 8) scan_bwd_launch<n_, g_, 8, false>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s); \
+        if (W == 16) SCAN_BWD_L(n_, g_, 16, 1);                                                            \
+        else if (W == 8) switch (prefetch) {                                                               \
+            case 0: SCAN_BWD_L(n_, g_, 8, 0); break;                                                       \
+            case 1: SCAN_BWD_L(n_, g_, 8, 1); break;                                                       \
+            case 2: SCAN_BWD_L(n_, g_, 8, 2); break;                                                       \
+            case 3: SCAN_BWD_L(n_, g_, 8, 3); break;                                                       \
+            case 6: SCAN_BWD_L(n_, g_, 8, 6); break;                                                       \
+            case 7: SCAN_BWD_L(n_, g_, 8, 7); break;                                                       \
+            case 10: SCAN_BWD_L(n_, g_, 8, 10); break;                                                     \
+            case 11: SCAN_BWD_L(n_, g_, 8, 11); break;                                                     \
+            case 14: SCAN_BWD_L(n_, g_, 8, 14); break;                                                     \
+            case 15: SCAN_BWD_L(n_, g_, 8, 15); break;                                                     \
+            default: die("selective_scan: backward flags %d unsupported", prefetch);                      \
+        }                                                                                                  \
         else die("selective_scan: window %d unsupported (8, 16)", W);                                      \
     } while (0)
-    SCAN_DISPATCH(N, G, SCAN_BWD_CALL);
+    {
+        const int gg_ = scan_pick_g(N, G);
+        if (N == 16 && gg_ == 2) SCAN_BWD_CALL(16, 2);
+        else SCAN_DISPATCH(N, G, SCAN_BWD_CALL);
+    }
+#undef SCAN_BWD_L
 #undef SCAN_BWD_CALL
     const int gg = scan_pick_g(N, G), nblk = scan_dblocks(Di, N, gg);
     const size_t BT = (size_t)B * T;
@@ -651,7 +805,7 @@ static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, b
                                            const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
                                            void* ws, cudaStream_t s) {
     selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
-                              ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G_BWD, SCAN_WIN, 1, ws, s);
+                              ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS, ws, s);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

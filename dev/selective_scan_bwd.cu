@@ -4,8 +4,14 @@
  *   (The first backward, which loaded every input per step per lane, ran at 6.8 ms: see dev/README_mamba.md.)
  *   v1: 8 states per lane, window 8.   v2: 4 states per lane, window 16.
  *   v3: as v4 without prefetching the next window's inputs (loaded right before staging).
- *   v4: production (SCAN_G_BWD states per lane, SCAN_WIN window): 4 states per lane (N/4 lanes per channel),
- *       window 8 so that the kernel fits 128 registers (2 blocks of 256 threads per SM), next window prefetched.
+ *   v4: production (SCAN_G_BWD states per lane, SCAN_WIN window, SCAN_BWD_FLAGS): 4 states per lane, window 8
+ *       (128 registers, 2 blocks of 256 threads per SM), next window prefetched, per-window staging spread over
+ *       all 256 threads (ScanStageBwd).                                       3.12 ms at the 370m shape
+ *   v5: the previous production (ScanPrefetch staging on 64 of 256 threads, prefetch)   3.95 ms
+ *   v6: v4 without prefetch 3.14.  v7: v4 + deferred dB/dC reduction (one barrier less per window) 3.27.
+ *   v8: v7 without prefetch 3.30.  v9: v7 + exp(delta A) kept from the recompute (no 3rd exp) 3.32.
+ *   v10-v12: 2 states per lane (8 lanes/channel, 80 registers, 3 blocks/SM; G = 4 for N != 16) 4.16-4.20.
+ *   v13: v4 + shared exp 3.17.  v14: v13 without prefetch.   (H200, --reps 10/20)
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
  * starting values) with the double reference, and runs the backward twice to check bitwise determinism.
@@ -16,10 +22,12 @@
 #define SCAN_HARNESS_NO_MAIN
 #include "selective_scan_fwd.cu"
 
-// version -> (G, W, prefetch)
-static const int BWD_CFG[][3] = {{8, 8, 1}, {4, 16, 1}, {4, 8, 0}, {SCAN_G_BWD, SCAN_WIN, 1}};
-#define BWD_NVER 4
-static int bwd_g(int v, int N) { return BWD_CFG[v - 1][0]; }
+// version -> (G, W, flags: SCAN_BF_* bits, bit 0 = prefetch). G = 2 is built for N = 16 only (G = 4 otherwise).
+static const int BWD_CFG[][3] = {{8, 8, 1}, {4, 16, 1}, {4, 8, 0}, {SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS},
+                                 {4, 8, 1}, {4, 8, 2}, {4, 8, 7}, {4, 8, 6}, {4, 8, 15},
+                                 {2, 8, 7}, {2, 8, 15}, {2, 8, 14}, {4, 8, 11}, {4, 8, 10}};
+#define BWD_NVER 14
+static int bwd_g(int v, int N) { int g = BWD_CFG[v - 1][0]; return g == 2 && N != 16 ? 4 : g; }
 static size_t bwd_ws_bytes(int B, int T, int Di, int N) {
     size_t mx = 0;
     for (int v = 1; v <= BWD_NVER; v++) {
