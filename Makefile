@@ -115,7 +115,8 @@ CPU_TESTS := $(patsubst %.c,%,$(wildcard test/test_*.c))
 GPU_TESTS := $(patsubst %.cu,%,$(wildcard test/test_*.cu))
 DATA_BINS := $(patsubst %.c,%,$(wildcard data/bpe.c))
 FUZZ_SRCS := $(wildcard test/fuzz_*.c)
-# libFuzzer needs clang + compiler-rt; probed only when there is something to fuzz
+# libFuzzer needs clang + compiler-rt; probed only when there is something to fuzz. UBSan must not
+# recover in the fuzzers: a report that only prints would not stop libFuzzer or fail the run.
 ifneq ($(FUZZ_SRCS),)
   FUZZ_OK := $(shell echo 'int LLVMFuzzerTestOneInput(const char* d, unsigned long n) { (void)d; (void)n; return 0; }' \
                | $(CLANG) -x c -fsanitize=fuzzer - -o /tmp/.fuzzprobe.$$$$ >/dev/null 2>&1 && echo 1; rm -f /tmp/.fuzzprobe.$$$$)
@@ -163,7 +164,8 @@ $(ASAN_BINS): $(ASAN_DIR)/%: test/%.c $(COMMON_H) $(TEST_H)
 	    -fno-sanitize-recover=undefined $< -o $@ $(LDLIBS_C)
 
 $(FUZZ_BINS): test/%: test/%.c $(COMMON_H) $(TEST_H)
-	$(CLANG) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined $< -o $@ $(LDLIBS_C)
+	$(CLANG) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    $< -o $@ $(LDLIBS_C)
 
 # ---------------------------------------------------------------------------------------------------
 # test entry points

@@ -16,6 +16,7 @@
 #define COMMON_ARGS_H
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,10 @@ static inline int args_set_value(const ArgSpec* s, const char* name, const char*
         double v = strtod(val, &end);
         if (end == val || *end != '\0' || !isfinite(v)) {
             snprintf(err, errlen, "option %s expects a number, got '%s'", name, val);
+            return ARGS_ERROR;
+        }
+        if (fabs(v) > FLT_MAX) {   /* would become inf in the float destination */
+            snprintf(err, errlen, "option %s = %g does not fit in a float", name, v);
             return ARGS_ERROR;
         }
         if (ranged && (v < s->min || v > s->max)) {
@@ -423,6 +428,11 @@ static inline int train_options_check(TrainOptions* o, const char* model, int wo
                  "--total-batch %lld is not a multiple of B*T*world = %d*%d*%d = %lld (try %lld)",
                  o->total_batch, o->batch, o->seq, world, per_micro,
                  (o->total_batch / per_micro + 1) * per_micro);
+        return 1;
+    }
+    if (o->total_batch / per_micro > 2147483647LL) {   /* grad_accum is an int */
+        snprintf(err, errlen, "--total-batch %lld is %lld micro-steps of B*T*world = %lld (max 2147483647)",
+                 o->total_batch, o->total_batch / per_micro, per_micro);
         return 1;
     }
     o->grad_accum = (int)(o->total_batch / per_micro);

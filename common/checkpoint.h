@@ -359,7 +359,8 @@ done:
 
 /* ---- read ------------------------------------------------------------------------------------- */
 
-/* Reads and validates header + section table (magic, version, checksum, file size, section bounds).
+/* Reads and validates header + section table (magic, version, checksum, file size, section bounds,
+ * unique section names).
  * Returns 0, or 1 with err naming the problem. */
 static inline int ckpt_read_header(const char* path, CkptHeader* h, char* err, size_t errlen) {
     memset(h, 0, sizeof *h);
@@ -439,6 +440,11 @@ static inline int ckpt_read_header(const char* path, CkptHeader* h, char* err, s
                 ckpt_errf(err, errlen, "checkpoint %s: section '%s' lies outside the file", path, t->name);
                 goto done;
             }
+            for (int j = 0; j < i; j++)   /* the writer never repeats a name; lookups assume it */
+                if (strcmp(h->sec[j].name, t->name) == 0) {
+                    ckpt_errf(err, errlen, "checkpoint %s: section '%s' appears twice", path, t->name);
+                    goto done;
+                }
         }
         rc = 0;
     }
