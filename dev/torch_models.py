@@ -448,6 +448,10 @@ class FlatModel(torch.nn.Module):
 
     def classifier(self):
         if self.classifier_override is not None:
+            # a plain attribute, so Module.to() does not move it: follow the embedding's device
+            dev = self.p("embed").device
+            if self.classifier_override.device != dev:
+                self.classifier_override = self.classifier_override.to(dev)
             return self.classifier_override
         return self.p("embed") if self.cfg["tied"] else self.p("lm_head")
 
