@@ -103,8 +103,6 @@ typedef struct {
     /* recurrent decoding (sampling): one token at a time with the state carried, O(1) per token */
     int decoding;
     float* dec_state;           /* [L,H,K,V] fp32, allocated on first use */
-    int* dec_token;             /* [1] device */
-    bf16* dec_logits;           /* [Vc] device */
 } GLAModel;
 
 /* parameter accessors: bf16 copy for matrix products, fp32 master for small vectors, fp32 grads */
@@ -366,24 +364,16 @@ static double gla_flops_per_token(void* model) {
 static void gla_decode_reset(void* model) {
     GLAModel* m = (GLAModel*)model;
     size_t n = (size_t)m->c.L * m->c.H * m->K * m->V;
-    if (!m->dec_state) {
-        CUDA_CHECK(cudaMalloc((void**)&m->dec_state, n * sizeof(float)));
-        CUDA_CHECK(cudaMalloc((void**)&m->dec_token, sizeof(int)));
-        CUDA_CHECK(cudaMalloc((void**)&m->dec_logits, (size_t)m->c.Vc * sizeof(bf16)));
-    }
+    if (!m->dec_state) CUDA_CHECK(cudaMalloc((void**)&m->dec_state, n * sizeof(float)));
     CUDA_CHECK(cudaMemset(m->dec_state, 0, n * sizeof(float)));
 }
-/* feeds one token, returns the next-token logits (host, [Vc] bf16 bits) */
-static void gla_decode_step(void* model, int token, uint16_t* logits, cudaStream_t s) {
+/* the forward of one token per sequence (B = T = 1) on the carried state; leaves lnf row 0 */
+static void gla_decode_forward(void* model, const int* d_token, cudaStream_t s) {
     GLAModel* m = (GLAModel*)model;
     int B = m->B, T = m->T;
     m->B = m->T = 1;
     m->decoding = 1;
-    CUDA_CHECK(cudaMemcpyAsync(m->dec_token, &token, sizeof(int), cudaMemcpyHostToDevice, s));
-    gla_forward_body(m, m->dec_token, s);
-    linear_forward(m->dec_logits, m->a.lnf, W_(m, m->lm_head), 1, m->c.Vc, m->c.D, s);
-    CUDA_CHECK(cudaMemcpyAsync(logits, m->dec_logits, (size_t)m->c.Vc * sizeof(bf16), cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
+    gla_forward_body(m, d_token, s);
     m->B = B;
     m->T = T;
     m->decoding = 0;
@@ -412,7 +402,7 @@ static void gla_destroy(GLAModel* m) {
     param_buffers_free(&m->p);
     free(m->pt.t);
     free(m->lp);
-    if (m->dec_state) { cudaFree(m->dec_state); cudaFree(m->dec_token); cudaFree(m->dec_logits); }
+    if (m->dec_state) cudaFree(m->dec_state);
 }
 
 /* ------------------------------------------------------------------ program */
@@ -478,9 +468,8 @@ static void gla_configure(int data_vocab, int bench, CkptHeader* cfg) {
 
 static GLAModel gla_model;
 
-static void gla_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
-    gla_create(&gla_model, &gla_cfg, B, T, recompute, seed);
-    GLAModel* m = &gla_model;
+/* what the shared trainer (and the tests) need to know about a created model */
+static void gla_fill_handle(ModelHandle* h, GLAModel* m) {
     h->name = "gla";
     h->ckpt_kind = CKPT_MODEL_GLA;
     h->model = m;
@@ -489,14 +478,19 @@ static void gla_create_handle(ModelHandle* h, int B, int T, int recompute, uint6
     h->at = &m->at;
     h->step = gla_step;
     h->decode_reset = gla_decode_reset;
-    h->decode_step = gla_decode_step;
+    h->decode_forward = gla_decode_forward;
     h->flops_per_token = gla_flops_per_token(m);
     h->Vc = m->c.Vc;
     h->lnf = m->a.lnf;
     h->lm_head = W_(m, m->lm_head);
     h->D = m->c.D;
-    h->B = B;
-    h->T = T;
+    h->B = m->B;
+    h->T = m->T;
+}
+
+static void gla_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
+    gla_create(&gla_model, &gla_cfg, B, T, recompute, seed);
+    gla_fill_handle(h, &gla_model);
 }
 
 #ifndef TESTING

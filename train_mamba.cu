@@ -97,8 +97,6 @@ typedef struct {
     int decoding;
     float* dec_conv;    /* [L,Di,W-1] fp32 last inputs of the causal conv */
     float* dec_h;       /* [L,Di,N] fp32 scan state */
-    int* dec_token;     /* [1] device */
-    bf16* dec_logits;   /* [Vc] device */
 } MambaModel;
 
 #define W_(m, off) ((m)->p.copy + (off))
@@ -354,23 +352,17 @@ static void mamba_decode_reset(void* model) {
     if (!m->dec_h) {
         CUDA_CHECK(cudaMalloc((void**)&m->dec_conv, (nc ? nc : 1) * sizeof(float)));
         CUDA_CHECK(cudaMalloc((void**)&m->dec_h, nh * sizeof(float)));
-        CUDA_CHECK(cudaMalloc((void**)&m->dec_token, sizeof(int)));
-        CUDA_CHECK(cudaMalloc((void**)&m->dec_logits, (size_t)c->Vc * sizeof(bf16)));
     }
     CUDA_CHECK(cudaMemset(m->dec_conv, 0, (nc ? nc : 1) * sizeof(float)));
     CUDA_CHECK(cudaMemset(m->dec_h, 0, nh * sizeof(float)));
 }
-/* feeds one token, returns the next-token logits (host, [Vc] bf16 bits) */
-static void mamba_decode_step(void* model, int token, uint16_t* logits, cudaStream_t s) {
+/* the forward of one token per sequence (B = T = 1) on the carried state; leaves lnf row 0 */
+static void mamba_decode_forward(void* model, const int* d_token, cudaStream_t s) {
     MambaModel* m = (MambaModel*)model;
     int B = m->B, T = m->T;
     m->B = m->T = 1;
     m->decoding = 1;
-    CUDA_CHECK(cudaMemcpyAsync(m->dec_token, &token, sizeof(int), cudaMemcpyHostToDevice, s));
-    mamba_forward_body(m, m->dec_token, s);
-    linear_forward(m->dec_logits, m->a.lnf, W_(m, m->lm_head), 1, m->c.Vc, m->c.D, s);
-    CUDA_CHECK(cudaMemcpyAsync(logits, m->dec_logits, (size_t)m->c.Vc * sizeof(bf16), cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
+    mamba_forward_body(m, d_token, s);
     m->B = B;
     m->T = T;
     m->decoding = 0;
@@ -402,7 +394,7 @@ static void mamba_destroy(MambaModel* m) {
     param_buffers_free(&m->p);
     free(m->pt.t);
     free(m->lp);
-    if (m->dec_h) { cudaFree(m->dec_conv); cudaFree(m->dec_h); cudaFree(m->dec_token); cudaFree(m->dec_logits); }
+    if (m->dec_h) { cudaFree(m->dec_conv); cudaFree(m->dec_h); }
 }
 
 /* ------------------------------------------------------------------ program */
@@ -470,9 +462,8 @@ static void mamba_configure(int data_vocab, int bench, CkptHeader* cfg) {
 
 static MambaModel mamba_model;
 
-static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
-    mamba_create(&mamba_model, &mamba_cfg, B, T, recompute, seed);
-    MambaModel* m = &mamba_model;
+/* what the shared trainer (and the tests) need to know about a created model */
+static void mamba_fill_handle(ModelHandle* h, MambaModel* m) {
     h->name = "mamba";
     h->ckpt_kind = CKPT_MODEL_MAMBA;
     h->model = m;
@@ -481,14 +472,19 @@ static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uin
     h->at = &m->at;
     h->step = mamba_step;
     h->decode_reset = mamba_decode_reset;
-    h->decode_step = mamba_decode_step;
+    h->decode_forward = mamba_decode_forward;
     h->flops_per_token = mamba_flops_per_token(m);
     h->Vc = m->c.Vc;
     h->lnf = m->a.lnf;
     h->lm_head = W_(m, m->lm_head);
     h->D = m->c.D;
-    h->B = B;
-    h->T = T;
+    h->B = m->B;
+    h->T = m->T;
+}
+
+static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
+    mamba_create(&mamba_model, &mamba_cfg, B, T, recompute, seed);
+    mamba_fill_handle(h, &mamba_model);
 }
 
 #ifndef TESTING

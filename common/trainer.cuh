@@ -52,15 +52,35 @@ typedef struct {
     double flops_per_token;
     int Vc;
     CkptHeader cfg;          /* model config fields (checkpoint compatibility + start-up table) */
-    /* recurrent decoding for sampling (NULL: fall back to re-running the window): reset the state,
-     * then feed one token at a time and get the next-token logits as bf16 bits */
+    /* recurrent decoding for sampling (NULL: fall back to re-running the window): reset the state, then
+     * run the forward on one token per call with the state carried, leaving the final-norm output in lnf */
     void (*decode_reset)(void* model);
-    void (*decode_step)(void* model, int token, uint16_t* logits, cudaStream_t s);
-    /* for the window fallback: the final-norm output [B*T, D] and the classifier weight [Vc, D] */
+    void (*decode_forward)(void* model, const int* d_token, cudaStream_t s);
+    /* the final-norm output [B*T, D] and the classifier weight [Vc, D] */
     bf16* lnf;
     const bf16* lm_head;
     int D, B, T;
+    int* dec_token;          /* [1] device, allocated on first use */
+    bf16* dec_logits;        /* [Vc] device */
 } ModelHandle;
+
+/* Feeds one token to the recurrent decoder; returns the next-token logits (host, [Vc] bf16 bits). */
+static void decode_step(ModelHandle* h, int token, uint16_t* logits, cudaStream_t s) {
+    if (!h->dec_token) {
+        CUDA_CHECK(cudaMalloc((void**)&h->dec_token, sizeof(int)));
+        CUDA_CHECK(cudaMalloc((void**)&h->dec_logits, (size_t)h->Vc * sizeof(bf16)));
+    }
+    CUDA_CHECK(cudaMemcpyAsync(h->dec_token, &token, sizeof(int), cudaMemcpyHostToDevice, s));
+    h->decode_forward(h->model, h->dec_token, s);
+    linear_forward(h->dec_logits, h->lnf, h->lm_head, 1, h->Vc, h->D, s);
+    CUDA_CHECK(cudaMemcpyAsync(logits, h->dec_logits, (size_t)h->Vc * sizeof(bf16), cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+}
+static void handle_free(ModelHandle* h) {
+    if (h->dec_token) { cudaFree(h->dec_token); cudaFree(h->dec_logits); }
+    h->dec_token = NULL;
+    h->dec_logits = NULL;
+}
 
 static inline double wall_seconds(void) {
     struct timespec ts;
@@ -319,16 +339,16 @@ static double generate(ModelHandle* h, Batch* b, const int* prompt, int np, int*
     int* ctx = (int*)malloc_check(sizeof(int) * (size_t)(np + n));
     memcpy(ctx, prompt, sizeof(int) * (size_t)np);
     bf16* dl = NULL;
-    if (!h->decode_step) CUDA_CHECK(cudaMalloc((void**)&dl, sizeof(bf16) * (size_t)h->Vc));
+    if (!h->decode_forward) CUDA_CHECK(cudaMalloc((void**)&dl, sizeof(bf16) * (size_t)h->Vc));
     double t0 = wall_seconds();
-    if (h->decode_step) {
+    if (h->decode_forward) {
         h->decode_reset(h->model);
-        for (int i = 0; i < np - 1; i++) h->decode_step(h->model, prompt[i], hl, s);  /* prefill, one token at a time */
+        for (int i = 0; i < np - 1; i++) decode_step(h, prompt[i], hl, s);  /* prefill, one token at a time */
     }
     for (int i = 0; i < n; i++) {
         int len = np + i;
-        if (h->decode_step) {
-            h->decode_step(h->model, ctx[len - 1], hl, s);
+        if (h->decode_forward) {
+            decode_step(h, ctx[len - 1], hl, s);
             for (int v = 0; v < h->Vc; v++) logits[v] = host_bf_bits2f(hl[v]);
         } else {
             window_next_logits(h, b, dl, hl, ctx, len, logits, s);
@@ -349,7 +369,7 @@ static void sample_text(ModelHandle* h, TrainData* d, Batch* b, int gen_tokens, 
     int* toks = (int*)malloc_check(sizeof(int) * (size_t)gen_tokens);
     double tps = generate(h, b, &eot, 1, toks, gen_tokens, d->vocab, 1.0f, 40, rng, s);
     printf("---- sample (%d tokens, %.0f tokens/s, %s) ----\n", gen_tokens, tps,
-           h->decode_step ? "recurrent decoding" : "window re-run");
+           h->decode_forward ? "recurrent decoding" : "window re-run");
     if (d->has_tok) {
         size_t cap = (size_t)gen_tokens * 64 + 16;
         char* text = (char*)malloc_check(cap);
@@ -640,6 +660,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     cudaStream_t s = 0;
     if (o.bench) run_bench(&h, &o, B, T, t_launch, s);
     else train_loop(&h, &o, &d, B, T, t_launch, s);
+    handle_free(&h);
     matmul_free();
     return 0;
 }

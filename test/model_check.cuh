@@ -11,11 +11,7 @@
 
 #include <math.h>
 #include <stdio.h>
-#include "../common/tensors.cuh"
-#include "../common/matmul.cuh"
-
-typedef void (*StepFn)(void* model, const int* d_ids, const int* d_targets, float dloss, int train, float* d_losses,
-                       cudaStream_t s);
+#include "../common/trainer.cuh"
 
 typedef struct {
     int n;
@@ -112,8 +108,8 @@ static inline void ref_token_losses(double* out, const double* logits, const int
 }
 
 /* Runs one training micro-batch twice from zeroed gradients; gradients and losses must match bit for bit. */
-static inline int check_determinism(void* model, StepFn step, ParamBuffers* pb, const int* d_ids, const int* d_tgt, float dloss,
-                                    float* d_losses, int M, const char* tag) {
+static inline int check_determinism(void* model, ModelStepFn step, ParamBuffers* pb, const int* d_ids, const int* d_tgt,
+                                    float dloss, float* d_losses, int M, const char* tag) {
     size_t n = pb->total;
     float* g1 = (float*)malloc_check(n * sizeof(float));
     float* g2 = (float*)malloc_check(n * sizeof(float));
@@ -135,16 +131,14 @@ static inline int check_determinism(void* model, StepFn step, ParamBuffers* pb, 
 
 /* Recurrent decoding must compute the same function as the parallel forward: feed the first sequence's
  * tokens one at a time and compare each step's logits with row t of the parallel logits[M,Vc]. */
-typedef void (*DecodeResetFn)(void* model);
-typedef void (*DecodeStepFn)(void* model, int token, uint16_t* logits, cudaStream_t s);
-static inline int check_decode(void* model, DecodeResetFn reset, DecodeStepFn step, const int* ids, const float* logits, int T,
-                               int Vc, const char* tag) {
+static inline int check_decode(ModelHandle* h, const int* ids, const float* logits, int T, const char* tag) {
+    int Vc = h->Vc;
     uint16_t* l = (uint16_t*)malloc_check(sizeof(uint16_t) * (size_t)Vc);
     double num = 0, den = 0;
     int finite = 1;
-    reset(model);
+    h->decode_reset(h->model);
     for (int t = 0; t < T; t++) {
-        step(model, ids[t], l, 0);
+        decode_step(h, ids[t], l, 0);
         for (int v = 0; v < Vc; v++) {
             double x = host_bf_bits2f(l[v]), r = logits[(size_t)t * Vc + v];
             if (!isfinite(x)) finite = 0;
@@ -165,6 +159,58 @@ static inline int* upload_ints(const int* h, int n) {
     CUDA_CHECK(cudaMalloc((void**)&d, sizeof(int) * (size_t)n));
     CUDA_CHECK(cudaMemcpy(d, h, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice));
     return d;
+}
+
+/* the double reference of a model: loss; grads and logits written (see test/ref_gla.h, ref_mamba.h) */
+typedef double (*RefModelFn)(const void* cfg, const double* params, double* grads, const int* ids, const int* targets, int B,
+                             int T, double* logits);
+
+/* The whole comparison for one case: the reference's (perturbed) parameters go into the CUDA model,
+ * both run one training micro-batch on the same random tokens (about 10% of targets ignored), and
+ * logits, losses, every gradient, determinism and recurrent decoding are checked. Returns failures. */
+static inline int check_model_case(ModelHandle* h, const RefLayout* rl, double* params, RefModelFn ref, const void* ref_cfg,
+                                   int B, int T, const char* tag) {
+    int M = B * T, Vc = h->Vc;
+    if (load_ref_params(h->pt, h->pb, params, rl)) return 1;
+    size_t np = rl->off[rl->n - 1] + rl->numel[rl->n - 1];
+    double* grads = (double*)malloc_check(np * sizeof(double));
+    int* ids = (int*)malloc_check(sizeof(int) * (size_t)M);
+    int* tg = (int*)malloc_check(sizeof(int) * (size_t)M);
+    Rng r = rng_seed(3);
+    for (int i = 0; i < M; i++) ids[i] = (int)rng_below(&r, (uint32_t)Vc);
+    for (int i = 0; i < M; i++) tg[i] = (i % T == T - 1 || rng_uniform(&r) < 0.1) ? -1 : ids[i + 1];
+    double* ref_logits = (double*)malloc_check(sizeof(double) * (size_t)M * Vc);
+    double* ref_losses = (double*)malloc_check(sizeof(double) * (size_t)M);
+    ref(ref_cfg, params, grads, ids, tg, B, T, ref_logits);
+    ref_token_losses(ref_losses, ref_logits, tg, M, Vc);
+    int nvalid = ref_count_valid(tg, M);
+
+    int* d_ids = upload_ints(ids, M);
+    int* d_tg = upload_ints(tg, M);
+    float* d_losses;
+    bf16* d_logits;
+    CUDA_CHECK(cudaMalloc((void**)&d_losses, sizeof(float) * (size_t)M));
+    CUDA_CHECK(cudaMalloc((void**)&d_logits, sizeof(bf16) * (size_t)M * Vc));
+    CUDA_CHECK(cudaMemset(h->pb->grad, 0, h->pt->total * sizeof(float)));
+    h->step(h->model, d_ids, d_tg, 1.0f / nvalid, 1, d_losses, 0);
+    linear_forward(d_logits, h->lnf, h->lm_head, M, Vc, h->D, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    float* losses = (float*)malloc_check(sizeof(float) * (size_t)M);
+    float* logits = (float*)malloc_check(sizeof(float) * (size_t)M * Vc);
+    uint16_t* lb = (uint16_t*)malloc_check(sizeof(uint16_t) * (size_t)M * Vc);
+    CUDA_CHECK(cudaMemcpy(losses, d_losses, sizeof(float) * (size_t)M, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(lb, d_logits, sizeof(uint16_t) * (size_t)M * Vc, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < (size_t)M * Vc; i++) logits[i] = host_bf_bits2f(lb[i]);
+
+    int fails = compare_outputs(ref_logits, ref_losses, losses, logits, M, Vc, tag);
+    fails += compare_grads(h->pt, h->pb, grads, rl, tag);
+    fails += check_determinism(h->model, h->step, h->pb, d_ids, d_tg, 1.0f / nvalid, d_losses, M, tag);
+    fails += check_decode(h, ids, logits, T, tag);
+
+    cudaFree(d_ids); cudaFree(d_tg); cudaFree(d_losses); cudaFree(d_logits);
+    free(grads); free(ids); free(tg); free(ref_logits); free(ref_losses); free(losses); free(logits); free(lb);
+    handle_free(h);
+    return fails;
 }
 
 #endif /* TEST_MODEL_CHECK_CUH */
