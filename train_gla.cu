@@ -447,9 +447,7 @@ static void gla_configure(int data_vocab, int bench, CkptHeader* cfg) {
     if (gla_opt.expand_v > 0) c.expand_v = gla_opt.expand_v;
     if (gla_opt.I) c.I = gla_opt.I;
     if (gla_opt.tied >= 0) c.tied = gla_opt.tied;
-    int need = bench ? 0 : data_vocab;
-    c.Vc = gla_opt.vocab ? gla_opt.vocab : (bench ? 32000 : (need + 7) / 8 * 8);
-    if (c.Vc < need) die("--vocab %d is smaller than the data's vocabulary %d", c.Vc, need);
+    c.Vc = resolve_vocab(gla_opt.vocab, data_vocab, bench);
     GLAModel probe;
     memset(&probe, 0, sizeof probe);
     probe.c = c;
@@ -464,6 +462,41 @@ static void gla_configure(int data_vocab, int bench, CkptHeader* cfg) {
     ckpt_config_int(cfg, "I", probe.I);
     ckpt_config_int(cfg, "tied", c.tied);
     ckpt_config_float(cfg, "eps", c.eps);
+}
+
+/* field `name` of a model config (checkpoint or config.json), which must be there */
+static double gla_field(const CkptHeader* cfg, const char* name) {
+    const CkptConfigField* f = ckpt_config_get(cfg, name);
+    if (!f) die("GLA model config has no field %s", name);
+    return f->is_float ? f->f : (double)f->i;
+}
+
+/* The parameter table of a config given as fields (HF export/import), on the CPU: same builder as
+ * training, so the layouts cannot drift apart. */
+static void gla_param_table(const CkptHeader* cfg, ParamTable* pt) {
+    GLAModel* m = (GLAModel*)malloc_check(sizeof(GLAModel));
+    memset(m, 0, sizeof *m);
+    GLAConfig* c = &m->c;
+    c->Vc = (int)gla_field(cfg, "Vc");
+    c->D = (int)gla_field(cfg, "D");
+    c->L = (int)gla_field(cfg, "L");
+    c->H = (int)gla_field(cfg, "H");
+    int Dk = (int)gla_field(cfg, "key_dim"), Dv = (int)gla_field(cfg, "value_dim");
+    if (c->D <= 0 || c->L <= 0 || c->Vc <= 0) die("GLA model config: D, L and Vc must be positive");
+    c->expand_k = (float)Dk / c->D;
+    c->expand_v = (float)Dv / c->D;
+    if ((int)(c->D * c->expand_k) != Dk) c->expand_k = nextafterf(c->expand_k, 2.0f * c->expand_k);   /* int() of a product */
+    if ((int)(c->D * c->expand_v) != Dv) c->expand_v = nextafterf(c->expand_v, 2.0f * c->expand_v);
+    c->I = (int)gla_field(cfg, "I");
+    c->tied = (int)gla_field(cfg, "tied");
+    c->eps = (float)gla_field(cfg, "eps");
+    gla_derive(m);
+    if (m->Dk != Dk || m->Dv != Dv || m->I != c->I)
+        die("GLA model config: key/value/MLP widths %d/%d/%d are not reproducible from D=%d", Dk, Dv, c->I, c->D);
+    gla_build_params(m);
+    *pt = m->pt;
+    free(m->lp);
+    free(m);
 }
 
 static GLAModel gla_model;
@@ -496,7 +529,7 @@ static void gla_create_handle(ModelHandle* h, int B, int T, int recompute, uint6
 #ifndef TESTING
 int main(int argc, char** argv) {
     ModelDef def = {"gla", "Train a GLA (gated linear attention) language model (fla's GLAForCausalLM).", gla_options,
-                    gla_configure, gla_create_handle};
+                    gla_configure, gla_create_handle, gla_param_table, &hf_gla_spec};
     int rc = trainer_main(argc, argv, &def);
     gla_destroy(&gla_model);
     return rc;

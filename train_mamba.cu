@@ -441,9 +441,7 @@ static void mamba_configure(int data_vocab, int bench, CkptHeader* cfg) {
     if (mamba_opt.R) c.R = mamba_opt.R;
     if (mamba_opt.W) c.W = mamba_opt.W;
     if (mamba_opt.tied >= 0) c.tied = mamba_opt.tied;
-    int need = bench ? 0 : data_vocab;
-    c.Vc = mamba_opt.vocab ? mamba_opt.vocab : (bench ? 32000 : (need + 7) / 8 * 8);
-    if (c.Vc < need) die("--vocab %d is smaller than the data's vocabulary %d", c.Vc, need);
+    c.Vc = resolve_vocab(mamba_opt.vocab, data_vocab, bench);
     MambaModel probe;
     memset(&probe, 0, sizeof probe);
     probe.c = c;
@@ -458,6 +456,36 @@ static void mamba_configure(int data_vocab, int bench, CkptHeader* cfg) {
     ckpt_config_int(cfg, "conv", c.W);
     ckpt_config_int(cfg, "tied", c.tied);
     ckpt_config_float(cfg, "eps", c.eps);
+}
+
+/* field `name` of a model config (checkpoint or config.json), which must be there */
+static double mamba_field(const CkptHeader* cfg, const char* name) {
+    const CkptConfigField* f = ckpt_config_get(cfg, name);
+    if (!f) die("Mamba model config has no field %s", name);
+    return f->is_float ? f->f : (double)f->i;
+}
+
+/* The parameter table of a config given as fields (HF export/import), on the CPU: same builder as
+ * training, so the layouts cannot drift apart. */
+static void mamba_param_table(const CkptHeader* cfg, ParamTable* pt) {
+    MambaModel* m = (MambaModel*)malloc_check(sizeof(MambaModel));
+    memset(m, 0, sizeof *m);
+    MambaConfig* c = &m->c;
+    c->Vc = (int)mamba_field(cfg, "Vc");
+    c->D = (int)mamba_field(cfg, "D");
+    c->L = (int)mamba_field(cfg, "L");
+    c->Di = (int)mamba_field(cfg, "d_inner");
+    c->N = (int)mamba_field(cfg, "d_state");
+    c->R = (int)mamba_field(cfg, "dt_rank");
+    c->W = (int)mamba_field(cfg, "conv");
+    c->tied = (int)mamba_field(cfg, "tied");
+    c->eps = (float)mamba_field(cfg, "eps");
+    if (c->D <= 0 || c->L <= 0 || c->Vc <= 0) die("Mamba model config: D, L and Vc must be positive");
+    mamba_derive(m);
+    mamba_build_params(m);
+    *pt = m->pt;
+    free(m->lp);
+    free(m);
 }
 
 static MambaModel mamba_model;
@@ -490,7 +518,7 @@ static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uin
 #ifndef TESTING
 int main(int argc, char** argv) {
     ModelDef def = {"mamba", "Train a Mamba-1 language model (state-spaces/mamba MambaLMHeadModel).", mamba_options,
-                    mamba_configure, mamba_create_handle};
+                    mamba_configure, mamba_create_handle, mamba_param_table, &hf_mamba_spec};
     int rc = trainer_main(argc, argv, &def);
     mamba_destroy(&mamba_model);
     return rc;

@@ -336,6 +336,8 @@ typedef struct {
     int ckpt_every, keep;
     const char* load_path;       /* model checkpoint to start from */
     int resume;                  /* 1: continue from the newest checkpoint in out_dir */
+    const char* export_hf;       /* write --load's weights as a Hugging Face directory, then exit (no GPU) */
+    const char* init_hf;         /* start from the weights of a Hugging Face directory */
     int log_every;
     /* reproducibility, performance, diagnostics */
     long long seed;
@@ -398,6 +400,10 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
         {NULL, "--keep", ARG_INT, &o->keep, "checkpoints kept in the output dir (0: all)", 0, 1e6, NULL},
         {"-e", "--load", ARG_STR, &o->load_path, "initialise the model from this checkpoint", 0, 0, NULL},
         {"-y", "--resume", ARG_INT, &o->resume, "1: resume from the newest checkpoint in --out", 0, 1, NULL},
+        {NULL, "--export-hf", ARG_STR, &o->export_hf,
+         "write the --load checkpoint as DIR/model.safetensors + config.json (Hugging Face), then exit; no GPU", 0, 0, NULL},
+        {NULL, "--init-hf", ARG_STR, &o->init_hf,
+         "initialise the model from a Hugging Face DIR (config.json must match the model flags)", 0, 0, NULL},
         {NULL, "--log-every", ARG_INT, &o->log_every, "print a progress line every N steps", 1, 1e9, NULL},
         {NULL, "--seed", ARG_LONG, &o->seed, "seed for init, data order and sampling", 0, 9.2e18, NULL},
         {NULL, "--deterministic", ARG_INT, &o->deterministic, "1: bitwise reproducible kernels only", 0, 1, NULL},
@@ -438,6 +444,14 @@ static inline int train_options_check(TrainOptions* o, const char* model, int wo
     o->grad_accum = (int)(o->total_batch / per_micro);
     if (o->resume && o->load_path) {
         snprintf(err, errlen, "--resume 1 and --load are exclusive (resume restores the model and optimizer)");
+        return 1;
+    }
+    if (o->init_hf && (o->load_path || o->resume || o->export_hf)) {
+        snprintf(err, errlen, "--init-hf excludes --load, --resume 1 and --export-hf (one source of initial weights)");
+        return 1;
+    }
+    if (o->export_hf && !o->load_path) {
+        snprintf(err, errlen, "--export-hf needs the checkpoint to convert: --export-hf DIR -e CKPT");
         return 1;
     }
     return 0;

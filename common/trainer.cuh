@@ -21,6 +21,7 @@
 #include "args.h"
 #include "schedule.h"
 #include "checkpoint.h"
+#include "hf.h"
 #include "logger.h"
 #include "mfu.h"
 #include "sampler.h"
@@ -616,6 +617,15 @@ static void precheck_checkpoint(const TrainOptions* o, const char* model, const 
     if (ckpt_config_compare(&file, &want, "this run", err, sizeof err) != 0) die("%s: %s", p, err);
 }
 
+/* The model's vocabulary: --vocab when given (it must cover the data's ids), else the data's vocabulary
+ * rounded up to a multiple of 8 (aligned classifier rows, as mamba_ssm pads), or 32000 in --bench. */
+static int resolve_vocab(int opt_vocab, int data_vocab, int bench) {
+    int need = bench ? 0 : data_vocab;
+    int Vc = opt_vocab ? opt_vocab : (bench ? 32000 : (need + 7) / 8 * 8);
+    if (Vc < need) die("--vocab %d is smaller than the data's vocabulary %d", Vc, need);
+    return Vc;
+}
+
 /* A model's entry points for the shared main. */
 typedef struct {
     const char* name;
@@ -623,7 +633,84 @@ typedef struct {
     int (*options)(ArgSpec* out);                       /* model flags (defaults filled), returns count */
     void (*configure)(int data_vocab, int bench, CkptHeader* cfg);  /* presets + overrides; CPU only */
     void (*create)(ModelHandle* h, int B, int T, int recompute, uint64_t seed); /* allocate, initialise on the GPU */
+    /* Hugging Face interchange (--export-hf, --init-hf): the parameter table of a config given as config
+     * fields (a checkpoint's, or config.json's), built on the CPU; and the HF names (common/hf.h) */
+    void (*param_table)(const CkptHeader* cfg, ParamTable* pt);
+    const HfModelSpec* hf;
 } ModelDef;
+
+/* ------------------------------------------------------------------ Hugging Face export / import */
+/* the table as common/hf.h sees it; points into pt */
+static HfParam* hf_params_of(const ParamTable* pt) {
+    HfParam* p = (HfParam*)malloc_check(sizeof(HfParam) * (size_t)(pt->n ? pt->n : 1));
+    for (int i = 0; i < pt->n; i++) {
+        const ParamInfo* t = &pt->t[i];
+        p[i].name = t->name;
+        p[i].offset = t->offset;
+        p[i].numel = t->numel;
+        p[i].ndim = t->ndim;
+        memcpy(p[i].shape, t->shape, sizeof p[i].shape);
+    }
+    return p;
+}
+
+/* --export-hf DIR -e CKPT: the checkpoint's fp32 master weights as DIR/model.safetensors (F32) and
+ * DIR/config.json. The model is configured by the checkpoint itself; nothing touches the GPU. */
+static int trainer_export_hf(const ModelDef* def, const TrainOptions* o) {
+    char err[512];
+    CkptHeader hd;
+    if (!def->param_table || !def->hf) die("--export-hf: this trainer has no Hugging Face mapping");
+    if (ckpt_read_header(o->load_path, &hd, err, sizeof err) != 0) die("%s", err);
+    if (hd.kind != def->hf->ckpt_kind)
+        die("%s holds a %s model; export it with the %s trainer", o->load_path, ckpt_kind_name(hd.kind), ckpt_kind_name(hd.kind));
+    ParamTable pt;
+    memset(&pt, 0, sizeof pt);
+    def->param_table(&hd, &pt);
+    if ((int64_t)pt.total != hd.num_params)
+        die("%s holds %lld parameters but its config gives %zu", o->load_path, (long long)hd.num_params, pt.total);
+    float* master = (float*)malloc_check(pt.total * sizeof(float));
+    if (ckpt_read_section(o->load_path, &hd, "master", master, pt.total * sizeof(float), err, sizeof err) != 0) die("%s", err);
+    HfParam* hp = hf_params_of(&pt);
+    if (mkdir_p(o->export_hf) != 0) die("cannot create %s: %s", o->export_hf, strerror(errno));
+    if (hf_export(o->export_hf, def->hf, &hd, hp, pt.n, master, pt.total, HF_F32, err, sizeof err) != 0) die("%s", err);
+    printf("exported %s (step %lld, %zu parameters) to %s/model.safetensors + config.json (%s, F32)\n", o->load_path,
+           (long long)hd.step, param_count(&pt), o->export_hf, def->hf->arch);
+    free(hp);
+    free(master);
+    free(pt.t);
+    return 0;
+}
+
+/* --init-hf DIR, before the GPU is touched: config.json must describe the model the flags configure
+ * (cfg; like --load, a mismatch names the field), then the weights are read into a host buffer laid
+ * out like the master. Returns it ([*total] floats) for trainer_upload_hf. */
+static float* trainer_read_hf(const ModelDef* def, const char* dir, const CkptHeader* cfg, size_t* total) {
+    char err[512];
+    CkptHeader file, want = *cfg;
+    if (!def->param_table || !def->hf) die("--init-hf: this trainer has no Hugging Face mapping");
+    if (hf_read_config(dir, def->hf, &file, err, sizeof err) != 0) die("--init-hf: %s", err);
+    want.kind = def->hf->ckpt_kind;
+    if (ckpt_config_compare(&file, &want, "this run", err, sizeof err) != 0)
+        die("--init-hf %s/config.json: %s (set the model flags to match)", dir, err);
+    ParamTable pt;
+    memset(&pt, 0, sizeof pt);
+    def->param_table(cfg, &pt);
+    float* host = (float*)malloc_check(pt.total * sizeof(float));
+    HfParam* hp = hf_params_of(&pt);
+    if (hf_import(dir, def->hf, cfg, hp, pt.n, host, pt.total, err, sizeof err) != 0) die("--init-hf: %s", err);
+    *total = pt.total;
+    free(hp);
+    free(pt.t);
+    return host;
+}
+
+/* the weights read by trainer_read_hf into the created model's master, and its bf16 copy from them */
+static void trainer_upload_hf(ModelHandle* h, float* host, size_t total, const char* dir) {
+    if (h->pb->total != total) die("internal: --init-hf read %zu parameters, the model has %zu", total, h->pb->total);
+    param_upload(h->pb, host);
+    free(host);
+    printf("initialised the weights from %s\n", dir);
+}
 
 static int trainer_main(int argc, char** argv, const ModelDef* def) {
     double t_launch = wall_seconds();
@@ -636,6 +723,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     int B = o.batch, T = o.seq;
     /* everything that can be checked without the GPU is checked first */
     if (o.load_path && !file_exists(o.load_path)) die("--load %s: no such file", o.load_path);
+    if (o.export_hf) return trainer_export_hf(def, &o);
     TrainData d;
     memset(&d, 0, sizeof d);
     if (!o.bench) data_resolve(&d, &o);
@@ -644,6 +732,8 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     def->configure(o.bench ? 0 : d.vocab, o.bench, &cfg);
     if (!o.bench) data_open(&d, &o, B, T);
     precheck_checkpoint(&o, def->name, &cfg);
+    size_t hf_total = 0;
+    float* hf_init = o.init_hf ? trainer_read_hf(def, o.init_hf, &cfg, &hf_total) : NULL;
 
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0)
@@ -656,6 +746,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     memset(&h, 0, sizeof h);
     h.cfg = cfg;
     def->create(&h, B, T, o.recompute, (uint64_t)o.seed);
+    if (hf_init) trainer_upload_hf(&h, hf_init, hf_total, o.init_hf);
     print_startup(&h, &o, B, T);
     cudaStream_t s = 0;
     if (o.bench) run_bench(&h, &o, B, T, t_launch, s);
