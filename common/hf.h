@@ -245,7 +245,7 @@ typedef struct {
 } HfCfgItem;
 
 typedef struct {
-    char path[4096];
+    char path[4200];
     int n;
     HfCfgItem item[HF_CFG_MAX];
 } HfConfig;
@@ -685,7 +685,7 @@ typedef struct {
 } HfTensorInfo;
 
 typedef struct {
-    char path[4096];
+    char path[4200];
     uint64_t data_start, data_bytes;
     int n;
     HfTensorInfo* t;
@@ -1084,8 +1084,8 @@ static const HfModelSpec hf_mamba_spec = {
 /* ---- whole directories ------------------------------------------------------------------------ */
 
 static inline int hf_write_text_(const char* path, const char* text, size_t n, char* err, size_t errlen) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char tmp[4300];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) { ckpt_errf(err, errlen, "path too long: %s", path); return 1; }
     FILE* f = fopen(tmp, "wb");
     if (!f) { ckpt_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno)); return 1; }
     int bad = fwrite(text, 1, n, f) != n;

@@ -691,7 +691,8 @@ static float* trainer_read_hf(const ModelDef* def, const char* dir, const CkptHe
     if (hf_read_config(dir, def->hf, &file, err, sizeof err) != 0) die("--init-hf: %s", err);
     want.kind = def->hf->ckpt_kind;
     if (ckpt_config_compare(&file, &want, "this run", err, sizeof err) != 0)
-        die("--init-hf %s/config.json: %s (set the model flags to match)", dir, err);
+        die("--init-hf %s/config.json %s (set the model flags to match)", dir,
+            strncmp(err, "checkpoint ", 11) ? err : err + 11);   /* "checkpoint is L=2 ..." -> "config.json is L=2 ..." */
     ParamTable pt;
     memset(&pt, 0, sizeof pt);
     def->param_table(cfg, &pt);

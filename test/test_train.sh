@@ -43,6 +43,16 @@ for model in gla mamba; do
     cmp -s <(losses "$tmp/$model.a") <(losses "$tmp/$model.b") && [ -s "$tmp/$model.a/log.jsonl" ]
     check "$model two runs with the same seed are bit-identical" $? "losses differ"
 
+    # 2b. gradient accumulation: B=4 with 2 micro-steps sees the same 8 sequences per step as B=8, so the
+    #     losses agree up to the summation order of fp32/bf16 arithmetic (1e-3 relative over 10 steps)
+    $bin "${common[@]}" "${fixed[@]}" -x 10 -n 0 -o "$tmp/$model.acc8" >/dev/null 2>&1
+    $bin "${common[@]}" "${fixed[@]}" -x 10 -n 0 -b 4 -d 2048 -o "$tmp/$model.acc4" >/dev/null 2>&1
+    worst=$(paste <(losses "$tmp/$model.acc8") <(losses "$tmp/$model.acc4") |
+        awk 'BEGIN {w = -1} {d = $2 - $4; if (d < 0) d = -d; r = d / $2; if (r > w) w = r} END {print (NR == 10) ? w : 1}')
+    ok=$(awk -v w="$worst" 'BEGIN {print (w >= 0 && w < 1e-3) ? 0 : 1}')
+    check "$model gradient accumulation (B=4 x 2) matches B=8" "$ok" "worst relative loss difference $worst"
+    echo "  $model: accumulation vs one batch, worst relative loss difference $worst"
+
     # 3. kill-and-resume: 15 steps + checkpoint, resume to 30 == uninterrupted 30
     $bin "${common[@]}" "${fixed[@]}" -x 15 -n 15 -o "$tmp/$model.r" >/dev/null 2>&1
     $bin "${common[@]}" "${fixed[@]}" -x 30 -n 15 -y 1 -o "$tmp/$model.r" >"$tmp/$model.r.txt" 2>&1

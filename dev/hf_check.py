@@ -1,0 +1,157 @@
+"""
+dev/hf_check.py -- checks the trainers' Hugging Face export (--export-hf, common/hf.h) against the real HF
+model classes: the export is loaded with transformers' MambaForCausalLM (and fla's GLAForCausalLM when fla is
+installed and can run here; otherwise that model is skipped with a message), and its loss and logits on the
+same tokens are compared with dev/torch_models.py run on the checkpoint itself (the same weights).
+
+  python3 dev/hf_check.py                  # tiny random checkpoints made here, exported by ./train_mamba, ./train_gla
+  python3 dev/hf_check.py --ckpt log_mamba/ckpt_00001000.bin --shards 'data/tinyshakespeare/val_*.bin' -b 4 -t 256
+
+Needs torch, transformers and safetensors (pip install transformers safetensors); CPU is enough, and the
+export needs no GPU. Tiny checkpoints have every tensor perturbed away from its init (norm weights 1, biases
+0 would hide a swapped or dropped tensor). Prints PASS/FAIL lines; exit status 1 on any FAIL.
+"""
+import argparse
+import glob
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_models as tm  # noqa: E402
+from torch_check import random_batches, shard_batches  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+fails = []
+
+
+def report(ok, what):
+    print("%s %s" % ("PASS" if ok else "FAIL", what))
+    if not ok:
+        fails.append(what)
+
+
+def tiny_checkpoint(path, kind, seed):
+    """a small random model in the trainers' checkpoint format (master section only: all --export-hf reads)"""
+    if kind == tm.KIND_MAMBA:
+        cfg = tm.mamba_config(Vc=72, D=32, L=2, d_state=8, tied=1)
+        model = tm.Mamba(cfg)
+    else:
+        cfg = tm.gla_config(Vc=72, D=64, L=2, H=2, tied=0)
+        model = tm.GLA(cfg)
+    model.init_params(seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    flat = model.to_flat()
+    conf = [(n, float(v) if n == "eps" else int(v)) for n, v in cfg.items()]
+    tm.write_checkpoint(path, kind, conf, [("master", tm.tensor_bytes(flat))], step=1, num_params=model.total)
+
+
+def export(ckpt, kind, out_dir, bin_dir):
+    binary = os.path.join(bin_dir, "train_gla" if kind == tm.KIND_GLA else "train_mamba")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")   # proves the export needs no GPU
+    r = subprocess.run([binary, "--export-hf", out_dir, "-e", ckpt], capture_output=True, text=True, env=env)
+    report(r.returncode == 0, "%s --export-hf %s (GPU hidden): %s" %
+           (os.path.basename(binary), os.path.basename(ckpt), (r.stdout + r.stderr).strip().splitlines()[-1:]))
+    return r.returncode == 0
+
+
+def load_hf(kind, out_dir, dtype):
+    """the HF model of an export, or None (with a message) when its library is missing"""
+    if kind == tm.KIND_MAMBA:
+        from transformers import MambaForCausalLM as cls
+    else:
+        try:
+            from fla.models import GLAForCausalLM as cls
+        except Exception as e:  # fla needs triton; often absent on CPU machines
+            print("SKIP gla: fla is not installed or cannot be imported here (%s: %s)" % (type(e).__name__, e))
+            return None
+    try:
+        model, info = cls.from_pretrained(out_dir, dtype=dtype, output_loading_info=True)
+    except TypeError:  # transformers < 4.56 spells it torch_dtype
+        model, info = cls.from_pretrained(out_dir, torch_dtype=dtype, output_loading_info=True)
+    bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    report(not bad, "%s: %s.from_pretrained loads every tensor, none missing or unexpected %s" %
+           (tm.KIND_NAMES[kind], cls.__name__, bad or ""))
+    return model.to(dtype).eval()
+
+
+def compare(ckpt_path, args):
+    ck = tm.Checkpoint(ckpt_path)
+    name = tm.KIND_NAMES[ck.kind]
+    dtype = torch.float64 if args.dtype == "fp64" else torch.float32
+    with tempfile.TemporaryDirectory() as out_dir:
+        if not export(ckpt_path, ck.kind, out_dir, args.bin_dir):
+            return
+        hf = load_hf(ck.kind, out_dir, dtype)
+        if hf is None:
+            return
+        kw = {"form": "recurrent"} if ck.kind == tm.KIND_GLA else {"scan_chunk": 0}
+        ours = tm.model_from_checkpoint(ck, dtype=dtype, **kw).eval()
+        Vc = ck.config["Vc"]
+        batches = (shard_batches(args.shards, args.b, args.t, args.batches) if args.shards
+                   else random_batches(Vc, args.b, args.t, args.batches, args.seed))
+        sums, count, dmax, nb = [0.0, 0.0], 0, 0.0, 0
+        with torch.no_grad():
+            for x, y, _ in batches:
+                if int(x.max()) >= Vc:
+                    raise ValueError("token id %d >= the model's vocabulary %d" % (int(x.max()), Vc))
+                try:
+                    lh = hf(input_ids=x, use_cache=False).logits.to(dtype)
+                except Exception as e:  # fla's Triton kernels do not run on a CPU
+                    print("SKIP %s: the HF model does not run here (%s: %s)" % (name, type(e).__name__, str(e)[:200]))
+                    return
+                lo = ours(x)
+                n = int((y >= 0).sum())
+                for i, lg in enumerate((lo, lh)):
+                    sums[i] += tm.cross_entropy(lg, y).item() * n
+                count += n
+                dmax = max(dmax, (lo - lh).abs().max().item())
+                nb += 1
+        lo_mean, lh_mean = sums[0] / count, sums[1] / count
+        rel = abs(lo_mean - lh_mean) / abs(lo_mean)
+        # fp64: transformers' MambaRMSNorm (and fla's norms) compute in fp32 even in an fp64 model, so the
+        # floor is fp32 rounding (~1e-10..1e-8 on the loss); a wrong mapping is off by 1e-3 or far more
+        tol = 1e-6 if dtype == torch.float64 else 2e-5
+        print("%s: %d batches of %d x %d on %s: loss torch_models %.10f, HF %.10f (rel diff %.2e), max |logit diff| %.2e, %s" %
+              (name, nb, args.b, args.t, "shards " + args.shards if args.shards else "random tokens", lo_mean, lh_mean, rel,
+               dmax, args.dtype))
+        report(rel <= tol, "%s: HF loss == torch_models loss on the same weights (rel %.2e <= %.0e)" % (name, rel, tol))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", action="append", help="checkpoint(s) to export and check (default: tiny random GLA and Mamba)")
+    ap.add_argument("--shards", help="token shard glob (default: random tokens)")
+    ap.add_argument("-b", type=int, default=2)
+    ap.add_argument("-t", type=int, default=64)
+    ap.add_argument("--batches", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bin-dir", default=REPO, help="where train_gla / train_mamba are (default: the repo root)")
+    ap.add_argument("--dtype", choices=["fp32", "fp64"], default="fp64",
+                    help="fp64 (default) makes any mapping error stand out far above rounding")
+    args = ap.parse_args()
+    if args.shards and not glob.glob(args.shards):
+        sys.exit("no shards match %s" % args.shards)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpts = args.ckpt
+        if not ckpts:
+            ckpts = []
+            for kind in (tm.KIND_MAMBA, tm.KIND_GLA):
+                p = os.path.join(tmp, "ckpt_%s.bin" % tm.KIND_NAMES[kind])
+                tiny_checkpoint(p, kind, seed=5)
+                ckpts.append(p)
+        for p in ckpts:
+            compare(p, args)
+    print("%d failed" % len(fails))
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# test_hf.sh — the trainers' Hugging Face paths end to end, on any machine (no GPU needed):
+#   --export-hf on a checkpoint (written by test/test_hf mkckpt) exits 0 without a GPU and its export
+#   imports back bit-exactly through common/hf.h with the reference layout (test/test_hf verify);
+#   --init-hf reads and checks config.json + weights before the GPU is touched (run with the GPU hidden,
+#   so on every machine a clean run ends at "no CUDA device"), and a mismatch names the field;
+#   bad uses of the flags end with one error line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_hf.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+for bin in test/test_hf train_gla train_mamba; do
+    [ -x "$bin" ] || { echo "FAIL $bin is not built (run make)"; exit 1; }
+done
+
+# expect NAME PATTERN CMD...: non-zero exit (not a crash), stderr matches PATTERN
+expect() {
+    local name="$1" pat="$2"; shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    if [ $rc -eq 0 ]; then echo "FAIL $name: exit 0, expected an error"; return; fi
+    if [ $rc -gt 128 ]; then echo "FAIL $name: crashed (signal $((rc - 128)))"; return; fi
+    if ! grep -qE -- "$pat" "$tmp/err"; then echo "FAIL $name: message does not match /$pat/: $(head -c 300 "$tmp/err")"; return; fi
+    echo "PASS $name: $(head -n 1 "$tmp/err" | cut -c1-110)"
+}
+
+# the model flags that describe test_hf mkckpt's tiny models
+gla_flags=(--vocab 61 -D 32 -L 2 -H 2 --expand-k 0.5 --expand-v 1 --mlp 48 --tied 0)
+mamba_flags=(--vocab 53 -D 16 -L 2 --d-inner 32 --d-state 4 --dt-rank 3 --conv 4 --tied 1)
+
+for m in gla mamba; do
+    bin=./train_$m
+    ckpt="$tmp/ckpt_$m.bin"
+    out="$tmp/hf_$m"
+    ./test/test_hf mkckpt $m "$ckpt" || echo "FAIL $m: test_hf mkckpt"
+    if CUDA_VISIBLE_DEVICES= $bin --export-hf "$out" -e "$ckpt" >"$tmp/export.txt" 2>&1 &&
+       [ -s "$out/model.safetensors" ] && [ -s "$out/config.json" ]; then
+        echo "PASS $m --export-hf without a GPU: $(head -n 1 "$tmp/export.txt" | cut -c1-100)"
+    else
+        echo "FAIL $m --export-hf: $(tail -n 3 "$tmp/export.txt")"
+    fi
+    ./test/test_hf verify $m "$ckpt" "$out" | sed "s/^\(PASS\|FAIL\) verify:/\1 $m verify:/"
+
+    if [ $m = gla ]; then flags=("${gla_flags[@]}"); else flags=("${mamba_flags[@]}"); fi
+    # a clean --init-hf passes every check, then stops where the GPU is needed
+    expect "$m --init-hf checks config.json and weights before the GPU" "no CUDA device" \
+        env CUDA_VISIBLE_DEVICES= $bin --init-hf "$out" --bench "${flags[@]}"
+    expect "$m --init-hf with other model flags names the field" "config.json.*L=2 but this run gives L=3" \
+        $bin --init-hf "$out" --bench "${flags[@]}" -L 3
+    expect "$m --export-hf without -e" "--export-hf DIR -e CKPT" $bin --export-hf "$tmp/x"
+    expect "$m --init-hf with --load" "excludes --load" $bin --init-hf "$out" -e "$ckpt"
+    expect "$m --init-hf of a missing dir" "no_such_dir/config.json" $bin --init-hf "$tmp/no_such_dir" --bench "${flags[@]}"
+    cp -r "$out" "$tmp/trunc_$m"; truncate -s -64 "$tmp/trunc_$m/model.safetensors"
+    expect "$m --init-hf of a truncated model.safetensors" "trunc_$m/model.safetensors" \
+        $bin --init-hf "$tmp/trunc_$m" --bench "${flags[@]}"
+done
+# the other model's checkpoint
+expect "train_mamba --export-hf of a GLA checkpoint" "GLA model" ./train_mamba --export-hf "$tmp/y" -e "$tmp/ckpt_gla.bin"
+expect "train_gla --init-hf of a Mamba export" "model_type\" is \"mamba\"" ./train_gla --init-hf "$tmp/hf_mamba" --bench
+if ./train_gla --help 2>&1 | grep -q -- "--export-hf" && ./train_mamba --help 2>&1 | grep -q -- "--init-hf"; then
+    echo "PASS --help lists --export-hf and --init-hf"
+else echo "FAIL --help does not list the HF flags"; fi
