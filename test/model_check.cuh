@@ -168,8 +168,48 @@ typedef double (*RefModelFn)(const void* cfg, const double* params, double* grad
 /* The whole comparison for one case: the reference's (perturbed) parameters go into the CUDA model,
  * both run one training micro-batch on the same random tokens (about 10% of targets ignored), and
  * logits, losses, every gradient, determinism and recurrent decoding are checked. Returns failures. */
+/* Gradient accumulation: two micro-batches of B/2 rows on a second model (`half`, same weights) must
+ * accumulate the gradients of one B-row batch (already in full's grad buffer), tensor by tensor, up to
+ * summation order. A gradient that a kernel writes instead of adding would lose the first micro-batch. */
+#define ACCUM_TOL 1e-3
+static inline int check_accumulation(ModelHandle* full, ModelHandle* half, const RefLayout* rl, double* params, const int* ids,
+                                     const int* tg, int B, int T, float dloss, const char* tag) {
+    int Mh = (B / 2) * T;
+    if (load_ref_params(half->pt, half->pb, params, rl)) return 1;
+    int* d_ids = upload_ints(ids, 2 * Mh);
+    int* d_tg = upload_ints(tg, 2 * Mh);
+    float* d_losses;
+    CUDA_CHECK(cudaMalloc((void**)&d_losses, sizeof(float) * (size_t)Mh));
+    CUDA_CHECK(cudaMemset(half->pb->grad, 0, half->pt->total * sizeof(float)));
+    for (int k = 0; k < 2; k++) half->step(half->model, d_ids + k * Mh, d_tg + k * Mh, dloss, 1, d_losses, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    size_t n = full->pt->total;
+    float* gf = (float*)malloc_check(n * sizeof(float));
+    float* gh = (float*)malloc_check(n * sizeof(float));
+    CUDA_CHECK(cudaMemcpy(gf, full->pb->grad, n * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(gh, half->pb->grad, n * sizeof(float), cudaMemcpyDeviceToHost));
+    int fails = 0;
+    double worst = 0;
+    for (int i = 0; i < full->pt->n; i++) {
+        const ParamInfo* p = &full->pt->t[i];
+        double num = 0, den = 0;
+        for (size_t j = 0; j < p->numel; j++) {
+            double a = gf[p->offset + j], b = gh[p->offset + j];
+            num += (a - b) * (a - b);
+            den += a * a;
+        }
+        double e = den > 0 ? sqrt(num / den) : sqrt(num);
+        if (!(e <= ACCUM_TOL)) { printf("FAIL %s accumulation grad %s rel_err=%.3e tol=%.0e\n", tag, p->name, e, ACCUM_TOL); fails++; }
+        if (e > worst) worst = e;
+    }
+    if (!fails) printf("PASS %s gradient accumulation: 2 x B/2 equals one batch of B in every tensor (worst %.3e)\n", tag, worst);
+    cudaFree(d_ids); cudaFree(d_tg); cudaFree(d_losses);
+    free(gf); free(gh);
+    return fails;
+}
+
 static inline int check_model_case(ModelHandle* h, const RefLayout* rl, double* params, RefModelFn ref, const void* ref_cfg,
-                                   int B, int T, const char* tag) {
+                                   int B, int T, const char* tag, ModelHandle* half) {
     int M = B * T, Vc = h->Vc;
     if (load_ref_params(h->pt, h->pb, params, rl)) return 1;
     size_t np = rl->off[rl->n - 1] + rl->numel[rl->n - 1];
@@ -206,6 +246,7 @@ static inline int check_model_case(ModelHandle* h, const RefLayout* rl, double* 
     fails += compare_grads(h->pt, h->pb, grads, rl, tag);
     fails += check_determinism(h->model, h->step, h->pb, d_ids, d_tg, 1.0f / nvalid, d_losses, M, tag);
     fails += check_decode(h, ids, logits, T, tag);
+    if (half) fails += check_accumulation(h, half, rl, params, ids, tg, B, T, 1.0f / nvalid, tag);
 
     cudaFree(d_ids); cudaFree(d_tg); cudaFree(d_losses); cudaFree(d_logits);
     free(grads); free(ids); free(tg); free(ref_logits); free(ref_losses); free(losses); free(logits); free(lb);

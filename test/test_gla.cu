@@ -50,7 +50,16 @@ static int run_case(const GLACase* tc) {
     double* params = (double*)malloc_check(ref_gla_num_params(rc) * sizeof(double));
     ref_gla_init_params(rc, params, 7);
     perturb(rc, params, ts, nt, 11);
-    int fails = check_model_case(&h, &rl, params, ref_fn, rc, tc->B, tc->T, tc->tag);
+    /* even batches also check gradient accumulation against a second model of B/2 rows */
+    GLAModel mh;
+    ModelHandle hh;
+    memset(&hh, 0, sizeof hh);
+    if (tc->B % 2 == 0) {
+        gla_create(&mh, &c, tc->B / 2, tc->T, tc->recompute, 1);
+        gla_fill_handle(&hh, &mh);
+    }
+    int fails = check_model_case(&h, &rl, params, ref_fn, rc, tc->B, tc->T, tc->tag, tc->B % 2 == 0 ? &hh : NULL);
+    if (tc->B % 2 == 0) gla_destroy(&mh);
     free(ts);
     free(params);
     gla_destroy(&m);

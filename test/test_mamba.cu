@@ -49,7 +49,16 @@ static int run_case(const MambaCase* tc) {
     double* params = (double*)malloc_check(ref_mamba_num_params(rc) * sizeof(double));
     ref_mamba_init_params(rc, params, 7);
     perturb(params, ts, nt, 11);
-    int fails = check_model_case(&h, &rl, params, ref_fn, rc, tc->B, tc->T, tc->tag);
+    /* even batches also check gradient accumulation against a second model of B/2 rows */
+    MambaModel mh;
+    ModelHandle hh;
+    memset(&hh, 0, sizeof hh);
+    if (tc->B % 2 == 0) {
+        mamba_create(&mh, &c, tc->B / 2, tc->T, tc->recompute, 1);
+        mamba_fill_handle(&hh, &mh);
+    }
+    int fails = check_model_case(&h, &rl, params, ref_fn, rc, tc->B, tc->T, tc->tag, tc->B % 2 == 0 ? &hh : NULL);
+    if (tc->B % 2 == 0) mamba_destroy(&mh);
     free(ts);
     free(params);
     mamba_destroy(&m);

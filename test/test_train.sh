@@ -43,15 +43,19 @@ for model in gla mamba; do
     cmp -s <(losses "$tmp/$model.a") <(losses "$tmp/$model.b") && [ -s "$tmp/$model.a/log.jsonl" ]
     check "$model two runs with the same seed are bit-identical" $? "losses differ"
 
-    # 2b. gradient accumulation: B=4 with 2 micro-steps sees the same 8 sequences per step as B=8, so the
-    #     losses agree up to the summation order of fp32/bf16 arithmetic (1e-3 relative over 10 steps)
-    $bin "${common[@]}" "${fixed[@]}" -x 10 -n 0 -o "$tmp/$model.acc8" >/dev/null 2>&1
-    $bin "${common[@]}" "${fixed[@]}" -x 10 -n 0 -b 4 -d 2048 -o "$tmp/$model.acc4" >/dev/null 2>&1
-    worst=$(paste <(losses "$tmp/$model.acc8") <(losses "$tmp/$model.acc4") |
-        awk 'BEGIN {w = -1} {d = $2 - $4; if (d < 0) d = -d; r = d / $2; if (r > w) w = r} END {print (NR == 10) ? w : 1}')
-    ok=$(awk -v w="$worst" 'BEGIN {print (w >= 0 && w < 1e-3) ? 0 : 1}')
-    check "$model gradient accumulation (B=4 x 2) matches B=8" "$ok" "worst relative loss difference $worst"
-    echo "  $model: accumulation vs one batch, worst relative loss difference $worst"
+    # 2b. gradient accumulation: B=4 with 2 micro-steps sees the same 8 sequences in the first step as B=8,
+    #     so that step's loss and gradient norm agree up to summation order and bf16 rounding (1e-3
+    #     relative); a micro-batch whose gradient were lost would change the norm by far more. Later
+    #     steps are not compared: Adam's first updates are close to lr*sign(g), so rounding-level
+    #     differences in g grow (measured over 10 steps: 1.9e-3 relative loss difference for gla-tiny).
+    $bin "${common[@]}" "${fixed[@]}" -x 1 -n 0 -o "$tmp/$model.acc8" >/dev/null 2>&1
+    $bin "${common[@]}" "${fixed[@]}" -x 1 -n 0 -b 4 -d 2048 -o "$tmp/$model.acc4" >/dev/null 2>&1
+    first() { grep -o '"step":0,"loss":[^,]*,"lr":[^,]*,"grad_norm":[^,}]*' "$1/log.jsonl" | sed 's/.*"loss":\([^,]*\),.*"grad_norm":\(.*\)/\1 \2/'; }
+    worst=$(paste <(first "$tmp/$model.acc8") <(first "$tmp/$model.acc4") |
+        awk '{a = $1 - $3; if (a < 0) a = -a; b = $2 - $4; if (b < 0) b = -b; a /= $1; b /= $2; print (NF == 4) ? (a > b ? a : b) : 1}')
+    ok=$(awk -v w="${worst:-1}" 'BEGIN {print (w < 1e-3) ? 0 : 1}')
+    check "$model gradient accumulation (B=4 x 2) matches B=8" "$ok" "first-step loss/grad-norm relative difference ${worst:-missing}"
+    echo "  $model: accumulation vs one batch, first-step relative difference ${worst:-missing}"
 
     # 3. kill-and-resume: 15 steps + checkpoint, resume to 30 == uninterrupted 30
     $bin "${common[@]}" "${fixed[@]}" -x 15 -n 15 -o "$tmp/$model.r" >/dev/null 2>&1
