@@ -346,6 +346,7 @@ typedef struct {
     int recompute;               /* 0 none, 1 cheap activations, 2 everything recomputable */
     int profile;
     int nan_policy;              /* NAN_SKIP / NAN_STOP */
+    float spike_z;               /* spike detector threshold (0 = off) */
     int task;                    /* TASK_* */
     /* filled by train_options_check */
     int grad_accum;              /* micro-steps per optimizer step */
@@ -370,7 +371,7 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
     o->ckpt_every = 500; o->keep = 3; o->load_path = NULL; o->resume = 0; o->log_every = 1;
     o->seed = 1337; o->deterministic = 1;
     o->bench = 0; o->bench_steps = 20; o->warmup_bench = 5;
-    o->recompute = 0; o->profile = 0; o->nan_policy = NAN_SKIP; o->task = TASK_LM;
+    o->recompute = 0; o->profile = 0; o->nan_policy = NAN_SKIP; o->spike_z = 6.0f; o->task = TASK_LM;
     o->grad_accum = 1;
     const ArgSpec rows[] = {
         {"-i", "--train", ARG_STR, &o->train_pattern, "training token shards (glob)", 0, 0, NULL},
@@ -412,6 +413,7 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
         {NULL, "--warmup-bench", ARG_INT, &o->warmup_bench, "untimed warm-up steps in --bench", 0, 1e6, NULL},
         {NULL, "--recompute", ARG_INT, &o->recompute, "activation recomputation: 0 none, 1 cheap, 2 max", 0, 2, NULL},
         {NULL, "--profile", ARG_FLAG, &o->profile, "with --bench: per-kernel time shares of one more step (CUPTI)", 0, 0, NULL},
+        {NULL, "--spike-z", ARG_FLOAT, &o->spike_z, "log a spike event when loss or grad norm is this many std above the last 50 steps (0: off)", 0, 1e9, NULL},
         {NULL, "--nan-policy", ARG_CHOICE, &o->nan_policy, "non-finite loss/grad: skip the step or stop", 0, 0, NAN_POLICY_CHOICES},
         {NULL, "--task", ARG_CHOICE, &o->task, "training data: token shards, MQAR recall, synthetic", 0, 0, TASK_CHOICES},
     };

@@ -197,4 +197,34 @@ static inline void progress_print(FILE* f, const LogStep* s, long long total_ste
     fflush(f);
 }
 
+/* Spike detector: the z-score of a value (loss, grad norm) against the mean and standard deviation of the
+ * previous `window` finite values, so a sudden jump is logged as an event instead of passing unnoticed.
+ * Non-finite values are not added (the NaN guard reports those). Returns 0 until 8 values are in. */
+#define SPIKE_MAX_WINDOW 256
+typedef struct {
+    double v[SPIKE_MAX_WINDOW];
+    int window, n, head;
+} SpikeDetector;
+
+static inline void spike_init(SpikeDetector* d, int window) {
+    memset(d, 0, sizeof *d);
+    d->window = window < 2 ? 2 : (window > SPIKE_MAX_WINDOW ? SPIKE_MAX_WINDOW : window);
+}
+static inline double spike_update(SpikeDetector* d, double x) {
+    if (!isfinite(x)) return 0.0;
+    double z = 0.0;
+    if (d->n >= 8) {
+        double mean = 0.0, var = 0.0;
+        for (int i = 0; i < d->n; i++) mean += d->v[i];
+        mean /= d->n;
+        for (int i = 0; i < d->n; i++) var += (d->v[i] - mean) * (d->v[i] - mean);
+        double sd = sqrt(var / (d->n - 1));
+        z = (x - mean) / (sd > 1e-12 * fabs(mean) + 1e-12 ? sd : 1e-12 * fabs(mean) + 1e-12);
+    }
+    d->v[d->head] = x;
+    d->head = (d->head + 1) % d->window;
+    if (d->n < d->window) d->n++;
+    return z;
+}
+
 #endif /* COMMON_LOGGER_H */

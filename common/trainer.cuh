@@ -551,6 +551,9 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
     signal(SIGTERM, on_stop_signal);
     double peak = peak_bf16_tflops_device(0);
     long long steps = o->steps;
+    SpikeDetector spike_loss, spike_norm;
+    spike_init(&spike_loss, 50);
+    spike_init(&spike_norm, 50);
     for (long long step = start; step < steps; step++) {
         int last = step == steps - 1;
         if (d->has_val && o->val_every > 0 && (step % o->val_every == 0 || last)) {
@@ -580,6 +583,14 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
             logger_event(&lg, step, "skip_nan", "loss %g grad norm %g: update skipped", loss, (double)norm);
             printf("step %lld: non-finite loss (%g) or grad norm (%g): the update was skipped\n", step + 1, loss, (double)norm);
             if (o->nan_policy == NAN_STOP) die("stopping at step %lld on a non-finite loss/grad norm (--nan-policy stop)", step + 1);
+        }
+        if (o->spike_z > 0) {
+            double zl = spike_update(&spike_loss, loss), zn = spike_update(&spike_norm, norm);
+            if (zl > o->spike_z || zn > o->spike_z) {
+                logger_event(&lg, step, "spike", "loss %g (z %.1f), grad norm %g (z %.1f) against the last 50 steps", loss, zl,
+                             (double)norm, zn);
+                printf("step %lld: spike: loss %.4f (z %.1f), grad norm %.4f (z %.1f)\n", step + 1, loss, zl, (double)norm, zn);
+            }
         }
         LogStep ls = logstep_empty(step);
         ls.loss = loss; ls.lr = lr; ls.grad_norm = norm; ls.ms = 1e3 * dt;

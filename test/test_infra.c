@@ -480,6 +480,24 @@ static int cmp_desc(const void* a, const void* b) {
     return (x < y) - (x > y);
 }
 
+static void test_spike(void) {
+    SpikeDetector d;
+    spike_init(&d, 50);
+    int early = 0, false_alarm = 0;
+    for (int i = 0; i < 100; i++) {
+        double x = 3.0 - 0.001 * i + 0.01 * ((i * 7919) % 13 - 6) / 6.0;   /* slowly falling, noisy */
+        double z = spike_update(&d, x);
+        if (i < 8 && z != 0.0) early = 1;
+        if (z > 6.0 || z < -6.0) false_alarm = 1;
+    }
+    check(!early, "spike_warmup", "z-score reported before 8 values");
+    check(!false_alarm, "spike_no_false_alarm", "a smooth noisy series raised |z| > 6");
+    double z = spike_update(&d, 4.0);
+    check(z > 20.0, "spike_detects_jump", "a jump from ~2.9 to 4.0 gave z = %.2f", z);
+    double zn = spike_update(&d, NAN);
+    check(zn == 0.0 && d.n == 50, "spike_ignores_nonfinite", "NaN gave z = %g, window count %d", zn, d.n);
+}
+
 static void test_sampler(void) {
     Rng r = rng_seed(42);
     enum { N = 1000 };
@@ -550,6 +568,7 @@ int main(void) {
     test_schedule();
     test_checkpoint();
     test_logger();
+    test_spike();
     test_sampler();
     test_mfu();
     char cmd[400];
