@@ -338,6 +338,10 @@ typedef struct {
     int resume;                  /* 1: continue from the newest checkpoint in out_dir */
     const char* export_hf;       /* write --load's weights as a Hugging Face directory, then exit (no GPU) */
     const char* init_hf;         /* start from the weights of a Hugging Face directory */
+    const char* sample_path;     /* generate text from this checkpoint, then exit */
+    const char* prompt;          /* text the generation continues */
+    float temperature;
+    int top_k;
     int log_every;
     /* reproducibility, performance, diagnostics */
     long long seed;
@@ -371,7 +375,7 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
     o->ckpt_every = 500; o->keep = 3; o->load_path = NULL; o->resume = 0; o->log_every = 1;
     o->seed = 1337; o->deterministic = 1;
     o->bench = 0; o->bench_steps = 20; o->warmup_bench = 5;
-    o->recompute = 0; o->profile = 0; o->nan_policy = NAN_SKIP; o->spike_z = 6.0f; o->task = TASK_LM;
+    o->recompute = 0; o->profile = 0; o->nan_policy = NAN_SKIP; o->spike_z = 6.0f; o->temperature = 1.0f; o->top_k = 40; o->task = TASK_LM;
     o->grad_accum = 1;
     const ArgSpec rows[] = {
         {"-i", "--train", ARG_STR, &o->train_pattern, "training token shards (glob)", 0, 0, NULL},
@@ -413,6 +417,10 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
         {NULL, "--warmup-bench", ARG_INT, &o->warmup_bench, "untimed warm-up steps in --bench", 0, 1e6, NULL},
         {NULL, "--recompute", ARG_INT, &o->recompute, "activation recomputation: 0 none, 1 cheap, 2 max", 0, 2, NULL},
         {NULL, "--profile", ARG_FLAG, &o->profile, "with --bench: per-kernel time shares of one more step (CUPTI)", 0, 0, NULL},
+        {NULL, "--sample", ARG_STR, &o->sample_path, "generate -g tokens from this checkpoint after --prompt, then exit", 0, 0, NULL},
+        {NULL, "--prompt", ARG_STR, &o->prompt, "text that --sample continues (default: an end-of-text token)", 0, 0, NULL},
+        {NULL, "--temperature", ARG_FLOAT, &o->temperature, "sampling temperature (0: greedy)", 0, 100, NULL},
+        {NULL, "--top-k", ARG_INT, &o->top_k, "sample among the k most likely tokens (0: all)", 0, 1 << 24, NULL},
         {NULL, "--spike-z", ARG_FLOAT, &o->spike_z, "log a spike event when loss or grad norm is this many std above the last 50 steps (0: off)", 0, 1e9, NULL},
         {NULL, "--nan-policy", ARG_CHOICE, &o->nan_policy, "non-finite loss/grad: skip the step or stop", 0, 0, NAN_POLICY_CHOICES},
         {NULL, "--task", ARG_CHOICE, &o->task, "training data: token shards, MQAR recall, synthetic", 0, 0, TASK_CHOICES},

@@ -614,12 +614,13 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
 }
 
 /* ------------------------------------------------------------------ main */
-/* Checks the checkpoint a run would start from (--load, or the newest one under --out with --resume)
+/* Checks the checkpoint a run would start from (--sample, --load, or the newest under --out with --resume)
  * against the configured model before the GPU is touched: wrong model kind or config -> one clear line. */
 static void precheck_checkpoint(const TrainOptions* o, const char* model, const CkptHeader* cfg) {
     char path[4200], err[512];
     const char* p = NULL;
-    if (o->load_path) p = o->load_path;
+    if (o->sample_path) p = o->sample_path;
+    else if (o->load_path) p = o->load_path;
     else if (o->resume && ckpt_find_latest(o->out_dir, path, sizeof path) >= 0) p = path;
     if (!p) return;
     CkptHeader file, want = *cfg;
@@ -724,6 +725,29 @@ static void trainer_upload_hf(ModelHandle* h, float* host, size_t total, const c
     printf("initialised the weights from %s\n", dir);
 }
 
+/* --sample CKPT: load the weights, encode --prompt, generate -g tokens with recurrent decoding, print them. */
+static void run_sample(ModelHandle* h, const TrainOptions* o, TrainData* d, const CkptHeader* hd, cudaStream_t s) {
+    checkpoint_load(h, o->sample_path, hd, 0);
+    const char* text = o->prompt ? o->prompt : "";
+    size_t len = strlen(text);
+    int32_t* ids = (int32_t*)malloc_check(sizeof(int32_t) * (len + 1));
+    ids[0] = d->tok.eot;   /* documents start after an end-of-text token, as in the shards */
+    long long n = tokenizer_encode(&d->tok, text, len, ids + 1);
+    if (n < 0) die("out of memory encoding the prompt");
+    int* prompt = (int*)malloc_check(sizeof(int) * (size_t)(n + 1));
+    for (long long i = 0; i <= n; i++) prompt[i] = ids[i];
+    int* out = (int*)malloc_check(sizeof(int) * (size_t)(o->gen_tokens > 0 ? o->gen_tokens : 1));
+    Rng rng = rng_seed((uint64_t)o->seed);
+    double tps = generate(h, NULL, prompt, (int)n + 1, out, o->gen_tokens, d->vocab, o->temperature, o->top_k, &rng, s);
+    size_t cap = (size_t)o->gen_tokens * 64 + 16;
+    char* gen = (char*)malloc_check(cap);
+    long long nb = tokenizer_decode(&d->tok, (const int32_t*)out, (size_t)o->gen_tokens, gen, cap, "<|eot|>");
+    fwrite(text, 1, len, stdout);
+    if (nb > 0) fwrite(gen, 1, (size_t)nb, stdout);
+    printf("\n---- %d tokens after a %lld-token prompt, %.0f tokens/s (recurrent decoding) ----\n", o->gen_tokens, n, tps);
+    free(ids); free(prompt); free(out); free(gen);
+}
+
 static int trainer_main(int argc, char** argv, const ModelDef* def) {
     double t_launch = wall_seconds();
     TrainOptions o;
@@ -738,12 +762,22 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     if (o.export_hf) return trainer_export_hf(def, &o);
     TrainData d;
     memset(&d, 0, sizeof d);
-    if (!o.bench) data_resolve(&d, &o);
-    CkptHeader cfg;
+    CkptHeader cfg, sample_hd;
     memset(&cfg, 0, sizeof cfg);
-    def->configure(o.bench ? 0 : d.vocab, o.bench, &cfg);
-    if (!o.bench) data_open(&d, &o, B, T);
-    precheck_checkpoint(&o, def->name, &cfg);
+    if (o.sample_path) { /* generation only: the tokenizer gives the vocabulary, the checkpoint must match */
+        if (!file_exists(o.sample_path)) die("--sample %s: no such file", o.sample_path);
+        if (tokenizer_load(&d.tok, o.tokenizer_path, err, sizeof err) != 0) die("--sample needs the tokenizer: %s", err);
+        d.has_tok = 1;
+        d.vocab = d.tok.vocab_size;
+        def->configure(d.vocab, 0, &cfg);
+        precheck_checkpoint(&o, def->name, &cfg);
+        B = T = 1;
+    } else {
+        if (!o.bench) data_resolve(&d, &o);
+        def->configure(o.bench ? 0 : d.vocab, o.bench, &cfg);
+        if (!o.bench) data_open(&d, &o, B, T);
+        precheck_checkpoint(&o, def->name, &cfg);
+    }
     size_t hf_total = 0;
     float* hf_init = o.init_hf ? trainer_read_hf(def, o.init_hf, &cfg, &hf_total) : NULL;
 
@@ -759,8 +793,15 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     h.cfg = cfg;
     def->create(&h, B, T, o.recompute, (uint64_t)o.seed);
     if (hf_init) trainer_upload_hf(&h, hf_init, hf_total, o.init_hf);
-    print_startup(&h, &o, B, T);
     cudaStream_t s = 0;
+    if (o.sample_path) {
+        sample_hd = checkpoint_check(&h, o.sample_path);
+        run_sample(&h, &o, &d, &sample_hd, s);
+        handle_free(&h);
+        matmul_free();
+        return 0;
+    }
+    print_startup(&h, &o, B, T);
     if (o.bench) run_bench(&h, &o, B, T, t_launch, s);
     else train_loop(&h, &o, &d, B, T, t_launch, s);
     handle_free(&h);

@@ -50,6 +50,9 @@ for m in gla mamba; do
     expect "$m shard shorter than a sequence" "short_000.bin" $bin -i "$tmp/short_*.bin" --tokenizer "$tmp/tok.bin" -j none -t 4096
     printf 'garbage' >"$tmp/badtok.bin"
     expect "$m unreadable tokenizer" "badtok.bin" $bin -i "$tmp/data/train_*.bin" --tokenizer "$tmp/badtok.bin"
+    expect "$m --sample missing checkpoint" "no such file" $bin --sample "$tmp/none.bin" --tokenizer "$tmp/tok.bin"
+    expect "$m --sample without tokenizer" "needs the tokenizer" $bin --sample "$train" --tokenizer "$tmp/none.bin"
+    expect "$m --sample on a file that is not a checkpoint" "not a checkpoint" $bin --sample "$train" --tokenizer "$tmp/tok.bin"
 done
 # heads that do not divide, checked before the GPU
 expect "gla heads do not divide" "divide" ./train_gla -H 7 -i "$tmp/data/train_*.bin" --tokenizer "$tmp/tok.bin"
