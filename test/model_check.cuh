@@ -50,8 +50,10 @@ static inline int load_ref_params(const ParamTable* pt, ParamBuffers* pb, double
 
 /* tolerance per tensor, relative error norm: bf16 activations carry ~2^-9 relative rounding per stored
  * tensor, a few dozen such roundings stack up along a path through two layers, and bf16 matrix inputs
- * to weight gradients add the same again; 3e-2 leaves margin over the ~5e-3..1e-2 this typically gives,
- * while any wrong formula lands at O(1). */
+ * to weight gradients add the same again, while any wrong formula lands at O(1). Measured on the H200
+ * (2026-11-29), the worst tensors were GLA's forget-gate bias gk1_b at 2.0-2.2e-2 (a sum over every token
+ * of terms derived from the bf16 chunked-GLA gradients, so it collects the most rounding) and Mamba's
+ * w_dt / w_x at 0.9-1.3e-2; 3e-2 is one tolerance for every tensor above those. */
 #define GRAD_TOL 3e-2
 #define LOSS_TOL 2e-3
 #define LOGIT_TOL 2e-2
@@ -218,7 +220,9 @@ static inline int check_model_case(ModelHandle* h, const RefLayout* rl, double* 
     int* tg = (int*)malloc_check(sizeof(int) * (size_t)M);
     Rng r = rng_seed(3);
     for (int i = 0; i < M; i++) ids[i] = (int)rng_below(&r, (uint32_t)Vc);
-    for (int i = 0; i < M; i++) tg[i] = (i % T == T - 1 || rng_uniform(&r) < 0.1) ? -1 : ids[i + 1];
+    /* next tokens, a random token at each sequence end (so T = 1 still has targets), ~10% ignored */
+    for (int i = 0; i < M; i++)
+        tg[i] = rng_uniform(&r) < 0.1 ? -1 : (i % T == T - 1 ? (int)rng_below(&r, (uint32_t)Vc) : ids[i + 1]);
     double* ref_logits = (double*)malloc_check(sizeof(double) * (size_t)M * Vc);
     double* ref_losses = (double*)malloc_check(sizeof(double) * (size_t)M);
     ref(ref_cfg, params, grads, ids, tg, B, T, ref_logits);
