@@ -286,6 +286,36 @@ static inline void ckpt_fsync_dir_(const char* path) {
     if (fd >= 0) { (void)fsync(fd); close(fd); }
 }
 
+/* Atomic replacement of a file, for every file the project writes that a user keeps (checkpoints, Hugging
+ * Face exports): write <path>.tmp (ckpt_open_tmp_), then ckpt_commit_tmp_ flushes, fsyncs and closes it,
+ * renames it over path and fsyncs the directory, so a crash leaves the old file or the new one, never a
+ * torn one. Both return NULL / 1 with err set; a failed commit removes the .tmp. */
+static inline FILE* ckpt_open_tmp_(const char* path, char* tmp, size_t cap, char* err, size_t errlen) {
+    if (snprintf(tmp, cap, "%s.tmp", path) >= (int)cap) {
+        ckpt_errf(err, errlen, "path too long: %s", path);
+        return NULL;
+    }
+    FILE* f = fopen(tmp, "wb");
+    if (!f) ckpt_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+    return f;
+}
+static inline int ckpt_commit_tmp_(FILE* f, const char* tmp, const char* path, char* err, size_t errlen) {
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad) {
+        ckpt_errf(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(errno));
+        remove(tmp);
+        return 1;
+    }
+    if (rename(tmp, path) != 0) {
+        ckpt_errf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        remove(tmp);
+        return 1;
+    }
+    ckpt_fsync_dir_(path);
+    return 0;
+}
+
 /* Writes a checkpoint atomically (path.tmp, fsync, rename, fsync dir). Returns 0, or 1 with err set. */
 static inline int ckpt_write(const char* path, const CkptHeader* h, const CkptSection* sec, int nsec, char* err,
                              size_t errlen) {
@@ -301,10 +331,6 @@ static inline int ckpt_write(const char* path, const CkptHeader* h, const CkptSe
     FILE* f = NULL;
     int rc = 1;
     if (!tab || !head) { ckpt_errf(err, errlen, "checkpoint %s: out of host memory", path); goto done; }
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        ckpt_errf(err, errlen, "checkpoint path too long: %s", path);
-        goto done;
-    }
     {
         uint64_t off = ckpt_align_(head_bytes);
         for (int i = 0; i < nsec; i++) {
@@ -326,8 +352,8 @@ static inline int ckpt_write(const char* path, const CkptHeader* h, const CkptSe
         }
         uint64_t file_bytes = nsec ? tab[nsec - 1].offset + tab[nsec - 1].bytes : head_bytes;
         ckpt_pack_header_(h, tab, nsec, file_bytes, head);
-        f = fopen(tmp, "wb");
-        if (!f) { ckpt_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno)); goto done; }
+        f = ckpt_open_tmp_(path, tmp, sizeof tmp, err, errlen);
+        if (!f) goto done;
         static const unsigned char zeros[CKPT_ALIGN] = {0};
         uint64_t pos = head_bytes;
         if (ckpt_fwrite_all_(f, head, head_bytes)) goto io_error;
@@ -336,22 +362,15 @@ static inline int ckpt_write(const char* path, const CkptHeader* h, const CkptSe
             if (ckpt_fwrite_all_(f, sec[i].data, sec[i].bytes)) goto io_error;
             pos = tab[i].offset + tab[i].bytes;
         }
-        if (fflush(f) != 0 || fsync(fileno(f)) != 0) goto io_error;
-        if (fclose(f) != 0) { f = NULL; goto io_error; }
+        FILE* full = f;
         f = NULL;
-        if (rename(tmp, path) != 0) {
-            ckpt_errf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-            goto done;
-        }
-        ckpt_fsync_dir_(path);
-        rc = 0;
+        if (ckpt_commit_tmp_(full, tmp, path, err, errlen) == 0) rc = 0;
         goto done;
     }
 io_error:
     ckpt_errf(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(errno));
 done:
-    if (f) fclose(f);
-    if (rc != 0) remove(tmp);
+    if (f) { fclose(f); remove(tmp); }
     free(tab);
     free(head);
     return rc;

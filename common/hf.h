@@ -634,9 +634,8 @@ static inline int hf_st_write(const char* path, const HfWriteTensor* t, int n, H
     uint16_t* conv = NULL;
     int rc = 1;
     if (h.oom) { ckpt_errf(err, errlen, "%s: out of host memory", path); goto done; }
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) { ckpt_errf(err, errlen, "path too long: %s", path); goto done; }
-    f = fopen(tmp, "wb");
-    if (!f) { ckpt_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno)); goto done; }
+    f = ckpt_open_tmp_(path, tmp, sizeof tmp, err, errlen);
+    if (!f) goto done;
     {
         uint64_t hl = (uint64_t)h.len;
         unsigned char le[8];
@@ -655,19 +654,15 @@ static inline int hf_st_write(const char* path, const HfWriteTensor* t, int n, H
                 if (ckpt_fwrite_all_(f, conv, m * 2)) goto io_error;
             }
         }
-        if (fflush(f) != 0 || fsync(fileno(f)) != 0) goto io_error;
-        int cr = fclose(f);
+        FILE* full = f;
         f = NULL;
-        if (cr != 0) goto io_error;
-        if (rename(tmp, path) != 0) { ckpt_errf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno)); goto done; }
-        rc = 0;
+        if (ckpt_commit_tmp_(full, tmp, path, err, errlen) == 0) rc = 0;
         goto done;
     }
 io_error:
     ckpt_errf(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(errno));
 done:
-    if (f) fclose(f);
-    if (rc != 0) remove(tmp);
+    if (f) { fclose(f); remove(tmp); }
     free(conv);
     free(h.s);
     return rc;
@@ -1085,18 +1080,15 @@ static const HfModelSpec hf_mamba_spec = {
 
 static inline int hf_write_text_(const char* path, const char* text, size_t n, char* err, size_t errlen) {
     char tmp[4300];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) { ckpt_errf(err, errlen, "path too long: %s", path); return 1; }
-    FILE* f = fopen(tmp, "wb");
-    if (!f) { ckpt_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno)); return 1; }
-    int bad = fwrite(text, 1, n, f) != n;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        ckpt_errf(err, errlen, "writing %s failed: %s", path, strerror(errno));
+    FILE* f = ckpt_open_tmp_(path, tmp, sizeof tmp, err, errlen);
+    if (!f) return 1;
+    if (ckpt_fwrite_all_(f, text, n)) {
+        ckpt_errf(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(errno));
+        fclose(f);
         remove(tmp);
         return 1;
     }
-    return 0;
+    return ckpt_commit_tmp_(f, tmp, path, err, errlen);
 }
 
 /* Writes dir/model.safetensors and dir/config.json (dir must exist) from the flat fp32 buffer
