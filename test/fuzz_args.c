@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "fuzz_seed.h"
 #include "args.h"
 
 #define MAX_ARGS 64
@@ -177,31 +178,13 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 }
 
 static void write_seed(const char* dir, const char* name, const char* data, size_t n) {
-    char p[4096];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE* f = fopen(p, "wb");
-    if (!f) return;
-    fwrite(data, 1, n, f);
-    fclose(f);
+    fuzz_write_seed(dir, name, NULL, 0, data, n);
 }
 
 /* Seeds the first corpus directory on the command line when it is empty: realistic command lines. */
 int LLVMFuzzerInitialize(int* argc, char*** argv) {
-    const char* dir = NULL;
-    for (int i = 1; i < *argc && !dir; i++) {
-        const char* a = (*argv)[i];
-        struct stat st;
-        if (a[0] != '-' && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) dir = a;
-    }
+    const char* dir = fuzz_empty_corpus_dir(*argc, *argv);
     if (!dir) return 0;
-    DIR* d = opendir(dir);
-    if (!d) return 0;
-    int empty = 1;
-    struct dirent* e;
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
-    closedir(d);
-    if (!empty) return 0;
     /* sizeof - 1: the literal's own terminating NUL is not part of the input */
     static const char s1[] = "\x00\x00-b\0" "4\0-t\0" "128\0--lr=1e-3\0--schedule\0wsd\0--bench\0"
                              "--model\0small\0-D=256";

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "fuzz_seed.h"
 #include "checkpoint.h"
 
 /* ---- per-process scratch paths ---------------------------------------------------------------- */
@@ -354,34 +355,16 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
 }
 
+/* a seed is the mode byte (see LLVMFuzzerTestOneInput) followed by the payload */
 static void write_seed(const char* dir, const char* name, unsigned char mode, const void* data, size_t n) {
-    char p[4096];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE* f = fopen(p, "wb");
-    if (!f) return;
-    fputc(mode, f);
-    if (n) fwrite(data, 1, n, f);
-    fclose(f);
+    fuzz_write_seed(dir, name, &mode, 1, data, n);
 }
 
 /* Seeds the first corpus directory on the command line when it is empty: checkpoints as ckpt_write
  * makes them (as they are, and in repaired mode), a round-trip input and a file name. */
 int LLVMFuzzerInitialize(int* argc, char*** argv) {
-    const char* dir = NULL;
-    for (int i = 1; i < *argc && !dir; i++) {
-        const char* a = (*argv)[i];
-        struct stat st;
-        if (a[0] != '-' && stat(a, &st) == 0 && S_ISDIR(st.st_mode)) dir = a;
-    }
+    const char* dir = fuzz_empty_corpus_dir(*argc, *argv);
     if (!dir) return 0;
-    DIR* d = opendir(dir);
-    if (!d) return 0;
-    int empty = 1;
-    struct dirent* e;
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
-    closedir(d);
-    if (!empty) return 0;
 
     CkptHeader* h = (CkptHeader*)malloc(sizeof(CkptHeader));
     fuzz_want(h);
