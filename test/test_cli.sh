@@ -14,16 +14,7 @@ for i in $(seq 1 400); do echo "line $i: the quick brown fox jumps over the lazy
 mkdir -p "$tmp/data"; ./data/bpe encode -t "$tmp/tok.bin" -o "$tmp/data" --val-fraction 0.1 "$tmp/text.txt" >/dev/null 2>&1 || echo "FAIL setup: data/bpe encode"
 train=$(ls "$tmp"/data/train_*.bin | head -n 1)
 
-# expect NAME PATTERN CMD...: non-zero exit (not a crash), stderr matches PATTERN
-expect() {
-    local name="$1" pat="$2"; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ $rc -eq 0 ]; then echo "FAIL $name: exit 0, expected an error"; return; fi
-    if [ $rc -gt 128 ]; then echo "FAIL $name: crashed (signal $((rc - 128)))"; return; fi
-    if ! grep -qE -- "$pat" "$tmp/err"; then echo "FAIL $name: message does not match /$pat/: $(head -c 300 "$tmp/err")"; return; fi
-    echo "PASS $name: $(head -n 1 "$tmp/err" | cut -c1-110)"
-}
+source test/lib.sh   # expect
 
 for m in gla mamba; do
     bin=./train_$m

@@ -14,16 +14,7 @@ for bin in test/test_hf train_gla train_mamba; do
     [ -x "$bin" ] || { echo "FAIL $bin is not built (run make)"; exit 1; }
 done
 
-# expect NAME PATTERN CMD...: non-zero exit (not a crash), stderr matches PATTERN
-expect() {
-    local name="$1" pat="$2"; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$?
-    if [ $rc -eq 0 ]; then echo "FAIL $name: exit 0, expected an error"; return; fi
-    if [ $rc -gt 128 ]; then echo "FAIL $name: crashed (signal $((rc - 128)))"; return; fi
-    if ! grep -qE -- "$pat" "$tmp/err"; then echo "FAIL $name: message does not match /$pat/: $(head -c 300 "$tmp/err")"; return; fi
-    echo "PASS $name: $(head -n 1 "$tmp/err" | cut -c1-110)"
-}
+source test/lib.sh   # expect
 
 # the model flags that describe test_hf mkckpt's tiny models
 gla_flags=(--vocab 61 -D 32 -L 2 -H 2 --expand-k 0.5 --expand-v 1 --mlp 48 --tied 0)

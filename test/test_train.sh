@@ -19,9 +19,7 @@ echo "data: $what"
 # losses STEP-RANGE from a log.jsonl: "step loss" lines (training records only)
 losses() { grep -o '"step":[0-9]*,"loss":[^,}]*' "$1/log.jsonl" | sed 's/"step":\([0-9]*\),"loss":\(.*\)/\1 \2/'; }
 
-check() { # name condition-exit-status message
-    if [ "$2" -eq 0 ]; then echo "PASS $1"; else echo "FAIL $1: $3"; fi
-}
+source test/lib.sh   # check
 
 for model in gla mamba; do
     bin=./train_$model
