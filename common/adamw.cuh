@@ -33,6 +33,7 @@
 struct AdamWArgs {
     float lr, beta1, beta2, eps, wd, bc1, bc2; /* bc = 1 - beta^t */
     uint32_t seed, t;
+    uint64_t index0;   /* noise index of element 0 (a shard of a range continues the range's noise) */
 };
 
 __device__ inline void adamw_one_(float& p, float& m, float& v, bf16& copy, float g, const AdamWArgs& a, uint32_t key,
@@ -55,7 +56,7 @@ adamw_kernel_vec(float* master, bf16* copy, const float* grad, float* m, float* 
         const size_t i = q * 4;
         f128 g = load128cs(grad + i), mm = load128cs(m + i), vv = load128cs(v + i), p = load128cs(master + i);
         bf16 c[4];
-        for (int k = 0; k < 4; k++) adamw_one_(p[k], mm[k], vv[k], c[k], g[k] * scale, a, key, i + k);
+        for (int k = 0; k < 4; k++) adamw_one_(p[k], mm[k], vv[k], c[k], g[k] * scale, a, key, a.index0 + i + k);
         store128cs(m + i, mm);
         store128cs(v + i, vv);
         store128cs(master + i, p);
@@ -71,7 +72,7 @@ adamw_kernel_scalar(float* master, bf16* copy, const float* grad, float* m, floa
     if (!isfinite(scale)) return;
     const uint32_t key = hash_u32(a.t, a.seed);
     for (size_t i = start + (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        adamw_one_(master[i], m[i], v[i], copy[i], grad[i] * scale, a, key, i);
+        adamw_one_(master[i], m[i], v[i], copy[i], grad[i] * scale, a, key, a.index0 + i);
 }
 
 static inline int adamw_grid_(size_t work) {
@@ -82,10 +83,11 @@ static inline int adamw_grid_(size_t work) {
 
 /* master, m, v [n] fp32 updated; copy [n] bf16 written; grad [n] fp32 read. t >= 1 is the step number
  * (bias correction) and enters the rounding noise; pass a different seed per call when a step updates
- * several ranges (the noise index is the position inside this call). */
-static inline void adamw_update(float* master, bf16* copy, const float* grad, float* m, float* v, size_t n, float lr,
-                                float beta1, float beta2, float eps, float wd, const float* grad_scale_dev, int t,
-                                unsigned seed, cudaStream_t s) {
+ * several ranges (the noise index is index0 + the position inside this call, so updating a range in
+ * pieces, as ZeRO-1 shards do, gives the same bits as updating it whole). */
+static inline void adamw_update_at(float* master, bf16* copy, const float* grad, float* m, float* v, size_t n, float lr,
+                                   float beta1, float beta2, float eps, float wd, const float* grad_scale_dev, int t,
+                                   unsigned seed, size_t index0, cudaStream_t s) {
     if (t < 1) die("adamw_update: step t must be >= 1 (got %d)", t);
     if (n == 0) return;
     AdamWArgs a;
@@ -94,6 +96,7 @@ static inline void adamw_update(float* master, bf16* copy, const float* grad, fl
     a.bc2 = (float)(1.0 - pow((double)beta2, (double)t));
     a.seed = (uint32_t)seed;
     a.t = (uint32_t)t;
+    a.index0 = index0;
     uintptr_t al = (uintptr_t)master | (uintptr_t)grad | (uintptr_t)m | (uintptr_t)v | ((uintptr_t)copy << 1);
     size_t done = 0;
     if ((al & 15) == 0 && n >= 4) {
@@ -107,6 +110,12 @@ static inline void adamw_update(float* master, bf16* copy, const float* grad, fl
                                                                             grad_scale_dev, a);
         CUDA_KERNEL_CHECK();
     }
+}
+
+static inline void adamw_update(float* master, bf16* copy, const float* grad, float* m, float* v, size_t n, float lr,
+                                float beta1, float beta2, float eps, float wd, const float* grad_scale_dev, int t,
+                                unsigned seed, cudaStream_t s) {
+    adamw_update_at(master, copy, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale_dev, t, seed, 0, s);
 }
 
 /* ---------------- global norm, clip factor, non-finite flag ---------------- */

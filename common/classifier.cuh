@@ -1,5 +1,6 @@
 /*
- * classifier.cuh — the language-model head fused with softmax cross-entropy, forward and backward.
+ * classifier.cuh — the language-model head fused with softmax cross-entropy, forward and backward; and
+ * the head's argmax per scored row (classifier_argmax: recall accuracy of the MQAR task, same chunking).
  *
  * Why chunked: fp32 logits for a whole batch (M = 32768 tokens x Vc = 32000) would be 4 GiB. We walk the
  * rows in chunks; per chunk the bf16 logits [rows, Vc] live in one scratch buffer, which a single
@@ -15,6 +16,7 @@
 #ifndef COMMON_CLASSIFIER_CUH
 #define COMMON_CLASSIFIER_CUH
 
+#include <limits.h>
 #include <math.h>
 #include "matmul.cuh"
 
@@ -114,24 +116,106 @@ static inline void classifier_ce(bf16* logits, int ld, float* losses, const int*
     CUDA_KERNEL_CHECK();
 }
 
+/* What every entry point refuses: an empty shape, and a scratch buffer the 16-byte row loads cannot use. */
+static inline void classifier_check_args_(int M, int D, int Vc, const bf16* scratch) {
+    if (M <= 0 || D <= 0 || Vc <= 0) die("classifier: bad shape M=%d D=%d Vc=%d", M, D, Vc);
+    if (((uintptr_t)scratch & 15) != 0) die("classifier: scratch must be 16-byte aligned");
+}
+
+/* logits [rows, ld] bf16 = y [rows, D] W^T, W [Vc, D]; ld = classifier_padded_vocab(Vc) */
+static inline void classifier_logits_(bf16* logits, const bf16* y, const bf16* W, int rows, int D, int Vc, cudaStream_t s) {
+    matmul(logits, 0, classifier_padded_vocab(Vc), y, D, 0, W, D, 1, rows, Vc, D, 1.0f, 0.0f, s);
+}
+
 /* losses[M] fp32 written; dy[M,D] bf16 written and dW[Vc,D] fp32 += (both NULL: forward only, e.g. validation).
  * y [M,D] bf16 (final-norm output), W [Vc,D] bf16 (lm_head or tied embedding), targets [M] (-1 = ignore).
  * dloss = d(total loss)/d(losses[i]), e.g. 1/(n_valid * grad_accum). scratch: classifier_scratch_elems(M,Vc) bf16. */
 static inline void classifier_forward_backward(float* losses, bf16* dy, float* dW, const bf16* y, const bf16* W,
                                                const int* targets, float dloss, int M, int D, int Vc, bf16* scratch,
                                                cudaStream_t s) {
-    if (M <= 0 || D <= 0 || Vc <= 0) die("classifier: bad shape M=%d D=%d Vc=%d", M, D, Vc);
-    if (((uintptr_t)scratch & 15) != 0) die("classifier: scratch must be 16-byte aligned");
+    classifier_check_args_(M, D, Vc, scratch);
     const int ld = classifier_padded_vocab(Vc);
     const int chunk = classifier_chunk_rows(M, Vc);
     const int grad = dy != NULL || dW != NULL;
     for (int r0 = 0; r0 < M; r0 += chunk) {
         const int rows = M - r0 < chunk ? M - r0 : chunk;
         const bf16* yc = y + (size_t)r0 * D;
-        matmul(scratch, 0, ld, yc, D, 0, W, D, 1, rows, Vc, D, 1.0f, 0.0f, s);           /* logits = y W^T */
+        classifier_logits_(scratch, yc, W, rows, D, Vc, s);
         classifier_ce(scratch, ld, losses + r0, targets + r0, rows, Vc, dloss, grad, s);
         if (dy) matmul(dy + (size_t)r0 * D, 0, D, scratch, ld, 0, W, D, 0, rows, D, Vc, 1.0f, 0.0f, s); /* dlogits W */
         if (dW) matmul(dW, 1, D, scratch, ld, 1, yc, D, 0, Vc, D, rows, 1.0f, 1.0f, s);                /* += dlogits^T y */
+    }
+}
+
+/* ---- argmax (recall accuracy: MQAR) ---------------------------------------------------------- */
+#define CLASSIFIER_ARGMAX_THREADS 256
+
+/* (value, index) candidates: the larger value wins, the lower index on a tie, NaN never. This is a
+ * total order on the non-NaN candidates, so any reduction tree gives the same winner: deterministic
+ * without fixing the order. idx = INT_MAX marks "no candidate yet". */
+__device__ inline void argmax_merge_(float& v, int& idx, float v2, int idx2) {
+    if (v2 > v || (v2 == v && idx2 < idx)) { v = v2; idx = idx2; }
+}
+__device__ inline void argmax_warp_(float& v, int& idx) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float v2 = __shfl_xor_sync(0xffffffffu, v, o);
+        int i2 = __shfl_xor_sync(0xffffffffu, idx, o);
+        argmax_merge_(v, idx, v2, i2);
+    }
+}
+
+/* One block per row of the chunk: pred[row] = argmax over the Vc logits of logits [rows, ld] bf16
+ * (the padding columns are skipped); -1 for target < 0 (the row is not read); Vc when every logit is
+ * NaN, an index that can match no target. */
+__global__ void __launch_bounds__(CLASSIFIER_ARGMAX_THREADS)
+classifier_argmax_kernel(int* pred, const bf16* logits, int ld, const int* targets, int Vc) {
+    __shared__ float s_v[CLASSIFIER_ARGMAX_THREADS / 32];
+    __shared__ int s_i[CLASSIFIER_ARGMAX_THREADS / 32];
+    if (targets[blockIdx.x] < 0) {
+        if (threadIdx.x == 0) pred[blockIdx.x] = -1;
+        return;
+    }
+    const bf16* l = logits + (size_t)blockIdx.x * (size_t)ld;
+    float v = -INFINITY;
+    int idx = INT_MAX;
+    for (int i = threadIdx.x; i < (Vc + 7) / 8; i += blockDim.x) {
+        x128 x = load128(l + (size_t)i * 8);
+        for (int k = 0; k < 8 && i * 8 + k < Vc; k++) argmax_merge_(v, idx, bf2f(x[k]), i * 8 + k);
+    }
+    argmax_warp_(v, idx);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) { s_v[warp] = v; s_i[warp] = idx; }
+    __syncthreads();
+    if (warp != 0) return;
+    const int nw = blockDim.x / 32;
+    v = lane < nw ? s_v[lane] : -INFINITY;
+    idx = lane < nw ? s_i[lane] : INT_MAX;
+    argmax_warp_(v, idx);
+    if (lane == 0) pred[blockIdx.x] = idx == INT_MAX ? Vc : idx;
+}
+
+/* the argmax pass over one chunk of logits [rows, ld] */
+static inline void classifier_argmax_rows(int* pred, const bf16* logits, int ld, const int* targets, int rows, int Vc,
+                                          cudaStream_t s) {
+    classifier_argmax_kernel<<<rows, CLASSIFIER_ARGMAX_THREADS, 0, s>>>(pred, logits, ld, targets, Vc);
+    CUDA_KERNEL_CHECK();
+}
+
+/* pred[M] int written: for rows with targets[m] >= 0 the index of the largest of the Vc logits y W^T
+ * (ties -> lowest index), -1 elsewhere; the host counts pred == target (mqar_count_correct). Same
+ * shapes, chunking and scratch (classifier_scratch_elems(M, Vc) bf16) as classifier_forward_backward,
+ * so the fp32 logits never exist either. The argmax is over the bf16 logits the loss also sees.
+ * y [M,D] bf16, W [Vc,D] bf16, targets [M] (device). Every chunk's matmul runs even when its rows are
+ * all ignored: skipping would need the targets on the host. */
+static inline void classifier_argmax(int* pred, const bf16* y, const bf16* W, const int* targets, int M, int D, int Vc,
+                                     bf16* scratch, cudaStream_t s) {
+    classifier_check_args_(M, D, Vc, scratch);
+    const int ld = classifier_padded_vocab(Vc);
+    const int chunk = classifier_chunk_rows(M, Vc);
+    for (int r0 = 0; r0 < M; r0 += chunk) {
+        const int rows = M - r0 < chunk ? M - r0 : chunk;
+        classifier_logits_(scratch, y + (size_t)r0 * D, W, rows, D, Vc, s);
+        classifier_argmax_rows(pred + r0, scratch, ld, targets + r0, rows, Vc, s);
     }
 }
 

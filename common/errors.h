@@ -100,14 +100,17 @@ static inline const char* cuda_hint(cudaError_t e) {
     fail_at(__FILE__, __LINE__, #call, w_, "check matrix shapes/alignment (16-byte) and that the GPU is supported"); } } while (0)
 #endif
 
-#ifdef CUDNN_MAJOR
-#define CUDNN_CHECK(call) do { cudnnStatus_t s_ = (call); if (s_ != CUDNN_STATUS_SUCCESS) \
-    fail_at(__FILE__, __LINE__, #call, cudnnGetErrorString(s_), "build with USE_CUDNN=0 to use our own kernels instead"); } while (0)
-#endif
+#endif /* COMMON_ERRORS_H */
 
-#ifdef NCCL_MAJOR
+/* Outside the include guard for the same reason as CUDNN_CHECK below: nccl.h may come after errors.h. */
+#if defined(NCCL_MAJOR) && !defined(NCCL_CHECK)
 #define NCCL_CHECK(call) do { ncclResult_t r_ = (call); if (r_ != ncclSuccess) \
     fail_at(__FILE__, __LINE__, #call, ncclGetErrorString(r_), "check that every rank started and NCCL_DEBUG=INFO for details"); } while (0)
 #endif
 
-#endif /* COMMON_ERRORS_H */
+/* Outside the include guard: cudnn.h may be included after this file was first seen (a harness includes
+ * errors.h through harness.h long before common/cudnn_ops.cuh brings cudnn.h in). */
+#if defined(CUDNN_MAJOR) && !defined(CUDNN_CHECK)
+#define CUDNN_CHECK(call) do { cudnnStatus_t s_ = (call); if (s_ != CUDNN_STATUS_SUCCESS) \
+    fail_at(__FILE__, __LINE__, #call, cudnnGetErrorString(s_), "build with USE_CUDNN=0 to use our own kernels instead"); } while (0)
+#endif

@@ -69,32 +69,49 @@ static inline size_t param_count(const ParamTable* pt) {
     return n;
 }
 
-/* The device buffers of a ParamTable, all [total] elements. */
+/* Data-parallel sharding of the optimizer state (ZeRO-1, common/nccl.cuh): a process trains one model
+ * in one data-parallel group, so the sharding is a property of the process, set once by the trainer
+ * before the model allocates its buffers. One rank (the default): the shard is everything. */
+static int g_param_rank = 0, g_param_world = 1;
+static inline void param_set_sharding(int rank, int world) { g_param_rank = rank; g_param_world = world; }
+
+/* The device buffers of a ParamTable. The flat layout [total] is padded to world * shard elements
+ * (zeros) so every rank owns an equal, 64-element-aligned slice [shard_begin, shard_begin + shard). */
 typedef struct {
-    float* master;   /* fp32 weights: what AdamW updates and checkpoints store */
-    bf16* copy;      /* bf16 working copy read by matrix products */
-    float* grad;     /* fp32 gradients, accumulated over micro-steps */
-    float* m;        /* AdamW first moment */
-    float* v;        /* AdamW second moment */
-    size_t total;
+    float* master;   /* [padded] fp32 weights: what AdamW updates and checkpoints store */
+    bf16* copy;      /* [padded] bf16 working copy read by matrix products */
+    float* grad;     /* [padded] fp32 gradients, accumulated over micro-steps */
+    float* m;        /* [shard] AdamW first moment of this rank's slice */
+    float* v;        /* [shard] AdamW second moment of this rank's slice */
+    size_t total;    /* elements of the layout */
+    size_t padded, shard, shard_begin;
+    int rank, world;
 } ParamBuffers;
 
-static inline size_t param_bytes_per_element(void) { return 4 + 2 + 4 + 4 + 4; }
+/* bytes per parameter on one rank: master 4 + copy 2 + grad 4, and m, v 8 / world */
+static inline double param_bytes_per_element(void) { return 10.0 + 8.0 / g_param_world; }
 
 static inline ParamBuffers param_buffers_alloc(const ParamTable* pt) {
     ParamBuffers b;
-    size_t n = pt->total;
-    b.total = n;
+    memset(&b, 0, sizeof b);
+    b.rank = g_param_rank;
+    b.world = g_param_world;
+    b.total = pt->total;
+    b.shard = b.world == 1 ? pt->total : ((pt->total + b.world - 1) / b.world + 63) / 64 * 64;
+    b.padded = b.shard * b.world;
+    b.shard_begin = b.shard * b.rank;
+    size_t n = b.padded;
     CUDA_CHECK(cudaMalloc((void**)&b.master, n * sizeof(float)));
     CUDA_CHECK(cudaMalloc((void**)&b.copy, n * sizeof(bf16)));
     CUDA_CHECK(cudaMalloc((void**)&b.grad, n * sizeof(float)));
-    CUDA_CHECK(cudaMalloc((void**)&b.m, n * sizeof(float)));
-    CUDA_CHECK(cudaMalloc((void**)&b.v, n * sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void**)&b.m, b.shard * sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void**)&b.v, b.shard * sizeof(float)));
     /* padding between tensors must hold finite zeros: the global norm and AdamW sweep it too */
     CUDA_CHECK(cudaMemset(b.master, 0, n * sizeof(float)));
+    CUDA_CHECK(cudaMemset(b.copy, 0, n * sizeof(bf16)));
     CUDA_CHECK(cudaMemset(b.grad, 0, n * sizeof(float)));
-    CUDA_CHECK(cudaMemset(b.m, 0, n * sizeof(float)));
-    CUDA_CHECK(cudaMemset(b.v, 0, n * sizeof(float)));
+    CUDA_CHECK(cudaMemset(b.m, 0, b.shard * sizeof(float)));
+    CUDA_CHECK(cudaMemset(b.v, 0, b.shard * sizeof(float)));
     return b;
 }
 static inline void param_buffers_free(ParamBuffers* b) {

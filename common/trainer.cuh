@@ -3,6 +3,9 @@
  * validation, sampling, checkpoints, logging, the benchmark mode and the start-up report. A model
  * plugs in through ModelHandle (its tables and a step function); train_gla.cu and train_mamba.cu hold
  * only their models. Every shared kernel header is included from here.
+ * Data parallel (--gpus N, or one process per GPU under torchrun-style variables, mpirun or srun): each
+ * rank trains on its own rows of every global batch, ZeRO-1 shards the optimizer (common/nccl.cuh), and
+ * rank 0 alone logs, samples and writes checkpoints; the other ranks print nothing but errors.
  */
 #ifndef COMMON_TRAINER_CUH
 #define COMMON_TRAINER_CUH
@@ -28,6 +31,7 @@
 #include "tokenizer.h"
 #include "shard.h"
 #include "dataloader.h"
+#include "mqar.h"
 #include "tensors.cuh"
 #include "cast.cuh"
 #include "matmul.cuh"
@@ -36,6 +40,7 @@
 #include "classifier.cuh"
 #include "adamw.cuh"
 #include "profile.cuh"
+#include "nccl.cuh"
 
 /* one micro-batch: forward (and with train, backward accumulating gradients scaled by dloss) */
 typedef void (*ModelStepFn)(void* model, const int* d_ids, const int* d_targets, float dloss, int train, float* d_losses,
@@ -63,6 +68,7 @@ typedef struct {
     int D, B, T;
     int* dec_token;          /* [1] device, allocated on first use */
     bf16* dec_logits;        /* [Vc] device */
+    Dist* dist;              /* the data-parallel group (one rank: world 1) */
 } ModelHandle;
 
 /* Feeds one token to the recurrent decoder; returns the next-token logits (host, [Vc] bf16 bits). */
@@ -121,25 +127,38 @@ static void opt_state_alloc(OptState* os) {
 }
 
 /* Global-norm clipping, then AdamW over runs of consecutive tensors that share a weight-decay setting
- * (padding between tensors is zero and stays zero). Returns the grad norm (one host sync, for the log). */
+ * (padding between tensors is zero and stays zero). With several ranks (ZeRO-1, common/nccl.cuh) the
+ * gradients are first reduce-scattered, each rank updates the parts of the runs inside its slice (with
+ * the noise indices the whole run would use, so rounding matches one GPU), and the updated master and
+ * bf16 copy are all-gathered. Returns the grad norm (one host sync, for the log). */
 static float optimizer_step(ModelHandle* h, OptState* os, const TrainOptions* o, float lr, int t, cudaStream_t s) {
     ParamBuffers* pb = h->pb;
     const ParamTable* pt = h->pt;
-    global_norm_squared(os->norm2, pb->grad, pb->total, os->scratch, s);
+    Dist* d = h->dist;
+    const size_t lo = pb->shard_begin, hi = pb->shard_begin + pb->shard;
+    if (dist_multi(d)) dist_reduce_scatter_f32(d, pb->grad, pb->shard, s);
+    global_norm_squared(os->norm2, pb->grad + lo, pb->shard, os->scratch, s);
+    if (dist_multi(d)) dist_allreduce_f32(d, os->norm2, 1, s);
     clip_factor(os->scale, os->norm2, o->clip, s);
     int i = 0;
     while (i < pt->n) {
         int j = i;
         while (j + 1 < pt->n && pt->t[j + 1].decay == pt->t[i].decay) j++;
         size_t begin = pt->t[i].offset, end = pt->t[j].offset + pt->t[j].numel;
-        adamw_update(pb->master + begin, pb->copy + begin, pb->grad + begin, pb->m + begin, pb->v + begin, end - begin, lr,
-                     o->beta1, o->beta2, o->adam_eps, pt->t[i].decay ? o->wd : 0.0f, os->scale, t,
-                     (unsigned)(o->seed * 7919u + (unsigned)begin), s);
+        size_t b = begin > lo ? begin : lo, e = end < hi ? end : hi;
+        if (b < e)
+            adamw_update_at(pb->master + b, pb->copy + b, pb->grad + b, pb->m + (b - lo), pb->v + (b - lo), e - b, lr,
+                            o->beta1, o->beta2, o->adam_eps, pt->t[i].decay ? o->wd : 0.0f, os->scale, t,
+                            (unsigned)(o->seed * 7919u + (unsigned)begin), b - begin, s);
         i = j + 1;
+    }
+    if (dist_multi(d)) {
+        dist_all_gather_f32(d, pb->master, pb->shard, s);
+        dist_all_gather_bf16(d, pb->copy, pb->shard, s);
     }
     float n2;
     CUDA_CHECK(cudaMemcpyAsync(&n2, os->norm2, sizeof(float), cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
+    dist_sync(d, s, "the optimizer step");
     return sqrtf(n2);
 }
 
@@ -155,12 +174,14 @@ static void print_startup(const ModelHandle* h, const TrainOptions* o, int B, in
     printf("| parameters            | %-44zu |\n", param_count(h->pt));
     printf("| micro-batch B x T     | %-6d x %-37d |\n", B, T);
     printf("| grad accumulation     | %-44d |\n", o->grad_accum);
+    printf("| data-parallel ranks   | %-44d |\n", h->dist->world);
     printf("| FLOPs/token (train)   | %-44.4g |\n", h->flops_per_token);
     double GiB = 1073741824.0;
     size_t n = h->pb->total;
     printf("| memory: parameters    | %8.3f GiB (fp32 master + bf16 copy)          |\n", n * 6.0 / GiB);
     printf("| memory: gradients     | %8.3f GiB (fp32)                             |\n", n * 4.0 / GiB);
-    printf("| memory: optimizer     | %8.3f GiB (AdamW m, v fp32)                  |\n", n * 8.0 / GiB);
+    printf("| memory: optimizer     | %8.3f GiB (AdamW m, v fp32%-18s|\n", h->pb->shard * 8.0 / GiB,
+           h->dist->world > 1 ? ", 1/world: ZeRO-1)" : ")");
     printf("| memory: activations   | %8.3f GiB (%d buffers, one allocation)       |\n", h->at->total / GiB, h->at->n);
     printf("+-----------------------+----------------------------------------------+\n");
     fflush(stdout);
@@ -171,6 +192,12 @@ typedef struct {
     DataLoader train, val;
     int has_val;
     int synthetic;           /* no text: the built-in synthetic copy task */
+    int mqar;                /* --task mqar: rows from common/mqar.h instead of loaders */
+    MqarTask mq;
+    uint64_t mq_step;        /* the next global training step of the MQAR stream */
+    int rank, world;
+    int *d_pred, *h_pred;    /* [B*T] MQAR evaluation: argmax per query position */
+    bf16* argmax_scratch;    /* classifier_scratch_elems(B*T, Vc) */
     Tokenizer tok;
     int has_tok;
     int vocab;               /* token ids in the data are < vocab */
@@ -195,7 +222,7 @@ static int file_exists(const char* p) { struct stat st; return stat(p, &st) == 0
 static void data_resolve(TrainData* d, TrainOptions* o) {
     memset(d, 0, sizeof *d);
     if (o->task == TASK_SYNTHETIC) { d->synthetic = 1; d->vocab = SYNTHETIC_VOCAB; return; }
-    if (o->task == TASK_MQAR) die("--task mqar is not implemented yet (use --task synthetic or lm)");
+    if (o->task == TASK_MQAR) { d->mqar = 1; d->vocab = MQAR_DEFAULT_VOCAB; return; }
     if (glob_count(o->train_pattern) == 0) {
         if (strcmp(o->train_pattern, DEFAULT_TRAIN_PATTERN) != 0)
             die("no training shards match '%s' (prepare data with: bash data/prepare.sh)", o->train_pattern);
@@ -229,23 +256,35 @@ static void data_resolve(TrainData* d, TrainOptions* o) {
     }
 }
 
-/* Opens the loaders (CPU only: every shard is validated here, before the GPU is touched). */
-static void data_open(TrainData* d, const TrainOptions* o, int B, int T) {
+/* Opens the loaders for rank r of W (CPU only: every shard is validated here, before the GPU is touched). */
+static void data_open(TrainData* d, const TrainOptions* o, int B, int T, int r, int W) {
     int rc;
+    d->rank = r;
+    d->world = W;
+    if (d->mqar) {
+        MqarConfig c = mqar_default_config(T);
+        if (o->mqar_pairs) c.n_pairs = o->mqar_pairs;
+        char err[512];
+        if (mqar_init(&d->mq, &c, err, sizeof err) != 0) die("--task mqar: %s", err);
+        d->has_val = 1;
+        printf("MQAR recall task: vocab %d, T %d, %d key-value pairs and %d queries per row (common/mqar.h)\n",
+               d->mq.c.vocab, T, d->mq.c.n_pairs, d->mq.c.n_queries);
+        return;
+    }
     if (d->synthetic) {
-        rc = dataloader_init_synthetic(&d->train, B, T, 0, 1, d->vocab, 0, (uint64_t)o->seed, 1);
+        rc = dataloader_init_synthetic(&d->train, B, T, r, W, d->vocab, 0, (uint64_t)o->seed, 1);
         if (rc != 0) die("%s", d->train.err);
-        rc = dataloader_init_synthetic(&d->val, B, T, 0, 1, d->vocab, 1, 0, 0);
+        rc = dataloader_init_synthetic(&d->val, B, T, r, W, d->vocab, 1, 0, 0);
         if (rc != 0) die("%s", d->val.err);
         d->has_val = 1;
         printf("synthetic copy task: loss floor %.3f nats/token (ln vocab = %.3f)\n", dataloader_synthetic_floor(d->vocab),
                log((double)d->vocab));
         return;
     }
-    if (dataloader_init(&d->train, o->train_pattern, B, T, 0, 1, d->vocab, 1, (uint64_t)o->seed, 1) != 0)
+    if (dataloader_init(&d->train, o->train_pattern, B, T, r, W, d->vocab, 1, (uint64_t)o->seed, 1) != 0)
         die("%s", d->train.err);
     if (o->val_pattern && glob_count(o->val_pattern) > 0) {
-        if (evalloader_init(&d->val, o->val_pattern, B, T, 0, 1, d->vocab, 0) != 0) die("%s", d->val.err);
+        if (evalloader_init(&d->val, o->val_pattern, B, T, r, W, d->vocab, 0) != 0) die("%s", d->val.err);
         d->has_val = 1;
     } else {
         printf("no validation shards match '%s': validation is off\n", o->val_pattern ? o->val_pattern : "");
@@ -290,28 +329,79 @@ static int count_valid(const int* tg, int M) {
     for (int i = 0; i < M; i++) n += tg[i] >= 0;
     return n;
 }
-static void next_batch(DataLoader* dl, Batch* b) {
-    int rc = dataloader_next(dl, b->h_in, b->h_tg);
-    if (rc < 0) die("%s", dl->err);
+static void next_batch(TrainData* d, Batch* b) {
+    if (d->mqar) {
+        mqar_batch(&d->mq, 0, d->mq_step++, d->rank, d->world, b->M / d->mq.c.T, b->h_in, b->h_tg);
+        return;
+    }
+    int rc = dataloader_next(&d->train, b->h_in, b->h_tg);
+    if (rc < 0) die("%s", d->train.err);
     if (rc == 0) die("training data ended unexpectedly");
+}
+/* validation batch i (1) or the end of the validation data (0) */
+static int next_val_batch(TrainData* d, Batch* b, int i) {
+    if (d->mqar) {
+        mqar_batch(&d->mq, 1, (uint64_t)i, d->rank, d->world, b->M / d->mq.c.T, b->h_in, b->h_tg);
+        return 1;
+    }
+    if (i == 0) dataloader_reset(&d->val);
+    int rc = dataloader_next(&d->val, b->h_in, b->h_tg);
+    if (rc < 0) die("%s", d->val.err);
+    return rc;
+}
+/* the training position for a checkpoint, and back (MQAR: the step counter, in the loader's format) */
+static DataLoaderState data_state(TrainData* d) {
+    if (!d->mqar) return dataloader_state(&d->train);
+    DataLoaderState st;
+    memset(&st, 0, sizeof st);
+    st.pos = d->mq_step;
+    st.seed = d->mq.c.seed;
+    st.data_id = mqar_fingerprint(&d->mq);
+    return st;
+}
+static void data_restore(TrainData* d, const DataLoaderState* st, const char* path) {
+    if (!d->mqar) {
+        if (dataloader_restore(&d->train, st) != 0) die("%s: %s", path, d->train.err);
+        return;
+    }
+    if (st->data_id != mqar_fingerprint(&d->mq))
+        die("%s: the checkpoint was trained on other data (not this MQAR configuration)", path);
+    d->mq_step = st->pos;
+}
+
+/* MQAR: of the query positions of the batch just run forward, how many the argmax answers */
+static long long mqar_correct(ModelHandle* h, TrainData* d, Batch* b, cudaStream_t s) {
+    if (!d->d_pred) {
+        CUDA_CHECK(cudaMalloc((void**)&d->d_pred, sizeof(int) * (size_t)b->M));
+        CUDA_CHECK(cudaMalloc((void**)&d->argmax_scratch, sizeof(bf16) * classifier_scratch_elems(b->M, h->Vc)));
+        d->h_pred = (int*)malloc_check(sizeof(int) * (size_t)b->M);
+    }
+    classifier_argmax(d->d_pred, h->lnf, h->lm_head, b->d_tg, b->M, h->D, h->Vc, d->argmax_scratch, s);
+    CUDA_CHECK(cudaMemcpyAsync(d->h_pred, d->d_pred, sizeof(int) * (size_t)b->M, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    return mqar_count_correct(d->h_pred, b->h_tg, (size_t)b->M);
 }
 
 /* ------------------------------------------------------------------ validation and sampling */
-static double validate(ModelHandle* h, TrainData* d, Batch* b, int max_batches, cudaStream_t s) {
-    dataloader_reset(&d->val);
-    double sum = 0;
+/* Mean validation loss over max_batches (<= 0: all; MQAR: at least 1); with MQAR, *accuracy is the
+ * fraction of queries answered by the argmax (else NAN). */
+static double validate(ModelHandle* h, TrainData* d, Batch* b, int max_batches, double* accuracy, cudaStream_t s) {
+    if (d->mqar && max_batches <= 0) max_batches = 1;
+    double sum = 0, correct = 0;
     long n = 0;
     for (int i = 0; max_batches <= 0 || i < max_batches; i++) {
-        int rc = dataloader_next(&d->val, b->h_in, b->h_tg);
-        if (rc < 0) die("%s", d->val.err);
-        if (rc == 0) break;
+        if (!next_val_batch(d, b, i)) break;
         batch_upload(b, s);
         h->step(h->model, b->d_in, b->d_tg, 0.0f, 0, b->d_losses, s);
         int nv;
         sum += batch_loss_sum(b, &nv, s);
         n += nv;
+        if (d->mqar) correct += (double)mqar_correct(h, d, b, s);
     }
-    return n ? sum / n : NAN;
+    double red[3] = {sum, (double)n, correct};   /* every rank saw its rows of the same global batches */
+    dist_allreduce_host(h->dist, red, 3, s, "the validation all-reduce");
+    *accuracy = d->mqar && red[1] > 0 ? red[2] / red[1] : NAN;
+    return red[1] > 0 ? red[0] / red[1] : NAN;
 }
 
 /* Next-token logits (host [Vc]) for the context tokens[0..n): the last min(n, T) tokens run through the
@@ -386,24 +476,42 @@ static void sample_text(ModelHandle* h, TrainData* d, Batch* b, int gen_tokens, 
 }
 
 /* ------------------------------------------------------------------ checkpoints */
-/* One file per checkpoint: model config, step, data position, sampling RNG, and the fp32 master weights
- * and AdamW moments (the bf16 copy is rebuilt from the master on load). */
-static void checkpoint_save(ModelHandle* h, const TrainOptions* o, long long step, const DataLoaderState* ds, const Rng* rng) {
+/* AdamW moment (m or v, [shard] on each rank) -> host [total] on rank 0. Several ranks: the slices are
+ * all-gathered into the gradient buffer, free between an optimizer step and the next micro-step. */
+static void moment_to_host(ModelHandle* h, const float* mom, float* host, cudaStream_t s) {
+    ParamBuffers* pb = h->pb;
+    const float* src = mom;
+    if (dist_multi(h->dist)) {
+        CUDA_CHECK(cudaMemcpyAsync(pb->grad + pb->shard_begin, mom, pb->shard * sizeof(float), cudaMemcpyDeviceToDevice, s));
+        dist_all_gather_f32(h->dist, pb->grad, pb->shard, s);
+        dist_sync(h->dist, s, "the checkpoint gather");
+        src = pb->grad;
+    }
+    if (host) CUDA_CHECK(cudaMemcpy(host, src, pb->total * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+/* One file per checkpoint: model config, step, data position, sampling RNG, and the fp32 master weights,
+ * AdamW moments and bf16 copy, whole (whatever the number of ranks that wrote it, so it resumes on any
+ * number). Every rank takes part (the moments are gathered); rank 0 writes. */
+static void checkpoint_save(ModelHandle* h, const TrainOptions* o, long long step, const DataLoaderState* ds, const Rng* rng,
+                            cudaStream_t s) {
+    int lead = h->dist->rank == 0;
+    size_t n = h->pb->total;
+    /* the bf16 copy is saved too: it came from stochastic rounding, so rebuilding it from the master
+     * would change the next step's arithmetic and break bit-identical resume */
+    float* host = lead ? (float*)malloc_check(n * sizeof(float) * 3 + n * sizeof(bf16)) : NULL;
+    moment_to_host(h, h->pb->m, lead ? host + n : NULL, s);
+    moment_to_host(h, h->pb->v, lead ? host + 2 * n : NULL, s);
+    if (!lead) return;
     CkptHeader hd = h->cfg;
     hd.kind = h->ckpt_kind;
-    hd.num_params = (int64_t)h->pb->total;
+    hd.num_params = (int64_t)n;
     hd.step = step;
     hd.rng[0] = rng->s;
     memset(hd.loader, 0, sizeof hd.loader);
     memcpy(hd.loader, ds, sizeof *ds);
-    size_t n = h->pb->total;
-    /* the bf16 copy is saved too: it came from stochastic rounding, so rebuilding it from the master
-     * would change the next step's arithmetic and break bit-identical resume */
-    float* host = (float*)malloc_check(n * sizeof(float) * 3 + n * sizeof(bf16));
     bf16* hcopy = (bf16*)(host + 3 * n);
     CUDA_CHECK(cudaMemcpy(host, h->pb->master, n * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(host + n, h->pb->m, n * sizeof(float), cudaMemcpyDeviceToHost));
-    CUDA_CHECK(cudaMemcpy(host + 2 * n, h->pb->v, n * sizeof(float), cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemcpy(hcopy, h->pb->copy, n * sizeof(bf16), cudaMemcpyDeviceToHost));
     CkptSection sec[4] = {{"master", host, n * 4}, {"adam_m", host + n, n * 4}, {"adam_v", host + 2 * n, n * 4},
                           {"copy_bf16", hcopy, n * 2}};
@@ -428,22 +536,27 @@ static CkptHeader checkpoint_check(const ModelHandle* h, const char* path) {
     return file;
 }
 
-/* Loads weights (and with optimizer, the AdamW moments). */
+/* Loads weights (and with optimizer, this rank's slice of the AdamW moments: a checkpoint written by
+ * any number of ranks loads on any number). */
 static void checkpoint_load(ModelHandle* h, const char* path, const CkptHeader* hd, int optimizer) {
-    size_t n = h->pb->total;
+    ParamBuffers* pb = h->pb;
+    size_t n = pb->total;
     char err[512];
     float* host = (float*)malloc_check(n * sizeof(float));
-    const char* names[3] = {"master", "adam_m", "adam_v"};
-    float* dst[3] = {h->pb->master, h->pb->m, h->pb->v};
-    for (int i = 0; i < (optimizer ? 3 : 1); i++) {
+    if (ckpt_read_section(path, hd, "master", host, n * sizeof(float), err, sizeof err) != 0) die("%s", err);
+    CUDA_CHECK(cudaMemcpy(pb->master, host, n * sizeof(float), cudaMemcpyHostToDevice));
+    const char* names[2] = {"adam_m", "adam_v"};
+    float* dst[2] = {pb->m, pb->v};
+    size_t mine = pb->shard_begin >= n ? 0 : (n - pb->shard_begin < pb->shard ? n - pb->shard_begin : pb->shard);
+    for (int i = 0; i < (optimizer ? 2 : 0); i++) {
         if (ckpt_read_section(path, hd, names[i], host, n * sizeof(float), err, sizeof err) != 0) die("%s", err);
-        CUDA_CHECK(cudaMemcpy(dst[i], host, n * sizeof(float), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(dst[i], host + pb->shard_begin, mine * sizeof(float), cudaMemcpyHostToDevice));
     }
     if (ckpt_section_bytes(hd, "copy_bf16") == (long long)(n * sizeof(bf16))) {
         if (ckpt_read_section(path, hd, "copy_bf16", host, n * sizeof(bf16), err, sizeof err) != 0) die("%s", err);
-        CUDA_CHECK(cudaMemcpy(h->pb->copy, host, n * sizeof(bf16), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(pb->copy, host, n * sizeof(bf16), cudaMemcpyHostToDevice));
     } else {
-        cast_f32_to_bf16(h->pb->copy, h->pb->master, n, 0);
+        cast_f32_to_bf16(pb->copy, pb->master, n, 0);
     }
     CUDA_CHECK(cudaDeviceSynchronize());
     free(host);
@@ -476,7 +589,8 @@ static void run_bench(ModelHandle* h, const TrainOptions* o, int B, int T, doubl
     batch_alloc(&b, M);
     OptState os;
     opt_state_alloc(&os);
-    Rng r = rng_seed((uint64_t)o->seed);
+    const int W = h->dist->world;
+    Rng r = rng_seed((uint64_t)o->seed + 7777u * (uint64_t)h->dist->rank);   /* each rank its own tokens */
     double first_step_s = 0, t0 = 0;
     int total = o->warmup_bench + o->bench_steps;
     for (int it = 0; it < total; it++) {
@@ -484,9 +598,9 @@ static void run_bench(ModelHandle* h, const TrainOptions* o, int B, int T, doubl
         for (int i = 0; i < M; i++) b.h_in[i] = (int)rng_below(&r, (uint32_t)h->Vc);
         for (int i = 0; i < M; i++) b.h_tg[i] = (i % T == T - 1) ? -1 : b.h_in[i + 1];
         batch_upload(&b, s);
-        CUDA_CHECK(cudaMemsetAsync(h->pb->grad, 0, h->pb->total * sizeof(float), s));
+        CUDA_CHECK(cudaMemsetAsync(h->pb->grad, 0, h->pb->padded * sizeof(float), s));
         for (int a = 0; a < o->grad_accum; a++)
-            h->step(h->model, b.d_in, b.d_tg, 1.0f / (count_valid(b.h_tg, M) * o->grad_accum), 1, b.d_losses, s);
+            h->step(h->model, b.d_in, b.d_tg, 1.0f / ((float)count_valid(b.h_tg, M) * o->grad_accum * W), 1, b.d_losses, s);
         optimizer_step(h, &os, o, o->lr, it + 1, s);
         if (it == 0) first_step_s = wall_seconds() - t_launch;
     }
@@ -494,26 +608,26 @@ static void run_bench(ModelHandle* h, const TrainOptions* o, int B, int T, doubl
     double dt = wall_seconds() - t0;
     if (o->profile && profile_begin()) { /* one more step, recorded kernel by kernel */
         double p0 = wall_seconds();
-        CUDA_CHECK(cudaMemsetAsync(h->pb->grad, 0, h->pb->total * sizeof(float), s));
+        CUDA_CHECK(cudaMemsetAsync(h->pb->grad, 0, h->pb->padded * sizeof(float), s));
         for (int a = 0; a < o->grad_accum; a++)
-            h->step(h->model, b.d_in, b.d_tg, 1.0f / (count_valid(b.h_tg, M) * o->grad_accum), 1, b.d_losses, s);
+            h->step(h->model, b.d_in, b.d_tg, 1.0f / ((float)count_valid(b.h_tg, M) * o->grad_accum * W), 1, b.d_losses, s);
         optimizer_step(h, &os, o, o->lr, total + 1, s);
         CUDA_CHECK(cudaStreamSynchronize(s));
         profile_end_print(1e3 * (wall_seconds() - p0));
     }
-    double tokens = (double)o->bench_steps * M * o->grad_accum;
+    double tokens = (double)o->bench_steps * M * o->grad_accum * W;
     double tps = tokens / dt;
     double peak = peak_bf16_tflops_device(0);
     int nv;
     double loss_sum = batch_loss_sum(&b, &nv, s);
     double loss = loss_sum / (nv ? nv : 1);
-    printf("bench %s: B=%d T=%d accum=%d | %.1f ms/step | %.0f tokens/s | MFU %.1f%% | peak mem %.2f GiB | first step %.2f s "
+    printf("bench %s: B=%d T=%d accum=%d gpus=%d | %.1f ms/step | %.0f tokens/s | MFU %.1f%% | peak mem %.2f GiB | first step %.2f s "
            "after launch | loss %.4f\n",
-           h->name, B, T, o->grad_accum, 1e3 * dt / o->bench_steps, tps, 100.0 * mfu(h->flops_per_token, tps, peak),
+           h->name, B, T, o->grad_accum, W, 1e3 * dt / o->bench_steps, tps, 100.0 * mfu(h->flops_per_token, tps / W, peak),
            mem_used_gib(), first_step_s, loss);
-    printf("BENCH_JSON {\"model\":\"%s\",\"B\":%d,\"T\":%d,\"ms_per_step\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,"
-           "\"peak_mem_gib\":%.3f,\"first_step_s\":%.3f}\n",
-           h->name, B, T, 1e3 * dt / o->bench_steps, tps, mfu(h->flops_per_token, tps, peak), mem_used_gib(), first_step_s);
+    printf("BENCH_JSON {\"model\":\"%s\",\"B\":%d,\"T\":%d,\"gpus\":%d,\"ms_per_step\":%.3f,\"tokens_per_s\":%.1f,"
+           "\"mfu\":%.4f,\"peak_mem_gib\":%.3f,\"first_step_s\":%.3f}\n",
+           h->name, B, T, W, 1e3 * dt / o->bench_steps, tps, mfu(h->flops_per_token, tps / W, peak), mem_used_gib(), first_step_s);
 }
 
 /* ------------------------------------------------------------------ the training loop */
@@ -534,7 +648,7 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
             rng.s = hd.rng[0];
             DataLoaderState ds;
             memcpy(&ds, hd.loader, sizeof ds);
-            if (dataloader_restore(&d->train, &ds) != 0) die("%s: %s", path, d->train.err);
+            data_restore(d, &ds, path);
             printf("resumed from %s at step %lld\n", path, start);
         } else {
             printf("--resume 1: no checkpoint in %s yet, starting fresh\n", o->out_dir);
@@ -544,9 +658,11 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
         checkpoint_load(h, o->load_path, &hd, 0);
         printf("loaded weights from %s\n", o->load_path);
     }
-    Logger lg;
+    const int lead = h->dist->rank == 0, W = h->dist->world;
+    Logger lg;   /* rank 0 logs; on the others it stays closed and its calls do nothing */
+    memset(&lg, 0, sizeof lg);
     if (mkdir_p(o->out_dir) != 0) die("cannot create output dir %s: %s", o->out_dir, strerror(errno));
-    if (logger_open(&lg, o->out_dir, o->resume ? start : -1, err, sizeof err) != 0) die("%s", err);
+    if (lead && logger_open(&lg, o->out_dir, o->resume ? start : -1, err, sizeof err) != 0) die("%s", err);
     signal(SIGINT, on_stop_signal);
     signal(SIGTERM, on_stop_signal);
     double peak = peak_bf16_tflops_device(0);
@@ -557,27 +673,40 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
     for (long long step = start; step < steps; step++) {
         int last = step == steps - 1;
         if (d->has_val && o->val_every > 0 && (step % o->val_every == 0 || last)) {
-            double vl = validate(h, d, &b, o->val_steps, s);
+            double acc;
+            double vl = validate(h, d, &b, o->val_steps, &acc, s);
             logger_val(&lg, step, vl);
-            printf("step %5lld/%lld | val loss %.4f\n", step + 1, steps, vl);
+            if (d->mqar) {
+                logger_event(&lg, step, "mqar_accuracy", "%.6f", acc);
+                printf("step %5lld/%lld | val loss %.4f | MQAR recall accuracy %.2f%%\n", step + 1, steps, vl, 100.0 * acc);
+            } else {
+                printf("step %5lld/%lld | val loss %.4f\n", step + 1, steps, vl);
+            }
         }
-        if (o->sample_every > 0 && step > start && step % o->sample_every == 0) sample_text(h, d, &b, o->gen_tokens, &rng, s);
+        if (lead && o->sample_every > 0 && step > start && step % o->sample_every == 0)
+            sample_text(h, d, &b, o->gen_tokens, &rng, s);
         double t0 = wall_seconds();
-        CUDA_CHECK(cudaMemsetAsync(h->pb->grad, 0, h->pb->total * sizeof(float), s));
+        CUDA_CHECK(cudaMemsetAsync(h->pb->grad, 0, h->pb->padded * sizeof(float), s));
         double loss_sum = 0;
         long nvalid = 0;
         for (int a = 0; a < o->grad_accum; a++) {
-            next_batch(&d->train, &b);
+            next_batch(d, &b);
             int nv = count_valid(b.h_tg, M);
             batch_upload(&b, s);
-            h->step(h->model, b.d_in, b.d_tg, nv ? 1.0f / ((float)nv * o->grad_accum) : 0.0f, 1, b.d_losses, s);
+            /* every rank's micro-batch holds the same number of targets in every data source here (language
+             * modelling: all, MQAR: a fixed number per row), so nv * W is the global count */
+            h->step(h->model, b.d_in, b.d_tg, nv ? 1.0f / ((float)nv * o->grad_accum * W) : 0.0f, 1, b.d_losses, s);
             int nv2;
             loss_sum += batch_loss_sum(&b, &nv2, s);
             nvalid += nv2;
         }
         float lr = lr_at((long)step, (long)steps, o->warmup, o->lr, o->lr_min_frac, o->schedule, o->decay_frac);
         float norm = optimizer_step(h, &os, o, lr, (int)step + 1, s);
-        double loss = nvalid ? loss_sum / nvalid : NAN;
+        /* the loss over all ranks, and one stop decision for all (a signal may reach ranks at different steps) */
+        double red[3] = {loss_sum, (double)nvalid, g_stop_requested ? 1.0 : 0.0};
+        dist_allreduce_host(h->dist, red, 3, s, "the loss all-reduce");
+        int stop = red[2] > 0;
+        double loss = red[1] > 0 ? red[0] / red[1] : NAN;
         double dt = wall_seconds() - t0;
         if (!isfinite(loss) || !isfinite(norm)) {
             logger_event(&lg, step, "skip_nan", "loss %g grad norm %g: update skipped", loss, (double)norm);
@@ -594,22 +723,22 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
         }
         LogStep ls = logstep_empty(step);
         ls.loss = loss; ls.lr = lr; ls.grad_norm = norm; ls.ms = 1e3 * dt;
-        ls.tokens_per_s = (double)M * o->grad_accum / dt;
-        ls.mfu = mfu(h->flops_per_token, ls.tokens_per_s, peak);
+        ls.tokens_per_s = (double)M * o->grad_accum * W / dt;
+        ls.mfu = mfu(h->flops_per_token, ls.tokens_per_s / W, peak);
         ls.mem_gib = mem_used_gib();
         logger_step(&lg, &ls);
         if (step % o->log_every == 0 || last) progress_print(stdout, &ls, steps);
-        int ckpt_now = (o->ckpt_every > 0 && (step + 1) % o->ckpt_every == 0) || last || g_stop_requested;
+        int ckpt_now = (o->ckpt_every > 0 && (step + 1) % o->ckpt_every == 0) || last || stop;
         if (ckpt_now) {
-            DataLoaderState ds = dataloader_state(&d->train);
-            checkpoint_save(h, o, step + 1, &ds, &rng);
+            DataLoaderState ds = data_state(d);
+            checkpoint_save(h, o, step + 1, &ds, &rng, s);
         }
-        if (g_stop_requested) {
+        if (stop) {
             printf("stopped by signal after step %lld; resume with --resume 1 -o %s\n", step + 1, o->out_dir);
             break;
         }
     }
-    if (o->sample_every > 0 && !g_stop_requested) sample_text(h, d, &b, o->gen_tokens, &rng, s);
+    if (lead && o->sample_every > 0 && !g_stop_requested) sample_text(h, d, &b, o->gen_tokens, &rng, s);
     logger_close(&lg);
 }
 
@@ -755,7 +884,20 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     int n_model = def->options(model_rows);
     trainer_parse_args(argc, argv, &o, model_rows, n_model, def->summary);
     char err[512];
-    if (train_options_check(&o, def->name, 1, err, sizeof err) != 0) die("%s", err);
+    DistEnv env;
+    if (dist_env_read(&env, err, sizeof err) != 0) die("%s", err);
+    if (o.gpus > 1 && env.world == 1 && !o.export_hf && !o.sample_path) {   /* the launcher: N copies of this program */
+        if (train_options_check(&o, def->name, o.gpus, err, sizeof err) != 0) die("%s", err);
+        TrainData d0;
+        if (!o.bench) data_resolve(&d0, &o);   /* prepares missing data once, before the ranks start */
+        return dist_launch_local(o.gpus, "/proc/self/exe", argv, 10.0);
+    }
+    if (o.gpus > 1 && env.world != o.gpus)
+        die("--gpus %d, but the launcher's environment (%s) says %d ranks", o.gpus, env.source, env.world);
+    if (env.world > 1 && (o.sample_path || o.export_hf)) die("--sample and --export-hf run as one process, not %d ranks", env.world);
+    if (env.rank > 0 && !getenv("DIST_VERBOSE") && !freopen("/dev/null", "w", stdout))   /* rank 0 speaks for all */
+        die("rank %d: cannot silence stdout", env.rank);
+    if (train_options_check(&o, def->name, env.world, err, sizeof err) != 0) die("%s", err);
     int B = o.batch, T = o.seq;
     /* everything that can be checked without the GPU is checked first */
     if (o.load_path && !file_exists(o.load_path)) die("--load %s: no such file", o.load_path);
@@ -775,7 +917,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     } else {
         if (!o.bench) data_resolve(&d, &o);
         def->configure(o.bench ? 0 : d.vocab, o.bench, &cfg);
-        if (!o.bench) data_open(&d, &o, B, T);
+        if (!o.bench) data_open(&d, &o, B, T, env.rank, env.world);
         precheck_checkpoint(&o, def->name, &cfg);
     }
     size_t hf_total = 0;
@@ -784,13 +926,20 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0)
         die("no CUDA device found (nvidia-smi shows what the driver sees); --help works without one");
-    CUDA_CHECK(cudaSetDevice(0));
+    int dev = env.local_rank >= 0 ? env.local_rank : env.rank % ndev;
+    if (dev >= ndev) die("rank %d wants GPU %d (local rank) but this machine shows %d", env.rank, dev, ndev);
+    CUDA_CHECK(cudaSetDevice(dev));
     CUDA_CHECK(cudaFree(0));
     mem_mark_baseline();
+    Dist dist;
+    dist_setup(&dist, &env, o.dist_timeout);
+    if (env.world > 1) printf("data parallel: %d ranks (%s), ZeRO-1 optimizer sharding\n", env.world, env.source);
     matmul_init();
     ModelHandle h;
     memset(&h, 0, sizeof h);
     h.cfg = cfg;
+    h.dist = &dist;
+    param_set_sharding(env.rank, env.world);
     def->create(&h, B, T, o.recompute, (uint64_t)o.seed);
     if (hf_init) trainer_upload_hf(&h, hf_init, hf_total, o.init_hf);
     cudaStream_t s = 0;
@@ -798,6 +947,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
         sample_hd = checkpoint_check(&h, o.sample_path);
         run_sample(&h, &o, &d, &sample_hd, s);
         handle_free(&h);
+        dist_shutdown(&dist);
         matmul_free();
         return 0;
     }
@@ -806,6 +956,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     else train_loop(&h, &o, &d, B, T, t_launch, s);
     handle_free(&h);
     matmul_free();
+    dist_shutdown(&dist);
     return 0;
 }
 

@@ -5,9 +5,17 @@
  * that spans two chunks; forward-only mode; bit-identical reruns. Timed at M=32768, D=1024, Vc=32000
  * against the floor of its three matmuls at 790 TFLOP/s.
  *
+ * classifier_argmax (recall accuracy for MQAR) is checked twice: the argmax pass alone on hand-made bf16
+ * logits (random, never zero, with ties, NaN, -inf, +inf, one class) against a CPU argmax of the same bits,
+ * and the whole chunked call against the double reference (the pick is the double argmax or within bf16
+ * rounding of it) and, exactly, against a CPU argmax of the logits the GPU itself computed. Ties come from
+ * duplicated rows of W; scratch and pred are poisoned with 0x7F bytes (a huge finite logit, an impossible
+ * index), so a read of the padding columns or an unwritten pred shows up.
+ *
  *   ./dev/classifier [--check] [-M 32768 -D 1024 -V 32000] [--reps 20]
  *   v1: production classifier_forward_backward from common/classifier.cuh. The timing run also times the CE
  *       pass alone (production and two register-resident experiments) and the three matmuls of one chunk.
+ *   v2: classifier_argmax (matmul + argmax pass per chunk), timed with the argmax pass alone.
  */
 #include "../common/classifier.cuh"
 #include "harness.h"
@@ -102,7 +110,7 @@ typedef struct {
     int* ht;
     bf16 *y, *W, *dy, *scratch;
     float *losses, *dW;
-    int* targets;
+    int *targets, *pred; /* pred [M]: classifier_argmax's output */
 } Problem;
 
 static Problem make_problem(int M, int D, int Vc, double ignore_frac) {
@@ -132,6 +140,7 @@ static Problem make_problem(int M, int D, int Vc, double ignore_frac) {
     p.dW = upload_f32(p.hdW0, (size_t)Vc * D);
     p.losses = (float*)dmalloc(sizeof(float) * (size_t)M);
     p.targets = (int*)dmalloc(sizeof(int) * (size_t)M);
+    p.pred = (int*)dmalloc(sizeof(int) * (size_t)M);
     CUDA_CHECK(cudaMemcpy(p.targets, p.ht, sizeof(int) * (size_t)M, cudaMemcpyHostToDevice));
     p.scratch = (bf16*)dmalloc(sizeof(bf16) * classifier_scratch_elems(M, Vc));
     return p;
@@ -140,6 +149,7 @@ static void free_problem(Problem* p) {
     free(p->hy); free(p->hW); free(p->hdW0); free(p->ht);
     CUDA_CHECK(cudaFree(p->y)); CUDA_CHECK(cudaFree(p->W)); CUDA_CHECK(cudaFree(p->dy)); CUDA_CHECK(cudaFree(p->dW));
     CUDA_CHECK(cudaFree(p->losses)); CUDA_CHECK(cudaFree(p->targets)); CUDA_CHECK(cudaFree(p->scratch));
+    CUDA_CHECK(cudaFree(p->pred));
 }
 /* dW back to its start, outputs and scratch poisoned, then one call */
 static void run_problem(Problem* p, int grad) {
@@ -213,6 +223,174 @@ static int check_shape(int M, int D, int Vc, double ignore_frac) {
     return fails;
 }
 
+/* ---------------- classifier_argmax ---------------- */
+/* CPU argmax of n bf16 values: larger wins, lower index on a tie, NaN never; n when all are NaN */
+static int ref_argmax_bf16(const uint16_t* x, int n) {
+    int best = n;
+    float bv = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        float v = host_bf_bits2f(x[i]);
+        if (v > bv || (v == bv && best == n)) { bv = v; best = i; }
+    }
+    return best;
+}
+/* 0x7F bytes: in pred an index no row can have, in bf16 scratch 3.4e38, which wins if a padding column is read */
+static void poison_7f(void* d, size_t bytes) { CUDA_CHECK(cudaMemset(d, 0x7F, bytes)); }
+
+static int* upload_ints(const int* h, int n) {
+    int* d = (int*)dmalloc(sizeof(int) * (size_t)n);
+    CUDA_CHECK(cudaMemcpy(d, h, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice));
+    return d;
+}
+static int* download_ints(const int* d, int n) {
+    int* h = (int*)malloc_check(sizeof(int) * (size_t)n);
+    CUDA_CHECK(cudaMemcpy(h, d, sizeof(int) * (size_t)n, cudaMemcpyDeviceToHost));
+    return h;
+}
+
+/* rows of hand-made logits: random in +-[0.01, 4] (never zero) with the row's maximum copied to a second
+ * column, and special rows: all equal, NaNs around a maximum, all NaN, all -inf, +inf twice, ignored */
+static void make_argmax_logits(uint16_t* l, int* tg, int rows, int ld, int Vc, Rng* r) {
+    const uint16_t NAN_B = 0x7FC0, NINF = 0xFF80, PINF = 0x7F80;
+    for (int m = 0; m < rows; m++) {
+        uint16_t* x = l + (size_t)m * ld;
+        for (int i = 0; i < Vc; i++) {
+            float v = (float)rng_uniform_in(r, 0.01, 4.0);
+            x[i] = host_f2bf_bits(rng_below(r, 2) ? v : -v);
+        }
+        int a = (int)rng_below(r, (uint32_t)Vc), b = (int)rng_below(r, (uint32_t)Vc);
+        int kind = m % 8;
+        if (kind == 1) for (int i = 0; i < Vc; i++) x[i] = host_f2bf_bits(1.5f);
+        if (kind == 2) { for (int i = 0; i < Vc; i += 2) x[i] = NAN_B; x[a] = host_f2bf_bits(9.0f); }
+        if (kind == 3) for (int i = 0; i < Vc; i++) x[i] = NAN_B;
+        if (kind == 4) for (int i = 0; i < Vc; i++) x[i] = NINF;
+        if (kind == 5) { x[a] = PINF; x[b] = PINF; }
+        if (kind == 0 || kind >= 6) x[b] = x[ref_argmax_bf16(x, Vc)]; /* a tie at the top (b may be before or after) */
+        tg[m] = kind == 7 ? -1 : (int)rng_below(r, (uint32_t)Vc);
+    }
+}
+
+/* the argmax pass alone against a CPU argmax of the same bf16 bits (exact, ties included) */
+static int check_argmax_pass(int rows, int Vc) {
+    int ld = classifier_padded_vocab(Vc);
+    size_t n = (size_t)rows * ld;
+    uint16_t* l = (uint16_t*)malloc_check(n * sizeof(uint16_t));
+    int* tg = (int*)malloc_check(sizeof(int) * (size_t)rows);
+    for (size_t i = 0; i < n; i++) l[i] = 0x7F7F; /* padding: would win if read */
+    Rng r = rng_seed(g_seed++);
+    make_argmax_logits(l, tg, rows, ld, Vc, &r);
+    bf16* d_l = (bf16*)dmalloc(n * sizeof(uint16_t));
+    CUDA_CHECK(cudaMemcpy(d_l, l, n * sizeof(uint16_t), cudaMemcpyHostToDevice));
+    int* d_tg = upload_ints(tg, rows);
+    int* d_pred = (int*)dmalloc(sizeof(int) * (size_t)rows);
+    poison_7f(d_pred, sizeof(int) * (size_t)rows);
+    classifier_argmax_rows(d_pred, d_l, ld, d_tg, rows, Vc, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    int* pred = download_ints(d_pred, rows);
+    int bad = 0, first = -1, first_want = 0;
+    for (int m = 0; m < rows; m++) {
+        int want = tg[m] < 0 ? -1 : ref_argmax_bf16(l + (size_t)m * ld, Vc);
+        if (pred[m] != want && first < 0) { first = m; first_want = want; }
+        bad += pred[m] != want;
+    }
+    printf("%s argmax pass alone    rows=%d Vc=%d: %d wrong", bad ? "FAIL" : "PASS", rows, Vc, bad);
+    if (first >= 0) printf(" (row %d: got %d, want %d)", first, pred[first], first_want);
+    printf("\n");
+    free(l); free(tg); free(pred);
+    CUDA_CHECK(cudaFree(d_l)); CUDA_CHECK(cudaFree(d_tg)); CUDA_CHECK(cudaFree(d_pred));
+    return bad != 0;
+}
+
+/* copies a fraction of W's rows over others (after rounding, so the copies are bit-equal): equal logits */
+static void duplicate_w_rows(Problem* p, double frac) {
+    Rng r = rng_seed(g_seed++);
+    int ndup = (int)(frac * p->Vc);
+    for (int k = 0; k < ndup && p->Vc > 1; k++) {
+        int from = (int)rng_below(&r, (uint32_t)p->Vc), to = (int)rng_below(&r, (uint32_t)p->Vc);
+        memcpy(p->hW + (size_t)to * p->D, p->hW + (size_t)from * p->D, sizeof(float) * (size_t)p->D);
+    }
+    CUDA_CHECK(cudaFree(p->W));
+    p->W = upload_bf16(p->hW, (size_t)p->Vc * p->D);
+}
+
+/* pred and scratch poisoned, one call, pred downloaded (caller frees) */
+static int* run_argmax(Problem* p) {
+    poison_7f(p->pred, sizeof(int) * (size_t)p->M);
+    poison_7f(p->scratch, sizeof(bf16) * classifier_scratch_elems(p->M, p->Vc));
+    classifier_argmax(p->pred, p->y, p->W, p->targets, p->M, p->D, p->Vc, p->scratch, 0);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    return download_ints(p->pred, p->M);
+}
+
+/* rows of the last chunk: pred is exactly the CPU argmax of the bf16 logits left in scratch */
+static int argmax_vs_own_logits(const Problem* p, const int* pred) {
+    int chunk = classifier_chunk_rows(p->M, p->Vc), ld = classifier_padded_vocab(p->Vc);
+    int r0 = (p->M - 1) / chunk * chunk, rows = p->M - r0, bad = 0;
+    uint16_t* l = (uint16_t*)malloc_check(sizeof(uint16_t) * (size_t)rows * ld);
+    CUDA_CHECK(cudaMemcpy(l, p->scratch, sizeof(uint16_t) * (size_t)rows * ld, cudaMemcpyDeviceToHost));
+    for (int m = 0; m < rows; m++)
+        bad += pred[r0 + m] != (p->ht[r0 + m] < 0 ? -1 : ref_argmax_bf16(l + (size_t)m * ld, p->Vc));
+    free(l);
+    return bad;
+}
+
+/* every row against the double logits: -1 when ignored, else a class whose logit is the maximum or within
+ * bf16 rounding of it (GPU and reference may round a near-tie apart). Counts exact matches and tie rows. */
+static int argmax_vs_double(const Problem* p, const int* pred, const double* logits, int* exact, int* ties) {
+    int bad = 0;
+    *exact = *ties = 0;
+    for (int m = 0; m < p->M; m++) {
+        const double* x = logits + (size_t)m * p->Vc;
+        int best = 0, nbest = 0;
+        for (int i = 1; i < p->Vc; i++) if (x[i] > x[best]) best = i;
+        for (int i = 0; i < p->Vc; i++) nbest += x[i] == x[best];
+        if (p->ht[m] < 0) { bad += pred[m] != -1; continue; }
+        if (pred[m] < 0 || pred[m] >= p->Vc || x[pred[m]] < x[best] - (8e-3 * fabs(x[best]) + 1e-5)) { bad++; continue; }
+        *exact += pred[m] == best;
+        *ties += nbest > 1;
+    }
+    return bad;
+}
+
+static int check_argmax_shape(int M, int D, int Vc, double ignore_frac, double dup_frac) {
+    Problem p = make_problem(M, D, Vc, ignore_frac);
+    duplicate_w_rows(&p, dup_frac);
+    double *y = to_double(p.hy, (size_t)M * D), *W = to_double(p.hW, (size_t)Vc * D);
+    double* logits = (double*)malloc_check(sizeof(double) * (size_t)M * Vc);
+    ref_linear_forward(logits, y, W, NULL, M, Vc, D);
+    int* pred = run_argmax(&p);
+    int exact = 0, ties = 0, nvalid = 0;
+    for (int m = 0; m < M; m++) nvalid += p.ht[m] >= 0;
+    int own = argmax_vs_own_logits(&p, pred);
+    int dbl = argmax_vs_double(&p, pred, logits, &exact, &ties);
+    int* pred2 = run_argmax(&p);
+    int same = !memcmp(pred, pred2, sizeof(int) * (size_t)M);
+    int fails = (own != 0) + (dbl != 0) + !same;
+    printf("%s argmax               M=%d D=%d Vc=%d chunks=%d: last chunk vs its own logits %d wrong; vs double %d wrong "
+           "(%d/%d valid rows exact, %d with a tie at the top); rerun %s\n", fails ? "FAIL" : "PASS", M, D, Vc,
+           (M + classifier_chunk_rows(M, Vc) - 1) / classifier_chunk_rows(M, Vc), own, dbl, exact, nvalid, ties,
+           same ? "bit-identical" : "DIFFERS");
+    free(y); free(W); free(logits); free(pred); free(pred2);
+    free_problem(&p);
+    return fails;
+}
+
+static int check_argmax(void) {
+    int fails = 0;
+    const int pass_vc[] = {1, 7, 8, 77, 1003, 8192, 40001};
+    for (int i = 0; i < 7; i++) fails += check_argmax_pass(37, pass_vc[i]);
+    fails += check_argmax_shape(64, 32, 128, 0.1, 0.25);
+    fails += check_argmax_shape(37, 24, 77, 0.2, 0.25);   /* Vc not a multiple of 8, odd M */
+    fails += check_argmax_shape(1, 16, 1, 0.0, 0.0);      /* one row, one class */
+    fails += check_argmax_shape(5, 16, 7, 0.0, 0.5);      /* less than one 8-wide vector */
+    fails += check_argmax_shape(16, 16, 40, 1.0, 0.0);    /* every target ignored */
+    fails += check_argmax_shape(8200, 32, 72, 0.1, 0.25); /* two chunks (8192 + 8 rows) */
+    fails += check_argmax_shape(300, 64, 8192, 0.9, 0.1); /* MQAR-like: vocab 8192, few rows scored */
+    fails += check_argmax_shape(48, 32, 32000, 0.1, 0.1);
+    fails += check_argmax_shape(40, 16, 40001, 0.1, 0.1);
+    return fails;
+}
+
 /* ---------------- timing ---------------- */
 typedef struct { Problem* p; int grad; } TimeCtx;
 static void run_timed(void* c_) {
@@ -250,6 +428,63 @@ static void run_mm(void* c_) {
     if (c->which == 2) matmul(p->dW, 1, D, p->scratch, ld, 1, p->y, D, 0, Vc, D, r, 1.0f, 1.0f, 0);
 }
 
+/* v1: the loss and gradients, then the CE pass and the three matmuls of one chunk alone */
+static void time_v1(Problem* p, int reps, int reps_parts) {
+    const int M = p->M, D = p->D, Vc = p->Vc;
+    double mm = 2.0 * M * (double)Vc * D;
+    double lbytes = (double)M * classifier_padded_vocab(Vc) * 2.0;
+    TimeCtx c = {p, 1};
+    float ms = time_kernel(run_timed, &c, reps);
+    time_report("v1 fwd+bwd (3 matmuls + CE)", ms, 0, 3 * mm);
+    printf("   floor (3 matmuls at 790 TFLOP/s) %.3f ms -> %.0f%% of floor\n", floor_ms(0, 3 * mm), 100.0 * floor_ms(0, 3 * mm) / ms);
+    c.grad = 0;
+    ms = time_kernel(run_timed, &c, reps);
+    time_report("v1 forward only (matmul + CE)", ms, 0, mm);
+    printf("   floor (1 matmul at 790 TFLOP/s) %.3f ms -> %.0f%% of floor\n", floor_ms(0, mm), 100.0 * floor_ms(0, mm) / ms);
+    /* the CE kernel alone on one chunk of real logits: a memory-bound pass (read + write bf16) */
+    int rows = classifier_chunk_rows(M, Vc);
+    classifier_logits_(p->scratch, p->y, p->W, rows, D, Vc, 0);
+    char what[96];
+    const char* cename[4] = {"", "experiment regs 4x1024", "production", "experiment regs 8x512"};
+    for (int w = 1; w <= (Vc <= 32768 ? 3 : 2); w++) {
+        CeCtx ce = {p, rows, w};
+        ms = time_kernel(run_ce, &ce, reps_parts);
+        snprintf(what, sizeof what, "CE kernel alone, %s (%d rows)", cename[w], rows);
+        time_report(what, ms, 2.0 * lbytes * rows / M, 0);
+    }
+    const char* mmname[3] = {"logits = y W^T", "dy = dlogits W", "dW += dlogits^T y"};
+    for (int w = 0; w < 3; w++) {
+        MmCtx mc = {p, rows, w};
+        ms = time_kernel(run_mm, &mc, reps_parts);
+        snprintf(what, sizeof what, "chunk matmul %s (%d rows)", mmname[w], rows);
+        time_report(what, ms, 0, mm * rows / M);
+    }
+}
+
+/* v2: classifier_argmax (one logits matmul + the argmax pass per chunk), then the argmax pass alone */
+static void run_argmax_timed(void* p_) {
+    Problem* p = (Problem*)p_;
+    classifier_argmax(p->pred, p->y, p->W, p->targets, p->M, p->D, p->Vc, p->scratch, 0);
+}
+typedef struct { Problem* p; int rows; } ArgmaxCtx;
+static void run_argmax_pass(void* c_) {
+    ArgmaxCtx* c = (ArgmaxCtx*)c_;
+    classifier_argmax_rows(c->p->pred, c->p->scratch, classifier_padded_vocab(c->p->Vc), c->p->targets, c->rows, c->p->Vc, 0);
+}
+static void time_v2(Problem* p, int reps, int reps_parts) {
+    double mm = 2.0 * p->M * (double)p->Vc * p->D;
+    float ms = time_kernel(run_argmax_timed, p, reps);
+    time_report("v2 argmax (matmul + argmax pass)", ms, 0, mm);
+    printf("   floor (1 matmul at 790 TFLOP/s) %.3f ms -> %.0f%% of floor\n", floor_ms(0, mm), 100.0 * floor_ms(0, mm) / ms);
+    int rows = classifier_chunk_rows(p->M, p->Vc);
+    classifier_logits_(p->scratch, p->y, p->W, rows, p->D, p->Vc, 0);
+    ArgmaxCtx c = {p, rows};
+    ms = time_kernel(run_argmax_pass, &c, reps_parts);
+    char what[96];
+    snprintf(what, sizeof what, "argmax pass alone (%d rows)", rows);
+    time_report(what, ms, (double)rows * classifier_padded_vocab(p->Vc) * 2.0, 0); /* reads bf16 once */
+}
+
 int main(int argc, char** argv) {
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("classifier");
@@ -266,6 +501,7 @@ int main(int argc, char** argv) {
         fails += check_shape(64, 16, 12000, 0.1);
         fails += check_shape(48, 32, 32000, 0.1);   /* the model vocabulary */
         fails += check_shape(40, 16, 40001, 0.1);
+        fails += check_argmax();
         printf("%s classifier: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
         matmul_free();
         return fails ? 1 : 0;
@@ -275,34 +511,8 @@ int main(int argc, char** argv) {
     Problem p = make_problem(M, D, Vc, 0.02);
     printf("classifier M=%d D=%d Vc=%d: chunk %d rows, scratch %.1f MiB\n", M, D, Vc, classifier_chunk_rows(M, Vc),
            classifier_scratch_elems(M, Vc) * 2.0 / (1 << 20));
-    double mm = 2.0 * M * (double)Vc * D;
-    double lbytes = (double)M * classifier_padded_vocab(Vc) * 2.0;
-    TimeCtx c = {&p, 1};
-    float ms = time_kernel(run_timed, &c, reps);
-    time_report("v1 fwd+bwd (3 matmuls + CE)", ms, 0, 3 * mm);
-    printf("   floor (3 matmuls at 790 TFLOP/s) %.3f ms -> %.0f%% of floor\n", floor_ms(0, 3 * mm), 100.0 * floor_ms(0, 3 * mm) / ms);
-    c.grad = 0;
-    ms = time_kernel(run_timed, &c, reps);
-    time_report("v1 forward only (matmul + CE)", ms, 0, mm);
-    printf("   floor (1 matmul at 790 TFLOP/s) %.3f ms -> %.0f%% of floor\n", floor_ms(0, mm), 100.0 * floor_ms(0, mm) / ms);
-    /* the CE kernel alone on one chunk of real logits: a memory-bound pass (read + write bf16) */
-    int rows = classifier_chunk_rows(M, Vc);
-    matmul(p.scratch, 0, classifier_padded_vocab(Vc), p.y, D, 0, p.W, D, 1, rows, Vc, D, 1.0f, 0.0f, 0);
-    char what[96];
-    const char* cename[4] = {"", "experiment regs 4x1024", "production", "experiment regs 8x512"};
-    for (int w = 1; w <= (Vc <= 32768 ? 3 : 2); w++) {
-        CeCtx ce = {&p, rows, w};
-        ms = time_kernel(run_ce, &ce, a.reps);
-        snprintf(what, sizeof what, "CE kernel alone, %s (%d rows)", cename[w], rows);
-        time_report(what, ms, 2.0 * lbytes * rows / M, 0);
-    }
-    const char* mmname[3] = {"logits = y W^T", "dy = dlogits W", "dW += dlogits^T y"};
-    for (int w = 0; w < 3; w++) {
-        MmCtx mc = {&p, rows, w};
-        ms = time_kernel(run_mm, &mc, a.reps);
-        snprintf(what, sizeof what, "chunk matmul %s (%d rows)", mmname[w], rows);
-        time_report(what, ms, 0, mm * rows / M);
-    }
+    if (a.version == 0 || a.version == 1) time_v1(&p, reps, a.reps);
+    if (a.version == 0 || a.version == 2) time_v2(&p, reps, a.reps);
     free_problem(&p);
     matmul_free();
     return 0;

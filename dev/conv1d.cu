@@ -3,12 +3,19 @@
  *   v1: one thread per (b, channel) walking t with scalar loads; dw/db summed by the same thread into per-b
  *       partials (teaching version: uncoalesced 2-byte loads, B*Di threads only).
  *   v2: production (common/conv1d.cuh): 8 channels x 32 tokens per thread, 16-byte loads, block partials.
+ *   v3: cuDNN's grouped convolution + our bias/SiLU kernels (common/cudnn_ops.cuh); only in USE_CUDNN builds,
+ *       which the Makefile makes whenever it finds cuDNN. Its timing adds the cuDNN calls alone.
  * ./dev/conv1d [version] [--check] [-B 16 -T 2048 -D 2048 -W 4]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/conv1d.cu -o dev/conv1d
  */
 #include "harness.h"
 #include "../common/conv1d.cuh"
 #include "ref_mamba_op.h"
+#ifdef USE_CUDNN
+#include "../common/cudnn_ops.cuh"
+#endif
+
+#define V_CUDNN 3
 
 // ---------------- v1: one thread per (b, d) ----------------
 __global__ void conv_v1_fwd_kernel(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T,
@@ -60,12 +67,57 @@ typedef struct {
     int version, B, T, Di, W, ld_x, ld_dx;
     bf16 *u, *x, *du, *dx;
     float *w, *b, *dw, *db, *scratch;
+    void* dnn;   // CudnnConv1d* of v3 (USE_CUDNN builds), NULL otherwise
 } ConvCtx;
+
+// v3 needs a cuDNN plan for the shape: 0 when cuDNN accepted no config (its refusals are printed)
+static int attach_cudnn(ConvCtx* c) {
+#ifdef USE_CUDNN
+    CudnnConv1d* p = (CudnnConv1d*)malloc_check(sizeof *p);
+    if (!cudnn_conv1d_plan(p, c->B, c->T, c->Di, c->W, c->ld_x, c->ld_dx)) {
+        free(p);
+        return 0;
+    }
+    c->dnn = p;
+    return 1;
+#else
+    (void)c;
+    return 0;
+#endif
+}
+static void detach_cudnn(ConvCtx* c) {
+#ifdef USE_CUDNN
+    if (c->dnn) cudnn_conv1d_destroy((CudnnConv1d*)c->dnn);
+#endif
+    free(c->dnn);
+    c->dnn = NULL;
+}
+// dw, db tolerance: cuDNN hands back the pre-activation and dw in its tensor type, so bf16 configs round them
+// to bf16 (2^-9) where ours keeps fp32 registers
+static double grad_tolerance(const ConvCtx* c) {
+#ifdef USE_CUDNN
+    if (c->dnn && ((const CudnnConv1d*)c->dnn)->dt == CUDNN_DATA_BFLOAT16) return 5e-3;
+#endif
+    (void)c;
+    return 1e-4;
+}
+#ifdef USE_CUDNN
+static void describe_cudnn(const ConvCtx* c) {
+    const CudnnConv1d* p = (const CudnnConv1d*)c->dnn;
+    printf("conv1d v3 = cuDNN %zu (headers %d) B=%d T=%d Di=%d W=%d: %s; algorithms fwd %d, bwd data %d, bwd filter %d; "
+           "workspace %zu bytes\n", cudnnGetVersion(), CUDNN_VERSION, c->B, c->T, c->Di, c->W, cudnn_conv_config_names[p->cfg],
+           (int)p->algo_fwd, (int)p->algo_data, (int)p->algo_filter, p->ws_bytes);
+}
+#endif
 
 static void run_fwd(ConvCtx* c) {
     if (c->version == 1) {
         conv_v1_fwd_kernel<<<(c->B * c->Di + 127) / 128, 128>>>(c->u, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W);
         CUDA_KERNEL_CHECK();
+#ifdef USE_CUDNN
+    } else if (c->version == V_CUDNN) {
+        cudnn_conv1d_forward((CudnnConv1d*)c->dnn, c->u, c->x, c->w, c->b, 0);
+#endif
     } else {
         conv1d_silu_forward(c->u, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W, 0);
     }
@@ -78,6 +130,10 @@ static void run_bwd(ConvCtx* c) {
         const int n = c->Di * (c->W + 1);
         conv1d_reduce_kernel<<<(n + 255) / 256, 256>>>(c->dw, c->db, c->scratch, c->B, c->Di, c->W);
         CUDA_KERNEL_CHECK();
+#ifdef USE_CUDNN
+    } else if (c->version == V_CUDNN) {
+        cudnn_conv1d_backward((CudnnConv1d*)c->dnn, c->dx, c->dw, c->db, c->du, c->x, c->w, c->b, 0);
+#endif
     } else {
         conv1d_silu_backward(c->dx, c->ld_dx, c->dw, c->db, c->du, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W,
                              c->scratch, 0);
@@ -120,17 +176,28 @@ static ConvCtx make_ctx(int version, int B, int T, int Di, int W, float** hx, fl
     c.u = (bf16*)dmalloc(M * Di * sizeof(bf16));
     c.dx = (bf16*)dmalloc(M * c.ld_dx * sizeof(bf16));
     c.scratch = (float*)dmalloc(scratch_floats(B, T, Di, W) * sizeof(float));
+    c.dnn = NULL;
     return c;
 }
 static void free_ctx(ConvCtx* c) {
     cudaFree(c->x); cudaFree(c->du); cudaFree(c->w); cudaFree(c->b); cudaFree(c->dw); cudaFree(c->db);
     cudaFree(c->u); cudaFree(c->dx); cudaFree(c->scratch);
+    detach_cudnn(c);
 }
 
 static int check_shape(int version, int B, int T, int Di, int W) {
     float *hx, *hw, *hb, *hdu, *hdw0, *hdb0;
     ConvCtx c = make_ctx(version, B, T, Di, W, &hx, &hw, &hb, &hdu, &hdw0, &hdb0, 1000 + T * 7 + Di);
     size_t M = (size_t)B * T, n = M * Di;
+    if (version == V_CUDNN && !attach_cudnn(&c)) {
+        printf("SKIP conv v3 (cuDNN) B=%d T=%d Di=%d W=%d: no config cuDNN accepts (refusals above)\n", B, T, Di, W);
+        free(hx); free(hw); free(hb); free(hdu); free(hdw0); free(hdb0);
+        free_ctx(&c);
+        return 0;
+    }
+#ifdef USE_CUDNN
+    if (version == V_CUDNN) describe_cudnn(&c);
+#endif
     poison(c.u, n * sizeof(bf16));
     poison(c.dx, M * c.ld_dx * sizeof(bf16));
     poison(c.scratch, scratch_floats(B, T, Di, W) * sizeof(float));
@@ -159,10 +226,10 @@ static int check_shape(int version, int B, int T, int Di, int W) {
     fails += check_report(what, dx, g2, n, 1e-2);
     download_f32(g2, c.dw, (size_t)Di * W);
     snprintf(what, sizeof what, "conv v%d bwd dw+= B=%d T=%d Di=%d W=%d", version, B, T, Di, W);
-    fails += check_report(what, dw, g2, (size_t)Di * W, 1e-4);
+    fails += check_report(what, dw, g2, (size_t)Di * W, grad_tolerance(&c));
     download_f32(g2, c.db, Di);
     snprintf(what, sizeof what, "conv v%d bwd db+= B=%d T=%d Di=%d W=%d", version, B, T, Di, W);
-    fails += check_report(what, db, g2, Di, 1e-4);
+    fails += check_report(what, db, g2, Di, grad_tolerance(&c));
     // determinism: the backward again from the same dw/db start gives the same bits
     {
         float* a1 = (float*)malloc_check((size_t)Di * W * sizeof(float));
@@ -186,18 +253,49 @@ static int check_shape(int version, int B, int T, int Di, int W) {
     return fails;
 }
 
+// v3 exists only in USE_CUDNN builds: says so (once per loop over versions) otherwise
+static int version_built(int v) {
+#ifndef USE_CUDNN
+    if (v == V_CUDNN) {
+        printf("conv1d v3 (cuDNN): not built in (built without USE_CUDNN; make turns it on when it finds cudnn.h and "
+               "libcudnn.so)\n");
+        return 0;
+    }
+#endif
+    (void)v;
+    return 1;
+}
+
+#ifdef USE_CUDNN
+// cuDNN's calls alone (inputs staged by the runs before), to tell its time from that of our kernels around it
+static void dnn_stage_fn(void* p) { ConvCtx* c = (ConvCtx*)p; cudnn_conv1d_stage_x((CudnnConv1d*)c->dnn, c->x, 0); }
+static void dnn_conv_fn(void* p) { ConvCtx* c = (ConvCtx*)p; cudnn_conv1d_conv_fwd((CudnnConv1d*)c->dnn, c->x, c->w, 0); }
+static void dnn_data_fn(void* p) { ConvCtx* c = (ConvCtx*)p; cudnn_conv1d_bwd_data((CudnnConv1d*)c->dnn, c->dx, c->w, 0); }
+static void dnn_filter_fn(void* p) { ConvCtx* c = (ConvCtx*)p; cudnn_conv1d_bwd_filter((CudnnConv1d*)c->dnn, c->dw, c->x, 0); }
+// bytes: the contract's forward bytes (x in, one [B,T,Di] bf16 tensor out), the same for every part
+static void time_cudnn_parts(ConvCtx* c, int reps, double bytes) {
+    if (((CudnnConv1d*)c->dnn)->packed) time_report("  of which packing x (layout)", time_kernel(dnn_stage_fn, c, reps), bytes, 0);
+    time_report("  cuDNN fwd conv (incl. staging)", time_kernel(dnn_conv_fn, c, reps), bytes, 0);
+    time_report("  cuDNN bwd data", time_kernel(dnn_data_fn, c, reps), bytes, 0);
+    time_report("  cuDNN bwd filter", time_kernel(dnn_filter_fn, c, reps), bytes, 0);
+}
+#endif
+
 int main(int argc, char** argv) {
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("conv1d");
-    const int nver = 2;
+    const int nver = V_CUDNN;
+    if (a.version > nver) die("version must be 1..%d", nver);
     int v0 = a.version ? a.version : 1, v1 = a.version ? a.version : nver;
     if (a.check) {
         int fails = 0;
         const int shapes[][4] = {{2, 1, 16, 4}, {1, 37, 24, 4}, {2, 300, 16, 4}, {1, 260, 40, 3}, {3, 513, 136, 2},
                                  {2, 1000, 264, 4}};
-        for (int v = v0; v <= v1; v++)
+        for (int v = v0; v <= v1; v++) {
+            if (!version_built(v)) continue;
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
                 fails += check_shape(v, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3]);
+        }
         printf("conv1d --check: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
         return fails ? 1 : 0;
     }
@@ -210,12 +308,23 @@ int main(int argc, char** argv) {
     printf("conv1d B=%d T=%d Di=%d W=%d  floor: fwd %.4f ms, bwd %.4f ms (bytes / %.0f GB/s)\n", B, T, Di, W,
            floor_ms(fwd_bytes, 0), floor_ms(bwd_bytes, 0), H200_COPY_GBS);
     for (int v = v0; v <= v1; v++) {
+        if (!version_built(v)) continue;
+        if (v == V_CUDNN && !attach_cudnn(&c)) {
+            printf("conv1d v3 (cuDNN): no config cuDNN accepts at this shape (refusals above)\n");
+            continue;
+        }
         c.version = v;
         char what[64];
         snprintf(what, sizeof what, "conv1d v%d forward", v);
         time_report(what, time_kernel(fwd_fn, &c, a.reps), fwd_bytes, 0);
         snprintf(what, sizeof what, "conv1d v%d backward", v);
         time_report(what, time_kernel(bwd_fn, &c, a.reps), bwd_bytes, 0);
+#ifdef USE_CUDNN
+        if (v == V_CUDNN) {
+            describe_cudnn(&c);
+            time_cudnn_parts(&c, a.reps, fwd_bytes);
+        }
+#endif
     }
     free_ctx(&c);
     free(hx); free(hw); free(hb); free(hdu); free(hdw0); free(hdb0);

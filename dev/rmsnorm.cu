@@ -5,13 +5,21 @@
  *   ./dev/rmsnorm [version] [--check] [-B 16 -T 2048 -C 1024] [--reps 50]
  * versions: 1 = simple (one block per row, scalar accesses, dw by one thread per column over all rows)
  *           2 = production (common/rmsnorm.cuh)
+ *           3 = cuDNN's RMSNorm through its graph API + our residual add and accumulations (common/cudnn_ops.cuh);
+ *               only in USE_CUDNN builds, which the Makefile makes whenever it finds cuDNN. Its timing adds
+ *               cuDNN's norm calls alone.
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/rmsnorm.cu -o dev/rmsnorm
  */
 #include "../common/rmsnorm.cuh"
 #include "harness.h"
 #include "../test/ref_core.h"
+#ifdef USE_CUDNN
+#include "../common/cudnn_ops.cuh"
+#endif
 
-#define NVERSIONS 2
+#define V_PROD 2
+#define V_CUDNN 3
+#define NVERSIONS 3
 
 /* ---------------- v1: the simplest correct version (teaching, not production) ---------------- */
 __device__ float block_sum_v1(float v, float* sh) {  /* blockDim.x == 256, tree in shared memory */
@@ -63,12 +71,61 @@ typedef struct {
     int version, M, C, P;  /* P: partial rows for the production backward (0 = its default) */
     bf16 *out, *dout, *delta;
     float *rstd, *resid_out, *resid_in, *w, *dresid, *dw, *scratch;
+    void* dnn;  /* CudnnRmsnorm* of v3 (USE_CUDNN builds), NULL otherwise */
 } Ctx;
+
+/* v3 exists only in USE_CUDNN builds: says so (once per loop over versions) otherwise */
+static int version_built(int v) {
+#ifndef USE_CUDNN
+    if (v == V_CUDNN) {
+        printf("rmsnorm v3 (cuDNN): not built in (built without USE_CUDNN; make turns it on when it finds cudnn.h and "
+               "libcudnn.so)\n");
+        return 0;
+    }
+#endif
+    (void)v;
+    return 1;
+}
+/* v3's cuDNN plans for the shape; NULL when cuDNN refused the forward (its refusals are printed) */
+static void* attach_cudnn(int M, int C) {
+#ifdef USE_CUDNN
+    CudnnRmsnorm* p = (CudnnRmsnorm*)malloc_check(sizeof *p);
+    if (cudnn_rmsnorm_plan(p, M, C, 1e-6f)) {
+        printf("rmsnorm v3 = cuDNN %zu (headers %d) M=%d C=%d: Y %s, dY %s, workspace %zu bytes\n", cudnnGetVersion(),
+               CUDNN_VERSION, M, C, p->yt == CUDNN_DATA_FLOAT ? "fp32 + our cast" : "bf16",
+               !p->has_bwd ? "(no backward)" : p->dyt == CUDNN_DATA_FLOAT ? "fp32 after our cast" : "bf16", p->ws_bytes);
+        return p;
+    }
+    cudnn_rmsnorm_destroy(p);
+    free(p);
+#else
+    (void)M; (void)C;
+#endif
+    return NULL;
+}
+static void detach_cudnn(void* dnn) {
+#ifdef USE_CUDNN
+    if (dnn) cudnn_rmsnorm_destroy((CudnnRmsnorm*)dnn);
+#endif
+    free(dnn);
+}
+/* whether this version can run the backward (cuDNN may have accepted the forward only) */
+static int has_backward(const Ctx* c) {
+#ifdef USE_CUDNN
+    if (c->version == V_CUDNN) return ((const CudnnRmsnorm*)c->dnn)->has_bwd;
+#endif
+    (void)c;
+    return 1;
+}
 
 static void run_forward(const Ctx* c) {
     if (c->version == 1) {
         rmsnorm_forward_v1<<<c->M, 256>>>(c->out, c->rstd, c->resid_out, c->resid_in, c->delta, c->w, c->C, 1e-6f);
         CUDA_KERNEL_CHECK();
+#ifdef USE_CUDNN
+    } else if (c->version == V_CUDNN) {
+        cudnn_rmsnorm_forward((CudnnRmsnorm*)c->dnn, c->out, c->rstd, c->resid_out, c->resid_in, c->delta, c->w, 0);
+#endif
     } else {
         rmsnorm_forward(c->out, c->rstd, c->resid_out, c->resid_in, c->delta, c->w, c->M, c->C, 1e-6f, 0);
     }
@@ -80,6 +137,10 @@ static void run_backward(const Ctx* c) {
         CUDA_KERNEL_CHECK();
         rmsnorm_backward_dx_v1<<<c->M, 256>>>(c->dresid, c->dout, c->resid_out, c->rstd, c->w, c->C);
         CUDA_KERNEL_CHECK();
+#ifdef USE_CUDNN
+    } else if (c->version == V_CUDNN) {
+        cudnn_rmsnorm_backward((CudnnRmsnorm*)c->dnn, c->dresid, c->dw, c->dout, c->resid_out, c->rstd, c->w, 0);
+#endif
     } else if (c->P > 0) {
         rmsnorm_backward_parts(c->dresid, NULL, c->dw, c->dout, c->resid_out, c->rstd, c->w, c->M, c->C, c->scratch, c->P, 0);
     } else {
@@ -90,8 +151,44 @@ static void fwd_fn(void* p) { run_forward((const Ctx*)p); }
 static void bwd_fn(void* p) { run_backward((const Ctx*)p); }
 
 /* ---------------- check ---------------- */
+/* backward twice from the same starting point: results must match the reference and each other bitwise.
+ * h_dres0 [M,C], h_dw0 [C]: the gradients it accumulates onto; rdx [M,C], rdw [C]: the reference results. */
+static int check_backward(const Ctx* c, const float* h_dres0, const float* h_dw0, const double* rdx, const double* rdw,
+                          const char* mname) {
+    const int M = c->M, C = c->C, version = c->version;
+    const size_t n = (size_t)M * C;
+    char what[160];
+    int fails = 0;
+    float* g_dres[2];
+    float* g_dw[2];
+    for (int rep = 0; rep < 2; rep++) {
+        CUDA_CHECK(cudaMemcpy(c->dresid, h_dres0, n * 4, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(c->dw, h_dw0, C * 4, cudaMemcpyHostToDevice));
+        poison(c->scratch, rmsnorm_scratch_floats(M, C) * 4);
+        run_backward(c);
+        g_dres[rep] = (float*)malloc_check(n * 4);
+        g_dw[rep] = (float*)malloc_check(C * 4);
+        download_f32(g_dres[rep], c->dresid, n);
+        download_f32(g_dw[rep], c->dw, C);
+    }
+    snprintf(what, sizeof what, "v%d bwd dresid   M=%-5d C=%-5d %-10s", version, M, C, mname);
+    fails += check_report(what, rdx, g_dres[0], n, 1e-5);
+    snprintf(what, sizeof what, "v%d bwd dw       M=%-5d C=%-5d %-10s", version, M, C, mname);
+    fails += check_report(what, rdw, g_dw[0], C, 3e-5);
+    const int same = !memcmp(g_dres[0], g_dres[1], n * 4) && !memcmp(g_dw[0], g_dw[1], C * 4);
+    printf("%s v%d bwd deterministic (2 runs bit-identical) M=%d C=%d\n", same ? "PASS" : "FAIL", version, M, C);
+    fails += !same;
+    for (int rep = 0; rep < 2; rep++) { free(g_dres[rep]); free(g_dw[rep]); }
+    return fails;
+}
+
 /* mode: 0 = resid_in + delta out of place, 1 = in place, 2 = resid_in only, 3 = delta only */
 static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
+    void* dnn = NULL;
+    if (version == V_CUDNN && !(dnn = attach_cudnn(M, C))) {
+        printf("SKIP v3 (cuDNN) M=%d C=%d: cuDNN refused the forward (refusals above)\n", M, C);
+        return 0;
+    }
     const size_t n = (size_t)M * C;
     float* h_res = (float*)malloc_check(n * 4);
     float* h_delta = (float*)malloc_check(n * 4);
@@ -123,7 +220,7 @@ static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
 
     Ctx c;
     memset(&c, 0, sizeof c);
-    c.version = version; c.M = M; c.C = C;
+    c.version = version; c.M = M; c.C = C; c.dnn = dnn;
     float* d_res = upload_f32(h_res, n);
     c.resid_in = use_res ? d_res : NULL;
     c.resid_out = mode == 1 ? d_res : (float*)dmalloc(n * 4);
@@ -158,28 +255,10 @@ static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
     snprintf(what, sizeof what, "v%d fwd rstd     M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
     fails += check_report(what, rr, g_r, M, 1e-5);
 
-    /* backward twice from the same starting point: results must match the reference and each other bitwise */
-    float* g_dres[2];
-    float* g_dw[2];
-    for (int rep = 0; rep < 2; rep++) {
-        CUDA_CHECK(cudaMemcpy(c.dresid, h_dres0, n * 4, cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy(c.dw, h_dw0, C * 4, cudaMemcpyHostToDevice));
-        poison(c.scratch, rmsnorm_scratch_floats(M, C) * 4);
-        run_backward(&c);
-        g_dres[rep] = (float*)malloc_check(n * 4);
-        g_dw[rep] = (float*)malloc_check(C * 4);
-        download_f32(g_dres[rep], c.dresid, n);
-        download_f32(g_dw[rep], c.dw, C);
-    }
-    snprintf(what, sizeof what, "v%d bwd dresid   M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
-    fails += check_report(what, rdx, g_dres[0], n, 1e-5);
-    snprintf(what, sizeof what, "v%d bwd dw       M=%-5d C=%-5d %-10s", version, M, C, mname[mode]);
-    fails += check_report(what, rdw, g_dw[0], C, 3e-5);
-    const int same = !memcmp(g_dres[0], g_dres[1], n * 4) && !memcmp(g_dw[0], g_dw[1], C * 4);
-    printf("%s v%d bwd deterministic (2 runs bit-identical) M=%d C=%d\n", same ? "PASS" : "FAIL", version, M, C);
-    fails += !same;
+    if (has_backward(&c)) fails += check_backward(&c, h_dres0, h_dw0, rdx, rdw, mname[mode]);
+    else printf("SKIP v%d bwd M=%d C=%d: cuDNN refused the backward (refusals above)\n", version, M, C);
 
-    for (int rep = 0; rep < 2; rep++) { free(g_dres[rep]); free(g_dw[rep]); }
+    detach_cudnn(dnn);
     free(h_res); free(h_delta); free(h_w); free(h_dout); free(h_dres0); free(h_dw0);
     free(x); free(ry); free(rr); free(rw); free(rdx); free(rdw); free(rdy); free(g_out); free(g_res); free(g_r);
     if (mode != 1) CUDA_CHECK(cudaFree(c.resid_out));
@@ -196,12 +275,35 @@ static void colsum_fn(void* p) {
 }
 
 /* ---------------- timing ---------------- */
+#ifdef USE_CUDNN
+/* cuDNN's norm calls alone (on the buffers the full runs left), to tell its time from our kernels' around it */
+static void dnn_fwd_fn(void* p) {
+    const Ctx* c = (const Ctx*)p;
+    cudnn_rmsnorm_norm_fwd((CudnnRmsnorm*)c->dnn, c->out, c->rstd, c->resid_out, c->w, 0);
+}
+static void dnn_bwd_fn(void* p) {
+    const Ctx* c = (const Ctx*)p;
+    cudnn_rmsnorm_norm_bwd((CudnnRmsnorm*)c->dnn, c->dout, c->resid_out, c->rstd, c->w, 0);
+}
+static void time_cudnn_parts(Ctx* c, int reps) {
+    const double n = (double)c->M * c->C;
+    /* bytes: forward X fp32 in, Y bf16 and rstd out; backward X fp32 and dY bf16 in, dX fp32 out */
+    time_report("  cuDNN norm forward alone", time_kernel(dnn_fwd_fn, c, reps), n * (4 + 2) + 4.0 * c->M, 0);
+    if (has_backward(c)) time_report("  cuDNN norm backward alone", time_kernel(dnn_bwd_fn, c, reps), n * (4 + 2 + 4) + 4.0 * c->M, 0);
+}
+#endif
+
 static void time_version(int version, int M, int C, int reps, int P) {
+    void* dnn = NULL;
+    if (version == V_CUDNN && !(dnn = attach_cudnn(M, C))) {
+        printf("v3 (cuDNN) M=%d C=%d: cuDNN refused the forward (refusals above)\n", M, C);
+        return;
+    }
     const size_t n = (size_t)M * C;
     float* h = (float*)malloc_check(n * 4);
     Ctx c;
     memset(&c, 0, sizeof c);
-    c.version = version; c.M = M; c.C = C; c.P = P;
+    c.version = version; c.M = M; c.C = C; c.P = P; c.dnn = dnn;
     fill_uniform(h, n, -2.f, 2.f, 11);
     c.resid_in = upload_f32(h, n);
     c.delta = upload_bf16(h, n);
@@ -217,19 +319,26 @@ static void time_version(int version, int M, int C, int reps, int P) {
     const int Pmax = P > 0 ? P : rmsnorm_bwd_parts(M, C);
     c.scratch = (float*)dmalloc((size_t)Pmax * C * 4);
     const double fbytes = (double)n * (4 + 2 + 4 + 2) + 4.0 * M;
-    const double bbytes = (double)n * (2 + 4 + 4 + 4) + 4.0 * M + 2.0 * Pmax * C * 4 * (version != 1);
+    const double bbytes = (double)n * (2 + 4 + 4 + 4) + 4.0 * M + 2.0 * Pmax * C * 4 * (version == V_PROD);
     char what[96];
     float ms = time_kernel(fwd_fn, &c, reps);
     snprintf(what, sizeof what, "v%d forward  M=%d C=%d", version, M, C);
     time_report(what, ms, fbytes, 0);
     printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(fbytes, 0), fbytes / 1e6);
-    ms = time_kernel(bwd_fn, &c, reps);
-    if (P > 0) snprintf(what, sizeof what, "v%d backward M=%d C=%d P=%d", version, M, C, P);
-    else if (version > 1) snprintf(what, sizeof what, "v%d backward M=%d C=%d P=%d*", version, M, C, Pmax);
-    else snprintf(what, sizeof what, "v%d backward M=%d C=%d", version, M, C);
-    time_report(what, ms, bbytes, 0);
-    printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes, 0), bbytes / 1e6);
-    if (version > 1 && P == 0) {  /* the second stage alone: sum of the partial rows into the gradient */
+    if (has_backward(&c)) {
+        ms = time_kernel(bwd_fn, &c, reps);
+        if (P > 0) snprintf(what, sizeof what, "v%d backward M=%d C=%d P=%d", version, M, C, P);
+        else if (version == V_PROD) snprintf(what, sizeof what, "v%d backward M=%d C=%d P=%d*", version, M, C, Pmax);
+        else snprintf(what, sizeof what, "v%d backward M=%d C=%d", version, M, C);
+        time_report(what, ms, bbytes, 0);
+        printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes, 0), bbytes / 1e6);
+    } else {
+        printf("v%d backward M=%d C=%d: cuDNN refused it (refusals above)\n", version, M, C);
+    }
+#ifdef USE_CUDNN
+    if (version == V_CUDNN) time_cudnn_parts(&c, reps);
+#endif
+    if (version == V_PROD && P == 0) {  /* the second stage alone: sum of the partial rows into the gradient */
         ColsumCtx cc = {c.scratch, Pmax, C, c.dw};
         ms = time_kernel(colsum_fn, &cc, reps);
         snprintf(what, sizeof what, "    of which partials_colsum_add P=%d", Pmax);
@@ -239,6 +348,7 @@ static void time_version(int version, int M, int C, int reps, int P) {
     CUDA_CHECK(cudaFree(c.resid_in)); CUDA_CHECK(cudaFree(c.delta)); CUDA_CHECK(cudaFree(c.dout));
     CUDA_CHECK(cudaFree(c.dresid)); CUDA_CHECK(cudaFree(c.w)); CUDA_CHECK(cudaFree(c.resid_out));
     CUDA_CHECK(cudaFree(c.out)); CUDA_CHECK(cudaFree(c.rstd)); CUDA_CHECK(cudaFree(c.dw)); CUDA_CHECK(cudaFree(c.scratch));
+    detach_cudnn(dnn);
 }
 
 int main(int argc, char** argv) {
@@ -253,17 +363,20 @@ int main(int argc, char** argv) {
             {3001, 4096, 1}, {2, 24, 0}};
         int fails = 0;
         uint64_t seed = 1000;
-        for (int v = v0; v <= v1; v++)
+        for (int v = v0; v <= v1; v++) {
+            if (!version_built(v)) continue;
             for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
                 fails += check_shape(v, shapes[i][0], shapes[i][1], shapes[i][2], seed += 17);
+        }
         printf("rmsnorm --check: %s (%d failed)\n", fails ? "FAIL" : "PASS", fails);
         return fails ? 1 : 0;
     }
     const int M = (int)(harness_get(&a, 'B', 16) * harness_get(&a, 'T', 2048)), C = (int)harness_get(&a, 'C', 1024);
-    for (int v = v0; v <= v1; v++) time_version(v, M, C, a.reps, 0);
-    if (v1 == NVERSIONS) {  /* production backward with other numbers of partial rows */
+    for (int v = v0; v <= v1; v++)
+        if (version_built(v)) time_version(v, M, C, a.reps, 0);
+    if (a.version == 0 || a.version == V_PROD) {  /* production backward with other numbers of partial rows */
         static const int Ps[] = {132, 528};
-        for (size_t i = 0; i < sizeof Ps / sizeof Ps[0]; i++) time_version(NVERSIONS, M, C, a.reps, Ps[i]);
+        for (size_t i = 0; i < sizeof Ps / sizeof Ps[0]; i++) time_version(V_PROD, M, C, a.reps, Ps[i]);
     }
     return 0;
 }

@@ -5,7 +5,7 @@
 #   - a program that exits non-zero without printing FAIL is one failure (crash, die(), timeout);
 #   - a program that prints neither and exits 0 is one pass.
 # CPU: test/test_*.c binaries, data/check*.sh, and that every train_*.cu built. GPU (only when a CUDA device is usable): every dev/<name>
-# harness with --check, test/test_*.cu binaries, test/test_train.sh. Without a device each GPU test
+# harness with --check, test/test_*.cu binaries, test/test_train.sh, test/test_multigpu.sh (2+ GPUs). Without a device each GPU test
 # prints `SKIP <name>: no CUDA device` and counts as neither. Optional fuzzing: test/fuzz_* binaries
 # (built by make when clang's libFuzzer works) run FUZZ_SECONDS each (0 = skip; default 0, .ci/run
 # uses 20). The last line is always `N passed, M failed`; exit status is non-zero iff M > 0.
@@ -93,9 +93,9 @@ if [ "$run_cpu" = 1 ]; then
         [ -e "$src" ] || continue
         if [ -x "${src%.cu}" ]; then echo "PASS build ${src%.cu}"; npass=$((npass + 1)); else missing "${src%.cu}"; fi
     done
-    for script in test/test_*.sh; do   # CPU scripts; test_train.sh needs a GPU and runs below
+    for script in test/test_*.sh; do   # CPU scripts; test_train.sh, test_multigpu.sh need GPUs
         [ -e "$script" ] || continue
-        [ "$(basename "$script")" = test_train.sh ] && continue
+        case "$(basename "$script")" in test_train.sh|test_multigpu.sh) continue ;; esac
         run_one "$(basename "$script")" bash "$script"
     done
     for script in data/check*.sh; do
@@ -120,9 +120,14 @@ if [ "$run_gpu" = 1 ]; then
             fi
         done
         if [ "$run_train" = 1 ] && [ -e test/test_train.sh ]; then run_one test_train.sh bash test/test_train.sh; fi
+        if [ "$run_train" = 1 ] && [ -e test/test_multigpu.sh ]; then
+            if [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')" -ge 2 ]; then run_one test_multigpu.sh bash test/test_multigpu.sh
+            else skip test_multigpu.sh "needs 2 GPUs, this machine has 1"; fi
+        fi
     else
         for bin in "${gpu_tests[@]}"; do skip "$bin" "no CUDA device"; done
         if [ "$run_train" = 1 ] && [ -e test/test_train.sh ]; then skip test_train.sh "no CUDA device"; fi
+        if [ "$run_train" = 1 ] && [ -e test/test_multigpu.sh ]; then skip test_multigpu.sh "no CUDA device"; fi
     fi
 fi
 

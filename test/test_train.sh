@@ -2,7 +2,8 @@
 # test_train.sh — whole-program GPU tests of both trainers on tinyshakespeare (or the synthetic task
 # when no text is available): the loss falls over a few hundred steps; two runs with the same seed give
 # bit-identical losses; a run killed and resumed from its checkpoint continues with bit-identical
-# losses to an uninterrupted run. Prints PASS/FAIL lines; run by `make test` on a GPU machine.
+# losses to an uninterrupted run; SIGTERM checkpoints and exits cleanly; SIGKILL at any instant loses
+# nothing beyond the newest complete checkpoint. Prints PASS/FAIL lines; run by `make test` on a GPU machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_train.XXXXXX")
@@ -62,4 +63,33 @@ for model in gla mamba; do
     resumed=$?
     cmp -s <(losses "$tmp/$model.a") <(losses "$tmp/$model.r") && [ $resumed -eq 0 ]
     check "$model resume from a checkpoint continues bit-identically" $? "losses after resume differ (or no resume)"
+
+    # 4. SIGTERM mid-run: the trainer writes a checkpoint at the step it was in and exits 0; resuming
+    #    from it continues exactly like an uninterrupted run. SIGKILL at an arbitrary instant (maybe
+    #    inside a checkpoint write: -n 1 writes one every step): the newest complete checkpoint
+    #    resumes bit-identically too, and no torn file is ever taken for a checkpoint.
+    for sig in TERM KILL; do
+        dir="$tmp/$model.sig$sig"
+        every=$([ $sig = TERM ] && echo 0 || echo 1)
+        $bin "${common[@]}" "${fixed[@]}" -x 100000 -n $every --log-every 1 -o "$dir" >"$dir.txt" 2>&1 &
+        pid=$!
+        for _ in $(seq 600); do   # until 20 steps are logged (at most 60 s)
+            [ "$(losses "$dir" 2>/dev/null | wc -l)" -ge 20 ] && break; sleep 0.1
+        done
+        kill -$sig $pid; wait $pid; rc=$?
+        last=$(ls "$dir"/ckpt_*.bin 2>/dev/null | sed 's/.*ckpt_0*\([0-9][0-9]*\)\.bin/\1/' | sort -n | tail -n 1)
+        if [ $sig = TERM ]; then
+            grep -q "stopped by signal" "$dir.txt" && [ $rc -eq 0 ]
+            check "$model SIGTERM writes a checkpoint and exits 0" $? "exit $rc, newest checkpoint '${last:-none}': $(tail -n 2 "$dir.txt")"
+        fi
+        [ -z "$last" ] && { check "$model resume after SIG$sig" 1 "no checkpoint written"; continue; }
+        upto=$((last + 5))
+        $bin "${common[@]}" "${fixed[@]}" -x $upto -n 0 -y 1 -o "$dir" >"$dir.resume.txt" 2>&1
+        $bin "${common[@]}" "${fixed[@]}" -x $upto -n 0 -o "$dir.ref" >/dev/null 2>&1
+        # the log after resume: the steps before the checkpoint stay from the first run, so compare all
+        cmp -s <(losses "$dir" | awk -v u=$upto '$1 < u') <(losses "$dir.ref") &&
+            grep -q "resumed from .*ckpt_0*$last.bin" "$dir.resume.txt"
+        check "$model resume after SIG$sig (checkpoint of step $last) continues bit-identically" $? \
+            "losses differ or no resume: $(tail -n 2 "$dir.resume.txt")"
+    done
 done
