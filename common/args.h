@@ -353,6 +353,7 @@ typedef struct {
     float spike_z;               /* spike detector threshold (0 = off) */
     int task;                    /* TASK_* */
     int mqar_pairs;              /* --task mqar: key-value pairs per row (0: T/16) */
+    int mqar_vocab;              /* --task mqar: token ids (keys below half, values above) */
     /* data parallel (common/dist.h, common/nccl.cuh) */
     int gpus;                    /* --gpus N: launch N ranks on this machine (0/1: no launcher) */
     float dist_timeout;          /* seconds a rendezvous or collective may wait before it is an error */
@@ -380,7 +381,7 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
     o->seed = 1337; o->deterministic = 1;
     o->bench = 0; o->bench_steps = 20; o->warmup_bench = 5;
     o->recompute = 0; o->profile = 0; o->nan_policy = NAN_SKIP; o->spike_z = 6.0f; o->temperature = 1.0f; o->top_k = 40; o->task = TASK_LM;
-    o->gpus = 0; o->dist_timeout = 300.0f; o->mqar_pairs = 0;
+    o->gpus = 0; o->dist_timeout = 300.0f; o->mqar_pairs = 0; o->mqar_vocab = 8192;
     o->grad_accum = 1;
     const ArgSpec rows[] = {
         {"-i", "--train", ARG_STR, &o->train_pattern, "training token shards (glob)", 0, 0, NULL},
@@ -430,6 +431,7 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
         {NULL, "--nan-policy", ARG_CHOICE, &o->nan_policy, "non-finite loss/grad: skip the step or stop", 0, 0, NAN_POLICY_CHOICES},
         {NULL, "--task", ARG_CHOICE, &o->task, "training data: token shards, MQAR recall, synthetic", 0, 0, TASK_CHOICES},
         {NULL, "--mqar-pairs", ARG_INT, &o->mqar_pairs, "--task mqar: key-value pairs per row (0: T/16)", 0, 1 << 20, NULL},
+        {NULL, "--mqar-vocab", ARG_INT, &o->mqar_vocab, "--task mqar: vocabulary (keys in the lower half, values in the upper)", 2, 1 << 24, NULL},
         {NULL, "--gpus", ARG_INT, &o->gpus, "start N data-parallel ranks on this machine (one per GPU; 0: one process)", 0, 4096, NULL},
         {NULL, "--dist-timeout", ARG_FLOAT, &o->dist_timeout, "seconds a rank waits for the others before it is an error", 1, 1e6, NULL},
     };

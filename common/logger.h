@@ -2,7 +2,7 @@
  * logger.h — the run's record: one JSON object per line in <out_dir>/log.jsonl (flushed after every
  * record, so a crash loses nothing and `tail -f` works), and the human progress line on stdout.
  * Records:  {"step":12,"loss":3.2104,"lr":0.0003,"grad_norm":1.02,"ms":120.5,"tokens_per_s":...,
- *            "mfu":0.41,"mem_gib":31.2}        (fields that are NaN are left out)
+ *            "mfu":0.41,"mem_gib":31.2,"host_mib":812}   (fields that are NaN are left out)
  *           {"step":100,"val_loss":3.01}
  *           {"step":57,"event":"skip_nan","detail":"loss is nan"}
  * Resume: logger_open(..., resume_step) keeps only records with step < resume_step (rewritten via a
@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "checkpoint.h"   /* ckpt_errf: error messages that may be cut at errlen */
 
@@ -32,12 +33,14 @@ typedef struct {
 typedef struct {
     long long step;
     double loss, val_loss, lr, grad_norm, ms, tokens_per_s, mfu, mem_gib;
+    double host_mib;   /* resident host memory of the process (logger_host_mib) */
+    double eta_s;      /* estimated seconds to the last step (progress line only) */
 } LogStep;
 
 static inline LogStep logstep_empty(long long step) {
     LogStep s;
     s.step = step;
-    s.loss = s.val_loss = s.lr = s.grad_norm = s.ms = s.tokens_per_s = s.mfu = s.mem_gib = NAN;
+    s.loss = s.val_loss = s.lr = s.grad_norm = s.ms = s.tokens_per_s = s.mfu = s.mem_gib = s.host_mib = s.eta_s = NAN;
     return s;
 }
 
@@ -135,6 +138,17 @@ static inline void logger_close(Logger* lg) {
     lg->f = NULL;
 }
 
+/* resident set of this process in MiB (Linux /proc/self/statm), NAN where unknown: logged every step
+ * so a long run shows whether host memory grows */
+static inline double logger_host_mib(void) {
+    FILE* f = fopen("/proc/self/statm", "r");
+    if (!f) return NAN;
+    long long pages_total = 0, pages_resident = 0;
+    int n = fscanf(f, "%lld %lld", &pages_total, &pages_resident);
+    fclose(f);
+    return n == 2 ? (double)pages_resident * (double)sysconf(_SC_PAGESIZE) / 1048576.0 : NAN;
+}
+
 static inline void logger_field_(FILE* f, const char* key, double v) {
     if (!isnan(v)) fprintf(f, ",\"%s\":%.9g", key, isfinite(v) ? v : (v > 0 ? 1e308 : -1e308));
 }
@@ -150,6 +164,7 @@ static inline void logger_step(Logger* lg, const LogStep* s) {
     logger_field_(lg->f, "tokens_per_s", s->tokens_per_s);
     logger_field_(lg->f, "mfu", s->mfu);
     logger_field_(lg->f, "mem_gib", s->mem_gib);
+    logger_field_(lg->f, "host_mib", s->host_mib);
     fprintf(lg->f, "}\n");
     fflush(lg->f);
 }
@@ -182,7 +197,8 @@ static inline void logger_event(Logger* lg, long long step, const char* event, c
     fflush(lg->f);
 }
 
-/* The human line (LogStep.step is 0-based, shown 1-based): step 12/1000 | loss 3.2104 | norm 1.0200 | lr 3.00e-04 | 120.5 ms | 41.0% MFU | ... */
+/* The human line (LogStep.step is 0-based, shown 1-based):
+ * step 12/1000 | loss 3.2104 | norm 1.0200 | lr 3.00e-04 | 120.5 ms | 41.0% MFU | ... | ETA 1h05m */
 static inline void progress_print(FILE* f, const LogStep* s, long long total_steps) {
     fprintf(f, "step %5lld/%lld", s->step + 1, total_steps);
     if (!isnan(s->loss)) fprintf(f, " | loss %.4f", s->loss);
@@ -193,6 +209,11 @@ static inline void progress_print(FILE* f, const LogStep* s, long long total_ste
     if (!isnan(s->mfu)) fprintf(f, " | %.1f%% MFU", 100.0 * s->mfu);
     if (!isnan(s->tokens_per_s)) fprintf(f, " | %.0f tok/s", s->tokens_per_s);
     if (!isnan(s->mem_gib)) fprintf(f, " | %.1f GiB", s->mem_gib);
+    if (isfinite(s->eta_s) && s->eta_s >= 0) {
+        long long e = (long long)(s->eta_s + 0.5);
+        if (e >= 3600) fprintf(f, " | ETA %lldh%02lldm", e / 3600, e / 60 % 60);
+        else fprintf(f, " | ETA %lldm%02llds", e / 60, e % 60);
+    }
     fprintf(f, "\n");
     fflush(f);
 }

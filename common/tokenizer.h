@@ -146,6 +146,44 @@ static inline TokStrEntry* tok_strmap_get(TokStrMap* m, const unsigned char* p, 
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Chunk -> ids cache of the encoders (this file's and tokenizer_json.h's): the ids of each chunk in
+ * one array, the map's value = offset << 8 | count. Cleared when it reaches TOK_CACHE_MAX_ENTRIES.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct { TokStrMap map; int32_t* toks; size_t ntoks, captoks; } TokCache;
+
+static inline void tok_cache_free(TokCache* c) {
+    tok_strmap_free(&c->map);
+    free(c->toks);
+    memset(c, 0, sizeof *c);
+}
+/* Finds chunk p[0..n) (n in 1..255). A new one has *fresh = 1 and *room = space for `max` ids, which
+   the caller fills and then passes the count to tok_cache_commit. NULL when out of memory. */
+static inline TokStrEntry* tok_cache_find(TokCache* c, const unsigned char* p, size_t n, size_t max, int32_t** room,
+                                          int* fresh) {
+    if (c->map.n >= TOK_CACHE_MAX_ENTRIES) { tok_strmap_clear(&c->map); c->ntoks = 0; }
+    if (c->ntoks + max > c->captoks) { /* before inserting, so that a new entry always has its room */
+        size_t nc = c->captoks ? c->captoks * 2 : 65536;
+        while (nc < c->ntoks + max) nc *= 2;
+        int32_t* nt = (int32_t*)realloc(c->toks, nc * sizeof(int32_t));
+        if (!nt) return NULL;
+        c->toks = nt;
+        c->captoks = nc;
+    }
+    *room = c->toks + c->ntoks;
+    return tok_strmap_get(&c->map, p, n, tok_hash_bytes(p, n), fresh);
+}
+static inline void tok_cache_commit(TokCache* c, TokStrEntry* e, size_t k) {
+    e->val = ((uint64_t)c->ntoks << 8) | (uint64_t)k;
+    c->ntoks += k;
+}
+/* Copies the ids of a cached chunk to out; returns their count. */
+static inline size_t tok_cache_copy(const TokCache* c, const TokStrEntry* e, int32_t* out) {
+    size_t k = (size_t)(e->val & 255);
+    memcpy(out, c->toks + (e->val >> 8), k * sizeof(int32_t));
+    return k;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Pair (a, b) -> int32 map (open addressing), key a << 32 | b, empty = ~0.
  * ------------------------------------------------------------------------------------------- */
 #define TOK_PAIR_EMPTY (~(uint64_t)0)
@@ -215,9 +253,7 @@ typedef struct {
     uint8_t* tok_len;
     unsigned char* bytes;
     TokPairMap rank;      /* (left, right) -> merge index */
-    TokStrMap cache;      /* encode cache: chunk -> val = token offset << 8 | ntok, tokens in cache_toks */
-    int32_t* cache_toks;
-    size_t cache_ntoks, cache_captoks;
+    TokCache cache;       /* encode cache: chunk -> its ids */
 } Tokenizer;
 
 static inline void tokenizer_free(Tokenizer* t) {
@@ -226,8 +262,7 @@ static inline void tokenizer_free(Tokenizer* t) {
     free(t->tok_len);
     free(t->bytes);
     tok_pairmap_free(&t->rank);
-    tok_strmap_free(&t->cache);
-    free(t->cache_toks);
+    tok_cache_free(&t->cache);
     memset(t, 0, sizeof *t);
 }
 
@@ -410,26 +445,12 @@ static inline long long tokenizer_encode(Tokenizer* t, const void* text, size_t 
     for (size_t i = 0; i < n;) {
         size_t len = tok_next_chunk(p + i, n - i);
         if (len == 1) { out[nout++] = p[i++]; continue; }
-        uint64_t h = tok_hash_bytes(p + i, len);
-        if (t->cache.n >= TOK_CACHE_MAX_ENTRIES) { tok_strmap_clear(&t->cache); t->cache_ntoks = 0; }
-        int inserted;
-        TokStrEntry* e = tok_strmap_get(&t->cache, p + i, len, h, &inserted);
+        int fresh;
+        int32_t* room;
+        TokStrEntry* e = tok_cache_find(&t->cache, p + i, len, TOK_MAX_CHUNK, &room, &fresh);
         if (!e) return -1;
-        if (inserted) {
-            if (t->cache_ntoks + TOK_MAX_CHUNK > t->cache_captoks) {
-                size_t nc = t->cache_captoks ? t->cache_captoks * 2 : 65536;
-                int32_t* nt = (int32_t*)realloc(t->cache_toks, nc * sizeof(int32_t));
-                if (!nt) return -1;
-                t->cache_toks = nt;
-                t->cache_captoks = nc;
-            }
-            int k = tok_bpe_chunk(t, p + i, (int)len, t->cache_toks + t->cache_ntoks);
-            e->val = ((uint64_t)t->cache_ntoks << 8) | (uint64_t)k;
-            t->cache_ntoks += (size_t)k;
-        }
-        size_t k = (size_t)(e->val & 255);
-        memcpy(out + nout, t->cache_toks + (e->val >> 8), k * sizeof(int32_t));
-        nout += k;
+        if (fresh) tok_cache_commit(&t->cache, e, (size_t)tok_bpe_chunk(t, p + i, (int)len, room));
+        nout += tok_cache_copy(&t->cache, e, out + nout);
         i += len;
     }
     return (long long)nout;

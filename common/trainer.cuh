@@ -222,7 +222,7 @@ static int file_exists(const char* p) { struct stat st; return stat(p, &st) == 0
 static void data_resolve(TrainData* d, TrainOptions* o) {
     memset(d, 0, sizeof *d);
     if (o->task == TASK_SYNTHETIC) { d->synthetic = 1; d->vocab = SYNTHETIC_VOCAB; return; }
-    if (o->task == TASK_MQAR) { d->mqar = 1; d->vocab = MQAR_DEFAULT_VOCAB; return; }
+    if (o->task == TASK_MQAR) { d->mqar = 1; d->vocab = o->mqar_vocab; return; }
     if (glob_count(o->train_pattern) == 0) {
         if (strcmp(o->train_pattern, DEFAULT_TRAIN_PATTERN) != 0)
             die("no training shards match '%s' (prepare data with: bash data/prepare.sh)", o->train_pattern);
@@ -264,6 +264,7 @@ static void data_open(TrainData* d, const TrainOptions* o, int B, int T, int r, 
     if (d->mqar) {
         MqarConfig c = mqar_default_config(T);
         if (o->mqar_pairs) c.n_pairs = o->mqar_pairs;
+        c.vocab = o->mqar_vocab;
         char err[512];
         if (mqar_init(&d->mq, &c, err, sizeof err) != 0) die("--task mqar: %s", err);
         d->has_val = 1;
@@ -573,11 +574,14 @@ static void mem_mark_baseline(void) {
     CUDA_CHECK(cudaMemGetInfo(&f, &t));
     g_mem_baseline = t - f;
 }
-/* device memory this process holds beyond the CUDA context (cudaMemGetInfo), GiB */
+/* device memory in use beyond what was in use before this process allocated anything (cudaMemGetInfo),
+ * GiB: this process's memory when it has the GPU to itself, as in every figure we report; processes
+ * sharing the GPU move it (clamped at 0 when others free memory) */
 static double mem_used_gib(void) {
     size_t f, t;
     CUDA_CHECK(cudaMemGetInfo(&f, &t));
-    return (double)(t - f - g_mem_baseline) / 1073741824.0;
+    size_t used = t - f;
+    return used > g_mem_baseline ? (double)(used - g_mem_baseline) / 1073741824.0 : 0.0;
 }
 
 /* ------------------------------------------------------------------ benchmark */
@@ -668,6 +672,7 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
     double peak = peak_bf16_tflops_device(0);
     long long steps = o->steps;
     SpikeDetector spike_loss, spike_norm;
+    const double t_loop = wall_seconds();
     spike_init(&spike_loss, 50);
     spike_init(&spike_norm, 50);
     for (long long step = start; step < steps; step++) {
@@ -726,6 +731,9 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
         ls.tokens_per_s = (double)M * o->grad_accum * W / dt;
         ls.mfu = mfu(h->flops_per_token, ls.tokens_per_s / W, peak);
         ls.mem_gib = mem_used_gib();
+        ls.host_mib = logger_host_mib();
+        /* from the wall time of this run's steps so far, validation and checkpoints included */
+        ls.eta_s = (wall_seconds() - t_loop) / (double)(step + 1 - start) * (double)(steps - step - 1);
         logger_step(&lg, &ls);
         if (step % o->log_every == 0 || last) progress_print(stdout, &ls, steps);
         int ckpt_now = (o->ckpt_every > 0 && (step + 1) % o->ckpt_every == 0) || last || stop;

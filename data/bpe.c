@@ -1,8 +1,9 @@
 /*
  * bpe.c — owns the data tool: `bpe train | encode | decode | info` (byte-level BPE tokenizer
- * training, text -> train/val token shards, shards -> text, header dumps). All formats and the
- * algorithms live in common/tokenizer.h and common/shard.h; this file is argument parsing,
- * file reading, document splitting and reporting. Errors: one clear line and exit 1.
+ * training, text -> train/val token shards, shards -> text, header dumps). encode, decode and info
+ * take our tokenizer file or a Hugging Face tokenizer.json (told apart by content). All formats and
+ * algorithms live in common/tokenizer.h, common/tokenizer_json.h and common/shard.h; this file is
+ * argument parsing, file reading, document splitting and reporting. Errors: one clear line, exit 1.
  * Build: gcc -O2 -std=c11 data/bpe.c -o data/bpe -lm -lpthread
  */
 #include <glob.h>
@@ -15,6 +16,7 @@
 #include "../common/errors.h"
 #include "../common/shard.h"
 #include "../common/tokenizer.h"
+#include "../common/tokenizer_json.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -100,6 +102,53 @@ static size_t split_docs(const unsigned char* t, size_t n, const char* sep, cons
     return k;
 }
 
+/* ---- the tokenizer of encode / decode / info: ours, or a Hugging Face tokenizer.json ------------ */
+typedef struct {
+    int json;             /* 1: hf (tokenizer_json.h), 0: tok (tokenizer.h) */
+    Tokenizer tok;
+    HfTokenizer hf;
+    int vocab_size, eot;  /* eot -1: a tokenizer.json without one */
+    uint32_t fingerprint;
+} DataTok;
+
+/* Loads path: a tokenizer.json when force_json or when the file looks like JSON, else our file.
+   eot_token names a tokenizer.json's end-of-text token (NULL: <|endoftext|>). */
+static void datatok_load(DataTok* d, const char* path, int force_json, const char* eot_token) {
+    char err[1024];
+    memset(d, 0, sizeof *d);
+    d->json = force_json || hftok_is_json_file(path);
+    if (!d->json && eot_token)
+        die("--eot-token is for a tokenizer.json; '%s' is not one (the EOT of our tokenizer files is their last id)", path);
+    if (d->json ? hftok_load(&d->hf, path, eot_token, err, sizeof err) : tokenizer_load(&d->tok, path, err, sizeof err))
+        die("%s", err);
+    d->vocab_size = d->json ? d->hf.vocab_size : d->tok.vocab_size;
+    d->eot = d->json ? d->hf.eot : d->tok.eot;
+    d->fingerprint = d->json ? d->hf.fingerprint : d->tok.fingerprint;
+}
+static void datatok_free(DataTok* d) {
+    if (d->json) hftok_free(&d->hf);
+    else tokenizer_free(&d->tok);
+}
+/* Room the ids of n bytes need. */
+static size_t datatok_max_ids(const DataTok* d, size_t n) { return d->json ? hftok_max_ids(&d->hf, n) : n; }
+static long long datatok_encode(DataTok* d, const unsigned char* p, size_t n, int32_t* out) {
+    return d->json ? hftok_encode(&d->hf, p, n, out) : tokenizer_encode(&d->tok, p, n, out);
+}
+static long long datatok_decode(const DataTok* d, const int32_t* ids, size_t n, char* out, size_t cap, const char* eot_text) {
+    return d->json ? hftok_decode(&d->hf, ids, n, out, cap, eot_text) : tokenizer_decode(&d->tok, ids, n, out, cap, eot_text);
+}
+static const unsigned char* datatok_token_bytes(const DataTok* d, int id, size_t* len) {
+    return d->json ? hftok_token_bytes(&d->hf, id, len) : tokenizer_token_bytes(&d->tok, id, len);
+}
+static size_t datatok_max_token_bytes(const DataTok* d) { return d->json ? (size_t)d->hf.max_token_bytes : TOK_MAX_CHUNK; }
+
+/* Prints a token's bytes in brackets, non-printable ones as \xNN. */
+static void print_token(const unsigned char* p, size_t len) {
+    printf(" [");
+    for (size_t k = 0; k < len; k++) printf(p[k] >= 32 && p[k] < 127 ? "%c" : "\\x%02x", p[k]);
+    printf("]");
+}
+
 /* ---- train ---------------------------------------------------------------------------------- */
 static int cmd_train(Args* a) {
     const char *out = NULL, *sep = NULL;
@@ -169,7 +218,7 @@ static int cmd_train(Args* a) {
 
 /* ---- encode --------------------------------------------------------------------------------- */
 /* Writes toks[0..n) as NAME_000000.bin, NAME_000001.bin ... of at most per tokens each. */
-static int write_split(const char* dir, const char* name, const int32_t* toks, uint64_t n, uint64_t per, const Tokenizer* tok) {
+static int write_split(const char* dir, const char* name, const int32_t* toks, uint64_t n, uint64_t per, const DataTok* tok) {
     char path[4096], err[1024];
     int k = 0;
     for (uint64_t i = 0; i < n; i += per, k++) {
@@ -202,8 +251,18 @@ static void remove_old_shards(const char* dir) {
     }
 }
 
+/* Progress on large inputs (only inputs that take more than a second show it): one line on stderr,
+ * rewritten in place, with the rate and the time left for this file. */
+static void progress_line(const char* path, int f, int nfiles, size_t done, size_t n, double dt) {
+    double rate = done / 1e6 / (dt > 0 ? dt : 1e-9), left = rate > 0 ? (n - done) / 1e6 / rate : 0;
+    fprintf(stderr, "\rencoding %s (file %d/%d): %.0f / %.0f MB, %.1f MB/s, %.0f s left   ", path, f + 1, nfiles, done / 1e6,
+            n / 1e6, rate, left);
+    fflush(stderr);
+}
+
 static int cmd_encode(Args* a) {
-    const char *tokpath = NULL, *outdir = NULL, *sep = NULL;
+    const char *tokpath = NULL, *outdir = NULL, *sep = NULL, *eot_token = NULL;
+    int force_json = 0;
     double val_fraction = 0.1;
     long long val_tokens = -1, val_files = -1, shard_tokens = 100000000;
     const char* files[4096];
@@ -214,8 +273,13 @@ static int cmd_encode(Args* a) {
             printf("usage: bpe encode -t TOKENIZER -o DIR [--val-fraction F | --val-tokens N] [--doc-sep STR]\n"
                    "                  [--shard-tokens N] TEXT...\n"
                    "  Encodes the text files into DIR/val_NNNNNN.bin (the first tokens) and DIR/train_NNNNNN.bin\n"
-                   "  (the rest). Every document is preceded by the EOT id (vocab-1). A document is one file,\n"
-                   "  or each piece between --doc-sep strings (the separator is dropped).\n"
+                   "  (the rest). Every document is preceded by the EOT id (vocab-1 of our tokenizer files). A\n"
+                   "  document is one file, or each piece between --doc-sep strings (the separator is dropped).\n"
+                   "  -t FILE           our tokenizer file, or a Hugging Face tokenizer.json (byte-level BPE: GPT-2,\n"
+                   "                    GPT-NeoX), which encodes with its own ids; its EOT is <|endoftext|>\n"
+                   "  --tokenizer-json FILE  the same as -t, but FILE must be a tokenizer.json\n"
+                   "  --eot-token STR   with a tokenizer.json: the token put before each document (default\n"
+                   "                    <|endoftext|>; added tokens in the text are matched as HF does)\n"
                    "  --val-fraction F  fraction of all tokens for validation (default 0.1; 0 = no val shard)\n"
                    "  --val-tokens N    exactly N tokens for validation instead\n"
                    "  --val-files N     the first N input files are the validation split instead\n"
@@ -224,6 +288,8 @@ static int cmd_encode(Args* a) {
             return 0;
         }
         if (!strcmp(s, "-t")) tokpath = arg_value(a);
+        else if (!strcmp(s, "--tokenizer-json")) { tokpath = arg_value(a); force_json = 1; }
+        else if (!strcmp(s, "--eot-token")) eot_token = arg_value(a);
         else if (!strcmp(s, "-o")) outdir = arg_value(a);
         else if (!strcmp(s, "--doc-sep")) sep = arg_value(a);
         else if (!strcmp(s, "--val-fraction")) val_fraction = arg_double(a, 0.0, 0.99);
@@ -234,7 +300,7 @@ static int cmd_encode(Args* a) {
         else if (nfiles == 4096) die("bpe encode: at most 4096 input files");
         else files[nfiles++] = s;
     }
-    if (!tokpath) die("bpe encode: missing -t TOKENIZER (see bpe encode --help)");
+    if (!tokpath) die("bpe encode: missing -t TOKENIZER or --tokenizer-json FILE (see bpe encode --help)");
     if (!outdir) die("bpe encode: missing -o DIR (see bpe encode --help)");
     if (!nfiles) die("bpe encode: no input text files (see bpe encode --help)");
     if (sep && !*sep) die("bpe encode: --doc-sep must not be empty");
@@ -242,9 +308,11 @@ static int cmd_encode(Args* a) {
     if (val_files >= 0 && val_tokens >= 0) die("bpe encode: give --val-tokens or --val-files, not both");
     struct stat st;
     if (stat(outdir, &st) != 0 || !S_ISDIR(st.st_mode)) die("bpe encode: output directory '%s' does not exist", outdir);
-    Tokenizer tok;
-    char err[1024];
-    if (tokenizer_load(&tok, tokpath, err, sizeof err) != 0) die("%s", err);
+    DataTok tok;
+    datatok_load(&tok, tokpath, force_json, eot_token);
+    if (tok.eot < 0)
+        die("bpe encode: tokenizer '%s' has no end-of-text token \"%s\" (in added_tokens or model.vocab) to put before "
+            "each document; name one with --eot-token", tokpath, eot_token ? eot_token : HFTOK_DEFAULT_EOT);
 
     int32_t* toks = NULL;
     size_t ntok = 0, cap = 0, total_bytes = 0, ndocs = 0;
@@ -254,19 +322,24 @@ static int cmd_encode(Args* a) {
         unsigned char* text = read_all(files[f], &n);
         const unsigned char** starts;
         size_t* lens;
-        size_t k = split_docs(text, n, sep, &starts, &lens);
-        if (ntok + n + k > cap) { /* never more ids than bytes, plus one EOT per document */
-            cap = (ntok + n + k) * 5 / 4 + 1024;
+        size_t k = split_docs(text, n, sep, &starts, &lens), need = ntok;
+        for (size_t d = 0; d < k; d++) need += 1 + datatok_max_ids(&tok, lens[d]); /* EOT + the most ids a document has */
+        if (need > cap) {
+            cap = need * 5 / 4 + 1024;
             toks = (int32_t*)realloc(toks, cap * sizeof(int32_t));
             if (!toks) die("out of memory: %zu tokens", cap);
         }
-        double t0 = now_s();
+        double t0 = now_s(), shown = t0;
+        size_t done = 0;
         for (size_t d = 0; d < k; d++) {
             toks[ntok++] = tok.eot;
-            long long m = tokenizer_encode(&tok, starts[d], lens[d], toks + ntok);
+            long long m = datatok_encode(&tok, starts[d], lens[d], toks + ntok);
             if (m < 0) die("out of memory encoding '%s'", files[f]);
             ntok += (size_t)m;
+            done += lens[d];
+            if (now_s() - shown >= 1.0) progress_line(files[f], f, nfiles, done, n, now_s() - t0), shown = now_s();
         }
+        if (shown > t0) fprintf(stderr, "\n");   /* end the progress line of a large input */
         t_enc += now_s() - t0;
         total_bytes += n;
         ndocs += k;
@@ -285,13 +358,14 @@ static int cmd_encode(Args* a) {
     if (nval) write_split(outdir, "val", toks, nval, (uint64_t)shard_tokens, &tok);
     write_split(outdir, "train", toks + nval, ntok - nval, (uint64_t)shard_tokens, &tok);
     free(toks);
-    tokenizer_free(&tok);
+    datatok_free(&tok);
     return 0;
 }
 
 /* ---- decode --------------------------------------------------------------------------------- */
 static int cmd_decode(Args* a) {
-    const char *tokpath = NULL, *eot_text = "<|endoftext|>";
+    const char *tokpath = NULL, *eot_text = "<|endoftext|>", *eot_token = NULL;
+    int force_json = 0;
     long long max_tokens = -1;
     const char* files[4096];
     int nfiles = 0;
@@ -300,22 +374,29 @@ static int cmd_decode(Args* a) {
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             printf("usage: bpe decode -t TOKENIZER [--eot-text STR] [--max-tokens N] SHARD...\n"
                    "  Writes the text of the shards (in the order given) to stdout.\n"
+                   "  -t FILE          our tokenizer file or a Hugging Face tokenizer.json (--tokenizer-json FILE:\n"
+                   "                   must be one; --eot-token STR: its EOT, default <|endoftext|>)\n"
                    "  --eot-text STR   what EOT prints as (default '<|endoftext|>'; '' gives the exact input bytes)\n"
                    "  --max-tokens N   stop after N tokens per shard\n");
             return 0;
         }
         if (!strcmp(s, "-t")) tokpath = arg_value(a);
+        else if (!strcmp(s, "--tokenizer-json")) { tokpath = arg_value(a); force_json = 1; }
+        else if (!strcmp(s, "--eot-token")) eot_token = arg_value(a);
         else if (!strcmp(s, "--eot-text")) eot_text = arg_value(a);
         else if (!strcmp(s, "--max-tokens")) max_tokens = arg_int(a, 0, (long long)1 << 50);
         else if (s[0] == '-' && s[1]) arg_unknown(a);
         else if (nfiles == 4096) die("bpe decode: at most 4096 shards");
         else files[nfiles++] = s;
     }
-    if (!tokpath) die("bpe decode: missing -t TOKENIZER (see bpe decode --help)");
+    if (!tokpath) die("bpe decode: missing -t TOKENIZER or --tokenizer-json FILE (see bpe decode --help)");
     if (!nfiles) die("bpe decode: no shard files (see bpe decode --help)");
-    Tokenizer tok;
+    DataTok tok;
     char err[1024];
-    if (tokenizer_load(&tok, tokpath, err, sizeof err) != 0) die("%s", err);
+    datatok_load(&tok, tokpath, force_json, eot_token);
+    /* 512 ids at a time, each at most the longest token (or the EOT text) */
+    size_t longest = datatok_max_token_bytes(&tok), cap = 512 * (longest > strlen(eot_text) ? longest : strlen(eot_text));
+    char* buf = (char*)malloc_check(cap + 1);
     for (int f = 0; f < nfiles; f++) {
         int32_t* ids;
         ShardInfo in;
@@ -324,85 +405,105 @@ static int cmd_decode(Args* a) {
             fprintf(stderr, "warning: '%s' was made by another tokenizer (fingerprint %08x, '%s' is %08x)\n",
                     files[f], in.tok_hash, tokpath, tok.fingerprint);
         size_t n = max_tokens >= 0 && (uint64_t)max_tokens < in.ntok ? (size_t)max_tokens : (size_t)in.ntok;
-        char buf[1 << 16];
         for (size_t i = 0; i < n; i += 512) {
             size_t m = n - i < 512 ? n - i : 512;
-            long long len = tokenizer_decode(&tok, ids + i, m, buf, sizeof buf, eot_text);
-            if (len < 0 || (size_t)len > sizeof buf) die("cannot decode tokens %zu..%zu of '%s'", i, i + m, files[f]);
+            long long len = datatok_decode(&tok, ids + i, m, buf, cap, eot_text);
+            if (len < 0 || (size_t)len > cap)
+                die("cannot decode tokens %zu..%zu of '%s': an id that no token of '%s' has", i, i + m, files[f], tokpath);
             fwrite(buf, 1, (size_t)len, stdout);
         }
         free(ids);
     }
-    tokenizer_free(&tok);
+    free(buf);
+    datatok_free(&tok);
     return 0;
 }
 
 /* ---- info ----------------------------------------------------------------------------------- */
+/* A token shard's header; with a tokenizer, also its id range and document count. */
+static void info_shard(const char* path, const int32_t* h, uint64_t bytes, const DataTok* tok) {
+    char err[1024];
+    ShardInfo in;
+    if (shard_check_header(path, h, bytes, &in, err, sizeof err) != 0) die("%s", err);
+    printf("%s: token shard v%d (uint%d), %llu tokens, vocab %d, tokenizer fingerprint %08x, %llu bytes\n", path,
+           in.version, in.tok_bytes * 8, (unsigned long long)in.ntok, in.vocab, in.tok_hash, (unsigned long long)bytes);
+    if (!tok) return;
+    int32_t* ids;
+    if (shard_read(path, tok->vocab_size, &ids, NULL, err, sizeof err) != 0) die("%s", err);
+    size_t neot = 0;
+    for (uint64_t i = 0; i < in.ntok; i++) neot += ids[i] == tok->eot;
+    printf("  all ids < %d; %zu EOT (documents)%s\n", tok->vocab_size, neot,
+           in.tok_hash && in.tok_hash != tok->fingerprint ? "; WARNING: made by another tokenizer" : "");
+    free(ids);
+}
+
+/* A tokenizer file of ours or a tokenizer.json: sizes, EOT, options, first merges, longest token. */
+static void info_tokenizer(const char* path) {
+    DataTok d;
+    datatok_load(&d, path, 0, NULL);
+    const HfTokenizer* hf = &d.hf;
+    if (d.json) {
+        printf("%s: Hugging Face tokenizer.json, byte-level BPE: vocab %d (%d model tokens, %d added), %d merges, ", path,
+               d.vocab_size, hf->n_model, hf->n_added, hf->n_merges);
+        if (d.eot >= 0) printf("EOT %s id %d, fingerprint %08x\n", HFTOK_DEFAULT_EOT, d.eot, d.fingerprint);
+        else printf("no %s (encode needs --eot-token), fingerprint %08x\n", HFTOK_DEFAULT_EOT, d.fingerprint);
+        printf("  pre-tokenizer ByteLevel (add_prefix_space %s, GPT-2 regex %s), normalizer %s, ignore_merges %s\n",
+               hf->add_prefix_space ? "yes" : "no", hf->use_regex ? "yes" : "no", hf->nfc ? "NFC (not applied)" : "none",
+               hf->ignore_merges ? "yes" : "no");
+    } else {
+        printf("%s: tokenizer v%d, vocab %d (256 bytes + %d merges + EOT), EOT id %d, fingerprint %08x\n", path, TOK_VERSION,
+               d.vocab_size, d.tok.n_merges, d.eot, d.fingerprint);
+    }
+    int nmerges = d.json ? hf->n_merges : d.tok.n_merges, longest = 0;
+    size_t len, best = 0;
+    printf("  first merges:");
+    for (int r = 0; r < nmerges && r < 12; r++) {
+        const unsigned char* p = datatok_token_bytes(&d, d.json ? hf->merges[3 * r + 2] : 256 + r, &len);
+        print_token(p, len);
+    }
+    for (int i = 0; i < d.vocab_size; i++)
+        if (datatok_token_bytes(&d, i, &len) && len > best) { best = len; longest = i; }
+    printf("\n  longest token: id %d, %zu bytes\n", longest, best);
+    datatok_free(&d);
+}
+
 static int cmd_info(Args* a) {
     const char* tokpath = NULL;
     const char* files[4096];
-    int nfiles = 0;
+    int nfiles = 0, force_json = 0;
     for (a->i = 2; a->i < a->argc; a->i++) {
         const char* s = a->argv[a->i];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            printf("usage: bpe info [-t TOKENIZER] FILE...\n"
-                   "  Prints the header of token shards and tokenizer files. With -t, also checks that\n"
-                   "  every token of the shards is < the tokenizer's vocabulary.\n");
+            printf("usage: bpe info [-t TOKENIZER | --tokenizer-json FILE] FILE...\n"
+                   "  Prints the header of token shards, tokenizer files and Hugging Face tokenizer.json files.\n"
+                   "  With -t (either kind of tokenizer), also checks that every token of the shards is < the\n"
+                   "  tokenizer's vocabulary.\n");
             return 0;
         }
         if (!strcmp(s, "-t")) tokpath = arg_value(a);
+        else if (!strcmp(s, "--tokenizer-json")) { tokpath = arg_value(a); force_json = 1; }
         else if (s[0] == '-' && s[1]) arg_unknown(a);
         else if (nfiles == 4096) die("bpe info: at most 4096 files");
         else files[nfiles++] = s;
     }
     if (!nfiles) die("bpe info: no files (see bpe info --help)");
     char err[1024];
-    Tokenizer tok;
-    memset(&tok, 0, sizeof tok);
-    if (tokpath && tokenizer_load(&tok, tokpath, err, sizeof err) != 0) die("%s", err);
+    DataTok tok;
+    if (tokpath) datatok_load(&tok, tokpath, force_json, NULL);
     for (int f = 0; f < nfiles; f++) {
         int32_t h[DATA_HEADER_INTS];
         uint64_t bytes;
+        if (hftok_is_json_file(files[f])) { info_tokenizer(files[f]); continue; }
         FILE* fp = datafile_open(files[f], "data file", h, &bytes, err, sizeof err);
         if (!fp) die("%s", err);
         fclose(fp);
-        if (h[0] == SHARD_MAGIC) {
-            ShardInfo in;
-            if (shard_check_header(files[f], h, bytes, &in, err, sizeof err) != 0) die("%s", err);
-            printf("%s: token shard v%d (uint%d), %llu tokens, vocab %d, tokenizer fingerprint %08x, %llu bytes\n", files[f],
-                   in.version, in.tok_bytes * 8, (unsigned long long)in.ntok, in.vocab, in.tok_hash, (unsigned long long)bytes);
-            if (tokpath) {
-                int32_t* ids;
-                if (shard_read(files[f], tok.vocab_size, &ids, NULL, err, sizeof err) != 0) die("%s", err);
-                size_t neot = 0;
-                for (uint64_t i = 0; i < in.ntok; i++) neot += ids[i] == tok.eot;
-                printf("  all ids < %d; %zu EOT (documents)%s\n", tok.vocab_size, neot,
-                       in.tok_hash && in.tok_hash != tok.fingerprint ? "; WARNING: made by another tokenizer" : "");
-                free(ids);
-            }
-        } else if (h[0] == TOK_MAGIC) {
-            Tokenizer t;
-            if (tokenizer_load(&t, files[f], err, sizeof err) != 0) die("%s", err);
-            int longest = 0;
-            for (int i = 0; i < t.vocab_size; i++) if (t.tok_len[i] > t.tok_len[longest]) longest = i;
-            printf("%s: tokenizer v%d, vocab %d (256 bytes + %d merges + EOT), EOT id %d, fingerprint %08x\n", files[f],
-                   h[1], t.vocab_size, t.n_merges, t.eot, t.fingerprint);
-            printf("  first merges:");
-            for (int i = 256; i < t.vocab_size - 1 && i < 256 + 12; i++) {
-                size_t len;
-                const unsigned char* p = tokenizer_token_bytes(&t, i, &len);
-                printf(" [");
-                for (size_t k = 0; k < len; k++) printf(p[k] >= 32 && p[k] < 127 ? "%c" : "\\x%02x", p[k]);
-                printf("]");
-            }
-            printf("\n  longest token: id %d, %d bytes\n", longest, t.tok_len[longest]);
-            tokenizer_free(&t);
-        } else {
-            die("'%s' is neither a token shard (magic %d) nor a tokenizer file (magic %d): magic %d", files[f], SHARD_MAGIC,
-                TOK_MAGIC, h[0]);
-        }
+        if (h[0] == SHARD_MAGIC) info_shard(files[f], h, bytes, tokpath ? &tok : NULL);
+        else if (h[0] == TOK_MAGIC) info_tokenizer(files[f]);
+        else
+            die("'%s' is neither a token shard (magic %d), a tokenizer file (magic %d) nor a tokenizer.json: magic %d",
+                files[f], SHARD_MAGIC, TOK_MAGIC, h[0]);
     }
-    tokenizer_free(&tok);
+    if (tokpath) datatok_free(&tok);
     return 0;
 }
 
@@ -412,7 +513,8 @@ int main(int argc, char** argv) {
         "  train   text files -> tokenizer file (byte-level BPE)\n"
         "  encode  tokenizer + text files -> DIR/train_*.bin, DIR/val_*.bin token shards\n"
         "  decode  tokenizer + shards -> text on stdout\n"
-        "  info    print the header of shards / tokenizer files\n";
+        "  info    print the header of shards / tokenizer files\n"
+        "  (encode, decode, info also take a Hugging Face tokenizer.json: GPT-2 / GPT-NeoX byte-level BPE)\n";
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         printf("%s", usage);
         return argc < 2;

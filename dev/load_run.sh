@@ -3,9 +3,10 @@
 # reports whether host or device memory grows and whether the step time stays steady.
 #   dev/load_run.sh gla   [steps] [extra trainer flags...]   (default: gla-125m, 2000 steps, B=16 T=1024)
 #   dev/load_run.sh mamba [steps] [extra trainer flags...]   (default: mamba-130m)
-# Host memory: the trainer's resident set (VmRSS, /proc) sampled every second. Device memory: the
-# trainer's own per-step figure (mem_gib in log.jsonl: cudaMemGetInfo beyond the CUDA context). Step
-# time: ms of every step after the first 100 (p10 / p50 / p90). Prints one summary line; no assertion:
+# Host and device memory: the trainer's own per-step figures in log.jsonl (host_mib: resident set from
+# /proc/self/statm; mem_gib: cudaMemGetInfo beyond the CUDA context), at step 100 and at the last step
+# (the final checkpoint's host buffer comes after that record and is not counted). Step time: ms of
+# every step after the first 100 (p10 / p50 / p90). Prints one summary line; no assertion:
 # growth is reported, not judged, so the figure can go into the README with this command beside it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,22 +17,15 @@ out=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/load_$model.XXXXXX")}
 mkdir -p "$out"
 ./train_$model --model $preset -b 16 -t 1024 -x "$steps" -v 500 -s 0 -n 0 --log-every 250 -o "$out/run" "$@" \
     >"$out/train.txt" 2>&1 &
-pid=$!
-: >"$out/rss.txt"
-while kill -0 $pid 2>/dev/null; do
-    awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null >>"$out/rss.txt"
-    sleep 1
-done
-wait $pid; rc=$?
+wait $!; rc=$?
 [ $rc -ne 0 ] && { tail -n 20 "$out/train.txt"; echo "load run failed: exit $rc"; exit 1; }
 rec() { grep '"loss"' "$out/run/log.jsonl" | grep -o "\"$1\":[^,}]*" | cut -d: -f2; }
 ms=$(rec ms | tail -n +101 | sort -g)
 n=$(echo "$ms" | wc -l)
 pct() { echo "$ms" | awk -v p=$1 -v n=$n 'NR == int(p * (n - 1)) + 1'; }
-dev_first=$(rec mem_gib | sed -n 2p); dev_last=$(rec mem_gib | tail -n 1)
-rss=$(grep -v '^$' "$out/rss.txt")
-rss_early=$(echo "$rss" | sed -n 10p); rss_last=$(echo "$rss" | tail -n 1)
+dev_first=$(rec mem_gib | sed -n 101p); dev_last=$(rec mem_gib | tail -n 1)
+host_first=$(rec host_mib | sed -n 101p); host_last=$(rec host_mib | tail -n 1)
 loss_first=$(rec loss | head -n 1); loss_last=$(rec loss | tail -n 1)
-printf '%s %s steps: loss %.3f -> %.3f | device %.3f -> %.3f GiB | host RSS %s -> %s MiB (10 s in -> end) | step ms p10 %.2f p50 %.2f p90 %.2f (%d steps)\n' \
-    "$preset" "$steps" "$loss_first" "$loss_last" "$dev_first" "$dev_last" \
-    "$(( ${rss_early:-0} / 1024 ))" "$(( ${rss_last:-0} / 1024 ))" "$(pct 0.1)" "$(pct 0.5)" "$(pct 0.9)" "$n"
+printf '%s %s steps: loss %.3f -> %.3f | device %.3f -> %.3f GiB | host %.1f -> %.1f MiB (step 100 -> last) | step ms p10 %.2f p50 %.2f p90 %.2f (%d steps)\n' \
+    "$preset" "$steps" "$loss_first" "$loss_last" "$dev_first" "$dev_last" "$host_first" "$host_last" \
+    "$(pct 0.1)" "$(pct 0.5)" "$(pct 0.9)" "$n"

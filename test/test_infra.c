@@ -463,13 +463,14 @@ static void test_logger(void) {
     check(rc == 0 && count_lines(path, NULL) == 0, "logger_fresh_run_starts_empty", "");
     FILE* mem = tmpfile();
     st = logstep_empty(41);
-    st.loss = 3.25; st.mfu = 0.5;
+    st.loss = 3.25; st.mfu = 0.5; st.eta_s = 3725;
     progress_print(mem, &st, 100);
     rewind(mem);
     char line[256] = {0};
     char* got = fgets(line, sizeof line, mem);
     fclose(mem);
-    check(got && strstr(line, "step    42/100 | loss 3.2500") && strstr(line, "50.0% MFU"), "logger_progress_line",
+    check(got && strstr(line, "step    42/100 | loss 3.2500") && strstr(line, "50.0% MFU") && strstr(line, "ETA 1h02m"),
+          "logger_progress_line",
           "'%s'", line);
 }
 
