@@ -238,22 +238,30 @@ static void data_resolve(TrainData* d, TrainOptions* o) {
             return;
         }
     }
+    /* The vocabulary: the shards' header when it records one, else the tokenizer's. The tokenizer is used
+     * for samples only when it is the one the shards were encoded with (shards made with a Hugging Face
+     * tokenizer.json by data/bpe, next to a default tokenizer.bin, must not be decoded with the latter). */
     char err[512];
+    glob_t g;
+    glob(o->train_pattern, 0, NULL, &g);
+    ShardInfo si;
+    int rc = shard_open(g.gl_pathv[0], &si, err, sizeof err);
+    globfree(&g);
+    if (rc != 0) die("%s", err);
     if (o->tokenizer_path && file_exists(o->tokenizer_path)) {
         if (tokenizer_load(&d->tok, o->tokenizer_path, err, sizeof err) != 0) die("%s", err);
         d->has_tok = 1;
-        d->vocab = d->tok.vocab_size;
-    } else {
-        /* no tokenizer: the vocabulary comes from the shard header */
-        glob_t g;
-        glob(o->train_pattern, 0, NULL, &g);
-        ShardInfo si;
-        if (shard_open(g.gl_pathv[0], &si, err, sizeof err) != 0) die("%s", err);
-        globfree(&g);
-        if (si.vocab <= 0) die("shard %s does not record its vocabulary and no tokenizer was found at %s (pass --tokenizer)",
-                               o->train_pattern, o->tokenizer_path ? o->tokenizer_path : "(none)");
-        d->vocab = si.vocab;
+        if ((si.vocab > 0 && si.vocab != d->tok.vocab_size) || (si.tok_hash && si.tok_hash != d->tok.fingerprint)) {
+            printf("note: the shards were not encoded with %s (vocab %d, theirs %d): samples print token ids; "
+                   "--tokenizer names the right one\n", o->tokenizer_path, d->tok.vocab_size, si.vocab);
+            tokenizer_free(&d->tok);
+            d->has_tok = 0;
+        }
     }
+    if (si.vocab > 0) d->vocab = si.vocab;
+    else if (d->has_tok) d->vocab = d->tok.vocab_size;
+    else die("shard %s does not record its vocabulary and no tokenizer was found at %s (pass --tokenizer)",
+             o->train_pattern, o->tokenizer_path ? o->tokenizer_path : "(none)");
 }
 
 /* Opens the loaders for rank r of W (CPU only: every shard is validated here, before the GPU is touched). */

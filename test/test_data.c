@@ -10,8 +10,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* mkdtemp, truncate */
 #endif
-#include <dirent.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,38 +17,10 @@
 #include "tokenizer.h"
 #include "shard.h"
 #include "dataloader.h"
+#include "check.h"
 
-static int g_pass, g_fail;
 static char g_dir[256];
-
-static void report(const char* name, int ok, const char* fmt, ...) {
-    if (ok) { printf("PASS %s\n", name); g_pass++; return; }
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL %s: ", name);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    g_fail++;
-}
-
-static const char* tmp_path(const char* name) {
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-static void remove_tmp_dir(void) {
-    DIR* d = opendir(g_dir);
-    if (!d) return;
-    struct dirent* e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) remove(tmp_path(e->d_name));
-    closedir(d);
-    rmdir(g_dir);
-}
+static const char* tmp_path(const char* name) { return check_path(g_dir, name); }
 
 static unsigned char* read_file(const char* path, size_t* n) {
     FILE* f = fopen(path, "rb");
@@ -118,16 +88,16 @@ static void test_tokenizer(void) {
     const unsigned char* texts[1] = {text};
     size_t lens[1] = {n};
     int rc = tokenizer_train(&g_tok, texts, lens, 1, 512, 0, err, sizeof err);
-    report("tok_train", rc == 0 && g_tok.vocab_size == 512 && g_tok.eot == 511, "%s (vocab %d)", rc ? err : "", g_tok.vocab_size);
+    check(rc == 0 && g_tok.vocab_size == 512 && g_tok.eot == 511, "tok_train", "%s (vocab %d)", rc ? err : "", g_tok.vocab_size);
     long long m = 0;
     int ok = rc == 0 && roundtrip(&g_tok, text, n, &m);
-    report("tok_roundtrip_text", ok && (double)n / (double)m > 1.5, "round trip %s, %.2f bytes/token", ok ? "ok" : "FAILED",
-           m ? (double)n / (double)m : 0.0);
+    check(ok && (double)n / (double)m > 1.5, "tok_roundtrip_text", "round trip %s, %.2f bytes/token", ok ? "ok" : "FAILED",
+          m ? (double)n / (double)m : 0.0);
 
     Tokenizer t2;
     rc = tokenizer_train(&t2, texts, lens, 1, 512, 0, err, sizeof err);
-    report("tok_train_deterministic", rc == 0 && t2.fingerprint == g_tok.fingerprint &&
-           memcmp(t2.merges, g_tok.merges, (size_t)g_tok.n_merges * 8) == 0, "two trainings differ");
+    check(rc == 0 && t2.fingerprint == g_tok.fingerprint &&
+          memcmp(t2.merges, g_tok.merges, (size_t)g_tok.n_merges * 8) == 0, "tok_train_deterministic", "two trainings differ");
     tokenizer_free(&t2);
 
     /* random bytes (NULs, invalid UTF-8) and awkward runs */
@@ -142,7 +112,7 @@ static void test_tokenizer(void) {
     ok = ok && roundtrip(&g_tok, rb, 10000, NULL);
     memset(rb, ' ', 1000);
     ok = ok && roundtrip(&g_tok, rb, 1000, NULL) && roundtrip(&g_tok, rb, 0, NULL) && roundtrip(&g_tok, text, 1, NULL);
-    report("tok_roundtrip_bytes", ok, "random / awkward bytes do not round trip");
+    check(ok, "tok_roundtrip_bytes", "random / awkward bytes do not round trip");
     free(rb);
 
     /* decode details */
@@ -152,7 +122,7 @@ static void test_tokenizer(void) {
     ok = d == 9 && memcmp(out, "a<|eot|>b", 9) == 0;
     ids[1] = g_tok.vocab_size;
     ok = ok && tokenizer_decode(&g_tok, ids, 3, out, sizeof out, NULL) == -1;
-    report("tok_decode_eot_invalid", ok, "EOT text or invalid-id handling wrong");
+    check(ok, "tok_decode_eot_invalid", "EOT text or invalid-id handling wrong");
 
     /* a text too small for the requested vocabulary gives a smaller one */
     const unsigned char* small[1] = {(const unsigned char*)"abcabc abc"};
@@ -161,7 +131,7 @@ static void test_tokenizer(void) {
     ok = rc == 0 && t2.vocab_size < 1000 && roundtrip(&t2, small[0], 10, NULL);
     tokenizer_free(&t2);
     rc = tokenizer_train(&t2, small, slen, 1, 256, 0, err, sizeof err);
-    report("tok_vocab_limits", ok && rc != 0 && strstr(err, "257"), "small text or vocab 256 handled wrong: %s", err);
+    check(ok && rc != 0 && strstr(err, "257"), "tok_vocab_limits", "small text or vocab 256 handled wrong: %s", err);
 
     /* save / load */
     const char* tp = tmp_path("tok.bin");
@@ -177,7 +147,7 @@ static void test_tokenizer(void) {
         free(b);
         tokenizer_free(&t2);
     }
-    report("tok_save_load", ok, "%s", rc ? err : "loaded tokenizer encodes differently");
+    check(ok, "tok_save_load", "%s", rc ? err : "loaded tokenizer encodes differently");
     free(text);
 }
 
@@ -196,7 +166,7 @@ static int bad_tok(const char* name, const unsigned char* bytes, size_t n, const
 static void test_tokenizer_corrupt(void) {
     size_t n;
     unsigned char* f = read_file(tmp_path("tok.bin"), &n);
-    if (!f) { report("tok_corrupt_rejected", 0, "no saved tokenizer"); return; }
+    if (!f) { check(0, "tok_corrupt_rejected", "no saved tokenizer"); return; }
     unsigned char* c = (unsigned char*)malloc(n);
     int32_t* h = (int32_t*)c;
     int ok = 1;
@@ -226,7 +196,7 @@ static void test_tokenizer_corrupt(void) {
     mg[2 * 9] = mg[2 * 3]; mg[2 * 9 + 1] = mg[2 * 3 + 1];
     h[6] = (int32_t)tok_fingerprint(mg, h[4], h[2]);
     ok &= bad_tok("t_dup.bin", c, n, "merge 9 repeats", "merge 3");
-    report("tok_corrupt_rejected", ok, "see lines above");
+    check(ok, "tok_corrupt_rejected", "see lines above");
     free(c);
     free(f);
 }
@@ -255,7 +225,7 @@ static void test_shards(void) {
     int ok = rc == 0 && in.version == 1 && in.ntok == 1000 && in.vocab == 4096 && in.tok_hash == 0xABCD &&
              in.file_bytes == 1024 + 2000 && memcmp(back, toks, sizeof toks) == 0;
     free(back);
-    report("shard_roundtrip_u16", ok, "%s", rc ? err : "content or header differs");
+    check(ok, "shard_roundtrip_u16", "%s", rc ? err : "content or header differs");
 
     for (int i = 0; i < 1000; i++) toks[i] = (i * 7919) % 100000;
     const char* p32 = tmp_path("s32.bin");
@@ -263,7 +233,7 @@ static void test_shards(void) {
     rc = rc ? rc : shard_read(p32, 100000, &back, &in, err, sizeof err);
     ok = rc == 0 && in.version == 2 && in.tok_bytes == 4 && in.file_bytes == 1024 + 4000 && memcmp(back, toks, sizeof toks) == 0;
     free(back);
-    report("shard_roundtrip_u32", ok, "%s", rc ? err : "content or header differs");
+    check(ok, "shard_roundtrip_u32", "%s", rc ? err : "content or header differs");
 
     /* bad files */
     size_t n;
@@ -286,7 +256,7 @@ static void test_shards(void) {
     ok &= bad_shard("b_magic.bin", c, n, "not a token shard", "20240520");
     memcpy(c, f, n); h[1] = 7;
     ok &= bad_shard("b_version.bin", c, n, "unsupported version 7", NULL);
-    report("shard_bad_files_rejected", ok, "see lines above");
+    check(ok, "shard_bad_files_rejected", "see lines above");
 
     /* token >= vocab: first bad id, its position and the file */
     memcpy(c, f, n);
@@ -304,7 +274,7 @@ static void test_shards(void) {
     write_bytes(tmp_path("b_neg.bin"), c, 1024 + 16);
     rc = shard_read(tmp_path("b_neg.bin"), 0, &back, NULL, err, sizeof err);
     ok = ok && rc != 0 && contains(err, "b_neg.bin", "2147483648 at position 2");
-    report("shard_token_range", ok, "%s", err);
+    check(ok, "shard_token_range", "%s", err);
 
     /* 64-bit sizes: header math for > 2^32 tokens without writing 8 GB */
     int32_t hh[DATA_HEADER_INTS];
@@ -314,7 +284,7 @@ static void test_shards(void) {
     rc = shard_check_header("big.bin", hh, 1024 + 2 * big, &si, err, sizeof err);
     ok = rc == 0 && si.ntok == big;
     rc = shard_check_header("big.bin", hh, 1024 + 2 * big - 2, &si, err, sizeof err);
-    report("shard_64bit_sizes", ok && rc != 0, "5e9-token header misread: %s", err);
+    check(ok && rc != 0, "shard_64bit_sizes", "5e9-token header misread: %s", err);
     free(c);
     free(f);
 }
@@ -370,9 +340,9 @@ static void test_loader(void) {
     dataloader_free(&b);
     int valid = ok;
     for (int r = 0; valid && r < NB * B; r++) valid = row_ok(xa + r * T, ya + r * T, T);
-    report("dl_same_seed_same_batches", ok && valid, "%s", ok ? "rows are not consecutive tokens" : a.err);
+    check(ok && valid, "dl_same_seed_same_batches", "%s", ok ? "rows are not consecutive tokens" : a.err);
     ok = dataloader_init(&b, pat, B, T, 0, 1, DLV, 1, 43, 1) == 0 && read_batches(&b, NB, xb, yb);
-    report("dl_other_seed_other_batches", ok && memcmp(xa, xb, bytes) != 0, "%s", ok ? "identical" : b.err);
+    check(ok && memcmp(xa, xb, bytes) != 0, "dl_other_seed_other_batches", "%s", ok ? "identical" : b.err);
     dataloader_free(&b);
     dataloader_free(&a);
 
@@ -387,7 +357,7 @@ static void test_loader(void) {
             if (k > 0 && id != xa[(size_t)(e * total + k - 1) * T] + T) shuffled = 1;
         }
     }
-    report("dl_epoch_coverage", NB * B >= 3 * total && epochs_ok && shuffled, "samples repeat within an epoch or are not shuffled");
+    check(NB * B >= 3 * total && epochs_ok && shuffled, "dl_epoch_coverage", "samples repeat within an epoch or are not shuffled");
     free(seen);
 
     /* rank slicing: W ranks of B rows == one rank of W*B rows, row for row */
@@ -402,7 +372,7 @@ static void test_loader(void) {
             ok = read_batches(&rk[r], 1, xb + r * B * T, yb + r * B * T);
         ok = ok && !memcmp(xa, xb, sizeof(int) * W * B * T) && !memcmp(ya, yb, sizeof(int) * W * B * T);
     }
-    report("dl_rank_slicing", ok, "rank batches differ from the 1-rank batch");
+    check(ok, "dl_rank_slicing", "rank batches differ from the 1-rank batch");
     dataloader_free(&big);
     for (int r = 0; r < W; r++) dataloader_free(&rk[r]);
 
@@ -416,11 +386,11 @@ static void test_loader(void) {
     ok = ok && dataloader_restore(&d, &st) == 0 && read_batches(&d, 30, xb, yb) && !memcmp(xa, xb, sizeof(int) * 30 * B * T);
     /* and rewinding the same loader (prefetch thread restarted mid-flight) */
     ok = ok && dataloader_restore(&c, &st) == 0 && read_batches(&c, 30, xb, yb) && !memcmp(xa, xb, sizeof(int) * 30 * B * T);
-    report("dl_resume", ok, "%s", "batches after restore differ");
+    check(ok, "dl_resume", "%s", "batches after restore differ");
     dataloader_free(&d);
     /* a state from other data is refused */
     ok = dataloader_init(&d, pat, B, T + 1, 0, 1, DLV, 1, 9, 0) == 0;
-    report("dl_resume_other_data_refused", ok && dataloader_restore(&d, &st) != 0 && strstr(d.err, "other shards"), "%s", d.err);
+    check(ok && dataloader_restore(&d, &st) != 0 && strstr(d.err, "other shards"), "dl_resume_other_data_refused", "%s", d.err);
     dataloader_free(&d);
     dataloader_free(&c);
 
@@ -437,7 +407,7 @@ static void test_loader(void) {
     ok = ok && dataloader_next(&ev, xb, yb) == 0 && dataloader_next(&ev, xb, yb) == 0;
     dataloader_reset(&ev);
     ok = ok && dataloader_next(&ev, xb, yb) == 1 && !memcmp(xa, xb, sizeof(int) * B * T);
-    report("dl_eval_pass", ok, "%s", ev.err);
+    check(ok, "dl_eval_pass", "%s", ev.err);
     dataloader_free(&ev);
     /* eval over 2 ranks: the union of both ranks' rows is the 1-rank pass */
     DataLoader e0, e1;
@@ -447,7 +417,7 @@ static void test_loader(void) {
         ok = dataloader_next(&e0, xb, yb) == 1 && dataloader_next(&e1, xb + B * T, yb + B * T) == 1 &&
              !memcmp(xb, xa + s * 2 * B * T, sizeof(int) * 2 * B * T);
     ok = ok && dataloader_next(&e0, xb, yb) == 0 && dataloader_next(&e1, xb, yb) == 0;
-    report("dl_eval_ranks", ok && nb2 == total / (2 * B), "2-rank eval differs from 1-rank eval");
+    check(ok && nb2 == total / (2 * B), "dl_eval_ranks", "2-rank eval differs from 1-rank eval");
     dataloader_free(&e0);
     dataloader_free(&e1);
 
@@ -460,12 +430,12 @@ static void test_loader(void) {
     small[50] = 50;
     ok = dataloader_init(&c, tmp_path("ov_*.bin"), 2, 8, 0, 1, 1000, 0, 0, 1) == 0;
     ok = ok && dataloader_next(&c, xb, yb) < 0 && contains(c.err, "ov_0.bin", "token id 5000 at position 50 is >= vocabulary size 1000");
-    report("dl_token_over_vocab_rejected", ok, "%s", c.err);
+    check(ok, "dl_token_over_vocab_rejected", "%s", c.err);
     dataloader_free(&c);
     /* the header says the shard's vocab is larger than the model's */
     shard_write(tmp_path("hv_0.bin"), small, 20, 70000, 0, err, sizeof err);
     ok = dataloader_init(&c, tmp_path("hv_*.bin"), 1, 8, 0, 1, 4096, 0, 0, 0) != 0 && contains(c.err, "hv_0.bin", "70000");
-    report("dl_header_vocab_rejected", ok, "%s", c.err);
+    check(ok, "dl_header_vocab_rejected", "%s", c.err);
 
     /* a shard shorter than T+1 tokens, and a pattern with no match */
     shard_write(tmp_path("sh_0.bin"), small, 8, 100, 0, err, sizeof err);
@@ -492,7 +462,7 @@ static void test_loader(void) {
         ok = st3 < 0 && contains(c.err, "cut_0.bin", "truncated after");
     }
     dataloader_free(&c);
-    report("dl_bad_inputs_rejected", ok, "%s", c.err);
+    check(ok, "dl_bad_inputs_rejected", "%s", c.err);
 
     free(xa); free(ya); free(xb); free(yb);
 }
@@ -533,8 +503,8 @@ static void test_synthetic(void) {
     ok = ok && vok;
     dataloader_free(&sv);
     double fl = dataloader_synthetic_floor(V);
-    report("dl_synthetic", ok && copies > 50 && copy_ok && fl > 0.5 && fl < 3.0, "synthetic batches wrong (copies %d, floor %.3f): %s",
-           copies, fl, s1.err);
+    check(ok && copies > 50 && copy_ok && fl > 0.5 && fl < 3.0, "dl_synthetic", "synthetic batches wrong (copies %d, floor %.3f): %s",
+          copies, fl, s1.err);
     dataloader_free(&s1);
     dataloader_free(&s2);
     free(x); free(y); free(x2); free(y2);
@@ -542,15 +512,13 @@ static void test_synthetic(void) {
 
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    snprintf(g_dir, sizeof g_dir, "/tmp/test_data_XXXXXX");
-    if (!mkdtemp(g_dir)) { printf("FAIL setup: cannot create a temporary directory\n"); return 1; }
+    if (check_tmpdir(g_dir, sizeof g_dir, "test_data")) return 1;
     test_tokenizer();
     test_tokenizer_corrupt();
     test_shards();
     test_loader();
     test_synthetic();
     tokenizer_free(&g_tok);
-    remove_tmp_dir();
-    printf("test_data: %d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    check_rmdir(g_dir);
+    return check_summary("test_data");
 }

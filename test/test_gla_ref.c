@@ -4,7 +4,7 @@
 //       multiple of the chunk with strong and weak decay; op backward vs central finite differences.
 //   (b) whole model (test/ref_gla.h): loss gradient vs central finite differences for every parameter
 //       tensor (all entries of small tensors, a random subset of big ones), tied and untied.
-// Build: gcc -std=c11 -O2 -Wall -Icommon -Itest test/test_gla_ref.c -lm
+// Build: make test/test_gla_ref (gcc -std=c11 -O2 -Wall -D_DEFAULT_SOURCE -Icommon -Itest test/test_gla_ref.c -lm)
 // Prints one PASS/FAIL line per check; exit status 1 on any failure.
 #include <math.h>
 #include <stdio.h>
@@ -14,12 +14,12 @@
 #include "rng.h"
 #include "ref_gla_op.h"
 #include "ref_gla.h"
+#include "check.h"
 
-static int g_failures = 0, g_passes = 0;
-
-static void check(const char* name, double err, double tol) {
-    if (err <= tol && err == err) { printf("PASS %s (rel err %.2e, tol %.0e)\n", name, err, tol); g_passes++; }
-    else { printf("FAIL %s: rel err %.3e > tol %.0e\n", name, err, tol); g_failures++; }
+// one PASS/FAIL line: a relative error against its tolerance (NaN fails)
+static void check_tol(const char* name, double err, double tol) {
+    int ok = err <= tol && err == err;
+    check_line(ok, ok ? "%s (rel err %.2e, tol %.0e)" : "%s: rel err %.3e > tol %.0e", name, err, tol);
 }
 
 // max|a-b| / max(max|b|, floor): one error scale per tensor, so entries near zero do not dominate; the
@@ -84,11 +84,11 @@ static void test_op_naive_vs_chunked(int T, int K, int V, double lo, double hi, 
     ref_gla_op_backward_chunked(g2[0], g2[1], g2[2], g2[3], c.d_o, c.q, c.k, c.v, c.g, T, K, V, c.scale);
     char name[128];
     snprintf(name, sizeof name, "op naive vs chunked fwd T=%d K=%d V=%d g[%g,%g]", T, K, V, lo, hi);
-    check(name, rel_err(o2, o1, nv, 1e-3), 1e-12);
+    check_tol(name, rel_err(o2, o1, nv, 1e-3), 1e-12);
     const char* gn[4] = {"dq", "dk", "dv", "dg"};
     for (int i = 0; i < 4; i++) {
         snprintf(name, sizeof name, "op naive vs chunked %s T=%d K=%d V=%d g[%g,%g]", gn[i], T, K, V, lo, hi);
-        check(name, rel_err(g2[i], g1[i], i == 2 ? nv : nk, 1e-3), 1e-12);
+        check_tol(name, rel_err(g2[i], g1[i], i == 2 ? nv : nk, 1e-3), 1e-12);
     }
     for (int i = 0; i < 4; i++) { free(g1[i]); free(g2[i]); }
     free(o1); free(o2);
@@ -116,7 +116,7 @@ static void test_op_backward_fd(int T, int K, int V, double lo, double hi, uint6
         }
         char name[128];
         snprintf(name, sizeof name, "op backward vs finite diff %s T=%d K=%d V=%d g[%g,%g]", gn[i], T, K, V, lo, hi);
-        check(name, rel_err(an[i], fd, n, 1e-3), 1e-8);
+        check_tol(name, rel_err(an[i], fd, n, 1e-3), 1e-8);
         free(fd);
     }
     for (int i = 0; i < 4; i++) free(an[i]);
@@ -153,8 +153,8 @@ static void test_init(void) {
     }
     if (fabs(sqrt(s2 / n) - 0.02) > 0.001) { ok = 0; snprintf(why, sizeof why, "matrix std %.5f", sqrt(s2 / n)); }
     if (t[nt - 1].offset + t[nt - 1].numel != np || strcmp(t[nt - 1].name, "lm_head") != 0) { ok = 0; snprintf(why, sizeof why, "table end"); }
-    if (ok) { printf("PASS init constants, std, weight-decay flags, contiguous offsets\n"); g_passes++; }
-    else { printf("FAIL init: %s\n", why); g_failures++; }
+    if (ok) check_line(1, "init constants, std, weight-decay flags, contiguous offsets");
+    else check_line(0, "init: %s", why);
     free(p); free(t);
 }
 
@@ -167,8 +167,8 @@ static void test_param_counts(void) {
              ref_gla_default_mlp_width(768) == 2048;
     c340.tied = 0;
     ok = ok && ref_gla_num_params(&c340) == 374475776ull;
-    if (ok) { printf("PASS param counts (340M tied/untied, 1.3B) and MLP width rule\n"); g_passes++; }
-    else { printf("FAIL param counts: 340M untied %zu\n", ref_gla_num_params(&c340)); g_failures++; }
+    if (ok) check_line(1, "param counts (340M tied/untied, 1.3B) and MLP width rule");
+    else check_line(0, "param counts: 340M untied %zu", ref_gla_num_params(&c340));
 }
 
 // Moves the parameters away from init so every gradient path is exercised at O(1) scale: matrices get
@@ -213,12 +213,12 @@ static void test_model_fd(int tied) {
     char name[128];
     // At init the logits are ~0, so the loss is ~log(Vc).
     snprintf(name, sizeof name, "model %s init loss %.6f vs log(Vc) %.6f", tied ? "tied" : "untied", loss0, log((double)c.Vc));
-    check(name, fabs(loss0 - log((double)c.Vc)) / log((double)c.Vc), 1e-2);
+    check_tol(name, fabs(loss0 - log((double)c.Vc)) / log((double)c.Vc), 1e-2);
     perturb_params(&c, params, 11 + tied);
     double loss = ref_gla_forward_backward(&c, params, grads, ids, targets, B, T, NULL);
     double loss_f = ref_gla_forward_backward(&c, params, NULL, ids, targets, B, T, NULL);
     snprintf(name, sizeof name, "model %s forward-only loss == forward+backward loss", tied ? "tied" : "untied");
-    check(name, fabs(loss - loss_f), 0.0);
+    check_tol(name, fabs(loss - loss_f), 0.0);
     const double h = 1e-4;
     for (int i = 0; i < nt; i++) {
         int all = t[i].numel <= 64, nsamp = all ? (int)t[i].numel : 8;
@@ -242,7 +242,7 @@ static void test_model_fd(int tied) {
         }
         snprintf(name, sizeof name, "model %s grad vs finite diff %-12s (%s %d, max|grad| %.2e)", tied ? "tied" : "untied",
                  t[i].name, all ? "all" : "sampled", nsamp, gmax);
-        check(name, emax / fmax(gmax, 1e-300), 1e-6);
+        check_tol(name, emax / fmax(gmax, 1e-300), 1e-6);
     }
     free(t); free(params); free(grads); free(ids); free(targets);
 }
@@ -262,6 +262,5 @@ int main(int argc, char** argv) {
     test_init();
     test_model_fd(1);
     test_model_fd(0);
-    printf("%d passed, %d failed\n", g_passes, g_failures);
-    return g_failures ? 1 : 0;
+    return check_summary(NULL);
 }

@@ -49,6 +49,8 @@ done
 # the other model's checkpoint
 expect "train_mamba --export-hf of a GLA checkpoint" "GLA model" ./train_mamba --export-hf "$tmp/y" -e "$tmp/ckpt_gla.bin"
 expect "train_gla --init-hf of a Mamba export" "model_type\" is \"mamba\"" ./train_gla --init-hf "$tmp/hf_mamba" --bench
-if ./train_gla --help 2>&1 | grep -q -- "--export-hf" && ./train_mamba --help 2>&1 | grep -q -- "--init-hf"; then
+# captured first: under pipefail, `--help | grep -q` fails when grep quits early and the writer gets SIGPIPE
+help_gla=$(./train_gla --help 2>&1); help_mamba=$(./train_mamba --help 2>&1)
+if grep -q -- "--export-hf" <<<"$help_gla" && grep -q -- "--init-hf" <<<"$help_mamba"; then
     echo "PASS --help lists --export-hf and --init-hf"
 else echo "FAIL --help does not list the HF flags"; fi

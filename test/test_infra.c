@@ -6,7 +6,6 @@
  * mfu.h (peak table). Prints `PASS name` / `FAIL name: why`; exits non-zero on any failure.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,22 +18,7 @@
 #include "rng.h"
 #include "sampler.h"
 #include "schedule.h"
-
-static int g_failures = 0;
-
-static void check(int ok, const char* name, const char* why_fmt, ...) {
-    if (ok) {
-        printf("PASS %s\n", name);
-        return;
-    }
-    g_failures++;
-    printf("FAIL %s: ", name);
-    va_list ap;
-    va_start(ap, why_fmt);
-    vprintf(why_fmt, ap);
-    va_end(ap);
-    printf("\n");
-}
+#include "check.h"
 
 static char g_dir[256];   /* scratch directory of this run */
 
@@ -560,11 +544,7 @@ static void test_mfu(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "%s/test_infra.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(g_dir)) {
-        printf("FAIL setup: cannot create a temporary directory\n");
-        return 1;
-    }
+    if (check_tmpdir(g_dir, sizeof g_dir, "test_infra")) return 1;
     test_args();
     test_schedule();
     test_checkpoint();
@@ -572,8 +552,6 @@ int main(void) {
     test_spike();
     test_sampler();
     test_mfu();
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", g_dir);
+    check_rmdir(g_dir);
     return g_failures ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 // test/test_mamba_ref.c -- checks the double-precision Mamba-1 references (test/ref_mamba_op.h, test/ref_mamba.h)
 // against central finite differences, and the chunked scan against the plain one. CPU only, no GPU.
-// Build: gcc -std=c11 -O2 -Wall -Icommon -Itest test/test_mamba_ref.c -lm
+// Build: make test/test_mamba_ref (gcc -std=c11 -O2 -Wall -D_DEFAULT_SOURCE -Icommon -Itest test/test_mamba_ref.c -lm)
 // Prints `PASS name` / `FAIL name: ...` per check; exits non-zero if any check fails.
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,13 +9,7 @@
 #include "rng.h"
 #include "ref_mamba_op.h"
 #include "ref_mamba.h"
-
-static int n_pass = 0, n_fail = 0;
-
-static void report(int ok, const char* name, const char* fmt, double a, double b) {
-    if (ok) { printf("PASS %s\n", name); n_pass++; }
-    else { printf("FAIL %s: ", name); printf(fmt, a, b); printf("\n"); n_fail++; }
-}
+#include "check.h"
 
 static double* rand_normal(Rng* r, size_t n, double scale, double shift) {
     double* p = ref_mop_alloc(n);
@@ -78,8 +72,9 @@ static void fd_tensor(const char* name, double (*loss)(OpCase*), OpCase* c, doub
         maxg = fmax(maxg, fabs(g[i]));
     }
     double rel = maxd / fmax(maxg, 1e-300);
-    if (rel < tol && maxg > 0.0) { printf("PASS %s (max|num-ana|/max|ana| %.1e)\n", name, rel); n_pass++; }
-    else report(0, name, "max|num-ana|/max|ana| = %.3e (max|ana| %.3e)", rel, maxg);
+    int ok = rel < tol && maxg > 0.0;
+    check_line(ok, ok ? "%s (max|num-ana|/max|ana| %.1e)" : "%s: max|num-ana|/max|ana| = %.3e (max|ana| %.3e)", name, rel,
+               maxg);
 }
 
 static OpCase make_op_case(uint64_t seed, int B, int T, int Di, int N, int W) {
@@ -131,7 +126,7 @@ static void test_conv_op(void) {
     double e = 0.0;
     for (int i = 0; i < c.Di * c.W; i++) e = fmax(e, fabs(dw2[i] - 2.0 * dw[i]));
     for (int i = 0; i < c.Di; i++) e = fmax(e, fabs(db2[i] - 2.0 * db[i]));
-    report(e < 1e-12 && max_abs(dx, n) < 1e29, "conv1d_silu dw/db accumulate, dx written", "err %.3e %.3e", e, 0.0);
+    check(e < 1e-12 && max_abs(dx, n) < 1e29, "conv1d_silu dw/db accumulate, dx written", "err %.3e %.3e", e, 0.0);
     free(dx); free(dw); free(db); free(dw2); free(db2);
     free_op_case(&c);
 }
@@ -170,8 +165,8 @@ static void test_scan_op(uint64_t seed, int stiff) {
         for (int k = 0; k < 5; k++) e = fmax(e, max_abs_diff(w[k], grads[k], k < 3 ? n : nb));
         for (int i = 0; i < Di * N; i++) e = fmax(e, fabs(a2[i] - 2.0 * dAl[i]));
         for (int i = 0; i < Di; i++) e = fmax(e, fabs(d2[i] - 2.0 * dD[i]) + fabs(b2[i] - 2.0 * dbias[i]));
-        report(e < 1e-12, stiff ? "selective_scan (stiff) written/accumulated outputs" :
-               "selective_scan written/accumulated outputs", "err %.3e %.3e", e, 0.0);
+        check(e < 1e-12, stiff ? "selective_scan (stiff) written/accumulated outputs" :
+              "selective_scan written/accumulated outputs", "err %.3e %.3e", e, 0.0);
         for (int k = 0; k < 5; k++) free(w[k]);
         free(a2); free(d2); free(b2);
     }
@@ -180,8 +175,8 @@ static void test_scan_op(uint64_t seed, int stiff) {
     ref_selective_scan_forward(y, yp, c.u, c.dt_raw, c.z, c.Bm, c.Cm, c.A_log, c.Dskip, c.dt_bias, B, T, Di, N);
     double eg = 0.0;
     for (size_t i = 0; i < n; i++) eg = fmax(eg, fabs(y[i] - yp[i] * ref_mop_silu(c.z[i])));
-    report(eg < 1e-14, stiff ? "selective_scan (stiff) y = y_pre * silu(z)" : "selective_scan y = y_pre * silu(z)",
-           "err %.3e %.3e", eg, 0.0);
+    check(eg < 1e-14, stiff ? "selective_scan (stiff) y = y_pre * silu(z)" : "selective_scan y = y_pre * silu(z)",
+          "err %.3e %.3e", eg, 0.0);
 
     // chunked (boundary states only, recompute + dh carry) vs plain, several chunk lengths incl. T % chunk != 0
     const int chunks[4] = {1, 5, 16, 64};
@@ -218,7 +213,7 @@ static void test_scan_op(uint64_t seed, int stiff) {
         }
         char name[64];
         snprintf(name, sizeof name, "selective_scan%s chunked(%d) == plain", stiff ? " (stiff)" : "", ch);
-        report(e < 1e-13 && hfin_err < 1e-13, name, "max abs diff %.3e, final-state err %.3e", e, hfin_err);
+        check(e < 1e-13 && hfin_err < 1e-13, name, "max abs diff %.3e, final-state err %.3e", e, hfin_err);
         free(y2); free(yp2); free(hc); free(du2); free(ddt2); free(dz2); free(dB2); free(dC2);
         free(dAl2); free(dD2); free(dbias2);
     }
@@ -290,15 +285,12 @@ static void fd_model(ModelCase* mc, const char* label, Rng* r, double tol) {
         if (!(maxd <= tol * maxg + 1e-14 / h) || maxg == 0.0) {
             char name[160];
             snprintf(name, sizeof name, "fd %s %s", label, tl[k].name);
-            report(0, name, "max|num-ana|/max|grad| = %.3e (max|grad| %.3e)", rel, maxg);
+            check(0, name, "max|num-ana|/max|grad| = %.3e (max|grad| %.3e)", rel, maxg);
             ok = 0;
         }
         if (rel > worst) { worst = rel; worst_name = tl[k].name; }
     }
-    if (ok) {
-        printf("PASS fd %s (%d tensors, worst max|num-ana|/max|grad| %.2e at %s)\n", label, nt, worst, worst_name);
-        n_pass++;
-    }
+    if (ok) check_line(1, "fd %s (%d tensors, worst max|num-ana|/max|grad| %.2e at %s)", label, nt, worst, worst_name);
     free(tl); free(g);
 }
 
@@ -362,9 +354,9 @@ static void test_model_misc(void) {
     ref_mamba_forward_backward(c, mc.params, g2, mc.ids, mc.targets, mc.B, mc.T, NULL);
     int same = l1 == l2 && memcmp(lg1, lg2, (size_t)M * c->Vc * sizeof(double)) == 0 &&
                memcmp(g1, g2, np * sizeof(double)) == 0;
-    report(same, "model forward-only == forward+backward, deterministic, grads written", "%g %g", l1, l2);
+    check(same, "model forward-only == forward+backward, deterministic, grads written", "%g %g", l1, l2);
     // at init the tied logits are tiny, so the loss is ~ ln(Vc)
-    report(fabs(l1 - log((double)c->Vc)) < 0.05, "model init loss ~ ln(Vc)", "loss %.6f vs ln(Vc) %.6f", l1, log((double)c->Vc));
+    check(fabs(l1 - log((double)c->Vc)) < 0.05, "model init loss ~ ln(Vc)", "loss %.6f vs ln(Vc) %.6f", l1, log((double)c->Vc));
     // the loss only sees valid targets: mean over the recomputed per-row CE of targets != -1
     double sum = 0.0; int nv = 0;
     for (int m = 0; m < M; m++) {
@@ -375,12 +367,12 @@ static void test_model_misc(void) {
         for (int v = 0; v < c->Vc; v++) se += exp(l[v] - mx);
         sum += log(se) + mx - l[mc.targets[m]]; nv++;
     }
-    report(fabs(sum / nv - l1) < 1e-13 && nv < M, "model loss = mean over targets != -1", "%.15f vs %.15f", sum / nv, l1);
+    check(fabs(sum / nv - l1) < 1e-13 && nv < M, "model loss = mean over targets != -1", "%.15f vs %.15f", sum / nv, l1);
     // all targets ignored: loss 0 and zero gradients
     int* none = (int*)malloc((size_t)M * sizeof(int));
     for (int m = 0; m < M; m++) none[m] = -1;
     double l0 = ref_mamba_forward_backward(c, mc.params, g2, mc.ids, none, mc.B, mc.T, NULL);
-    report(l0 == 0.0 && max_abs(g2, np) == 0.0, "model all targets ignored -> loss 0, grads 0", "%g %g", l0, max_abs(g2, np));
+    check(l0 == 0.0 && max_abs(g2, np) == 0.0, "model all targets ignored -> loss 0, grads 0", "%g %g", l0, max_abs(g2, np));
     free(none); free(lg1); free(lg2); free(g1); free(g2);
     free_model_case(&mc);
 }
@@ -401,7 +393,7 @@ static void test_layout(void) {
         ok &= tl[1 + REF_MAMBA_A_LOG].offset == ref_mamba_layer_offset(&c, 0, REF_MAMBA_A_LOG);
         free(tl);
     }
-    report(ok, "layout table contiguous and ordered", "%g %g", 0.0, 0.0);
+    check(ok, "layout table contiguous and ordered", "%g %g", 0.0, 0.0);
     struct { const char* name; int D, L, R; size_t total; } pub[3] = {
         {"mamba-130m", 768, 24, 48, 129135360ull}, {"mamba-370m", 1024, 48, 64, 371516416ull},
         {"mamba-790m", 1536, 48, 96, 793204224ull}};
@@ -411,8 +403,8 @@ static void test_layout(void) {
         c.tied = 1; c.eps = 1e-5;
         char name[64];
         snprintf(name, sizeof name, "num_params %s", pub[i].name);
-        report(ref_mamba_num_params(&c) == pub[i].total, name, "%.0f vs %.0f", (double)ref_mamba_num_params(&c),
-               (double)pub[i].total);
+        check(ref_mamba_num_params(&c) == pub[i].total, name, "%.0f vs %.0f", (double)ref_mamba_num_params(&c),
+              (double)pub[i].total);
     }
 }
 
@@ -424,7 +416,7 @@ static void test_init(void) {
     double *p = ref_mop_alloc(np), *p2 = ref_mop_alloc(np);
     ref_mamba_init_params(&c, p, 5);
     ref_mamba_init_params(&c, p2, 5);
-    report(memcmp(p, p2, np * sizeof(double)) == 0, "init deterministic per seed", "%g %g", 0.0, 0.0);
+    check(memcmp(p, p2, np * sizeof(double)) == 0, "init deterministic per seed", "%g %g", 0.0, 0.0);
     int nt = ref_mamba_num_tensors(&c);
     RefMambaTensor* tl = (RefMambaTensor*)malloc((size_t)nt * sizeof(RefMambaTensor));
     ref_mamba_tensors(&c, tl);
@@ -472,8 +464,7 @@ static void test_init(void) {
                          tl[k].kind == REF_MAMBA_W_DT || tl[k].kind == REF_MAMBA_W_OUT || strcmp(tl[k].name, "lm_head") == 0;
         ok &= tl[k].decay == want_decay;
     }
-    if (ok) report(1, "init constants, bounds, weight-decay flags", "", 0, 0);
-    else { printf("FAIL init constants, bounds, weight-decay flags: %s\n", why); n_fail++; }
+    check(ok, "init constants, bounds, weight-decay flags", "%s", why);
     free(tl); free(p); free(p2);
 }
 
@@ -487,6 +478,5 @@ int main(void) {
     test_init();
     test_model_misc();
     test_model_fd();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_summary(NULL);
 }

@@ -9,14 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mqar.h"
-
-static int g_pass, g_fail;
-
-/* why is only read on failure; it names the first thing that was wrong */
-static void check(const char* name, int ok, const char* why) {
-    if (ok) { printf("PASS %s\n", name); g_pass++; }
-    else { printf("FAIL %s: %s\n", name, why); g_fail++; }
-}
+#include "check.h"
 
 static MqarConfig config(int vocab, int T, int P, int Q, uint64_t seed) {
     MqarConfig c;
@@ -99,7 +92,7 @@ static void test_structure(void) {
         int rows = cs[i].T > 1000 ? 20 : 300;
         ok = !check_rows(&t, 0, 0, rows, why, sizeof why) && !check_rows(&t, 1, 1000000, rows, why, sizeof why);
     }
-    check("mqar_row_structure", ok, why);
+    check(ok, "mqar_row_structure", "%s", why);
 }
 
 static void test_defaults(void) {
@@ -112,7 +105,7 @@ static void test_defaults(void) {
     c = mqar_default_config(3); /* at least one pair */
     ok = ok && mqar_init(&t, &c, err, sizeof err) == 0 && t.c.n_pairs == 1 && mqar_queries_per_row(&t) == 1;
     snprintf(why, sizeof why, "defaults: vocab %d, %d pairs, %d queries (%s)", t.c.vocab, t.c.n_pairs, t.c.n_queries, err);
-    check("mqar_defaults", ok, why);
+    check(ok, "mqar_defaults", "%s", why);
 }
 
 /* ---- batches: determinism, resume, ranks, splits ------------------------------------------------- */
@@ -134,17 +127,17 @@ static void test_batches(void) {
     int ok = mqar_init(&t, &c, err, sizeof err) == 0 && mqar_init(&t2, &c, err, sizeof err) == 0;
     c.seed = 43;
     ok = ok && mqar_init(&other, &c, err, sizeof err) == 0;
-    if (!ok) { check("mqar_batches_setup", 0, err); return; }
+    if (!ok) { check(0, "mqar_batches_setup", "%s", err); return; }
     int det = 1;
     for (int s = 0; s < STEPS; s++) det = det && same_batch(&t, &t2, 0, (uint64_t)s, 0, 1, B);
-    check("mqar_deterministic", det && !same_batch(&t, &other, 0, 0, 0, 1, B), "same seed differs, or another seed gives the same batch");
+    check(det && !same_batch(&t, &other, 0, 0, 0, 1, B), "mqar_deterministic", "same seed differs, or another seed gives the same batch");
 
     /* resume: steps drawn in sequence, then step k alone from a fresh task, match */
     size_t n = (size_t)B * T;
     int *xs = ints(n * STEPS), *ys = ints(n * STEPS), *x = ints(n * W), *y = ints(n * W);
     for (int s = 0; s < STEPS; s++) mqar_batch(&t, 0, (uint64_t)s, 0, 1, B, xs + s * n, ys + s * n);
     mqar_batch(&t2, 0, 7, 0, 1, B, x, y);
-    check("mqar_resume", !memcmp(x, xs + 7 * n, n * sizeof(int)) && !memcmp(y, ys + 7 * n, n * sizeof(int)),
+    check(!memcmp(x, xs + 7 * n, n * sizeof(int)) && !memcmp(y, ys + 7 * n, n * sizeof(int)), "mqar_resume",
           "step 7 alone differs from step 7 after steps 0..6");
 
     /* rank slicing: W ranks of B rows, concatenated in rank order == 1 rank of W*B rows */
@@ -156,7 +149,7 @@ static void test_batches(void) {
         sliced = !memcmp(x, xr, n * W * sizeof(int)) && !memcmp(y, yr, n * W * sizeof(int));
         free(xr); free(yr);
     }
-    check("mqar_rank_slicing", sliced, "rank batches differ from the 1-rank batch of W*B rows");
+    check(sliced, "mqar_rank_slicing", "rank batches differ from the 1-rank batch of W*B rows");
 
     /* validation: a fixed set (same twice), no row equal to the train row of the same number */
     int split_ok = same_batch(&t, &t2, 1, 3, 0, 1, B);
@@ -164,7 +157,7 @@ static void test_batches(void) {
         mqar_batch(&t, 1, (uint64_t)s, 0, 1, B, x, y);
         for (int b = 0; b < B; b++) split_ok = split_ok && memcmp(x + b * T, xs + s * n + b * T, T * sizeof(int)) != 0;
     }
-    check("mqar_val_split", split_ok, "validation rows change between calls or repeat training rows");
+    check(split_ok, "mqar_val_split", "validation rows change between calls or repeat training rows");
     free(xs); free(ys); free(x); free(y);
 }
 
@@ -183,7 +176,7 @@ static void test_spread(void) {
     MqarTask t;
     MqarConfig c = config(V, T, P, Q, 7);
     char err[300] = "", why[300] = "";
-    if (mqar_init(&t, &c, err, sizeof err) != 0) { check("mqar_spread", 0, err); return; }
+    if (mqar_init(&t, &c, err, sizeof err) != 0) { check(0, "mqar_spread", "%s", err); return; }
     long keys[32] = {0}, vals[32] = {0}, places[48] = {0}, first_pair[8] = {0};
     int *in = ints(T), *tg = ints(T);
     for (int r = 0; r < ROWS; r++) {
@@ -200,7 +193,7 @@ static void test_spread(void) {
              spread_ok(vals, K, (double)ROWS * P / K, "value", why, sizeof why) &&
              spread_ok(places, R, (double)ROWS * Q / R, "query place", why, sizeof why) &&
              spread_ok(first_pair, P, (double)ROWS / P, "earliest query asks pair", why, sizeof why);
-    check("mqar_spread", ok, why);
+    check(ok, "mqar_spread", "%s", why);
     free(in); free(tg);
 }
 
@@ -224,7 +217,7 @@ static void test_bad_configs(void) {
         ok = mqar_init(&t, &cases[i].c, err, sizeof err) != 0 && strstr(err, cases[i].a) && (!cases[i].b || strstr(err, cases[i].b));
         if (!ok) snprintf(why, sizeof why, "case %zu: expected \"%s\", got \"%s\"", i, cases[i].a, err);
     }
-    check("mqar_bad_configs_rejected", ok, why);
+    check(ok, "mqar_bad_configs_rejected", "%s", why);
 }
 
 static void test_fingerprint(void) {
@@ -236,12 +229,12 @@ static void test_fingerprint(void) {
     int ok = mqar_init(&a, &base, err, sizeof err) == 0 && mqar_init(&b, &base, err, sizeof err) == 0 &&
              mqar_fingerprint(&a) == mqar_fingerprint(&b);
     for (int i = 0; i < 5 && ok; i++) ok = mqar_init(&b, &cs[i], err, sizeof err) == 0 && mqar_fingerprint(&a) != mqar_fingerprint(&b);
-    check("mqar_fingerprint", ok, "equal configs differ, or a changed field keeps the fingerprint");
+    check(ok, "mqar_fingerprint", "equal configs differ, or a changed field keeps the fingerprint");
 }
 
 static void test_count_correct(void) {
     int tg[6] = {-1, 5, 7, -1, 9, 0}, pred[6] = {-1, 5, 8, 3, 9, 1};
-    check("mqar_count_correct", mqar_count_correct(pred, tg, 6) == 2 && mqar_count_correct(tg, tg, 6) == 4,
+    check(mqar_count_correct(pred, tg, 6) == 2 && mqar_count_correct(tg, tg, 6) == 4, "mqar_count_correct",
           "wrong number of correct recalls");
 }
 
@@ -254,6 +247,5 @@ int main(void) {
     test_bad_configs();
     test_fingerprint();
     test_count_correct();
-    printf("test_mqar: %d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    return check_summary("test_mqar");
 }

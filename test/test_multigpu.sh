@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_multigpu.sh — data-parallel tests of both trainers on 2 GPUs (test/run_tests.sh skips it with a
 # line on fewer): 2 GPUs x B=4 give the same losses as 1 GPU x B=8 (same global batch, same sequences)
-# within the tolerance of a different summation order; a 2-GPU run is bit-identical to itself; a 2-GPU
-# checkpoint resumes on 1 GPU and a 1-GPU checkpoint on 2; one rank killed (under the --gpus launcher,
-# and under plain RANK/WORLD_SIZE variables without it) ends every rank with a message within seconds.
+# within the tolerance of a different summation order, with gradient accumulation too; a 2-GPU run is
+# bit-identical to itself; a 2-GPU checkpoint resumes on 1 GPU and a 1-GPU checkpoint on 2; one rank
+# killed (under the --gpus launcher, and under plain RANK/WORLD_SIZE variables without it) ends every
+# rank with a message within seconds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_multigpu.XXXXXX")
@@ -37,6 +38,17 @@ for model in gla mamba; do
     w=$(worst_rel "$tmp/$model.g1" "$tmp/$model.g2")
     check "$model 2 GPUs vs 1 GPU, 20 steps: losses within 2e-2" "$(awk -v w="$w" 'BEGIN {print (w < 2e-2) ? 0 : 1}')" "worst $w"
     echo "  $model: 1 vs 2 GPUs: first-step loss relative difference $d1, worst over 20 steps $w"
+
+    # 1b. gradient accumulation composes with data parallelism: 2 GPUs x B=2 x 2 micro-steps see the same
+    #     8 sequences per step as 1 GPU x B=8
+    $bin "${common[@]}" -b 2 -d 2048 -x 20 -n 0 --gpus 2 -o "$tmp/$model.acc" >"$tmp/$model.acc.txt" 2>&1
+    rc=$?
+    firsta=$(losses "$tmp/$model.acc" | head -n 1 | cut -d' ' -f2)
+    da=$(awk -v a="${first1:-0}" -v b="${firsta:-1}" 'BEGIN {d = a - b; if (d < 0) d = -d; print (a ? d / a : 1)}')
+    wa=$(worst_rel "$tmp/$model.g1" "$tmp/$model.acc")
+    awk -v d="$da" -v w="$wa" -v rc=$rc 'BEGIN {exit !(rc == 0 && d < 1e-4 && w < 2e-2)}'
+    check "$model 2 GPUs x B=2 x 2 accumulation steps matches 1 GPU x B=8" $? "first step $da, worst $wa (exit $rc)"
+    echo "  $model: 2 GPUs with accumulation vs 1 GPU: first step $da, worst over 20 steps $wa"
 
     # 2. a 2-GPU run is bit-identical to itself
     $bin "${common[@]}" -b 4 -x 20 -n 0 --gpus 2 -o "$tmp/$model.g2b" >/dev/null 2>&1
