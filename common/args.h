@@ -386,7 +386,7 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
     const ArgSpec rows[] = {
         {"-i", "--train", ARG_STR, &o->train_pattern, "training token shards (glob)", 0, 0, NULL},
         {"-j", "--val", ARG_STR, &o->val_pattern, "validation token shards (glob)", 0, 0, NULL},
-        {NULL, "--tokenizer", ARG_STR, &o->tokenizer_path, "tokenizer file (for samples)", 0, 0, NULL},
+        {NULL, "--tokenizer", ARG_STR, &o->tokenizer_path, "tokenizer for samples: ours, or a Hugging Face tokenizer.json", 0, 0, NULL},
         {"-o", "--out", ARG_STR, &o->out_dir, "output dir for log.jsonl and checkpoints (none: log_<model>)", 0, 0, NULL},
         {"-b", "--batch", ARG_INT, &o->batch, "micro-batch B: sequences per GPU per micro-step", 1, 65536, NULL},
         {"-t", "--seq", ARG_INT, &o->seq, "sequence length T", 1, 1048576, NULL},

@@ -28,7 +28,7 @@
 #include "logger.h"
 #include "mfu.h"
 #include "sampler.h"
-#include "tokenizer.h"
+#include "tokenizer_any.h"
 #include "shard.h"
 #include "dataloader.h"
 #include "mqar.h"
@@ -198,7 +198,7 @@ typedef struct {
     int rank, world;
     int *d_pred, *h_pred;    /* [B*T] MQAR evaluation: argmax per query position */
     bf16* argmax_scratch;    /* classifier_scratch_elems(B*T, Vc) */
-    Tokenizer tok;
+    AnyTokenizer tok;        /* ours or a Hugging Face tokenizer.json (--tokenizer) */
     int has_tok;
     int vocab;               /* token ids in the data are < vocab */
 } TrainData;
@@ -249,12 +249,12 @@ static void data_resolve(TrainData* d, TrainOptions* o) {
     globfree(&g);
     if (rc != 0) die("%s", err);
     if (o->tokenizer_path && file_exists(o->tokenizer_path)) {
-        if (tokenizer_load(&d->tok, o->tokenizer_path, err, sizeof err) != 0) die("%s", err);
+        if (anytok_load(&d->tok, o->tokenizer_path, 0, NULL, err, sizeof err) != 0) die("%s", err);
         d->has_tok = 1;
         if ((si.vocab > 0 && si.vocab != d->tok.vocab_size) || (si.tok_hash && si.tok_hash != d->tok.fingerprint)) {
             printf("note: the shards were not encoded with %s (vocab %d, theirs %d): samples print token ids; "
                    "--tokenizer names the right one\n", o->tokenizer_path, d->tok.vocab_size, si.vocab);
-            tokenizer_free(&d->tok);
+            anytok_free(&d->tok);
             d->has_tok = 0;
         }
     }
@@ -465,15 +465,15 @@ static double generate(ModelHandle* h, Batch* b, const int* prompt, int np, int*
 /* Prints gen_tokens tokens sampled after an end-of-text prompt (temperature 1, top-k 40). */
 static void sample_text(ModelHandle* h, TrainData* d, Batch* b, int gen_tokens, Rng* rng, cudaStream_t s) {
     if (gen_tokens <= 0) return;
-    int eot = d->has_tok ? d->tok.eot : d->vocab - 1;
+    int eot = d->has_tok && d->tok.eot >= 0 ? d->tok.eot : d->vocab - 1;
     int* toks = (int*)malloc_check(sizeof(int) * (size_t)gen_tokens);
     double tps = generate(h, b, &eot, 1, toks, gen_tokens, d->vocab, 1.0f, 40, rng, s);
     printf("---- sample (%d tokens, %.0f tokens/s, %s) ----\n", gen_tokens, tps,
            h->decode_forward ? "recurrent decoding" : "window re-run");
     if (d->has_tok) {
-        size_t cap = (size_t)gen_tokens * 64 + 16;
+        size_t cap = (size_t)gen_tokens * (anytok_max_token_bytes(&d->tok) + 8) + 16;
         char* text = (char*)malloc_check(cap);
-        long long nb = tokenizer_decode(&d->tok, (const int32_t*)toks, (size_t)gen_tokens, text, cap, "<|eot|>");
+        long long nb = anytok_decode(&d->tok, (const int32_t*)toks, (size_t)gen_tokens, text, cap, "<|eot|>");
         if (nb > 0) fwrite(text, 1, (size_t)nb, stdout);
         free(text);
     } else {
@@ -875,18 +875,20 @@ static void run_sample(ModelHandle* h, const TrainOptions* o, TrainData* d, cons
     checkpoint_load(h, o->sample_path, hd, 0);
     const char* text = o->prompt ? o->prompt : "";
     size_t len = strlen(text);
-    int32_t* ids = (int32_t*)malloc_check(sizeof(int32_t) * (len + 1));
-    ids[0] = d->tok.eot;   /* documents start after an end-of-text token, as in the shards */
-    long long n = tokenizer_encode(&d->tok, text, len, ids + 1);
+    int32_t* ids = (int32_t*)malloc_check(sizeof(int32_t) * (anytok_max_ids(&d->tok, len) + 1));
+    int lead = d->tok.eot >= 0;   /* documents start after an end-of-text token, as in the shards */
+    if (lead) ids[0] = d->tok.eot;
+    long long n = anytok_encode(&d->tok, text, len, ids + lead);
     if (n < 0) die("out of memory encoding the prompt");
-    int* prompt = (int*)malloc_check(sizeof(int) * (size_t)(n + 1));
-    for (long long i = 0; i <= n; i++) prompt[i] = ids[i];
+    if (n + lead == 0) die("--sample: give a --prompt (%s has no end-of-text token to start from)", o->tokenizer_path);
+    int* prompt = (int*)malloc_check(sizeof(int) * (size_t)(n + lead));
+    for (long long i = 0; i < n + lead; i++) prompt[i] = ids[i];
     int* out = (int*)malloc_check(sizeof(int) * (size_t)(o->gen_tokens > 0 ? o->gen_tokens : 1));
     Rng rng = rng_seed((uint64_t)o->seed);
-    double tps = generate(h, NULL, prompt, (int)n + 1, out, o->gen_tokens, d->vocab, o->temperature, o->top_k, &rng, s);
-    size_t cap = (size_t)o->gen_tokens * 64 + 16;
+    double tps = generate(h, NULL, prompt, (int)(n + lead), out, o->gen_tokens, d->vocab, o->temperature, o->top_k, &rng, s);
+    size_t cap = (size_t)o->gen_tokens * (anytok_max_token_bytes(&d->tok) + 8) + 16;
     char* gen = (char*)malloc_check(cap);
-    long long nb = tokenizer_decode(&d->tok, (const int32_t*)out, (size_t)o->gen_tokens, gen, cap, "<|eot|>");
+    long long nb = anytok_decode(&d->tok, (const int32_t*)out, (size_t)o->gen_tokens, gen, cap, "<|eot|>");
     fwrite(text, 1, len, stdout);
     if (nb > 0) fwrite(gen, 1, (size_t)nb, stdout);
     printf("\n---- %d tokens after a %lld-token prompt, %.0f tokens/s (recurrent decoding) ----\n", o->gen_tokens, n, tps);
@@ -924,7 +926,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     memset(&cfg, 0, sizeof cfg);
     if (o.sample_path) { /* generation only: the tokenizer gives the vocabulary, the checkpoint must match */
         if (!file_exists(o.sample_path)) die("--sample %s: no such file", o.sample_path);
-        if (tokenizer_load(&d.tok, o.tokenizer_path, err, sizeof err) != 0) die("--sample needs the tokenizer: %s", err);
+        if (anytok_load(&d.tok, o.tokenizer_path, 0, NULL, err, sizeof err) != 0) die("--sample needs the tokenizer: %s", err);
         d.has_tok = 1;
         d.vocab = d.tok.vocab_size;
         def->configure(d.vocab, 0, &cfg);

@@ -16,7 +16,7 @@
 #include "../common/errors.h"
 #include "../common/shard.h"
 #include "../common/tokenizer.h"
-#include "../common/tokenizer_json.h"
+#include "../common/tokenizer_any.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -103,45 +103,11 @@ static size_t split_docs(const unsigned char* t, size_t n, const char* sep, cons
 }
 
 /* ---- the tokenizer of encode / decode / info: ours, or a Hugging Face tokenizer.json ------------ */
-typedef struct {
-    int json;             /* 1: hf (tokenizer_json.h), 0: tok (tokenizer.h) */
-    Tokenizer tok;
-    HfTokenizer hf;
-    int vocab_size, eot;  /* eot -1: a tokenizer.json without one */
-    uint32_t fingerprint;
-} DataTok;
-
-/* Loads path: a tokenizer.json when force_json or when the file looks like JSON, else our file.
-   eot_token names a tokenizer.json's end-of-text token (NULL: <|endoftext|>). */
-static void datatok_load(DataTok* d, const char* path, int force_json, const char* eot_token) {
+/* Loads path (see anytok_load); a bad file is the tool's one-line error. */
+static void datatok_load(AnyTokenizer* d, const char* path, int force_json, const char* eot_token) {
     char err[1024];
-    memset(d, 0, sizeof *d);
-    d->json = force_json || hftok_is_json_file(path);
-    if (!d->json && eot_token)
-        die("--eot-token is for a tokenizer.json; '%s' is not one (the EOT of our tokenizer files is their last id)", path);
-    if (d->json ? hftok_load(&d->hf, path, eot_token, err, sizeof err) : tokenizer_load(&d->tok, path, err, sizeof err))
-        die("%s", err);
-    d->vocab_size = d->json ? d->hf.vocab_size : d->tok.vocab_size;
-    d->eot = d->json ? d->hf.eot : d->tok.eot;
-    d->fingerprint = d->json ? d->hf.fingerprint : d->tok.fingerprint;
+    if (anytok_load(d, path, force_json, eot_token, err, sizeof err) != 0) die("%s", err);
 }
-static void datatok_free(DataTok* d) {
-    if (d->json) hftok_free(&d->hf);
-    else tokenizer_free(&d->tok);
-}
-/* Room the ids of n bytes need. */
-static size_t datatok_max_ids(const DataTok* d, size_t n) { return d->json ? hftok_max_ids(&d->hf, n) : n; }
-static long long datatok_encode(DataTok* d, const unsigned char* p, size_t n, int32_t* out) {
-    return d->json ? hftok_encode(&d->hf, p, n, out) : tokenizer_encode(&d->tok, p, n, out);
-}
-static long long datatok_decode(const DataTok* d, const int32_t* ids, size_t n, char* out, size_t cap, const char* eot_text) {
-    return d->json ? hftok_decode(&d->hf, ids, n, out, cap, eot_text) : tokenizer_decode(&d->tok, ids, n, out, cap, eot_text);
-}
-static const unsigned char* datatok_token_bytes(const DataTok* d, int id, size_t* len) {
-    return d->json ? hftok_token_bytes(&d->hf, id, len) : tokenizer_token_bytes(&d->tok, id, len);
-}
-static size_t datatok_max_token_bytes(const DataTok* d) { return d->json ? (size_t)d->hf.max_token_bytes : TOK_MAX_CHUNK; }
-
 /* Prints a token's bytes in brackets, non-printable ones as \xNN. */
 static void print_token(const unsigned char* p, size_t len) {
     printf(" [");
@@ -218,7 +184,7 @@ static int cmd_train(Args* a) {
 
 /* ---- encode --------------------------------------------------------------------------------- */
 /* Writes toks[0..n) as NAME_000000.bin, NAME_000001.bin ... of at most per tokens each. */
-static int write_split(const char* dir, const char* name, const int32_t* toks, uint64_t n, uint64_t per, const DataTok* tok) {
+static int write_split(const char* dir, const char* name, const int32_t* toks, uint64_t n, uint64_t per, const AnyTokenizer* tok) {
     char path[4096], err[1024];
     int k = 0;
     for (uint64_t i = 0; i < n; i += per, k++) {
@@ -308,7 +274,7 @@ static int cmd_encode(Args* a) {
     if (val_files >= 0 && val_tokens >= 0) die("bpe encode: give --val-tokens or --val-files, not both");
     struct stat st;
     if (stat(outdir, &st) != 0 || !S_ISDIR(st.st_mode)) die("bpe encode: output directory '%s' does not exist", outdir);
-    DataTok tok;
+    AnyTokenizer tok;
     datatok_load(&tok, tokpath, force_json, eot_token);
     if (tok.eot < 0)
         die("bpe encode: tokenizer '%s' has no end-of-text token \"%s\" (in added_tokens or model.vocab) to put before "
@@ -323,7 +289,7 @@ static int cmd_encode(Args* a) {
         const unsigned char** starts;
         size_t* lens;
         size_t k = split_docs(text, n, sep, &starts, &lens), need = ntok;
-        for (size_t d = 0; d < k; d++) need += 1 + datatok_max_ids(&tok, lens[d]); /* EOT + the most ids a document has */
+        for (size_t d = 0; d < k; d++) need += 1 + anytok_max_ids(&tok, lens[d]); /* EOT + the most ids a document has */
         if (need > cap) {
             cap = need * 5 / 4 + 1024;
             toks = (int32_t*)realloc(toks, cap * sizeof(int32_t));
@@ -333,7 +299,7 @@ static int cmd_encode(Args* a) {
         size_t done = 0;
         for (size_t d = 0; d < k; d++) {
             toks[ntok++] = tok.eot;
-            long long m = datatok_encode(&tok, starts[d], lens[d], toks + ntok);
+            long long m = anytok_encode(&tok, starts[d], lens[d], toks + ntok);
             if (m < 0) die("out of memory encoding '%s'", files[f]);
             ntok += (size_t)m;
             done += lens[d];
@@ -358,7 +324,7 @@ static int cmd_encode(Args* a) {
     if (nval) write_split(outdir, "val", toks, nval, (uint64_t)shard_tokens, &tok);
     write_split(outdir, "train", toks + nval, ntok - nval, (uint64_t)shard_tokens, &tok);
     free(toks);
-    datatok_free(&tok);
+    anytok_free(&tok);
     return 0;
 }
 
@@ -391,11 +357,11 @@ static int cmd_decode(Args* a) {
     }
     if (!tokpath) die("bpe decode: missing -t TOKENIZER or --tokenizer-json FILE (see bpe decode --help)");
     if (!nfiles) die("bpe decode: no shard files (see bpe decode --help)");
-    DataTok tok;
+    AnyTokenizer tok;
     char err[1024];
     datatok_load(&tok, tokpath, force_json, eot_token);
     /* 512 ids at a time, each at most the longest token (or the EOT text) */
-    size_t longest = datatok_max_token_bytes(&tok), cap = 512 * (longest > strlen(eot_text) ? longest : strlen(eot_text));
+    size_t longest = anytok_max_token_bytes(&tok), cap = 512 * (longest > strlen(eot_text) ? longest : strlen(eot_text));
     char* buf = (char*)malloc_check(cap + 1);
     for (int f = 0; f < nfiles; f++) {
         int32_t* ids;
@@ -407,7 +373,7 @@ static int cmd_decode(Args* a) {
         size_t n = max_tokens >= 0 && (uint64_t)max_tokens < in.ntok ? (size_t)max_tokens : (size_t)in.ntok;
         for (size_t i = 0; i < n; i += 512) {
             size_t m = n - i < 512 ? n - i : 512;
-            long long len = datatok_decode(&tok, ids + i, m, buf, cap, eot_text);
+            long long len = anytok_decode(&tok, ids + i, m, buf, cap, eot_text);
             if (len < 0 || (size_t)len > cap)
                 die("cannot decode tokens %zu..%zu of '%s': an id that no token of '%s' has", i, i + m, files[f], tokpath);
             fwrite(buf, 1, (size_t)len, stdout);
@@ -415,13 +381,13 @@ static int cmd_decode(Args* a) {
         free(ids);
     }
     free(buf);
-    datatok_free(&tok);
+    anytok_free(&tok);
     return 0;
 }
 
 /* ---- info ----------------------------------------------------------------------------------- */
 /* A token shard's header; with a tokenizer, also its id range and document count. */
-static void info_shard(const char* path, const int32_t* h, uint64_t bytes, const DataTok* tok) {
+static void info_shard(const char* path, const int32_t* h, uint64_t bytes, const AnyTokenizer* tok) {
     char err[1024];
     ShardInfo in;
     if (shard_check_header(path, h, bytes, &in, err, sizeof err) != 0) die("%s", err);
@@ -439,7 +405,7 @@ static void info_shard(const char* path, const int32_t* h, uint64_t bytes, const
 
 /* A tokenizer file of ours or a tokenizer.json: sizes, EOT, options, first merges, longest token. */
 static void info_tokenizer(const char* path) {
-    DataTok d;
+    AnyTokenizer d;
     datatok_load(&d, path, 0, NULL);
     const HfTokenizer* hf = &d.hf;
     if (d.json) {
@@ -458,13 +424,13 @@ static void info_tokenizer(const char* path) {
     size_t len, best = 0;
     printf("  first merges:");
     for (int r = 0; r < nmerges && r < 12; r++) {
-        const unsigned char* p = datatok_token_bytes(&d, d.json ? hf->merges[3 * r + 2] : 256 + r, &len);
+        const unsigned char* p = anytok_token_bytes(&d, d.json ? hf->merges[3 * r + 2] : 256 + r, &len);
         print_token(p, len);
     }
     for (int i = 0; i < d.vocab_size; i++)
-        if (datatok_token_bytes(&d, i, &len) && len > best) { best = len; longest = i; }
+        if (anytok_token_bytes(&d, i, &len) && len > best) { best = len; longest = i; }
     printf("\n  longest token: id %d, %zu bytes\n", longest, best);
-    datatok_free(&d);
+    anytok_free(&d);
 }
 
 static int cmd_info(Args* a) {
@@ -488,7 +454,7 @@ static int cmd_info(Args* a) {
     }
     if (!nfiles) die("bpe info: no files (see bpe info --help)");
     char err[1024];
-    DataTok tok;
+    AnyTokenizer tok;
     if (tokpath) datatok_load(&tok, tokpath, force_json, NULL);
     for (int f = 0; f < nfiles; f++) {
         int32_t h[DATA_HEADER_INTS];
@@ -503,7 +469,7 @@ static int cmd_info(Args* a) {
             die("'%s' is neither a token shard (magic %d), a tokenizer file (magic %d) nor a tokenizer.json: magic %d",
                 files[f], SHARD_MAGIC, TOK_MAGIC, h[0]);
     }
-    if (tokpath) datatok_free(&tok);
+    if (tokpath) anytok_free(&tok);
     return 0;
 }
 
