@@ -2,6 +2,8 @@
  * hf.h — Hugging Face interchange: safetensors files, config.json, and the name maps between our flat
  * parameter tables and the two HF models we mirror (fla's GLAForCausalLM, model_type "gla";
  * transformers' MambaForCausalLM, model_type "mamba"). Plain C, CPU only (gcc -std=c11 and nvcc).
+ * JSON is read by common/json.h's strict reader (names and strings exact, \u escapes included) and
+ * written here.
  *
  * safetensors: 8-byte little-endian header length N, then N bytes of JSON
  *   {"<name>": {"dtype": "F32"|"BF16"|..., "shape": [...], "data_offsets": [begin, end]}, ...,
@@ -24,6 +26,7 @@
 #define COMMON_HF_H
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -34,6 +37,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "json.h" /* reads config.json and the safetensors header */
 
 #define HF_MAX_DIMS 4
 #define HF_NAME_LEN 160
@@ -129,110 +133,6 @@ static inline void hf_buf_double(HfBuf* b, double v) {
     else hf_buf_printf(b, "%s", t);
 }
 
-/* ---- a minimal JSON scanner ------------------------------------------------------------------- */
-/* Over a NUL-terminated buffer. Each function returns 0, or 1 with j->bad set to what was expected. */
-
-typedef struct {
-    const char* p;
-    const char* bad;   /* what was expected where parsing stopped */
-} HfJs;
-
-static inline void hf_js_ws(HfJs* j) {
-    while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r') j->p++;
-}
-static inline int hf_js_char(HfJs* j, char c, const char* what) {
-    hf_js_ws(j);
-    if (*j->p != c) { j->bad = what; return 1; }
-    j->p++;
-    return 0;
-}
-/* a string into out (cap bytes; *too_long set, and the rest skipped, when it does not fit) */
-static inline int hf_js_string(HfJs* j, char* out, size_t cap, int* too_long) {
-    size_t n = 0;
-    if (too_long) *too_long = 0;
-    if (hf_js_char(j, '"', "a string")) return 1;
-    for (;;) {
-        unsigned char c = (unsigned char)*j->p;
-        if (c == '\0' || c < 0x20) { j->bad = "a closed string"; return 1; }
-        j->p++;
-        if (c == '"') break;
-        if (c == '\\') {
-            char e = *j->p++;
-            switch (e) {
-            case '"': case '\\': case '/': c = (unsigned char)e; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            case 'u':
-                for (int k = 0; k < 4; k++)
-                    if (!strchr("0123456789abcdefABCDEF", j->p[k]) || j->p[k] == '\0') { j->bad = "a \\u escape"; return 1; }
-                j->p += 4;
-                c = '?';   /* names and config values we use are ASCII */
-                break;
-            default: j->bad = "a valid escape"; return 1;
-            }
-        }
-        if (n + 1 < cap) out[n++] = (char)c;
-        else if (too_long) *too_long = 1;
-    }
-    if (cap) out[n] = '\0';
-    return 0;
-}
-/* a non-negative integer without sign, fraction or exponent (shapes and offsets) */
-static inline int hf_js_uint(HfJs* j, uint64_t* v) {
-    hf_js_ws(j);
-    if (*j->p < '0' || *j->p > '9') { j->bad = "a non-negative integer"; return 1; }
-    uint64_t x = 0;
-    while (*j->p >= '0' && *j->p <= '9') {
-        if (x > (UINT64_MAX - 9) / 10) { j->bad = "an integer below 2^64"; return 1; }
-        x = x * 10 + (uint64_t)(*j->p++ - '0');
-    }
-    if (*j->p == '.' || *j->p == 'e' || *j->p == 'E') { j->bad = "an integer"; return 1; }
-    *v = x;
-    return 0;
-}
-static inline int hf_js_number(HfJs* j, double* v) {
-    hf_js_ws(j);
-    if (*j->p != '-' && (*j->p < '0' || *j->p > '9')) { j->bad = "a number"; return 1; }
-    char* end;
-    *v = strtod(j->p, &end);
-    if (end == j->p) { j->bad = "a number"; return 1; }
-    j->p = end;
-    return 0;
-}
-static inline int hf_js_skip(HfJs* j, int depth) {   /* any value */
-    hf_js_ws(j);
-    if (depth > 64) { j->bad = "less nesting"; return 1; }
-    char c = *j->p;
-    if (c == '"') return hf_js_string(j, NULL, 0, NULL);
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        j->p++;
-        hf_js_ws(j);
-        if (*j->p == close) { j->p++; return 0; }
-        for (;;) {
-            if (c == '{') {
-                if (hf_js_string(j, NULL, 0, NULL) || hf_js_char(j, ':', "':'")) return 1;
-            }
-            if (hf_js_skip(j, depth + 1)) return 1;
-            hf_js_ws(j);
-            if (*j->p == ',') { j->p++; continue; }
-            if (*j->p == close) { j->p++; return 0; }
-            j->bad = c == '{' ? "',' or '}'" : "',' or ']'";
-            return 1;
-        }
-    }
-    if (!strncmp(j->p, "true", 4)) { j->p += 4; return 0; }
-    if (!strncmp(j->p, "false", 5)) { j->p += 5; return 0; }
-    if (!strncmp(j->p, "null", 4)) { j->p += 4; return 0; }
-    double v;
-    return hf_js_number(j, &v);
-}
-/* where parsing stopped, for messages: byte offset into the text */
-static inline long hf_js_at(const HfJs* j, const char* text) { return (long)(j->p - text); }
-
 /* ---- config.json: the top-level keys ---------------------------------------------------------- */
 
 enum { HF_JNULL, HF_JBOOL, HF_JNUM, HF_JSTR, HF_JOTHER };
@@ -274,67 +174,58 @@ static inline char* hf_slurp(const char* path, size_t max, size_t* len, char* er
     return s;
 }
 
-/* Parses the top level of a JSON object (text NUL-terminated); nested values become HF_JOTHER. */
-static inline int hf_config_parse(HfConfig* c, const char* text, const char* path, char* err, size_t errlen) {
+/* The members of the JSON object text[0..len) into c (path: for messages): null, booleans, numbers and
+ * strings of up to 63 bytes as themselves; a longer string, an array or an object as HF_JOTHER; a key
+ * of 64 bytes or more (or holding a NUL) is skipped, as no key we read is one. */
+static inline int hf_config_parse_n(HfConfig* c, const char* text, size_t len, const char* path, char* err, size_t errlen) {
+    Json j;
     memset(c, 0, sizeof *c);
     snprintf(c->path, sizeof c->path, "%s", path);
-    HfJs j = {text, NULL};
-    if (hf_js_char(&j, '{', "'{'")) goto bad;
-    hf_js_ws(&j);
-    if (*j.p == '}') { j.p++; goto end; }
-    for (;;) {
-        HfCfgItem it;
-        int long_key = 0, long_str = 0;
-        memset(&it, 0, sizeof it);
-        if (hf_js_string(&j, it.key, sizeof it.key, &long_key) || hf_js_char(&j, ':', "':'")) goto bad;
-        hf_js_ws(&j);
-        const char* v = j.p;
-        if (*v == '"') {
-            if (hf_js_string(&j, it.str, sizeof it.str, &long_str)) goto bad;
-            it.type = long_str ? HF_JOTHER : HF_JSTR;
-        } else if (!strncmp(v, "true", 4) || !strncmp(v, "false", 5)) {
-            it.type = HF_JBOOL;
-            it.num = v[0] == 't';
-            j.p += v[0] == 't' ? 4 : 5;
-        } else if (!strncmp(v, "null", 4)) {
-            it.type = HF_JNULL;
-            j.p += 4;
-        } else if (*v == '{' || *v == '[') {
-            if (hf_js_skip(&j, 0)) goto bad;
-            it.type = HF_JOTHER;
-        } else {
-            if (hf_js_number(&j, &it.num)) goto bad;
-            it.type = HF_JNUM;
-        }
-        if (!long_key) {
-            for (int i = 0; i < c->n; i++)
-                if (!strcmp(c->item[i].key, it.key)) {
-                    ckpt_errf(err, errlen, "%s: key \"%s\" appears twice", path, it.key);
-                    return 1;
-                }
-            if (c->n == HF_CFG_MAX) { ckpt_errf(err, errlen, "%s: more than %d keys", path, HF_CFG_MAX); return 1; }
-            c->item[c->n++] = it;
-        }
-        hf_js_ws(&j);
-        if (*j.p == ',') { j.p++; continue; }
-        if (*j.p == '}') { j.p++; break; }
-        j.bad = "',' or '}'";
-        goto bad;
+    if (json_parse(&j, text, len, path, err, errlen) != 0) return 1;
+    int rc = 1;
+    if (j.nodes[0].type != JSON_OBJECT) {
+        ckpt_errf(err, errlen, "%s: the JSON value is %s, expected an object", path, json_type_name(j.nodes[0].type));
+        goto done;
     }
-end:
-    hf_js_ws(&j);
-    if (*j.p != '\0') { j.bad = "the end of the text"; goto bad; }
-    return 0;
-bad:
-    ckpt_errf(err, errlen, "%s is not valid JSON: expected %s at byte %ld", path, j.bad ? j.bad : "a value",
-              hf_js_at(&j, text));
-    return 1;
+    for (int32_t k = j.nodes[0].child; k >= 0; k = j.nodes[k].next) {
+        const JsonNode* d = &j.nodes[k];
+        const char *key = j.strings + d->key, *str = j.strings + d->str;
+        HfCfgItem it;
+        memset(&it, 0, sizeof it);
+        if (d->key_len >= sizeof it.key || strlen(key) != d->key_len) continue;
+        memcpy(it.key, key, d->key_len + 1);
+        it.type = d->type == JSON_NULL ? HF_JNULL : d->type == JSON_TRUE || d->type == JSON_FALSE ? HF_JBOOL
+                : d->type == JSON_NUMBER ? HF_JNUM : HF_JOTHER;
+        it.num = d->type == JSON_TRUE;
+        if (d->type == JSON_STRING && d->str_len < sizeof it.str && strlen(str) == d->str_len) {
+            it.type = HF_JSTR;
+            memcpy(it.str, str, d->str_len + 1);
+        }
+        if (d->type == JSON_NUMBER && json_double(&j, k, &it.num) != 0) { ckpt_errf(err, errlen, "out of host memory"); goto done; }
+        for (int i = 0; i < c->n; i++)
+            if (!strcmp(c->item[i].key, it.key)) {
+                ckpt_errf(err, errlen, "%s: key \"%s\" appears twice", path, it.key);
+                goto done;
+            }
+        if (c->n == HF_CFG_MAX) { ckpt_errf(err, errlen, "%s: more than %d keys", path, HF_CFG_MAX); goto done; }
+        c->item[c->n++] = it;
+    }
+    rc = 0;
+done:
+    json_free(&j);
+    return rc;
+}
+
+/* hf_config_parse_n of a NUL-terminated text. */
+static inline int hf_config_parse(HfConfig* c, const char* text, const char* path, char* err, size_t errlen) {
+    return hf_config_parse_n(c, text, strlen(text), path, err, errlen);
 }
 
 static inline int hf_config_load(HfConfig* c, const char* path, char* err, size_t errlen) {
-    char* text = hf_slurp(path, (size_t)16 << 20, NULL, err, errlen);
+    size_t len;
+    char* text = hf_slurp(path, (size_t)16 << 20, &len, err, errlen);
     if (!text) return 1;
-    int rc = hf_config_parse(c, text, path, err, errlen);
+    int rc = hf_config_parse_n(c, text, len, path, err, errlen);
     free(text);
     return rc;
 }
@@ -692,67 +583,120 @@ static inline void hf_st_close(HfSafetensors* st) {
     st->n = 0;
 }
 
-/* one tensor entry {"dtype": ..., "shape": [...], "data_offsets": [b, e]} */
-static inline int hf_st_parse_entry_(HfJs* j, HfTensorInfo* t, const char* path, char* err, size_t errlen) {
-    char key[32], dt[16];
-    int have_dtype = 0, have_shape = 0, have_off = 0, too_long;
-    if (hf_js_char(j, '{', "'{' opening a tensor entry")) return 2;
-    hf_js_ws(j);
-    if (*j->p == '}') { j->p++; goto check; }
-    for (;;) {
-        if (hf_js_string(j, key, sizeof key, &too_long) || hf_js_char(j, ':', "':'")) return 2;
-        if (!strcmp(key, "dtype")) {
-            if (hf_js_string(j, dt, sizeof dt, &too_long)) return 2;
-            if (!strcmp(dt, "F32")) t->dtype = HF_F32;
-            else if (!strcmp(dt, "BF16")) t->dtype = HF_BF16;
-            else if (!strcmp(dt, "F16")) t->dtype = HF_F16;
+/* Array element or member k of a tensor entry as an integer in [0, max] (max < 10^18); else an error
+ * naming the tensor and `what` (the key). */
+static inline int hf_st_uint_(const Json* j, int32_t k, long long max, uint64_t* v, const HfTensorInfo* t, const char* what,
+                              const char* path, char* err, size_t errlen) {
+    const JsonNode* d = &j->nodes[k];
+    long long x;
+    if (json_integer(j, k, 0, max, &x) == 0) { *v = (uint64_t)x; return 0; }
+    if (json_integer(j, k, 0, 999999999999999999LL, &x) == 0) return 2;   /* an integer above max: the caller says why */
+    int num = d->type == JSON_NUMBER, shown = num ? (int)(d->str_len < 24 ? d->str_len : 24) : 0;
+    ckpt_errf(err, errlen, "%s: bad safetensors header: tensor '%s': \"%s\" holds %s%.*s%s, expected a non-negative integer"
+              " below 10^18", path, t->name, what, num ? "" : json_type_name(d->type), shown, num ? j->src + d->str : "",
+              num && d->str_len > 24 ? "..." : "");
+    return 1;
+}
+
+/* Tensor entry e of the header, {"dtype": ..., "shape": [...], "data_offsets": [b, e]} (other keys are
+ * skipped; a key given twice: the last counts), into t (t->name set). Returns 0, or 1 with err. */
+static inline int hf_st_entry_(const Json* j, int32_t e, HfTensorInfo* t, const char* path, char* err, size_t errlen) {
+    int have_dtype = 0, have_shape = 0, have_off = 0;
+    if (j->nodes[e].type != JSON_OBJECT) {
+        ckpt_errf(err, errlen, "%s: bad safetensors header: tensor '%s' is %s, expected an object", path, t->name,
+                  json_type_name(j->nodes[e].type));
+        return 1;
+    }
+    for (int32_t m = j->nodes[e].child; m >= 0; m = j->nodes[m].next) {
+        const JsonNode* d = &j->nodes[m];
+        int dtype = json_key_is(j, m, "dtype"), shape = json_key_is(j, m, "shape"), off = json_key_is(j, m, "data_offsets");
+        int want = dtype ? JSON_STRING : JSON_ARRAY;
+        if ((dtype || shape || off) && (d->type != want || (off && d->count != 2))) {
+            char is[48];
+            if (d->type == JSON_ARRAY) snprintf(is, sizeof is, "an array of %d", (int)d->count);
+            else snprintf(is, sizeof is, "%s", json_type_name(d->type));
+            ckpt_errf(err, errlen, "%s: bad safetensors header: tensor '%s': \"%s\" is %s, expected %s", path, t->name,
+                      j->strings + d->key, is, dtype ? "a string" : shape ? "an array" : "an array of 2 integers [begin, end]");
+            return 1;
+        }
+        if (dtype) {
+            const char* dt = j->strings + d->str;
+            if (json_is_string(j, m, "F32")) t->dtype = HF_F32;
+            else if (json_is_string(j, m, "BF16")) t->dtype = HF_BF16;
+            else if (json_is_string(j, m, "F16")) t->dtype = HF_F16;
             else {
-                ckpt_errf(err, errlen, "%s: tensor '%s' has dtype %s%s; this reader takes F32, BF16 and F16", path, t->name,
-                          dt, too_long ? "..." : "");
+                ckpt_errf(err, errlen, "%s: tensor '%s' has dtype %.15s%s; this reader takes F32, BF16 and F16", path, t->name,
+                          dt, d->str_len > 15 ? "..." : "");
                 return 1;
             }
             have_dtype = 1;
-        } else if (!strcmp(key, "shape")) {
-            if (hf_js_char(j, '[', "'[' opening a shape")) return 2;
-            hf_js_ws(j);
+        } else if (shape) {
             t->ndim = 0;
-            if (*j->p == ']') j->p++;
-            else
-                for (;;) {
-                    uint64_t v;
-                    if (hf_js_uint(j, &v)) return 2;
-                    if (t->ndim == HF_MAX_DIMS || v > ((uint64_t)1 << 40)) {
-                        ckpt_errf(err, errlen, "%s: tensor '%s' has more than %d dimensions or a dimension over 2^40", path,
-                                  t->name, HF_MAX_DIMS);
-                        return 1;
-                    }
-                    t->shape[t->ndim++] = (int64_t)v;
-                    hf_js_ws(j);
-                    if (*j->p == ',') { j->p++; continue; }
-                    if (hf_js_char(j, ']', "',' or ']' in a shape")) return 2;
-                    break;
-                }
+            for (int32_t x = d->child; x >= 0; x = j->nodes[x].next) {
+                uint64_t v;
+                int r = t->ndim == HF_MAX_DIMS ? 2 : hf_st_uint_(j, x, (long long)1 << 40, &v, t, "shape", path, err, errlen);
+                if (r == 2)
+                    ckpt_errf(err, errlen, "%s: tensor '%s' has more than %d dimensions or a dimension over 2^40", path,
+                              t->name, HF_MAX_DIMS);
+                if (r != 0) return 1;
+                t->shape[t->ndim++] = (int64_t)v;
+            }
             have_shape = 1;
-        } else if (!strcmp(key, "data_offsets")) {
-            if (hf_js_char(j, '[', "'[' opening data_offsets") || hf_js_uint(j, &t->begin) || hf_js_char(j, ',', "','") ||
-                hf_js_uint(j, &t->end) || hf_js_char(j, ']', "']' closing data_offsets (two numbers)"))
-                return 2;
+        } else if (off) {
+            int32_t b = d->child, x = j->nodes[b].next;
+            if (hf_st_uint_(j, b, LLONG_MAX, &t->begin, t, "data_offsets", path, err, errlen) != 0 ||
+                hf_st_uint_(j, x, LLONG_MAX, &t->end, t, "data_offsets", path, err, errlen) != 0)
+                return 1;
             have_off = 1;
-        } else if (hf_js_skip(j, 0)) {
-            return 2;
         }
-        hf_js_ws(j);
-        if (*j->p == ',') { j->p++; continue; }
-        if (hf_js_char(j, '}', "',' or '}' in a tensor entry")) return 2;
-        break;
     }
-check:
     if (!have_dtype || !have_shape || !have_off) {
         ckpt_errf(err, errlen, "%s: tensor '%s' lacks %s", path, t->name,
                   !have_dtype ? "a dtype" : (!have_shape ? "a shape" : "data_offsets"));
         return 1;
     }
     return 0;
+}
+
+/* The header's JSON text[0..len) into st->t: every member but "__metadata__" (skipped, whatever it
+ * holds) is a tensor. Returns 0, or 1 with err. */
+static inline int hf_st_parse_header_(HfSafetensors* st, const char* text, size_t len, char* err, size_t errlen) {
+    char jerr[512];
+    Json j;
+    if (json_parse(&j, text, len, "the header", jerr, sizeof jerr) != 0) {
+        ckpt_errf(err, errlen, "%s: bad safetensors header: %s", st->path, jerr);
+        return 1;
+    }
+    int rc = 1;
+    if (j.nodes[0].type != JSON_OBJECT) {
+        ckpt_errf(err, errlen, "%s: bad safetensors header: the JSON value is %s, expected an object", st->path,
+                  json_type_name(j.nodes[0].type));
+        goto done;
+    }
+    if (!(st->t = (HfTensorInfo*)calloc((size_t)j.nodes[0].count + 1, sizeof(HfTensorInfo)))) {
+        ckpt_errf(err, errlen, "out of host memory");
+        goto done;
+    }
+    for (int32_t k = j.nodes[0].child; k >= 0; k = j.nodes[k].next) {
+        const char* key = j.strings + j.nodes[k].key;
+        if (j.nodes[k].key_len >= HF_NAME_LEN) {
+            ckpt_errf(err, errlen, "%s: a tensor name is longer than %d bytes", st->path, HF_NAME_LEN - 1);
+            goto done;
+        }
+        if (strlen(key) != j.nodes[k].key_len) {
+            ckpt_errf(err, errlen, "%s: bad safetensors header: the tensor name \"%s\\u0000...\" holds a NUL character",
+                      st->path, key);
+            goto done;
+        }
+        if (json_key_is(&j, k, "__metadata__")) continue;
+        HfTensorInfo* t = &st->t[st->n++];
+        memcpy(t->name, key, j.nodes[k].key_len + 1);
+        if (hf_st_entry_(&j, k, t, st->path, err, errlen) != 0) goto done;
+    }
+    rc = 0;
+done:
+    json_free(&j);
+    return rc;
 }
 
 static inline int hf_st_cmp_begin_(const void* a, const void* b) {
@@ -768,8 +712,7 @@ static inline int hf_st_open(HfSafetensors* st, const char* path, char* err, siz
     FILE* f = fopen(path, "rb");
     if (!f) { ckpt_errf(err, errlen, "cannot open %s: %s", path, strerror(errno)); return 1; }
     char* text = NULL;
-    int rc = 1, cap = 0;
-    HfJs j = {NULL, NULL};
+    int rc = 1;
     struct stat sb;
     unsigned char le[8];
     uint64_t size, hl = 0;
@@ -793,39 +736,7 @@ static inline int hf_st_open(HfSafetensors* st, const char* path, char* err, siz
     if (strlen(text) != (size_t)hl) { ckpt_errf(err, errlen, "%s: header holds a NUL byte (not safetensors)", path); goto done; }
     st->data_start = 8 + hl;
     st->data_bytes = size - st->data_start;
-    j.p = text;
-    if (hf_js_char(&j, '{', "'{'")) goto bad;
-    hf_js_ws(&j);
-    if (*j.p == '}') j.p++;
-    else
-        for (;;) {
-            char key[HF_NAME_LEN];
-            int too_long;
-            if (hf_js_string(&j, key, sizeof key, &too_long) || hf_js_char(&j, ':', "':'")) goto bad;
-            if (too_long) { ckpt_errf(err, errlen, "%s: a tensor name is longer than %d bytes", path, HF_NAME_LEN - 1); goto done; }
-            if (!strcmp(key, "__metadata__")) {
-                if (hf_js_skip(&j, 0)) goto bad;
-            } else {
-                if (st->n == cap) {
-                    cap = cap ? 2 * cap : 256;
-                    HfTensorInfo* g = (HfTensorInfo*)realloc(st->t, sizeof(HfTensorInfo) * (size_t)cap);
-                    if (!g) { ckpt_errf(err, errlen, "out of host memory"); goto done; }
-                    st->t = g;
-                }
-                HfTensorInfo* t = &st->t[st->n++];
-                memset(t, 0, sizeof *t);
-                memcpy(t->name, key, sizeof t->name);
-                int e = hf_st_parse_entry_(&j, t, path, err, errlen);
-                if (e == 1) goto done;
-                if (e == 2) goto bad;
-            }
-            hf_js_ws(&j);
-            if (*j.p == ',') { j.p++; continue; }
-            if (hf_js_char(&j, '}', "',' or '}'")) goto bad;
-            break;
-        }
-    hf_js_ws(&j);
-    if (*j.p != '\0') { j.bad = "the end of the header"; goto bad; }
+    if (hf_st_parse_header_(st, text, (size_t)hl, err, errlen)) goto done;
     {
         HfTensorInfo** order = (HfTensorInfo**)malloc(sizeof(HfTensorInfo*) * (size_t)(st->n ? st->n : 1));
         if (!order) { ckpt_errf(err, errlen, "out of host memory"); goto done; }
@@ -874,10 +785,6 @@ static inline int hf_st_open(HfSafetensors* st, const char* path, char* err, siz
         free(order);
     }
     rc = 0;
-    goto done;
-bad:
-    ckpt_errf(err, errlen, "%s: bad safetensors header: expected %s at byte %ld of the JSON", path,
-              j.bad ? j.bad : "a value", text ? hf_js_at(&j, text) : 0L);
 done:
     free(text);
     fclose(f);

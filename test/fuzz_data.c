@@ -138,7 +138,7 @@ static size_t fuzz_tokjson(char* out, size_t cap) {
                                 "\"add_prefix_space\":false},\"model\":{\"type\":\"BPE\",\"vocab\":{");
     for (int b = 0; b < 256; b++) {
         unsigned char u[4];
-        int l = tj_utf8_encode(tj_byte_char((unsigned)b), u);
+        int l = json_utf8_encode(tj_byte_char((unsigned)b), u);
         const char* esc = b == '"' ? "\\\"" : b == '\\' ? "\\\\" : NULL; /* the two byte characters JSON escapes */
         n += (size_t)snprintf(out + n, cap - n, "\"%.*s\":%d,", esc ? 2 : l, esc ? esc : (const char*)u, b);
     }

@@ -17,13 +17,7 @@
 
 #include "checkpoint.h"
 #include "hf.h"
-
-static int g_pass = 0, g_fail = 0;
-
-static void check(int ok, const char* what, const char* detail) {
-    if (ok) { g_pass++; printf("PASS %s\n", what); }
-    else { g_fail++; printf("FAIL %s%s%s\n", what, detail && *detail ? ": " : "", detail ? detail : ""); }
-}
+#include "check.h"
 
 /* ---- tiny models: config fields and a table in the trainers' layout ---------------------------- */
 
@@ -169,12 +163,11 @@ static int contains(const char* s, const char* sub) { return strstr(s, sub) != N
 /* hf_st_open must fail with all of the substrings (NULL-ended) in its message */
 static void expect_open_fails(const char* what, const char* path, const char* const* subs) {
     HfSafetensors st;
-    char err[1024] = "", detail[1200];
+    char err[1024] = "";
     int rc = hf_st_open(&st, path, err, sizeof err);
     int ok = rc != 0 && contains(err, path);
     for (int i = 0; subs[i]; i++) ok = ok && contains(err, subs[i]);
-    snprintf(detail, sizeof detail, "rc %d, message: %s", rc, err);
-    check(ok, what, detail);
+    check(ok, what, "rc %d, message: %s", rc, err);
     if (ok) printf("     (%s)\n", err);
     if (rc == 0) hf_st_close(&st);
 }
@@ -210,15 +203,15 @@ static void test_round_trip(int kind, int tied) {
     snprintf(dir, sizeof dir, "%s/rt_%s_%d", g_tmp, name, tied);
     int rc = export_dir(dir, &c, &t, m, HF_F32, err, sizeof err);
     snprintf(what, sizeof what, "%s %s: export writes model.safetensors + config.json", name, tied ? "tied" : "untied");
-    check(rc == 0, what, err);
+    check(rc == 0, what, "%s", err);
     rc = hf_read_config(dir, spec_of(kind), &back, err, sizeof err);
     if (rc == 0) rc = ckpt_config_compare(&back, &c, "the exported model", err, sizeof err);
     snprintf(what, sizeof what, "%s %s: config.json reads back to the same model config", name, tied ? "tied" : "untied");
-    check(rc == 0, what, err);
+    check(rc == 0, what, "%s", err);
     for (size_t i = 0; i < t.total; i++) got[i] = 12345.0f;   /* the import must zero the padding */
     rc = hf_import(dir, spec_of(kind), &c, t.p, t.n, got, t.total, err, sizeof err);
     snprintf(what, sizeof what, "%s %s: import is bit-exact (incl. -0, subnormal, zero padding)", name, tied ? "tied" : "untied");
-    check(rc == 0 && memcmp(got, m, t.total * sizeof(float)) == 0, what, err);
+    check(rc == 0 && memcmp(got, m, t.total * sizeof(float)) == 0, what, "%s", err);
     /* bf16 export: every value rounded once, to nearest even */
     snprintf(dir, sizeof dir, "%s/rt_%s_%d_bf16", g_tmp, name, tied);
     rc = export_dir(dir, &c, &t, m, HF_BF16, err, sizeof err);
@@ -229,7 +222,7 @@ static void test_round_trip(int kind, int tied) {
         same = memcmp(&want, &got[i], 4) == 0;
     }
     snprintf(what, sizeof what, "%s %s: BF16 export imports as the bf16 rounding of the weights", name, tied ? "tied" : "untied");
-    check(same, what, err);
+    check(same, what, "%s", err);
     free(m);
     free(got);
 }
@@ -247,7 +240,7 @@ static void test_layout(void) {
     path_in(path, sizeof path, dir, "model.safetensors");
     HfSafetensors st;
     int ok = hf_st_open(&st, path, err, sizeof err) == 0;
-    check(ok && st.n == 1 + 2 * 14 + 1 + 1, "gla: 31 tensors (embeddings, 2 x 14 per layer, norm, lm_head)", err);
+    check(ok && st.n == 1 + 2 * 14 + 1 + 1, "gla: 31 tensors (embeddings, 2 x 14 per layer, norm, lm_head)", "%s", err);
     if (!ok) { free(m); return; }
     struct { const char* name; int ndim; int64_t s0, s1; const char* ours; int row0; } want[] = {
         {"model.embeddings.weight", 2, 61, 32, "embed", 0},
@@ -283,7 +276,7 @@ static void test_layout(void) {
         if (!good && all) snprintf(detail, sizeof detail, "%s: missing, wrong shape or wrong rows", want[i].name);
         all &= good;
     }
-    check(all, "gla: fla names, shapes, and w_in / w_gateup split into their row blocks", detail);
+    check(all, "gla: fla names, shapes, and w_in / w_gateup split into their row blocks", "%s", detail);
     hf_st_close(&st);
     free(m);
 
@@ -301,14 +294,14 @@ static void test_layout(void) {
          hf_st_find(&st, "backbone.layers.1.mixer.D") && hf_st_find(&st, "backbone.layers.1.mixer.dt_proj.bias") && cw &&
          cw->ndim == 3 && cw->shape[0] == 32 && cw->shape[1] == 1 && cw->shape[2] == 4 && xp && xp->shape[0] == 3 + 8 &&
          xp->shape[1] == 32 && al && al->shape[0] == 32 && al->shape[1] == 4;
-    check(ok, "mamba: transformers names, conv1d.weight [Di,1,W], no lm_head when tied", err);
+    check(ok, "mamba: transformers names, conv1d.weight [Di,1,W], no lm_head when tied", "%s", err);
     if (ok) hf_st_close(&st);
     char* cj;
     path_in(path, sizeof path, dir, "config.json");
     cj = hf_slurp(path, 1 << 20, NULL, err, sizeof err);
     check(cj && contains(cj, "\"model_type\": \"mamba\"") && contains(cj, "\"use_bias\": false") &&
           contains(cj, "\"layer_norm_epsilon\": 1e-05") && contains(cj, "\"expand\": 2,") && contains(cj, "\"tie_word_embeddings\": true"),
-          "mamba: config.json has model_type, use_bias false, eps 1e-05 (not 9.99999975e-06), expand 2", cj ? cj : err);
+          "mamba: config.json has model_type, use_bias false, eps 1e-05 (not 9.99999975e-06), expand 2", "%s", cj ? cj : err);
     free(cj);
     free(m);
 }
@@ -355,14 +348,14 @@ static void test_bad_files(void) {
         HfSafetensors st;
         char err[512] = "";
         int rc = hf_st_open(&st, p, err, sizeof err);
-        check(rc == 0 && st.n == 2, "good: metadata, an empty tensor, F16, trailing spaces", err);
+        check(rc == 0 && st.n == 2, "good: metadata, an empty tensor, F16, trailing spaces", "%s", err);
         if (rc == 0) hf_st_close(&st);
     }
 
     /* model-level: a truncated export, a missing / extra / misshapen tensor, a tied head that differs */
     CkptHeader c, c2;
     Table t, t2;
-    char dir[300], err[1024] = "", detail[1200];
+    char dir[300], err[1024] = "";
     gla_cfg(&c, 1);
     gla_table(&t, &c);
     float* m = fill_master(&t, 5);
@@ -372,8 +365,7 @@ static void test_bad_files(void) {
     path_in(p, sizeof p, dir, "model.safetensors");
     if (truncate(p, 8 + 3000) != 0) perror("truncate");
     int rc = hf_import(dir, &hf_gla_spec, &c, t.p, t.n, got, t.total, err, sizeof err);
-    snprintf(detail, sizeof detail, "rc %d: %s", rc, err);
-    check(rc != 0 && contains(err, p), "bad: truncated export is refused on import", detail);
+    check(rc != 0 && contains(err, p), "bad: truncated export is refused on import", "rc %d: %s", rc, err);
 
     HfPlanItem* plan;
     int n;
@@ -391,9 +383,8 @@ static void test_bad_files(void) {
     path_in(p, sizeof p, dir, "model.safetensors");
     hf_st_write(p, wt, n - 2, HF_F32, NULL, err, sizeof err);   /* the last layer's down_proj and the norm are gone */
     rc = hf_import(dir, &hf_gla_spec, &c, t.p, t.n, got, t.total, err, sizeof err);
-    snprintf(detail, sizeof detail, "rc %d: %s", rc, err);
     check(rc != 0 && contains(err, "no tensor 'model.layers.1.mlp.down_proj.weight'") && contains(err, p),
-          "bad: a missing tensor is named", detail);
+          "bad: a missing tensor is named", "rc %d: %s", rc, err);
     if (rc) printf("     (%s)\n", err);
 
     int64_t qshape[2] = {16, 32};
@@ -407,9 +398,8 @@ static void test_bad_files(void) {
     path_in(p, sizeof p, dir, "model.safetensors");
     hf_st_write(p, wt, n + 1, HF_F32, NULL, err, sizeof err);
     rc = hf_import(dir, &hf_gla_spec, &c, t.p, t.n, got, t.total, err, sizeof err);
-    snprintf(detail, sizeof detail, "rc %d: %s", rc, err);
     check(rc != 0 && contains(err, "unexpected tensor 'model.layers.0.attn.q_conv1d.weight'"), "bad: an extra tensor is named",
-          detail);
+          "rc %d: %s", rc, err);
 
     /* tied head present: accepted when equal to the embedding, refused otherwise */
     const HfParam* e = hf_param_find(t.p, t.n, "embed");
@@ -423,15 +413,15 @@ static void test_bad_files(void) {
     path_in(p, sizeof p, dir, "model.safetensors");
     hf_st_write(p, wt, n + 1, HF_F32, NULL, err, sizeof err);
     rc = hf_import(dir, &hf_gla_spec, &c, t.p, t.n, got, t.total, err, sizeof err);
-    check(rc == 0 && memcmp(got, m, t.total * 4) == 0, "tied: an lm_head.weight equal to the embedding is accepted", err);
+    check(rc == 0 && memcmp(got, m, t.total * 4) == 0, "tied: an lm_head.weight equal to the embedding is accepted", "%s", err);
     float* other = (float*)malloc(e->numel * sizeof(float));
     memcpy(other, m + e->offset, e->numel * sizeof(float));
     other[5] += 1.0f;
     wt[n].data = other;
     hf_st_write(p, wt, n + 1, HF_F32, NULL, err, sizeof err);
     rc = hf_import(dir, &hf_gla_spec, &c, t.p, t.n, got, t.total, err, sizeof err);
-    snprintf(detail, sizeof detail, "rc %d: %s", rc, err);
-    check(rc != 0 && contains(err, "ties the embeddings"), "bad: tied config but a different lm_head.weight", detail);
+    check(rc != 0 && contains(err, "ties the embeddings"), "bad: tied config but a different lm_head.weight",
+          "rc %d: %s", rc, err);
     free(other);
 
     /* weights of another size than config.json says */
@@ -443,19 +433,18 @@ static void test_bad_files(void) {
     snprintf(dir, sizeof dir, "%s/shape", g_tmp);
     export_dir(dir, &c2, &t2, m2, HF_F32, err, sizeof err);
     rc = hf_import(dir, &hf_gla_spec, &c, t.p, t.n, got, t.total, err, sizeof err);
-    snprintf(detail, sizeof detail, "rc %d: %s", rc, err);
     check(rc != 0 && contains(err, "'model.embeddings.weight' has shape [61, 40], this model needs [61, 32]"),
-          "bad: a tensor of the wrong shape is named with both shapes", detail);
+          "bad: a tensor of the wrong shape is named with both shapes", "rc %d: %s", rc, err);
     if (rc) printf("     (%s)\n", err);
 
     snprintf(dir, sizeof dir, "%s/empty", g_tmp);
     mkdir(dir, 0755);
     rc = hf_import(dir, &hf_gla_spec, &c, t.p, t.n, got, t.total, err, sizeof err);
-    check(rc != 0 && contains(err, "no model.safetensors"), "bad: a directory without model.safetensors", err);
+    check(rc != 0 && contains(err, "no model.safetensors"), "bad: a directory without model.safetensors", "%s", err);
     path_in(p, sizeof p, dir, "model.safetensors.index.json");
     write_raw(p, "{}", 2);
     rc = hf_import(dir, &hf_gla_spec, &c, t.p, t.n, got, t.total, err, sizeof err);
-    check(rc != 0 && contains(err, "sharded"), "bad: a sharded checkpoint says so", err);
+    check(rc != 0 && contains(err, "sharded"), "bad: a sharded checkpoint says so", "%s", err);
     free(plan);
     free(wt);
     free(m);
@@ -489,7 +478,7 @@ static void test_configs(void) {
     ckpt_config_int(&want, "tied", 1);
     ckpt_config_float(&want, "eps", (double)1e-6f);
     if (rc == 0) rc = ckpt_config_compare(&out, &want, "gla_340M.json", err, sizeof err);
-    check(rc == 0, "config: fla gla_340M.json -> D=1024 L=24 H=4 Dk=512 Dv=1024 I=2816 (fla's rule) tied", err);
+    check(rc == 0, "config: fla gla_340M.json -> D=1024 L=24 H=4 Dk=512 Dv=1024 I=2816 (fla's rule) tied", "%s", err);
 
     /* state-spaces/mamba-130m-hf config.json style (transformers) */
     const char* m130 =
@@ -513,13 +502,13 @@ static void test_configs(void) {
     ckpt_config_int(&want, "tied", 1);
     ckpt_config_float(&want, "eps", (double)1e-5f);
     if (rc == 0) rc = ckpt_config_compare(&out, &want, "mamba-130m-hf", err, sizeof err);
-    check(rc == 0, "config: mamba-130m-hf -> D=768 L=24 Di=1536 N=16 R=48 W=4 Vc=50280 tied (default)", err);
+    check(rc == 0, "config: mamba-130m-hf -> D=768 L=24 Di=1536 N=16 R=48 W=4 Vc=50280 tied (default)", "%s", err);
 
     rc = hf_config_parse(hc, "{\"model_type\": \"mamba\", \"hidden_size\": 1000, \"num_hidden_layers\": 2, \"vocab_size\": 8,"
                              " \"time_step_rank\": \"auto\", \"expand\": 1.5, \"use_bias\": false}", "auto.json", err, sizeof err) ||
          hf_mamba_config_read(hc, &out, err, sizeof err);
     check(rc == 0 && hf_field(&out, "dt_rank") == 63 && hf_field(&out, "d_inner") == 1500 && hf_field(&out, "d_state") == 16,
-          "config: time_step_rank \"auto\" = ceil(D/16), intermediate_size from expand", err);
+          "config: time_step_rank \"auto\" = ceil(D/16), intermediate_size from expand", "%s", err);
 
     struct { const char* what; const char* text; int gla; const char* sub; } bad[] = {
         {"GLA short conv", "{\"model_type\": \"gla\", \"hidden_size\": 64, \"num_hidden_layers\": 1, \"vocab_size\": 8,"
@@ -539,13 +528,12 @@ static void test_configs(void) {
         {"duplicate key", "{\"hidden_size\": 64, \"hidden_size\": 65}", 1, "twice"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char what[128], detail[1200];
+        char what[128];
         err[0] = '\0';
         rc = hf_config_parse(hc, bad[i].text, "cfg.json", err, sizeof err) ||
              (bad[i].gla ? hf_gla_config_read(hc, &out, err, sizeof err) : hf_mamba_config_read(hc, &out, err, sizeof err));
         snprintf(what, sizeof what, "config refused: %s", bad[i].what);
-        snprintf(detail, sizeof detail, "rc %d: %s", rc, err);
-        check(rc != 0 && contains(err, bad[i].sub) && contains(err, "cfg.json"), what, detail);
+        check(rc != 0 && contains(err, bad[i].sub) && contains(err, "cfg.json"), what, "rc %d: %s", rc, err);
     }
     free(hc);
 }
@@ -561,11 +549,11 @@ static void test_map_drift(void) {
     gla_table(&t, &c);
     snprintf(t.names[3], 64, "layers.0.gk1_weight");   /* a renamed tensor of ours */
     int rc = hf_plan(&hf_gla_spec, &c, t.p, t.n, &plan, &n, err, sizeof err);
-    check(rc != 0 && contains(err, "layers.0.gk1_w"), "map: a tensor the map names but the table lacks is an error", err);
+    check(rc != 0 && contains(err, "layers.0.gk1_w"), "map: a tensor the map names but the table lacks is an error", "%s", err);
     gla_table(&t, &c);
     ckpt_config_int(&c, "I", 40);   /* rows of w_gateup no longer add up */
     rc = hf_plan(&hf_gla_spec, &c, t.p, t.n, &plan, &n, err, sizeof err);
-    check(rc != 0 && contains(err, "w_gateup"), "map: row blocks that do not cover a fused tensor are an error", err);
+    check(rc != 0 && contains(err, "w_gateup"), "map: row blocks that do not cover a fused tensor are an error", "%s", err);
 }
 
 /* ---- helpers for test_hf.sh ------------------------------------------------------------------- */
@@ -598,23 +586,23 @@ static int cmd_verify(int kind, const char* ckpt, const char* dir) {
     CkptHeader h, back;
     Table t;
     char err[1024] = "";
-    if (ckpt_read_header(ckpt, &h, err, sizeof err)) { check(0, "verify: read the checkpoint", err); return 1; }
+    if (ckpt_read_header(ckpt, &h, err, sizeof err)) { check(0, "verify: read the checkpoint", "%s", err); return 1; }
     check(h.kind == kind, "verify: checkpoint kind", "");
     table_of(&t, &h);
     check((int64_t)t.total == h.num_params, "verify: the reference layout matches the checkpoint's size", "");
     float* m = (float*)malloc(t.total * sizeof(float));
     float* got = (float*)malloc(t.total * sizeof(float));
     int rc = ckpt_read_section(ckpt, &h, "master", m, t.total * sizeof(float), err, sizeof err);
-    check(rc == 0, "verify: read master", err);
+    check(rc == 0, "verify: read master", "%s", err);
     rc = hf_read_config(dir, spec_of(kind), &back, err, sizeof err);
     if (rc == 0) rc = ckpt_config_compare(&back, &h, "the checkpoint", err, sizeof err);
-    check(rc == 0, "verify: the trainer's config.json reads back to the checkpoint's config", err);
+    check(rc == 0, "verify: the trainer's config.json reads back to the checkpoint's config", "%s", err);
     rc = hf_import(dir, spec_of(kind), &h, t.p, t.n, got, t.total, err, sizeof err);
     check(rc == 0 && memcmp(got, m, t.total * sizeof(float)) == 0,
-          "verify: the trainer's export imports back bit-exactly (names, shapes, row splits)", err);
+          "verify: the trainer's export imports back bit-exactly (names, shapes, row splits)", "%s", err);
     free(m);
     free(got);
-    return g_fail != 0;
+    return g_failures != 0;
 }
 
 int main(int argc, char** argv) {
@@ -624,8 +612,7 @@ int main(int argc, char** argv) {
         fprintf(stderr, "usage: %s | mkckpt gla|mamba CKPT | verify gla|mamba CKPT DIR\n", argv[0]);
         return 2;
     }
-    snprintf(g_tmp, sizeof g_tmp, "%s/test_hf.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(g_tmp)) { perror("mkdtemp"); return 1; }
+    if (check_tmpdir(g_tmp, sizeof g_tmp, "test_hf")) return 1;
     test_conversions();
     for (int kind = CKPT_MODEL_GLA; kind <= CKPT_MODEL_MAMBA; kind++)
         for (int tied = 0; tied <= 1; tied++) test_round_trip(kind, tied);
@@ -633,9 +620,6 @@ int main(int argc, char** argv) {
     test_bad_files();
     test_configs();
     test_map_drift();
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", g_tmp);
-    printf("%d passed, %d failed\n", g_pass, g_fail);
-    return g_fail != 0;
+    check_rmdir(g_tmp);
+    return check_summary(NULL);
 }

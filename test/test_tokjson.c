@@ -20,23 +20,8 @@
 #include "tokenizer.h"
 #include "tokenizer_json.h"
 #include "rng.h"
+#include "check.h"
 #include <sys/wait.h>
-
-static int g_pass, g_fail;
-
-/* One result line; the reason is formatted only for a failure. */
-static void check(const char* name, int ok, const char* fmt, ...) DATA_PRINTF(3, 4);
-static void check(const char* name, int ok, const char* fmt, ...) {
-    char why[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    if (ok) printf("PASS %s\n", name);
-    else printf("FAIL %s: %s\n", name, why);
-    g_pass += ok != 0;
-    g_fail += ok == 0;
-}
 
 /* ---- growable text ------------------------------------------------------------------------- */
 typedef struct { char* p; size_t n, cap; } Buf;
@@ -67,7 +52,7 @@ static void buf_json_str(Buf* b, const char* s, size_t n, int ascii) {
     buf_str(b, "\"");
     for (size_t i = 0; i < n;) {
         uint32_t cp = 0;
-        int l = tj_utf8_decode((const unsigned char*)s + i, n - i, &cp);
+        int l = json_utf8_decode((const unsigned char*)s + i, n - i, &cp);
         if (cp == '"' || cp == '\\') buf_printf(b, "\\%c", (char)cp);
         else if (cp < 0x20 || (ascii && cp >= 0x80 && cp < 0x10000)) buf_printf(b, "\\u%04x", (unsigned)cp);
         else if (ascii && cp >= 0x10000)
@@ -82,7 +67,7 @@ static void buf_json_str(Buf* b, const char* s, size_t n, int ascii) {
 static void buf_byte_chars(Buf* b, const unsigned char* p, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char u[4];
-        buf_add(b, u, (size_t)tj_utf8_encode(tj_byte_char(p[i]), u));
+        buf_add(b, u, (size_t)json_utf8_encode(tj_byte_char(p[i]), u));
     }
 }
 
@@ -334,7 +319,7 @@ static void test_json_reader(void) {
     int32_t frac = ok ? j.nodes[j.nodes[a].child].next : -1;
     ok = ok && json_is_zero(&j, frac) && json_integer(&j, j.nodes[frac].next, -10, 10, &v) != 0;
     if (j.nodes) json_free(&j);
-    check("json_valid", ok, "parse, escapes or numbers wrong: %s", err);
+    check(ok, "json_valid", "parse, escapes or numbers wrong: %s", err);
 
     static const struct { const char *text, *want; } bad[] = {
         {"", "found the end of the file"}, {"{\"a\":1,}", "expected a member name"}, {"[1,]", "expected a value"},
@@ -358,7 +343,7 @@ static void test_json_reader(void) {
             all = 0;
         }
     }
-    check("json_invalid_rejected", all, "see lines above");
+    check(all, "json_invalid_rejected", "see lines above");
 
     /* the position in messages, and depth: 100000 '[' must give an error, not exhaust the stack */
     ok = json_parse(&j, "{\n  \"a\": [1,\n   2 3]}", 20, "p.json", err, sizeof err) != 0 && strstr(err, "line 3, column 6");
@@ -367,7 +352,7 @@ static void test_json_reader(void) {
     memset(d, '[', deep);
     ok = ok && json_parse(&j, d, deep, "deep.json", err, sizeof err) != 0 && strstr(err, "deeper than 128");
     free(d);
-    check("json_position_depth", ok, "%s", err);
+    check(ok, "json_position_depth", "%s", err);
 }
 
 /* Splits of GPT-2's regex (checked against tokenizers' ByteLevel pre-tokenizer). */
@@ -397,7 +382,7 @@ static void test_splits(void) {
         }
         free(got.p);
     }
-    check("pretokenizer_splits", all, "see lines above");
+    check(all, "pretokenizer_splits", "see lines above");
 }
 
 /* A tokenizer trained by our code, written as tokenizer.json in every style. */
@@ -406,10 +391,10 @@ static void test_generated(Model* M) {
     GenOpts o[4] = {{1, 0, 0, 0, 0, 0, 0}, {2, 0, 0, 0, 0, 0, 0}, {1, 1, 0, 0, 1, 0, 0}, {2, 1, 0, 0, 0, 0, 0}};
     int ok = 1;
     for (int i = 0; i < 4; i++) ok = ok && load_gen(&t[i], M, &o[i], NULL) == 0;
-    if (!ok) { check("gen_load", 0, "see the line above"); return; }
+    if (!ok) { check(0, "gen_load", "see the line above"); return; }
     ok = t[0].vocab_size == M->n + 1 && t[0].eot == M->n && t[0].n_merges == M->nm && t[0].n_added == 1;
     for (int i = 1; i < 4; i++) ok = ok && t[i].fingerprint == t[0].fingerprint && t[i].vocab_size == t[0].vocab_size;
-    check("gen_load_styles", ok, "vocab %d (expected %d), eot %d, merges %d (expected %d); the four styles agree: fingerprints %08x %08x %08x %08x",
+    check(ok, "gen_load_styles", "vocab %d (expected %d), eot %d, merges %d (expected %d); the four styles agree: fingerprints %08x %08x %08x %08x",
           t[0].vocab_size, M->n + 1, t[0].eot, t[0].n_merges, M->nm, t[0].fingerprint, t[1].fingerprint, t[2].fingerprint, t[3].fingerprint);
 
     size_t n = strlen(g_text);
@@ -417,7 +402,7 @@ static void test_generated(Model* M) {
     long long nw = ref_encode(M, g_text, n, 0, want);
     ok = 1;
     for (int i = 0; i < 4; i++) ok = ok && expect_ids(&t[i], g_text, n, want, nw);
-    check("gen_encode_matches_reference", ok && nw < (long long)n * 2 / 3, "%lld ids for %zu bytes", nw, n);
+    check(ok && nw < (long long)n * 2 / 3, "gen_encode_matches_reference", "%lld ids for %zu bytes", nw, n);
 
     /* a long word (no cache, many candidates), random bytes, random valid UTF-8 */
     Buf big = {0};
@@ -425,7 +410,7 @@ static void test_generated(Model* M) {
     for (int i = 0; i < 3000; i++) buf_add(&big, &letters[i % 11], 1);
     int32_t* w2 = (int32_t*)malloc((big.n + 1) * sizeof(int32_t));
     long long n2 = ref_encode(M, big.p, big.n, 0, w2);
-    check("gen_long_word", expect_ids(&t[0], big.p, big.n, w2, n2), "a 3000-byte word differs from the reference");
+    check(expect_ids(&t[0], big.p, big.n, w2, n2), "gen_long_word", "a 3000-byte word differs from the reference");
     free(w2);
     Rng r = rng_seed(7);
     unsigned char* rb = (unsigned char*)malloc(1 << 16);
@@ -436,10 +421,10 @@ static void test_generated(Model* M) {
         unsigned char c[4];
         uint32_t cp = rng_below(&r, 4) ? rng_below(&r, 0x3000) : 0x10000 + rng_below(&r, 0x20000);
         if (cp >= 0xD800 && cp < 0xE000) cp = ' ';
-        buf_add(&u, c, (size_t)tj_utf8_encode(cp, c));
+        buf_add(&u, c, (size_t)json_utf8_encode(cp, c));
     }
     ok = ok && roundtrip(&t[0], u.p, u.n);
-    check("gen_roundtrip", ok, "random bytes, the text or random UTF-8 do not round trip");
+    check(ok, "gen_roundtrip", "random bytes, the text or random UTF-8 do not round trip");
     free(rb); free(u.p); free(big.p); free(want);
 
     int32_t ids[3] = {tid(M, "a"), t[0].eot, tid(M, "b")};
@@ -448,7 +433,7 @@ static void test_generated(Model* M) {
          hftok_decode(&t[0], ids, 3, out, sizeof out, "") == 2 && memcmp(out, "ab", 2) == 0;
     ids[1] = t[0].vocab_size;
     ok = ok && hftok_decode(&t[0], ids, 3, out, sizeof out, NULL) == -1;
-    check("gen_decode_eot_invalid", ok, "EOT text or an unknown id handled wrong");
+    check(ok, "gen_decode_eot_invalid", "EOT text or an unknown id handled wrong");
     for (int i = 0; i < 4; i++) hftok_free(&t[i]);
 }
 
@@ -471,17 +456,17 @@ static int expect_str(HfTokenizer* t, const char* s, const int32_t* want, long l
 static void test_known(Model* M) {
     HfTokenizer t, ti;
     GenOpts o = {1, 0, 0, 0, 0, 0, 0}, oi = {2, 0, 0, 1, 0, 0, 0};
-    if (load_gen(&t, M, &o, NULL) != 0 || load_gen(&ti, M, &oi, NULL) != 0) { check("known_load", 0, "see above"); return; }
+    if (load_gen(&t, M, &o, NULL) != 0 || load_gen(&ti, M, &oi, NULL) != 0) { check(0, "known_load", "see above"); return; }
     int sp = tid(M, " "), hello = tid(M, "hello"), world = tid(M, " world");
     int ok = expect_str(&t, "hello world", IDS(hello, world)) && expect_str(&t, "hello  world", IDS(hello, sp, world)) &&
              expect_str(&t, "it's", IDS(tid(M, "i"), tid(M, "t"), tid(M, "'s")));
-    check("known_words", ok, "see lines above");
+    check(ok, "known_words", "see lines above");
     /* one merge at a time: "abab" -> ab, a, b -> (ab, a) ranks before (a, b) -> aba, b; all-at-once BPE gives ab, ab */
     ok = expect_str(&t, "abab", IDS(tid(M, "aba"), tid(M, "b"))) && expect_str(&t, "aaa", IDS(tid(M, "aa"), tid(M, "a")));
-    check("known_merge_order", ok, "HF merges one pair at a time, lowest rank then leftmost");
+    check(ok, "known_merge_order", "HF merges one pair at a time, lowest rank then leftmost");
     ok = expect_str(&t, "xyz", IDS(tid(M, "xy"), tid(M, "z"))) && expect_str(&ti, "xyz", IDS(tid(M, "xyz"))) &&
          expect_str(&ti, " xyz", IDS(sp, tid(M, "xy"), tid(M, "z")));
-    check("known_ignore_merges", ok, "ignore_merges: a word in the vocabulary is one id");
+    check(ok, "known_ignore_merges", "ignore_merges: a word in the vocabulary is one id");
     /* use_regex false: the whole text is one word, so merges cross what the regex would split */
     size_t n;
     char* js = gen_json(M, &o, &n);
@@ -491,7 +476,7 @@ static void test_known(Model* M) {
     ok = nore && hftok_parse(&tr, nore, strlen(nore), "noregex.json", NULL, err, sizeof err) == 0;
     ok = ok && expect_str(&t, "x1", IDS(tid(M, "x"), tid(M, "1"))) && expect_str(&tr, "x1", IDS(tid(M, "x1")));
     if (ok) hftok_free(&tr);
-    check("known_no_regex", ok, "%s", err);
+    check(ok, "known_no_regex", "%s", err);
     free(js);
     free(nore);
     hftok_free(&t);
@@ -515,7 +500,7 @@ static int expect_parts(HfTokenizer* t, const Model* M, const char* text, const 
 static void test_added(Model* M) {
     HfTokenizer t, tp;
     GenOpts o = {1, 0, 0, 0, 0, 1, 1}, op = {1, 0, 1, 0, 1, 1, 1};
-    if (load_gen(&t, M, &o, NULL) != 0 || load_gen(&tp, M, &op, NULL) != 0) { check("added_load", 0, "see above"); return; }
+    if (load_gen(&t, M, &o, NULL) != 0 || load_gen(&tp, M, &op, NULL) != 0) { check(0, "added_load", "see above"); return; }
     char eot[16], sp2[16], sp4[16], mask[16], ony[16];
     snprintf(eot, sizeof eot, "#%d", M->n);
     snprintf(sp2, sizeof sp2, "#%d", M->n + 1);
@@ -529,18 +514,18 @@ static void test_added(Model* M) {
     int ok = t.eot == M->n && t.vocab_size == M->n + 5 && t.n_added == 5 && expect_parts(&t, M, "a<|endoftext|>b", p1, 3, 0) &&
              expect_parts(&t, M, "x    y", p2, 3, 0) && expect_parts(&t, M, "x     y", p3, 3, 0) &&
              expect_parts(&t, M, "x   y", p4, 3, 0);
-    check("added_leftmost_longest", ok, "EOT in the text or runs of spaces split wrong (vocab %d, eot %d)", t.vocab_size, t.eot);
+    check(ok, "added_leftmost_longest", "EOT in the text or runs of spaces split wrong (vocab %d, eot %d)", t.vocab_size, t.eot);
     /* add_prefix_space: every piece between added tokens that does not start with ' ' gets one */
     const char* p5[] = {" a", eot, " b"};
     const char* p6[] = {" a", eot, eot, " b", sp2, "\n"};
     ok = expect_parts(&tp, M, "a<|endoftext|>b", p5, 3, 0) && expect_parts(&tp, M, " a<|endoftext|><|endoftext|>b  \n", p6, 6, 1) &&
          tp.fingerprint != t.fingerprint;
-    check("added_prefix_space", ok, "see lines above");
+    check(ok, "added_prefix_space", "see lines above");
     /* lstrip takes the spaces before <mask>; single_word "ony" only between non-word characters */
     const char* p7[] = {"Hi", mask, " there"};
     const char* p8[] = {"tony ", ony, ",", ony};
     ok = expect_parts(&t, M, "Hi  <mask> there", p7, 3, 0) && expect_parts(&t, M, "tony ony,ony", p8, 4, 0);
-    check("added_lstrip_single_word", ok, "see lines above");
+    check(ok, "added_lstrip_single_word", "see lines above");
     HfTokenizer te;
     ok = load_gen(&te, M, &o, "<mask>") == 0 && te.eot == M->n + 3;
     if (ok) hftok_free(&te);
@@ -548,7 +533,7 @@ static void test_added(Model* M) {
     if (ok) hftok_free(&te);
     ok = ok && load_gen(&te, M, &o, "<none>") == 0 && te.eot == -1;
     if (ok) hftok_free(&te);
-    check("added_eot_content", ok, "the EOT named by the caller: an added token, a vocab token, none");
+    check(ok, "added_eot_content", "the EOT named by the caller: an added token, a vocab token, none");
     hftok_free(&t);
     hftok_free(&tp);
 }
@@ -622,7 +607,7 @@ static void test_bad(const Model* M) {
     all &= bad_text("empty", base, 0, "not valid JSON", "found the end of the file");
     all &= bad_text("array", "[]", 2, "the JSON value is an array, expected an object", NULL);
     all &= bad_text("no model", "{}", 2, "\"model\" is missing", NULL);
-    check("bad_files_rejected", all, "see lines above");
+    check(all, "bad_files_rejected", "see lines above");
 
     all = 1;
     /* variations HF accepts must load: no model type, dropout 0, no added tokens, NFC, no decoder */
@@ -640,19 +625,13 @@ static void test_bad(const Model* M) {
         else { printf("  '%s' -> '%s' should load: %s\n", fine[i].from, fine[i].to, err); all = 0; }
         free(v);
     }
-    check("accepted_variations", all, "see lines above");
+    check(all, "accepted_variations", "see lines above");
     free(base);
 }
 
 /* ---- files and the data tool ---------------------------------------------------------------- */
-static char g_dir[64];
-static const char* tmp_path(const char* name) {
-    static char buf[8][256]; /* several paths can be arguments of one call */
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
+static char g_dir[256];
+static const char* tmp_path(const char* name) { return check_path(g_dir, name); }
 static void write_file(const char* name, const char* s, size_t n) {
     FILE* f = fopen(tmp_path(name), "wb");
     if (f) { fwrite(s, 1, n, f); fclose(f); }
@@ -690,7 +669,7 @@ static void test_files(const Model* M) {
     if (ok) { hftok_free(&a); hftok_free(&b); }
     ok = ok && hftok_load(&a, tmp_path("none.json"), NULL, err, sizeof err) != 0 && strstr(err, "none.json") &&
          strstr(err, "No such file") && hftok_load(&a, g_dir, NULL, err, sizeof err) != 0 && strstr(err, "not a regular file");
-    check("file_load", ok, "%s", err);
+    check(ok, "file_load", "%s", err);
     free(js);
 }
 
@@ -700,7 +679,7 @@ static void test_cli(const Model* M) {
     if (access("data/bpe", X_OK) != 0) { printf("note: data/bpe is not built (run make data/bpe): CLI checks skipped\n"); return; }
     HfTokenizer t;
     char err[1024] = "";
-    if (hftok_load(&t, tmp_path("tok.json"), NULL, err, sizeof err) != 0) { check("cli_encode", 0, "%s", err); return; }
+    if (hftok_load(&t, tmp_path("tok.json"), NULL, err, sizeof err) != 0) { check(0, "cli_encode", "%s", err); return; }
     size_t n = strlen(g_text);
     write_file("in.txt", g_text, n);
     int rc = run("data/bpe encode -t %s -o %s --val-fraction 0 %s", tmp_path("tok.json"), g_dir, tmp_path("in.txt"));
@@ -710,12 +689,12 @@ static void test_cli(const Model* M) {
     long long m = hftok_encode(&t, g_text, n, want + 1) + 1;
     int ok = rc == 0 && shard_read(tmp_path("train_000000.bin"), 0, &ids, &in, err, sizeof err) == 0;
     ok = ok && in.vocab == t.vocab_size && in.tok_hash == t.fingerprint && same_ids(ids, (long long)in.ntok, want, m);
-    check("cli_encode", ok, "exit %d; %s (vocab %d, fingerprint %08x)", rc, err, ok ? in.vocab : 0, ok ? in.tok_hash : 0);
+    check(ok, "cli_encode", "exit %d; %s (vocab %d, fingerprint %08x)", rc, err, ok ? in.vocab : 0, ok ? in.tok_hash : 0);
     rc = run("data/bpe decode --tokenizer-json %s --eot-text '' %s > %s && cmp %s %s", tmp_path("tok.json"),
              tmp_path("train_000000.bin"), tmp_path("out.txt"), tmp_path("in.txt"), tmp_path("out.txt"));
-    check("cli_decode", rc == 0, "decoding the shard does not give the text back");
+    check(rc == 0, "cli_decode", "decoding the shard does not give the text back");
     rc = run("data/bpe info -t %s %s %s", tmp_path("tok.json"), tmp_path("tok.json"), tmp_path("train_000000.bin"));
-    check("cli_info", rc == 0 && log_has("Hugging Face tokenizer.json") && log_has("1 EOT (documents)"), "exit %d", rc);
+    check(rc == 0 && log_has("Hugging Face tokenizer.json") && log_has("1 EOT (documents)"), "cli_info", "exit %d", rc);
     rc = run("data/bpe encode --tokenizer-json %s -o %s %s", tmp_path("in.txt"), g_dir, tmp_path("in.txt"));
     ok = rc == 1 && log_has("error: tokenizer") && log_has("in.txt' is not valid JSON");
     rc = run("data/bpe encode -t %s --eot-token '<none>' -o %s %s", tmp_path("tok.json"), g_dir, tmp_path("in.txt"));
@@ -723,7 +702,7 @@ static void test_cli(const Model* M) {
     rc = run("data/bpe encode -t %s --eot-token xy -o %s --val-fraction 0 %s", tmp_path("tok.json"), g_dir, tmp_path("in.txt"));
     free(ids);
     ok = ok && rc == 0 && shard_read(tmp_path("train_000000.bin"), 0, &ids, &in, err, sizeof err) == 0 && ids[0] == tid(M, "xy");
-    check("cli_errors_eot_token", ok, "a bad tokenizer.json, a missing EOT or --eot-token handled wrong");
+    check(ok, "cli_errors_eot_token", "a bad tokenizer.json, a missing EOT or --eot-token handled wrong");
     free(ids);
     free(want);
     hftok_free(&t);
@@ -731,8 +710,7 @@ static void test_cli(const Model* M) {
 
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    snprintf(g_dir, sizeof g_dir, "/tmp/test_tokjson_XXXXXX");
-    if (!mkdtemp(g_dir)) { printf("FAIL setup: cannot create a temporary directory\n"); return 1; }
+    if (check_tmpdir(g_dir, sizeof g_dir, "test_tokjson")) return 1;
     test_json_reader();
     test_splits();
     Tokenizer ours;
@@ -752,9 +730,6 @@ int main(void) {
     test_cli(&known);
     model_free(&trained);
     model_free(&known);
-    static const char* files[] = {"tok.json", "in.txt", "out.txt", "log", "train_000000.bin"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) remove(tmp_path(files[i]));
-    rmdir(g_dir);
-    printf("test_tokjson: %d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    check_rmdir(g_dir);
+    return check_summary("test_tokjson");
 }
