@@ -2,7 +2,8 @@
 # test_cli.sh — bad input to the trainers, on any machine (no GPU needed): every case must end with one
 # "error: ..." line naming the flag or file, a non-zero exit, and no crash; and it must be caught before
 # the GPU is touched (so on a CPU-only machine the message is the input error, not "no CUDA device").
-# Also: --help works without a GPU and lists every flag of both tables.
+# Also: --help works without a GPU and lists every flag of both tables; bad launcher variables (RANK,
+# WORLD_SIZE) and MQAR configurations are refused the same way.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX")
@@ -44,6 +45,16 @@ for m in gla mamba; do
     expect "$m --sample missing checkpoint" "no such file" $bin --sample "$tmp/none.bin" --tokenizer "$tmp/tok.bin"
     expect "$m --sample without tokenizer" "needs the tokenizer" $bin --sample "$train" --tokenizer "$tmp/none.bin"
     expect "$m --sample on a file that is not a checkpoint" "not a checkpoint" $bin --sample "$train" --tokenizer "$tmp/tok.bin"
+    # launcher variables (common/dist.h): refused before any rendezvous or GPU
+    expect "$m RANK without WORLD_SIZE" "RANK is set but WORLD_SIZE is not" env RANK=1 $bin "${d[@]}"
+    expect "$m RANK not below WORLD_SIZE" "RANK=2 is not below WORLD_SIZE=2" env RANK=2 WORLD_SIZE=2 $bin "${d[@]}"
+    expect "$m non-numeric WORLD_SIZE" "WORLD_SIZE=two is not an integer" env RANK=0 WORLD_SIZE=two $bin "${d[@]}"
+    expect "$m --gpus disagrees with the launcher" "--gpus 2, but the launcher" env RANK=0 WORLD_SIZE=3 $bin --gpus 2 "${d[@]}"
+    expect "$m --sample on several ranks" "one process" env RANK=0 WORLD_SIZE=2 $bin --sample "$train" --tokenizer "$tmp/tok.bin"
+    expect "$m total batch not a multiple of B*T*world" "B\*T\*world = 1\*64\*2" env RANK=0 WORLD_SIZE=2 $bin -d 64 "${d[@]}"
+    # MQAR task configuration (common/mqar.h)
+    expect "$m MQAR pairs do not fit in T" "--task mqar" $bin --task mqar -b 1 -t 64 --mqar-pairs 40
+    expect "$m MQAR vocabulary too small" "--task mqar" $bin --task mqar -b 1 -t 64 --mqar-vocab 8 --mqar-pairs 8
 done
 # heads that do not divide, checked before the GPU
 expect "gla heads do not divide" "divide" ./train_gla -H 7 -i "$tmp/data/train_*.bin" --tokenizer "$tmp/tok.bin"
