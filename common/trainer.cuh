@@ -908,6 +908,9 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
         if (train_options_check(&o, def->name, o.gpus, err, sizeof err) != 0) die("%s", err);
         TrainData d0;
         if (!o.bench) data_resolve(&d0, &o);   /* prepares missing data once, before the ranks start */
+        int ndev = 0;   /* the ranks exec a fresh image, so asking the driver here is harmless */
+        if (cudaGetDeviceCount(&ndev) != cudaSuccess) ndev = 0;
+        if (ndev < o.gpus) die("--gpus %d, but this machine shows %d CUDA device(s)", o.gpus, ndev);
         return dist_launch_local(o.gpus, "/proc/self/exe", argv, 10.0);
     }
     if (o.gpus > 1 && env.world != o.gpus)

@@ -49,6 +49,8 @@ for m in gla mamba; do
     expect "$m RANK without WORLD_SIZE" "RANK is set but WORLD_SIZE is not" env RANK=1 $bin "${d[@]}"
     expect "$m RANK not below WORLD_SIZE" "RANK=2 is not below WORLD_SIZE=2" env RANK=2 WORLD_SIZE=2 $bin "${d[@]}"
     expect "$m non-numeric WORLD_SIZE" "WORLD_SIZE=two is not an integer" env RANK=0 WORLD_SIZE=two $bin "${d[@]}"
+    [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')" -lt 4 ] &&
+        expect "$m --gpus beyond the devices" "--gpus 4, but this machine shows" $bin --gpus 4 "${d[@]}"
     expect "$m --gpus disagrees with the launcher" "--gpus 2, but the launcher" env RANK=0 WORLD_SIZE=3 $bin --gpus 2 "${d[@]}"
     expect "$m --sample on several ranks" "one process" env RANK=0 WORLD_SIZE=2 $bin --sample "$train" --tokenizer "$tmp/tok.bin"
     expect "$m total batch not a multiple of B*T*world" "B\*T\*world = 1\*64\*2" env RANK=0 WORLD_SIZE=2 $bin -d 64 "${d[@]}"
