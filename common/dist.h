@@ -29,7 +29,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,20 +39,12 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "shard.h" /* data_error: the message-and-return -1 helper of the C headers */
 
 #define DIST_MAGIC 0x474C4D44u      /* "DMLG": a hello from one of our ranks */
 #define DIST_BLOB_MAX 256           /* NCCL's unique id is 128 bytes */
 #define DIST_BYE 'B'                /* "I am ending normally": the peer's EOF is expected */
 #define DIST_ABORT 'A'              /* from rank 0: "rank <next byte..> failed, stop" */
-
-static inline int dist_error_(char* err, size_t errlen, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
-static inline int dist_error_(char* err, size_t errlen, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static inline double dist_now_(void) {
     struct timespec ts;
@@ -76,7 +67,7 @@ static inline int dist_env_int_(const char* name, long lo, long hi, int* out, ch
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || *end || end == v || x < lo || x > hi)
-        return dist_error_(err, errlen, "%s=%s is not an integer in [%ld, %ld]", name, v, lo, hi);
+        return data_error(err, errlen, "%s=%s is not an integer in [%ld, %ld]", name, v, lo, hi);
     *out = (int)x;
     return 1;
 }
@@ -102,12 +93,12 @@ static inline int dist_env_read(DistEnv* e, char* err, size_t errlen) {
         if (hr < 0 || hw < 0) return -1;
         if (!hr && !hw) continue;
         if (hr != hw)
-            return dist_error_(err, errlen, "%s is set but %s is not (%s launch: set both)", hr ? conv[c][0] : conv[c][1],
+            return data_error(err, errlen, "%s is set but %s is not (%s launch: set both)", hr ? conv[c][0] : conv[c][1],
                                hr ? conv[c][1] : conv[c][0], conv[c][3]);
-        if (r >= w) return dist_error_(err, errlen, "%s=%d is not below %s=%d", conv[c][0], r, conv[c][1], w);
+        if (r >= w) return data_error(err, errlen, "%s=%d is not below %s=%d", conv[c][0], r, conv[c][1], w);
         int hl = dist_env_int_(conv[c][2], 0, 1 << 20, &l, err, errlen);
         if (hl < 0) return -1;
-        if (hl && l >= w) return dist_error_(err, errlen, "%s=%d is not below %s=%d", conv[c][2], l, conv[c][1], w);
+        if (hl && l >= w) return data_error(err, errlen, "%s=%d is not below %s=%d", conv[c][2], l, conv[c][1], w);
         e->rank = r;
         e->world = w;
         e->local_rank = hl ? l : -1;
@@ -265,7 +256,7 @@ static inline int dist_serve_(DistLink* L, int port, const void* blob, uint32_t 
     int ls = socket(AF_INET6, SOCK_STREAM, 0);
     int v6 = ls >= 0;
     if (!v6) ls = socket(AF_INET, SOCK_STREAM, 0);
-    if (ls < 0) return dist_error_(err, errlen, "rank 0: socket(): %s", strerror(errno));
+    if (ls < 0) return data_error(err, errlen, "rank 0: socket(): %s", strerror(errno));
     int one = 1, zero = 0;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     int rc;
@@ -288,7 +279,7 @@ static inline int dist_serve_(DistLink* L, int port, const void* blob, uint32_t 
     if (rc != 0 || listen(ls, 128) != 0) {
         int e = errno;
         close(ls);
-        return dist_error_(err, errlen, "rank 0: cannot listen on MASTER_PORT=%d: %s (is another run using it?)", port,
+        return data_error(err, errlen, "rank 0: cannot listen on MASTER_PORT=%d: %s (is another run using it?)", port,
                            strerror(e));
     }
     int got = 0;
@@ -298,7 +289,7 @@ static inline int dist_serve_(DistLink* L, int port, const void* blob, uint32_t 
         if (ms <= 0 || poll(&q, 1, ms) <= 0) {
             if (errno == EINTR && ms > 0) continue;
             close(ls);
-            return dist_error_(err, errlen, "rank 0: only %d of %d ranks connected to port %d before the timeout "
+            return data_error(err, errlen, "rank 0: only %d of %d ranks connected to port %d before the timeout "
                                "(are they started, with the same MASTER_ADDR/MASTER_PORT and WORLD_SIZE?)",
                                got + 1, L->world, port);
         }
@@ -330,7 +321,7 @@ static inline int dist_join_(DistLink* L, const char* addr, int port, void* blob
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     int g = getaddrinfo(addr, ports, &hints, &res);
-    if (g != 0) return dist_error_(err, errlen, "rank %d: cannot resolve MASTER_ADDR=%s: %s", L->rank, addr, gai_strerror(g));
+    if (g != 0) return data_error(err, errlen, "rank %d: cannot resolve MASTER_ADDR=%s: %s", L->rank, addr, gai_strerror(g));
     int fd = -1;
     while (fd < 0) {
         for (struct addrinfo* a = res; a && fd < 0; a = a->ai_next) {
@@ -340,7 +331,7 @@ static inline int dist_join_(DistLink* L, const char* addr, int port, void* blob
         if (fd >= 0) break;
         if (dist_now_() > deadline) {
             freeaddrinfo(res);
-            return dist_error_(err, errlen, "rank %d: could not connect to rank 0 at %s:%d before the timeout (is rank 0 "
+            return data_error(err, errlen, "rank %d: could not connect to rank 0 at %s:%d before the timeout (is rank 0 "
                                "running, and the address reachable?)", L->rank, addr, port);
         }
         usleep(100000);
@@ -350,19 +341,19 @@ static inline int dist_join_(DistLink* L, const char* addr, int port, void* blob
     if (dist_write_all_(fd, &h, sizeof h) != 0 || dist_read_all_(fd, &reply, sizeof reply, deadline) != 0 ||
         reply.magic != DIST_MAGIC) {
         close(fd);
-        return dist_error_(err, errlen, "rank %d: %s:%d did not answer as rank 0 of this program", L->rank, addr, port);
+        return data_error(err, errlen, "rank %d: %s:%d did not answer as rank 0 of this program", L->rank, addr, port);
     }
     if (reply.status) {
         close(fd);
         if (reply.status == 1)
-            return dist_error_(err, errlen, "rank %d: rank 0 runs with world size %u, this rank with %d", L->rank,
+            return data_error(err, errlen, "rank %d: rank 0 runs with world size %u, this rank with %d", L->rank,
                                reply.world, L->world);
-        return dist_error_(err, errlen, "rank %d: rank 0 refused this rank (another process already joined as rank %d)",
+        return data_error(err, errlen, "rank %d: rank 0 refused this rank (another process already joined as rank %d)",
                            L->rank, L->rank);
     }
     if (dist_read_all_(fd, len, sizeof *len, deadline) != 0 || *len > cap || dist_read_all_(fd, blob, *len, deadline) != 0) {
         close(fd);
-        return dist_error_(err, errlen, "rank %d: the blob from rank 0 was cut short", L->rank);
+        return data_error(err, errlen, "rank %d: the blob from rank 0 was cut short", L->rank);
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -378,15 +369,15 @@ static inline int dist_file_exchange_(int rank, const char* path, void* blob, ui
                                       size_t errlen) {
     if (rank == 0) {
         if (access(path, F_OK) == 0)
-            return dist_error_(err, errlen, "DIST_INIT_FILE %s exists already (left by an earlier run?): remove it, or "
+            return data_error(err, errlen, "DIST_INIT_FILE %s exists already (left by an earlier run?): remove it, or "
                                "use a new path per run, e.g. with the job id in it", path);
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
         FILE* f = fopen(tmp, "wb");
-        if (!f) return dist_error_(err, errlen, "rank 0: cannot write %s: %s", tmp, strerror(errno));
+        if (!f) return data_error(err, errlen, "rank 0: cannot write %s: %s", tmp, strerror(errno));
         int ok = fwrite(len, sizeof *len, 1, f) == 1 && fwrite(blob, 1, *len, f) == *len;
         ok = (fclose(f) == 0) && ok;
-        if (!ok || rename(tmp, path) != 0) return dist_error_(err, errlen, "rank 0: cannot write %s", path);
+        if (!ok || rename(tmp, path) != 0) return data_error(err, errlen, "rank 0: cannot write %s", path);
         return 0;
     }
     for (;;) {
@@ -395,12 +386,12 @@ static inline int dist_file_exchange_(int rank, const char* path, void* blob, ui
             uint32_t n = 0;
             int ok = fread(&n, sizeof n, 1, f) == 1 && n <= DIST_BLOB_MAX && fread(blob, 1, n, f) == n;
             fclose(f);
-            if (!ok) return dist_error_(err, errlen, "rank %d: %s is not a rendezvous file of this program", rank, path);
+            if (!ok) return data_error(err, errlen, "rank %d: %s is not a rendezvous file of this program", rank, path);
             *len = n;
             return 0;
         }
         if (dist_now_() > deadline)
-            return dist_error_(err, errlen, "rank %d: %s did not appear before the timeout (is rank 0 running, and "
+            return data_error(err, errlen, "rank %d: %s did not appear before the timeout (is rank 0 running, and "
                                "the path on a filesystem all ranks share?)", rank, path);
         usleep(100000);
     }
@@ -418,13 +409,13 @@ static inline int dist_rendezvous(const DistEnv* e, void* blob, uint32_t* len, d
     int hp = dist_env_int_("MASTER_PORT", 1, 65535, &port, err, errlen);
     if (hp < 0) return -1;
     if (!hp || !addr || !*addr) {
-        if (dist_link_alloc_(L, e->rank, e->world, 0) != 0) return dist_error_(err, errlen, "out of memory");
+        if (dist_link_alloc_(L, e->rank, e->world, 0) != 0) return data_error(err, errlen, "out of memory");
         if (file && *file) return dist_file_exchange_(e->rank, file, blob, len, deadline, err, errlen);
-        return dist_error_(err, errlen, "a %d-rank run needs MASTER_ADDR and MASTER_PORT (rank 0's host and a free port) "
+        return data_error(err, errlen, "a %d-rank run needs MASTER_ADDR and MASTER_PORT (rank 0's host and a free port) "
                            "or DIST_INIT_FILE (a new file on a filesystem all ranks share)", e->world);
     }
     if (dist_link_alloc_(L, e->rank, e->world, e->rank == 0 ? e->world : 1) != 0)
-        return dist_error_(err, errlen, "out of memory");
+        return data_error(err, errlen, "out of memory");
     if (e->rank == 0) return dist_serve_(L, port, blob, *len, deadline, err, errlen);
     return dist_join_(L, addr, port, blob, DIST_BLOB_MAX, len, deadline, err, errlen);
 }
