@@ -1,5 +1,6 @@
-# test/lib.sh — the shell helpers the test scripts share (sourced, not run). Each prints one PASS/FAIL
-# line, the format test/run_tests.sh counts. The sourcing script sets $tmp (a scratch directory).
+# test/lib.sh — the shell helpers the test scripts share (sourced, not run): expect and check print one
+# PASS/FAIL line, the format test/run_tests.sh counts; losses and wait_steps read a run's log.jsonl;
+# train_data picks the data of the whole-run tests. The sourcing script sets $tmp (a scratch directory).
 
 # expect NAME PATTERN CMD...: CMD must fail cleanly (non-zero exit, not killed by a signal) with stderr
 # matching the extended regex PATTERN
@@ -16,4 +17,21 @@ expect() {
 # check NAME STATUS WHY: PASS when STATUS is 0, else FAIL with WHY
 check() {
     if [ "$2" -eq 0 ]; then echo "PASS $1"; else echo "FAIL $1: $3"; fi
+}
+
+# losses DIR: "step loss" lines of DIR/log.jsonl (training records only)
+losses() { grep -o '"step":[0-9]*,"loss":[^,}]*' "$1/log.jsonl" | sed 's/"step":\([0-9]*\),"loss":\(.*\)/\1 \2/'; }
+
+# wait_steps DIR N: waits until a running trainer has logged N training steps in DIR (at most 60 s)
+wait_steps() { for _ in $(seq 600); do [ "$(losses "$1" 2>/dev/null | wc -l)" -ge "$2" ] && return 0; sleep 0.1; done; return 1; }
+
+# train_data: tinyshakespeare shards for the whole-run tests (prepared from $TINYSHAKESPEARE or the
+# workplace copy when missing), else the synthetic task. Sets the array data (trainer flags) and what.
+train_data() {
+    local text=${TINYSHAKESPEARE:-../shared/data/tinyshakespeare/input.txt}
+    if ! ls data/tinyshakespeare/train_*.bin >/dev/null 2>&1 && [ -f "$text" ]; then
+        TINYSHAKESPEARE="$text" bash data/prepare.sh >"$tmp/prep.log" 2>&1 || cat "$tmp/prep.log"
+    fi
+    if ls data/tinyshakespeare/train_*.bin >/dev/null 2>&1; then data=(); what="tinyshakespeare"
+    else data=(--task synthetic); what="synthetic task"; fi
 }

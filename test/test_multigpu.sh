@@ -9,15 +9,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_multigpu.XXXXXX")
 trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null' EXIT
-source test/lib.sh   # check
+source test/lib.sh   # check, losses, wait_steps, train_data
+train_data
 
-text=${TINYSHAKESPEARE:-../shared/data/tinyshakespeare/input.txt}
-if ! ls data/tinyshakespeare/train_*.bin >/dev/null 2>&1 && [ -f "$text" ]; then
-    TINYSHAKESPEARE="$text" bash data/prepare.sh >"$tmp/prep.log" 2>&1 || cat "$tmp/prep.log"
-fi
-if ls data/tinyshakespeare/train_*.bin >/dev/null 2>&1; then data=(); else data=(--task synthetic); fi
-
-losses() { grep -o '"step":[0-9]*,"loss":[^,}]*' "$1/log.jsonl" | sed 's/"step":\([0-9]*\),"loss":\(.*\)/\1 \2/'; }
 # worst relative difference of the losses of two runs (steps present in both)
 worst_rel() { join <(losses "$1") <(losses "$2") | awk '{d = $2 - $3; if (d < 0) d = -d; d /= $2; if (d > w) w = d} END {print (NR ? w : 1)}'; }
 
@@ -72,7 +66,6 @@ done
 
 # 4. failure: rank 1 killed -9 mid-run. Under the launcher, and with plain variables (no launcher: the
 #    surviving rank must notice by itself, through the liveness watch).
-wait_steps() { for _ in $(seq 600); do [ "$(losses "$1" 2>/dev/null | wc -l)" -ge "$2" ] && return 0; sleep 0.1; done; return 1; }
 long=(-b 4 -t 256 -x 1000000 -v 0 -s 0 -n 0 --log-every 1 "${data[@]}")
 ./train_gla "${long[@]}" --gpus 2 -o "$tmp/kill1" >"$tmp/kill1.txt" 2>&1 &
 launcher=$!

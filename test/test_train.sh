@@ -9,18 +9,9 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_train.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-text=${TINYSHAKESPEARE:-../shared/data/tinyshakespeare/input.txt}
-if ! ls data/tinyshakespeare/train_*.bin >/dev/null 2>&1; then
-    if [ -f "$text" ]; then TINYSHAKESPEARE="$text" bash data/prepare.sh >"$tmp/prep.log" 2>&1 || cat "$tmp/prep.log"; fi
-fi
-if ls data/tinyshakespeare/train_*.bin >/dev/null 2>&1; then data=(); what="tinyshakespeare"
-else data=(--task synthetic); what="synthetic task"; fi
+source test/lib.sh   # check, losses, wait_steps, train_data
+train_data
 echo "data: $what"
-
-# losses STEP-RANGE from a log.jsonl: "step loss" lines (training records only)
-losses() { grep -o '"step":[0-9]*,"loss":[^,}]*' "$1/log.jsonl" | sed 's/"step":\([0-9]*\),"loss":\(.*\)/\1 \2/'; }
-
-source test/lib.sh   # check
 
 for model in gla mamba; do
     bin=./train_$model
@@ -73,9 +64,7 @@ for model in gla mamba; do
         every=$([ $sig = TERM ] && echo 0 || echo 1)
         $bin "${common[@]}" "${fixed[@]}" -x 100000 -n $every --log-every 1 -o "$dir" >"$dir.txt" 2>&1 &
         pid=$!
-        for _ in $(seq 600); do   # until 20 steps are logged (at most 60 s)
-            [ "$(losses "$dir" 2>/dev/null | wc -l)" -ge 20 ] && break; sleep 0.1
-        done
+        wait_steps "$dir" 20
         kill -$sig $pid; wait $pid; rc=$?
         last=$(ls "$dir"/ckpt_*.bin 2>/dev/null | sed 's/.*ckpt_0*\([0-9][0-9]*\)\.bin/\1/' | sort -n | tail -n 1)
         if [ $sig = TERM ]; then
