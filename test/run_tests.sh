@@ -5,7 +5,8 @@
 #   - a program that exits non-zero without printing FAIL is one failure (crash, die(), timeout);
 #   - a program that prints neither and exits 0 is one pass.
 # CPU: test/test_*.c binaries, data/check*.sh, and that every train_*.cu built. GPU (only when a CUDA device is usable): every dev/<name>
-# harness with --check, test/test_*.cu binaries, test/test_train.sh, test/test_multigpu.sh (2+ GPUs). Without a device each GPU test
+# harness with --check, test/test_*.cu binaries, and the test/test_*.sh scripts whose header says `# gpus: N`
+# (run when the machine has N GPUs: test_train.sh 1, test_multigpu.sh 2). Without a device each GPU test
 # prints `SKIP <name>: no CUDA device` and counts as neither. Optional fuzzing: test/fuzz_* binaries
 # (built by make when clang's libFuzzer works) run FUZZ_SECONDS each (0 = skip; default 0, .ci/run
 # uses 20). The last line is always `N passed, M failed`; exit status is non-zero iff M > 0.
@@ -72,6 +73,10 @@ missing() {
 
 skip() { echo "SKIP $1: $2"; nskip=$((nskip + 1)); }
 
+# gpus_needed SCRIPT: the N of a `# gpus: N` header line (0 without one: a CPU script)
+gpus_needed() { local n; n=$(sed -n 's/^# gpus: \([0-9][0-9]*\)$/\1/p' "$1" | head -n 1); echo "${n:-0}"; }
+gpu_count() { nvidia-smi -L 2>/dev/null | grep -c '^GPU '; }
+
 have_gpu() {
     [ "${NO_GPU:-0}" = 1 ] && return 1
     command -v nvidia-smi >/dev/null 2>&1 || return 1
@@ -93,9 +98,9 @@ if [ "$run_cpu" = 1 ]; then
         [ -e "$src" ] || continue
         if [ -x "${src%.cu}" ]; then echo "PASS build ${src%.cu}"; npass=$((npass + 1)); else missing "${src%.cu}"; fi
     done
-    for script in test/test_*.sh; do   # CPU scripts; test_train.sh, test_multigpu.sh need GPUs
+    for script in test/test_*.sh; do   # CPU scripts (GPU scripts run below)
         [ -e "$script" ] || continue
-        case "$(basename "$script")" in test_train.sh|test_multigpu.sh) continue ;; esac
+        [ "$(gpus_needed "$script")" -gt 0 ] && continue
         run_one "$(basename "$script")" bash "$script"
     done
     for script in data/check*.sh; do
@@ -119,16 +124,17 @@ if [ "$run_gpu" = 1 ]; then
                 missing "$bin"
             fi
         done
-        if [ "$run_train" = 1 ] && [ -e test/test_train.sh ]; then run_one test_train.sh bash test/test_train.sh; fi
-        if [ "$run_train" = 1 ] && [ -e test/test_multigpu.sh ]; then
-            if [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')" -ge 2 ]; then run_one test_multigpu.sh bash test/test_multigpu.sh
-            else skip test_multigpu.sh "needs 2 GPUs, this machine has 1"; fi
-        fi
     else
         for bin in "${gpu_tests[@]}"; do skip "$bin" "no CUDA device"; done
-        if [ "$run_train" = 1 ] && [ -e test/test_train.sh ]; then skip test_train.sh "no CUDA device"; fi
-        if [ "$run_train" = 1 ] && [ -e test/test_multigpu.sh ]; then skip test_multigpu.sh "no CUDA device"; fi
     fi
+    for script in test/test_*.sh; do   # whole-run GPU scripts
+        [ "$run_train" = 1 ] && [ -e "$script" ] || continue
+        need=$(gpus_needed "$script"); name=$(basename "$script")
+        [ "$need" -gt 0 ] || continue
+        if ! have_gpu; then skip "$name" "no CUDA device"
+        elif [ "$(gpu_count)" -lt "$need" ]; then skip "$name" "needs $need GPUs, this machine has $(gpu_count)"
+        else run_one "$name" bash "$script"; fi
+    done
 fi
 
 if [ "$run_cpu" = 1 ] && [ "$FUZZ_SECONDS" != 0 ]; then

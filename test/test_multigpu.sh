@@ -5,6 +5,7 @@
 # bit-identical to itself; a 2-GPU checkpoint resumes on 1 GPU and a 1-GPU checkpoint on 2; one rank
 # killed (under the --gpus launcher, and under plain RANK/WORLD_SIZE variables without it) ends every
 # rank with a message within seconds.
+# gpus: 2
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_multigpu.XXXXXX")

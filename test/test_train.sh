@@ -4,6 +4,7 @@
 # bit-identical losses; a run killed and resumed from its checkpoint continues with bit-identical
 # losses to an uninterrupted run; SIGTERM checkpoints and exits cleanly; SIGKILL at any instant loses
 # nothing beyond the newest complete checkpoint. Prints PASS/FAIL lines; run by `make test` on a GPU machine.
+# gpus: 1
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_train.XXXXXX")
