@@ -85,6 +85,7 @@ typedef struct {
     float* norm_scratch;
     char* gla_ws;
     void* emb_scratch;
+    void* bwd_ws;       /* dact, dh, dproj; before them (dead by then) the classifier's scratch: gla_layout_bwd_ws */
     bf16* cls_scratch;
 } GLAActs;
 
@@ -151,6 +152,20 @@ static void gla_build_params(GLAModel* m) {
     m->lm_head = c->tied ? m->embed : param_add(pt, "lm_head", 2, c->Vc, c->D, 0, 1, INIT_NORMAL, std);
 }
 
+/* Lays out bwd_ws from base (NULL: only measures) and returns its bytes: the classifier's scratch, which is
+ * dead before the backward of the layers starts, shares memory with the largest backward-only buffers. */
+static size_t gla_layout_bwd_ws(GLAModel* m, char* base) {
+    GLAActs* a = &m->a;
+    size_t M = (size_t)m->B * m->T;
+    ActCarve cv = {base, 0};
+    CARVE(&cv, a->dact, M * m->I);
+    CARVE(&cv, a->dh, M * 2 * m->I);
+    CARVE(&cv, a->dproj, M * m->P);
+    a->cls_scratch = (bf16*)base;
+    size_t cls = classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16);
+    return cv.off > cls ? cv.off : cls;
+}
+
 static void gla_build_acts(GLAModel* m) {
     const GLAConfig* c = &m->c;
     ActTable* at = &m->at;
@@ -178,9 +193,7 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->dg, M * m->Dk);
     ACT(at, a->delta, M * D);
     ACT(at, a->act, M * m->I);
-    ACT(at, a->dact, M * m->I);
-    ACT(at, a->dh, M * 2 * m->I);
-    ACT(at, a->dproj, M * m->P);
+    act_add(at, "bwd_ws", (void**)&a->bwd_ws, gla_layout_bwd_ws(m, NULL));
     ACT(at, a->dgz, M * m->Dk);
     ACT(at, a->d_o, M * m->Dv);
     ACT(at, a->dy, M * m->Dv);
@@ -195,8 +208,10 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->norm_scratch, ns > ns3 ? ns : ns3);
     ACT(at, a->gla_ws, gla_workspace_bytes(m->B, m->T, c->H, m->K, m->V));
     act_add(at, "emb_scratch", (void**)&a->emb_scratch, embedding_scratch_bytes((int)M, c->Vc));
-    ACT(at, a->cls_scratch, classifier_scratch_elems((int)M, c->Vc));
 }
+
+/* after act_alloc: the pointers into bwd_ws */
+static void gla_bind_acts(GLAModel* m) { gla_layout_bwd_ws(m, (char*)m->a.bwd_ws); }
 
 /* ------------------------------------------------------------------ forward */
 /* per-layer views: slot l when the tensor is kept, slot 0 when it is recomputed */
@@ -285,15 +300,20 @@ static void gla_mlp_backward(GLAModel* m, int l, cudaStream_t s) {
     const GLALayerParams* lp = &m->lp[l];
     GLAActs* a = &m->a;
     int M = m->B * m->T, D = m->c.D, I = m->I;
-    gla_norm_mlp(m, l, s);                      /* recompute res_mid and ln */
+    size_t MD = (size_t)M * D;
     bf16* h = h_of(m, l);
-    if (m->recompute >= 1) linear_forward(h, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
+    if (m->recompute >= 1) {                    /* h is not kept: rerun the norm and the up projection */
+        gla_norm_mlp(m, l, s);
+        linear_forward(h, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
+    }
     swiglu_forward(a->act, h, M, I, s);
     linear_backward(a->dact, G_(m, lp->w_down), a->dres_bf, a->act, W_(m, lp->w_down), M, D, I, s);
     swiglu_backward(a->dh, a->dact, h, M, I, s);
-    linear_backward(a->dln, G_(m, lp->w_gateup), a->dh, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
-    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, lp->mlp_norm), a->dln, a->res_mid, a->rstd_mlp + (size_t)l * M,
-                          F_(m, lp->mlp_norm), M, D, a->norm_scratch, s);
+    linear_backward(a->dln, NULL, a->dh, NULL, W_(m, lp->w_gateup), M, 2 * I, D, s);
+    /* the norm redoes its input res_attn + dattn and rebuilds ln for the weight gradient after it */
+    rmsnorm_backward_fused(a->dres, a->dres_bf, G_(m, lp->mlp_norm), a->ln, a->dln, a->res_attn + (size_t)l * MD,
+                           a->dattn + (size_t)l * MD, a->rstd_mlp + (size_t)l * M, F_(m, lp->mlp_norm), M, D, a->norm_scratch, s);
+    linear_backward(NULL, G_(m, lp->w_gateup), a->dh, a->ln, NULL, M, 2 * I, D, s);
 }
 
 /* dres holds dL/d(stream after the mixer of layer l); leaves dL/d(stream entering layer l) */
@@ -301,9 +321,12 @@ static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     const GLALayerParams* lp = &m->lp[l];
     GLAActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = m->c.D, H = m->c.H, P = m->P, Dk = m->Dk, Dv = m->Dv, R = GLA_GATE_RANK;
-    gla_norm_attn(m, l, NULL, NULL, s);         /* recompute ln (res_attn[l] is kept) */
-    if (m->recompute >= 2) gla_mixer_core_forward(m, l, s);
-    else gla_gate_from_proj(m, l, s);
+    if (m->recompute >= 2) {                    /* rerun the mixer from its norm (res_attn[l] is kept) */
+        gla_norm_attn(m, l, NULL, NULL, s);
+        gla_mixer_core_forward(m, l, s);
+    } else {
+        gla_gate_from_proj(m, l, s);
+    }
     gla_gated_norm_forward(m, l, s);            /* recompute y */
     bf16* proj = proj_of(m, l);
     bf16* q = proj, *k = proj + Dk, *v = proj + 2 * Dk, *gt = proj + 2 * Dk + Dv, *z1 = proj + 2 * Dk + 2 * Dv;
@@ -318,9 +341,11 @@ static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     /* gate low-rank pair: gz = z1 gk1_w^T -> dz1 = dgz gk1_w, d gk1_w += dgz^T z1 */
     matmul(dz1, 0, P, a->dgz, Dk, 0, W_(m, lp->gk1_w), R, 0, M, R, Dk, 1.0f, 0.0f, s);
     matmul(G_(m, lp->gk1_w), 1, R, a->dgz, Dk, 1, z1, P, 0, Dk, R, M, 1.0f, 1.0f, s);
-    linear_backward(a->dln, G_(m, lp->w_in), a->dproj, a->ln, W_(m, lp->w_in), M, P, D, s);
-    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, lp->attn_norm), a->dln, a->res_attn + (size_t)l * M * D,
-                          a->rstd_attn + (size_t)l * M, F_(m, lp->attn_norm), M, D, a->norm_scratch, s);
+    linear_backward(a->dln, NULL, a->dproj, NULL, W_(m, lp->w_in), M, P, D, s);
+    /* the norm backward rebuilds ln for the weight gradient after it (no forward rerun of the norm) */
+    rmsnorm_backward_fused(a->dres, a->dres_bf, G_(m, lp->attn_norm), a->ln, a->dln, a->res_attn + (size_t)l * M * D, NULL,
+                           a->rstd_attn + (size_t)l * M, F_(m, lp->attn_norm), M, D, a->norm_scratch, s);
+    linear_backward(NULL, G_(m, lp->w_in), a->dproj, a->ln, NULL, M, P, D, s);
 }
 
 /* ------------------------------------------------------------------ one micro-batch */
@@ -395,6 +420,7 @@ static void gla_create(GLAModel* m, const GLAConfig* c, int B, int T, int recomp
     param_sync_copy(&m->p);
     gla_build_acts(m);
     act_alloc(&m->at, m->pt.total * param_bytes_per_element());
+    gla_bind_acts(m);
 }
 
 static void gla_destroy(GLAModel* m) {

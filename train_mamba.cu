@@ -55,12 +55,12 @@ typedef struct {
     float* res_final;   /* [M,D] */
     float* rstd_final;  /* [M] */
     bf16* lnf;          /* [M,D] */
-    /* delta (forward: block output before it joins the stream), dres_bf (backward: dres rounded for out_proj's
-     * products) and dln (backward: gradient of a norm output, also the classifier's) are one [M,D] buffer: their
-     * lifetimes do not overlap */
+    /* delta (forward: block output before it joins the stream) and dres_bf (backward: dres rounded to bf16 by
+     * each norm backward for the next out_proj products) are one [M,D] buffer: their lifetimes do not overlap.
+     * dln (gradient of a norm output, also the classifier's) is read by the norm backward that writes dres_bf. */
     bf16* delta;
     bf16* dres_bf;
-    bf16* dln;
+    bf16* dln;          /* [M,D] */
     float* dres;        /* [M,D] fp32 residual-stream gradient */
     /* recomputed, one slot (in ws) */
     float* rstd;        /* [M] */
@@ -166,26 +166,24 @@ static void mamba_init_custom(MambaModel* m, uint64_t seed) {
  * recomputed one-slot buffers and the backward scratch, at least the classifier's scratch. */
 static size_t mamba_layout_ws(MambaModel* m, char* base) {
     MambaActs* a = &m->a;
-    size_t M = (size_t)m->B * m->T, D = (size_t)m->c.D, Di = (size_t)m->c.Di, X = (size_t)m->X, off = 0;
-#define WS_(field, count) (*(void**)&(field) = base ? base + off : NULL, \
-                           off += ((size_t)(count) * sizeof(*(field)) + 255) & ~(size_t)255)
-    WS_(a->rstd, M);
-    WS_(a->ln, M * D);
-    WS_(a->xz, M * 2 * Di);
-    WS_(a->u, M * Di);
-    WS_(a->dt, M * Di);
+    size_t M = (size_t)m->B * m->T, D = (size_t)m->c.D, Di = (size_t)m->c.Di, X = (size_t)m->X;
+    ActCarve cv = {base, 0};
+    CARVE(&cv, a->rstd, M);
+    CARVE(&cv, a->ln, M * D);
+    CARVE(&cv, a->xz, M * 2 * Di);
+    CARVE(&cv, a->u, M * Di);
+    CARVE(&cv, a->dt, M * Di);
     if (m->recompute >= 1) {
-        WS_(a->y, M * Di);
-        WS_(a->scan_saved, m->scan_saved_per_layer);
+        CARVE(&cv, a->y, M * Di);
+        CARVE(&cv, a->scan_saved, m->scan_saved_per_layer);
     }
-    if (m->recompute >= 2) WS_(a->xdbl, M * X);
-    WS_(a->dy, M * Di);
-    WS_(a->du, M * Di);
-    WS_(a->dxdbl, M * X);
-    WS_(a->dxz, M * 2 * Di);
-#undef WS_
+    if (m->recompute >= 2) CARVE(&cv, a->xdbl, M * X);
+    CARVE(&cv, a->dy, M * Di);
+    CARVE(&cv, a->du, M * Di);
+    CARVE(&cv, a->dxdbl, M * X);
+    CARVE(&cv, a->dxz, M * 2 * Di);
     size_t cls = classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16);
-    return off > cls ? off : cls;
+    return cv.off > cls ? cv.off : cls;
 }
 
 static void mamba_build_acts(MambaModel* m) {
@@ -204,6 +202,7 @@ static void mamba_build_acts(MambaModel* m) {
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
     ACT(at, a->delta, M * D);
+    ACT(at, a->dln, M * D);
     ACT(at, a->dres, M * D);
     ACT(at, a->norm_scratch, rmsnorm_scratch_floats((int)M, (int)D));
     ACT(at, a->conv_scratch, conv1d_scratch_floats(m->B, m->T, c->Di, c->W));
@@ -218,7 +217,6 @@ static void mamba_bind_acts(MambaModel* m) {
     mamba_layout_ws(m, a->ws);
     a->cls_scratch = (bf16*)a->ws;
     a->dres_bf = a->delta;
-    a->dln = a->delta;
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -296,7 +294,7 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     bf16* xdbl = xdbl_of(m, l);
     bf16* y = y_of(m, l);
     bf16* ddt = y; /* y is dead once out_proj's backward has run */
-    cast_f32_to_bf16(a->dres_bf, a->dres, (size_t)M * D, s);
+    /* dres_bf: dres rounded to bf16 by the norm backward that last updated dres (the final norm's, or layer l+1's) */
     linear_backward(a->dy, G_(m, lp->w_out), a->dres_bf, y, W_(m, lp->w_out), M, D, Di, s);
     selective_scan_backward(a->du, Di, ddt, a->dxz + Di, 2 * Di, a->dxdbl + R, a->dxdbl + R + N, X, G_(m, lp->A_log),
                             G_(m, lp->Dskip), G_(m, lp->dt_bias), a->dy, saved_of(m, l), a->u, Di, a->dt, a->xz + Di,
@@ -311,8 +309,8 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     conv1d_silu_backward(a->dxz, 2 * Di, G_(m, lp->conv_w), G_(m, lp->conv_b), a->du, a->xz, 2 * Di, F_(m, lp->conv_w),
                          F_(m, lp->conv_b), B, T, Di, c->W, a->conv_scratch, s);
     linear_backward(a->dln, G_(m, lp->w_in), a->dxz, a->ln, W_(m, lp->w_in), M, 2 * Di, D, s);
-    rmsnorm_backward(a->dres, G_(m, lp->norm), a->dln, a->res + (size_t)l * M * D, a->rstd, F_(m, lp->norm), M, D,
-                     a->norm_scratch, s);
+    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, lp->norm), a->dln, a->res + (size_t)l * M * D, a->rstd, F_(m, lp->norm),
+                          M, D, a->norm_scratch, s);
 }
 
 /* ------------------------------------------------------------------ one micro-batch */
@@ -328,8 +326,8 @@ static void mamba_step(void* model, const int* d_ids, const int* d_targets, floa
                                 W_(m, m->lm_head), d_targets, dloss, M, D, m->c.Vc, a->cls_scratch, s);
     if (!train) return;
     CUDA_CHECK(cudaMemsetAsync(a->dres, 0, sizeof(float) * (size_t)M * D, s));
-    rmsnorm_backward(a->dres, G_(m, m->final_norm), a->dln, a->res_final, a->rstd_final, F_(m, m->final_norm), M, D,
-                     a->norm_scratch, s);
+    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, m->final_norm), a->dln, a->res_final, a->rstd_final,
+                          F_(m, m->final_norm), M, D, a->norm_scratch, s);
     for (int l = m->c.L - 1; l >= 0; l--) mamba_layer_backward(m, l, s);
     embedding_backward(G_(m, m->embed), a->dres, d_ids, M, D, m->c.Vc, a->emb_scratch, s);
 }

@@ -472,7 +472,7 @@ static inline int dist_launch_local(int n, const char* exe, char* const argv[], 
         }
         if (pid[r] < 0) { fprintf(stderr, "error: launcher: fork failed: %s\n", strerror(errno)); n = r; break; }
     }
-    int alive = n, first_rc = 0;
+    int alive = n, first_rc = 0, sent_kill = 0;
     double kill_at = 0;
     while (alive > 0) {
         if (dist_launcher_signal_) {
@@ -482,6 +482,7 @@ static inline int dist_launch_local(int n, const char* exe, char* const argv[], 
         if (kill_at > 0 && dist_now_() > kill_at) {
             for (int r = 0; r < n; r++) if (pid[r] > 0) kill(pid[r], SIGKILL);
             kill_at = 0;
+            sent_kill = 1;
         }
         int st;
         pid_t p = waitpid(-1, &st, kill_at > 0 ? WNOHANG : 0);
@@ -499,6 +500,10 @@ static inline int dist_launch_local(int n, const char* exe, char* const argv[], 
             else fprintf(stderr, "launcher: rank %d was killed by signal %d; stopping the other ranks\n", r, WTERMSIG(st));
             for (int q = 0; q < n; q++) if (pid[q] > 0) kill(pid[q], SIGTERM);
             kill_at = dist_now_() + grace_s;
+        } else if (WIFSIGNALED(st) && WTERMSIG(st) != SIGTERM && !(WTERMSIG(st) == SIGKILL && sent_kill)) {
+            /* a rank killed from outside may be reaped after a peer that noticed its death and stopped first:
+             * name it too, it is the cause */
+            fprintf(stderr, "launcher: rank %d was killed by signal %d\n", r, WTERMSIG(st));
         }
     }
     free(pid);

@@ -243,12 +243,15 @@ static inline void rmsnorm_forward(bf16* out, float* rstd, float* resid_out, con
 
 /* dresid[M,C] += rstd*(w*dy - xhat*mean(xhat*w*dy)), xhat = x*rstd ; part[blockIdx.x, C] = this block's
  * sum over its rows of dy*xhat. Rows are dealt to groups round-robin: group g of P*G takes g, g+P*G, ...
- * smem: C floats (to combine the G row groups of the block in a fixed order). */
+ * smem: C floats (to combine the G row groups of the block in a fixed order).
+ * Optional: x = x + xdelta (the forward's fused residual add, redone here instead of kept), and out =
+ * the forward's output x*rstd*w rebuilt bit for bit (same fp32 operations, same stored rstd): the weight
+ * gradient of the next matrix product needs it, and writing it here replaces a forward rerun. */
 template <int NCH, int GT>
 __global__ void __launch_bounds__(RMSNORM_THREADS)
 rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf, float* __restrict__ part,
-                        const bf16* __restrict__ dout,
-                        const float* __restrict__ x, const float* __restrict__ rstd, const float* __restrict__ w,
+                        bf16* __restrict__ out, const bf16* __restrict__ dout, const float* __restrict__ x,
+                        const bf16* __restrict__ xdelta, const float* __restrict__ rstd, const float* __restrict__ w,
                         int M, int C) {
     extern __shared__ float4 sdw4[];  /* float4: 16-byte aligned for the final store128 copy */
     float* sdw = (float*)sdw4;
@@ -276,7 +279,7 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
             const int c = (i * GT + t) * 8;
             if (live && c < C) {
                 dy[i] = load128cs(dout + base + c);
-                vec8_load_cs(xv[i], x + base + c);
+                rmsnorm_load_residual(xv[i], x, xdelta, base + c);
             }
         }
 #pragma unroll
@@ -290,6 +293,12 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
                     const float xhat = xv[i][k] * r, g = bf2f(dy[i][k]);
                     c1 += xhat * wv[k] * g;
                     dw[i][k] += g * xhat;
+                }
+                if (out) {   /* exactly the forward's y = x * r * w */
+                    float y[8];
+#pragma unroll
+                    for (int k = 0; k < 8; k++) y[k] = xv[i][k] * r * wv[k];
+                    vec8_store(out + base + c, y);
                 }
             }
         }
@@ -334,8 +343,8 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
     }
 }
 
-typedef void (*rmsnorm_backward_kernel_t)(float*, bf16*, float*, const bf16*, const float*, const float*, const float*, int,
-                                          int);
+typedef void (*rmsnorm_backward_kernel_t)(float*, bf16*, float*, bf16*, const bf16*, const float*, const bf16*,
+                                          const float*, const float*, int, int);
 
 /* the instantiation for this C: GT threads per row, NCH chunks of 8 per thread */
 static inline rmsnorm_backward_kernel_t rmsnorm_backward_kernel_for(int C) {
@@ -364,18 +373,18 @@ static inline size_t rmsnorm_scratch_floats(int M, int C) {
     return (size_t)rmsnorm_bwd_parts(M, C) * (size_t)C;
 }
 
-/* As rmsnorm_backward but with an explicit number of partial rows P (scratch must hold P*C floats);
- * the dev harness uses it to time other P. */
-static inline void rmsnorm_backward_parts(float* dresid, bf16* dresid_bf, float* dw, const bf16* dout, const float* x,
-                                          const float* rstd, const float* w, int M, int C, float* scratch, int P,
-                                          cudaStream_t s) {
+/* The whole backward, with an explicit number of partial rows P (scratch must hold P*C floats; the dev
+ * harness times other P). dresid_bf, xdelta and out may be NULL (see rmsnorm_backward_fused). */
+static inline void rmsnorm_backward_parts(float* dresid, bf16* dresid_bf, float* dw, bf16* out, const bf16* dout,
+                                          const float* x, const bf16* xdelta, const float* rstd, const float* w, int M,
+                                          int C, float* scratch, int P, cudaStream_t s) {
     rmsnorm_check_args("rmsnorm_backward", M, C);
-    if (!is_aligned16(dresid) || !is_aligned16(dresid_bf) || !is_aligned16(dout) || !is_aligned16(x) || !is_aligned16(w) ||
-        !is_aligned16(scratch))
+    if (!is_aligned16(dresid) || !is_aligned16(dresid_bf) || !is_aligned16(out) || !is_aligned16(dout) || !is_aligned16(x) ||
+        !is_aligned16(xdelta) || !is_aligned16(w) || !is_aligned16(scratch))
         die("rmsnorm_backward: pointers must be 16-byte aligned");
     if (M == 0) return;
-    rmsnorm_backward_kernel_for(C)<<<P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s>>>(dresid, dresid_bf, scratch, dout, x,
-                                                                                          rstd, w, M, C);
+    rmsnorm_backward_kernel_for(C)<<<P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s>>>(dresid, dresid_bf, scratch, out, dout,
+                                                                                          x, xdelta, rstd, w, M, C);
     CUDA_KERNEL_CHECK();
     partials_colsum_add(dw, scratch, P, C, s);
 }
@@ -385,13 +394,22 @@ static inline void rmsnorm_backward_parts(float* dresid, bf16* dresid_bf, float*
  * scratch: rmsnorm_scratch_floats(M, C) floats. */
 static inline void rmsnorm_backward(float* dresid, float* dw, const bf16* dout, const float* x, const float* rstd,
                                     const float* w, int M, int C, float* scratch, cudaStream_t s) {
-    rmsnorm_backward_parts(dresid, NULL, dw, dout, x, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
+    rmsnorm_backward_parts(dresid, NULL, dw, NULL, dout, x, NULL, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
 }
 /* As rmsnorm_backward, also writing the updated dresid rounded to bf16 into dresid_bf[M,C]: the next
  * matrix product in the backward wants it in bf16, and this saves a separate pass over the stream. */
 static inline void rmsnorm_backward_bf16(float* dresid, bf16* dresid_bf, float* dw, const bf16* dout, const float* x,
                                          const float* rstd, const float* w, int M, int C, float* scratch, cudaStream_t s) {
-    rmsnorm_backward_parts(dresid, dresid_bf, dw, dout, x, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
+    rmsnorm_backward_parts(dresid, dresid_bf, dw, NULL, dout, x, NULL, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
+}
+/* As rmsnorm_backward_bf16, for a norm whose input the forward built as x + xdelta (xdelta [M,C] bf16, or
+ * NULL) and did not keep; also rebuilds the forward's output into out[M,C] bf16 (or NULL), bit for bit,
+ * for the weight gradient of the matrix product that read it. One pass instead of a forward rerun
+ * (read x, xdelta; write the residual sum and out) followed by this backward. */
+static inline void rmsnorm_backward_fused(float* dresid, bf16* dresid_bf, float* dw, bf16* out, const bf16* dout,
+                                          const float* x, const bf16* xdelta, const float* rstd, const float* w, int M,
+                                          int C, float* scratch, cudaStream_t s) {
+    rmsnorm_backward_parts(dresid, dresid_bf, dw, out, dout, x, xdelta, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
 }
 
 #endif /* COMMON_RMSNORM_CUH */

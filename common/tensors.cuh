@@ -194,6 +194,17 @@ static inline void act_add(ActTable* at, const char* name, void** ptr, size_t by
 }
 #define ACT(at, field, count) act_add((at), #field, (void**)&(field), (size_t)(count) * sizeof(*(field)))
 
+/* Buffers whose lifetimes do not overlap share memory by being carved out of one table entry: a layout
+ * function takes its pieces in order with CARVE from a cursor over the entry (base NULL: it only measures;
+ * the pointers stay NULL), is run once to size the entry and once after act_alloc to bind them. */
+typedef struct { char* base; size_t off; } ActCarve;
+static inline void* act_carve(ActCarve* c, size_t bytes) {
+    void* p = c->base ? (void*)(c->base + c->off) : NULL;
+    c->off += (bytes + 255) & ~(size_t)255;
+    return p;
+}
+#define CARVE(cv, field, count) (*(void**)&(field) = act_carve((cv), (size_t)(count) * sizeof(*(field))))
+
 /* One cudaMalloc for every activation; on failure, says how much was needed and what to lower. */
 static inline void act_alloc(ActTable* at, size_t other_bytes) {
     cudaError_t e = cudaMalloc((void**)&at->base, at->total ? at->total : 256);

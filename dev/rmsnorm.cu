@@ -4,7 +4,8 @@
  *
  *   ./dev/rmsnorm [version] [--check] [-B 16 -T 2048 -C 1024] [--reps 50]
  * versions: 1 = simple (one block per row, scalar accesses, dw by one thread per column over all rows)
- *           2 = production (common/rmsnorm.cuh)
+ *           2 = production (common/rmsnorm.cuh); also its fused backward (rmsnorm_backward_fused: the residual
+ *               add redone and the forward's output rebuilt inside the backward, as the trainers call it)
  *           3 = cuDNN's RMSNorm through its graph API + our residual add and accumulations (common/cudnn_ops.cuh);
  *               only in USE_CUDNN builds, which the Makefile makes whenever it finds cuDNN. Its timing adds
  *               cuDNN's norm calls alone.
@@ -142,12 +143,18 @@ static void run_backward(const Ctx* c) {
         cudnn_rmsnorm_backward((CudnnRmsnorm*)c->dnn, c->dresid, c->dw, c->dout, c->resid_out, c->rstd, c->w, 0);
 #endif
     } else if (c->P > 0) {
-        rmsnorm_backward_parts(c->dresid, NULL, c->dw, c->dout, c->resid_out, c->rstd, c->w, c->M, c->C, c->scratch, c->P, 0);
+        rmsnorm_backward_parts(c->dresid, NULL, c->dw, NULL, c->dout, c->resid_out, NULL, c->rstd, c->w, c->M, c->C, c->scratch,
+                               c->P, 0);
     } else {
         rmsnorm_backward(c->dresid, c->dw, c->dout, c->resid_out, c->rstd, c->w, c->M, c->C, c->scratch, 0);
     }
 }
 static void fwd_fn(void* p) { run_forward((const Ctx*)p); }
+static void fused_fn(void* p) {
+    const Ctx* c = (const Ctx*)p;
+    rmsnorm_backward_fused(c->dresid, NULL, c->dw, c->out, c->dout, c->resid_in, c->delta, c->rstd, c->w, c->M, c->C, c->scratch,
+                           0);
+}
 static void bwd_fn(void* p) { run_backward((const Ctx*)p); }
 
 /* ---------------- check ---------------- */
@@ -180,6 +187,37 @@ static int check_backward(const Ctx* c, const float* h_dres0, const float* h_dw0
     fails += !same;
     for (int rep = 0; rep < 2; rep++) { free(g_dres[rep]); free(g_dw[rep]); }
     return fails;
+}
+
+/* The trainers' fused backward (production only): x = resid_in + delta redone inside, the forward's out
+ * rebuilt. Its dresid and dw must equal the plain backward's bit for bit (same arithmetic on the same x),
+ * and its out the forward's. Needs the forward's inputs intact: modes 0 (res+delta) and 2 (res only). */
+static int check_fused(const Ctx* c, const float* h_dres0, const float* h_dw0, int mode) {
+    const int M = c->M, C = c->C;
+    const size_t n = (size_t)M * C;
+    float* want[3] = {(float*)malloc_check(n * 4), (float*)malloc_check(C * 4), (float*)malloc_check(n * 4)};
+    float* got[3] = {(float*)malloc_check(n * 4), (float*)malloc_check(C * 4), (float*)malloc_check(n * 4)};
+    bf16* out2 = (bf16*)dmalloc(n * 2);
+    for (int rep = 0; rep < 2; rep++) {   /* rep 0: plain backward on resid_out; rep 1: fused */
+        float** dst = rep ? got : want;
+        CUDA_CHECK(cudaMemcpy(c->dresid, h_dres0, n * 4, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(c->dw, h_dw0, C * 4, cudaMemcpyHostToDevice));
+        poison(out2, n * 2);
+        if (rep) rmsnorm_backward_fused(c->dresid, NULL, c->dw, out2, c->dout, c->resid_in, c->delta, c->rstd, c->w, M, C,
+                                        c->scratch, 0);
+        else rmsnorm_backward(c->dresid, c->dw, c->dout, c->resid_out, c->rstd, c->w, M, C, c->scratch, 0);
+        download_f32(dst[0], c->dresid, n);
+        download_f32(dst[1], c->dw, C);
+        download_bf16(dst[2], rep ? out2 : c->out, n);
+    }
+    const int same_d = !memcmp(want[0], got[0], n * 4) && !memcmp(want[1], got[1], C * 4);
+    const int same_o = !memcmp(want[2], got[2], n * 4);
+    printf("%s v%d fused bwd (x = resid_in%s) dresid, dw == plain backward's bit for bit M=%d C=%d\n", same_d ? "PASS" : "FAIL",
+           V_PROD, mode == 0 ? " + delta" : "", M, C);
+    printf("%s v%d fused bwd rebuilt out == forward's out bit for bit M=%d C=%d\n", same_o ? "PASS" : "FAIL", V_PROD, M, C);
+    for (int i = 0; i < 3; i++) { free(want[i]); free(got[i]); }
+    CUDA_CHECK(cudaFree(out2));
+    return !same_d + !same_o;
 }
 
 /* mode: 0 = resid_in + delta out of place, 1 = in place, 2 = resid_in only, 3 = delta only */
@@ -257,6 +295,7 @@ static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
 
     if (has_backward(&c)) fails += check_backward(&c, h_dres0, h_dw0, rdx, rdw, mname[mode]);
     else printf("SKIP v%d bwd M=%d C=%d: cuDNN refused the backward (refusals above)\n", version, M, C);
+    if (version == V_PROD && (mode == 0 || mode == 2)) fails += check_fused(&c, h_dres0, h_dw0, mode);
 
     detach_cudnn(dnn);
     free(h_res); free(h_delta); free(h_w); free(h_dout); free(h_dres0); free(h_dw0);
@@ -338,6 +377,14 @@ static void time_version(int version, int M, int C, int reps, int P) {
 #ifdef USE_CUDNN
     if (version == V_CUDNN) time_cudnn_parts(&c, reps);
 #endif
+    if (version == V_PROD && P == 0) {  /* the trainers' fused backward vs a forward rerun + the backward */
+        ms = time_kernel(fused_fn, &c, reps);
+        const double fbytes = (double)n * (2 + 4 + 2 + 4 + 4 + 2) + 4.0 * M + 2.0 * Pmax * C * 4;
+        snprintf(what, sizeof what, "v%d fused backward (x = res + delta, rebuilds out) M=%d C=%d", version, M, C);
+        time_report(what, ms, fbytes, 0);
+        printf("    floor %.4f ms (bytes %.1f MB); it replaces the forward rerun + backward above\n", floor_ms(fbytes, 0),
+               fbytes / 1e6);
+    }
     if (version == V_PROD && P == 0) {  /* the second stage alone: sum of the partial rows into the gradient */
         ColsumCtx cc = {c.scratch, Pmax, C, c.dw};
         ms = time_kernel(colsum_fn, &cc, reps);
