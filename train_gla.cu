@@ -108,7 +108,7 @@ typedef struct {
 
 /* parameter accessors: bf16 copy for matrix products, fp32 master for small vectors, fp32 grads */
 #define W_(m, off) ((m)->p.copy + (off))
-#define F_(m, off) ((m)->p.master + (off))
+#define F_(m, off) param_f32(&(m)->p, (off))   /* tensors kernels read in fp32 (param_keep_f32) */
 #define G_(m, off) ((m)->p.grad + (off))
 
 static void gla_derive(GLAModel* m) {
@@ -132,23 +132,25 @@ static void gla_build_params(GLAModel* m) {
     ParamTable* pt = &m->pt;
     char nm[64];
     const float std = 0.02f;
-    m->embed = param_add(pt, "embed", 2, c->Vc, c->D, 0, 1, INIT_NORMAL, std);
+    m->embed = param_keep_f32(pt, param_add(pt, "embed", 2, c->Vc, c->D, 0, 1, INIT_NORMAL, std));
     m->lp = (GLALayerParams*)malloc_check(sizeof(GLALayerParams) * (size_t)c->L);
     for (int l = 0; l < c->L; l++) {
         GLALayerParams* lp = &m->lp[l];
 #define P_(field, ...) (snprintf(nm, sizeof nm, "layers.%d." #field, l), lp->field = param_add(pt, nm, __VA_ARGS__))
-        P_(attn_norm, 1, c->D, 0, 0, 0, INIT_ONE, 0);
+#define PF_(field, ...) (P_(field, __VA_ARGS__), param_keep_f32(pt, lp->field))   /* read in fp32 (F_) */
+        PF_(attn_norm, 1, c->D, 0, 0, 0, INIT_ONE, 0);
         P_(w_in, 2, m->P, c->D, 0, 1, INIT_NORMAL, std);
         P_(gk1_w, 2, m->Dk, GLA_GATE_RANK, 0, 1, INIT_NORMAL, std);
-        P_(gk1_b, 1, m->Dk, 0, 0, 0, INIT_ZERO, 0);
-        P_(gnorm, 1, m->V, 0, 0, 0, INIT_ONE, 0);
+        PF_(gk1_b, 1, m->Dk, 0, 0, 0, INIT_ZERO, 0);
+        PF_(gnorm, 1, m->V, 0, 0, 0, INIT_ONE, 0);
         P_(w_o, 2, c->D, m->Dv, 0, 1, INIT_NORMAL, std);
-        P_(mlp_norm, 1, c->D, 0, 0, 0, INIT_ONE, 0);
+        PF_(mlp_norm, 1, c->D, 0, 0, 0, INIT_ONE, 0);
         P_(w_gateup, 2, 2 * m->I, c->D, 0, 1, INIT_NORMAL, std);
         P_(w_down, 2, c->D, m->I, 0, 1, INIT_NORMAL, std);
 #undef P_
+#undef PF_
     }
-    m->final_norm = param_add(pt, "final_norm", 1, c->D, 0, 0, 0, INIT_ONE, 0);
+    m->final_norm = param_keep_f32(pt, param_add(pt, "final_norm", 1, c->D, 0, 0, 0, INIT_ONE, 0));
     m->lm_head = c->tied ? m->embed : param_add(pt, "lm_head", 2, c->Vc, c->D, 0, 1, INIT_NORMAL, std);
 }
 

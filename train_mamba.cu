@@ -100,7 +100,7 @@ typedef struct {
 } MambaModel;
 
 #define W_(m, off) ((m)->p.copy + (off))
-#define F_(m, off) ((m)->p.master + (off))
+#define F_(m, off) param_f32(&(m)->p, (off))   /* tensors kernels read in fp32 (param_keep_f32) */
 #define G_(m, off) ((m)->p.grad + (off))
 
 static void mamba_derive(MambaModel* m) {
@@ -117,24 +117,26 @@ static void mamba_build_params(MambaModel* m) {
     const MambaConfig* c = &m->c;
     ParamTable* pt = &m->pt;
     char nm[64];
-    m->embed = param_add(pt, "embed", 2, c->Vc, c->D, 0, 0, INIT_NORMAL, 0.02f);
+    m->embed = param_keep_f32(pt, param_add(pt, "embed", 2, c->Vc, c->D, 0, 0, INIT_NORMAL, 0.02f));
     m->lp = (MambaLayerParams*)malloc_check(sizeof(MambaLayerParams) * (size_t)c->L);
     for (int l = 0; l < c->L; l++) {
         MambaLayerParams* lp = &m->lp[l];
 #define P_(field, ...) (snprintf(nm, sizeof nm, "layers.%d." #field, l), lp->field = param_add(pt, nm, __VA_ARGS__))
-        P_(norm, 1, c->D, 0, 0, 0, INIT_ONE, 0);
+#define PF_(field, ...) (P_(field, __VA_ARGS__), param_keep_f32(pt, lp->field))   /* read in fp32 (F_) */
+        PF_(norm, 1, c->D, 0, 0, 0, INIT_ONE, 0);
         P_(w_in, 2, 2 * c->Di, c->D, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->D));
-        P_(conv_w, 2, c->Di, c->W, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->W));
-        P_(conv_b, 1, c->Di, 0, 0, 0, INIT_UNIFORM, 1.0f / sqrtf((float)c->W));
+        PF_(conv_w, 2, c->Di, c->W, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->W));
+        PF_(conv_b, 1, c->Di, 0, 0, 0, INIT_UNIFORM, 1.0f / sqrtf((float)c->W));
         P_(w_x, 2, c->R + 2 * c->N, c->Di, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->Di));
         P_(w_dt, 2, c->Di, c->R, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->R));
-        P_(dt_bias, 1, c->Di, 0, 0, 0, INIT_CUSTOM, 0);
-        P_(A_log, 2, c->Di, c->N, 0, 0, INIT_CUSTOM, 0);
-        P_(Dskip, 1, c->Di, 0, 0, 0, INIT_ONE, 0);
+        PF_(dt_bias, 1, c->Di, 0, 0, 0, INIT_CUSTOM, 0);
+        PF_(A_log, 2, c->Di, c->N, 0, 0, INIT_CUSTOM, 0);
+        PF_(Dskip, 1, c->Di, 0, 0, 0, INIT_ONE, 0);
         P_(w_out, 2, c->D, c->Di, 0, 1, INIT_UNIFORM, 1.0f / sqrtf((float)c->Di) / sqrtf((float)c->L));
 #undef P_
+#undef PF_
     }
-    m->final_norm = param_add(pt, "final_norm", 1, c->D, 0, 0, 0, INIT_ONE, 0);
+    m->final_norm = param_keep_f32(pt, param_add(pt, "final_norm", 1, c->D, 0, 0, 0, INIT_ONE, 0));
     m->lm_head = c->tied ? m->embed : param_add(pt, "lm_head", 2, c->Vc, c->D, 0, 1, INIT_NORMAL, 0.02f);
 }
 

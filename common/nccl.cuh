@@ -5,11 +5,12 @@
  * completes into a clear error instead of a hang.
  *
  * ZeRO-1 here: the flat parameter layout [P] is padded to W*S elements and rank r owns the slice
- * [r*S, (r+1)*S). Each step: the fp32 gradients are summed with a reduce-scatter (rank r receives its
- * slice), r updates its slice of the fp32 master and of AdamW's m, v (m, v exist only for the slice),
- * then two in-place all-gathers give every rank the whole updated master and bf16 copy. The master stays
- * whole on every rank because the norm, bias, conv and embedding kernels read fp32 weights; m and v
- * (8 of the 18 bytes per parameter) are what is sharded.
+ * [r*S, (r+1)*S) of the fp32 master and of AdamW's m, v (12 of the 18 bytes per parameter exist only
+ * for the slice). Each step: the fp32 gradients are summed with a reduce-scatter (rank r receives its
+ * slice), r updates its slice, the master slices are all-gathered into the spent gradient buffer (from
+ * which the few tensors that kernels read in fp32 — norm weights, biases, conv taps, A, D, the
+ * embedding — are copied to a compact whole copy, common/tensors.cuh), and the bf16 copy slices are
+ * all-gathered in place.
  *
  * Determinism: NCCL's reductions run in an order fixed by the communicator (same ranks, same GPUs, same
  * algorithm), so a run is bit-identical to itself; against one GPU the sums are grouped differently
@@ -121,6 +122,10 @@ static void dist_all_gather_f32(Dist* d, float* x, size_t S, cudaStream_t s) {
 static void dist_all_gather_bf16(Dist* d, bf16* x, size_t S, cudaStream_t s) {
     NCCL_CHECK(ncclAllGather(x + (size_t)d->rank * S, x, S, ncclBfloat16, d->comm, s));
 }
+/* every rank's send [S] -> recv [W*S] on every rank */
+static void dist_all_gather_into_f32(Dist* d, const float* send, float* recv, size_t S, cudaStream_t s) {
+    NCCL_CHECK(ncclAllGather(send, recv, S, ncclFloat, d->comm, s));
+}
 /* in place sum of n device floats */
 static void dist_allreduce_f32(Dist* d, float* x, size_t n, cudaStream_t s) {
     NCCL_CHECK(ncclAllReduce(x, x, n, ncclFloat, ncclSum, d->comm, s));
@@ -129,6 +134,7 @@ static void dist_allreduce_f32(Dist* d, float* x, size_t n, cudaStream_t s) {
 static void dist_reduce_scatter_f32(Dist*, float*, size_t, cudaStream_t) {}
 static void dist_all_gather_f32(Dist*, float*, size_t, cudaStream_t) {}
 static void dist_all_gather_bf16(Dist*, bf16*, size_t, cudaStream_t) {}
+static void dist_all_gather_into_f32(Dist*, const float*, float*, size_t, cudaStream_t) {}
 static void dist_allreduce_f32(Dist*, float*, size_t, cudaStream_t) {}
 #endif
 

@@ -25,6 +25,7 @@ typedef struct {
     int shape[3];
     size_t offset, numel;   /* into the flat buffers, in elements */
     int decay;              /* AdamW weight decay applies */
+    int keep_f32;           /* kernels read it in fp32 (param_keep_f32) */
     InitKind init;
     float a;                /* NORMAL: std; UNIFORM: bound (U(-a,a)); CONST: value */
 } ParamInfo;
@@ -57,6 +58,15 @@ static inline size_t param_add(ParamTable* pt, const char* name, int ndim, int d
     pt->total = p->offset + p->numel;
     return p->offset;
 }
+/* Marks the tensor at offset as one that kernels read in fp32 (norm weights, biases, conv taps, A, D, the
+ * embedding) rather than through the bf16 copy; returns offset. With several ranks these tensors stay
+ * whole on every rank while the rest of the fp32 master is sharded (param_f32). */
+static inline size_t param_keep_f32(ParamTable* pt, size_t offset) {
+    for (int i = pt->n - 1; i >= 0; i--)   /* usually the tensor just added */
+        if (pt->t[i].offset == offset) { pt->t[i].keep_f32 = 1; return offset; }
+    die("internal: param_keep_f32: no tensor starts at offset %zu", offset);
+    return offset;
+}
 static inline const ParamInfo* param_find(const ParamTable* pt, const char* name) {
     for (int i = 0; i < pt->n; i++)
         if (!strcmp(pt->t[i].name, name)) return &pt->t[i];
@@ -69,27 +79,34 @@ static inline size_t param_count(const ParamTable* pt) {
     return n;
 }
 
-/* Data-parallel sharding of the optimizer state (ZeRO-1, common/nccl.cuh): a process trains one model
- * in one data-parallel group, so the sharding is a property of the process, set once by the trainer
- * before the model allocates its buffers. One rank (the default): the shard is everything. */
+/* Data-parallel sharding (ZeRO-1, common/nccl.cuh): a process trains one model in one data-parallel
+ * group, so the sharding is a property of the process, set once by the trainer before the model
+ * allocates its buffers. One rank (the default): the shard is everything. */
 static int g_param_rank = 0, g_param_world = 1;
 static inline void param_set_sharding(int rank, int world) { g_param_rank = rank; g_param_world = world; }
 
 /* The device buffers of a ParamTable. The flat layout [total] is padded to world * shard elements
- * (zeros) so every rank owns an equal, 64-element-aligned slice [shard_begin, shard_begin + shard). */
+ * (zeros) so every rank owns an equal, 64-element-aligned slice [shard_begin, shard_begin + shard) of
+ * the fp32 master and of AdamW's moments; the bf16 copy and the gradients are whole on every rank.
+ * The tensors kernels read in fp32 (param_keep_f32) are read through param_f32: with one rank that is
+ * the master itself; with several, a compact whole copy of just those tensors (f32), refreshed after
+ * every update from the gathered master. */
 typedef struct {
-    float* master;   /* [padded] fp32 weights: what AdamW updates and checkpoints store */
+    float* master;   /* [shard] fp32 weights of this rank's slice: what AdamW updates */
     bf16* copy;      /* [padded] bf16 working copy read by matrix products */
     float* grad;     /* [padded] fp32 gradients, accumulated over micro-steps */
     float* m;        /* [shard] AdamW first moment of this rank's slice */
     float* v;        /* [shard] AdamW second moment of this rank's slice */
+    float* f32;      /* the kept tensors, whole: = master (one rank), else [f32_total] compact */
     size_t total;    /* elements of the layout */
-    size_t padded, shard, shard_begin;
+    size_t padded, shard, shard_begin, f32_total;
     int rank, world;
+    int nkeep;
+    size_t *keep_off, *keep_numel, *keep_at;   /* host [nkeep], by offset: tensor start, size, place in f32 */
 } ParamBuffers;
 
-/* bytes per parameter on one rank: master 4 + copy 2 + grad 4, and m, v 8 / world */
-static inline double param_bytes_per_element(void) { return 10.0 + 8.0 / g_param_world; }
+/* bytes per parameter on one rank beyond the kept fp32 tensors: copy 2 + grad 4, master and m, v 12 / world */
+static inline double param_bytes_per_element(void) { return 6.0 + 12.0 / g_param_world; }
 
 static inline ParamBuffers param_buffers_alloc(const ParamTable* pt) {
     ParamBuffers b;
@@ -100,14 +117,27 @@ static inline ParamBuffers param_buffers_alloc(const ParamTable* pt) {
     b.shard = b.world == 1 ? pt->total : ((pt->total + b.world - 1) / b.world + 63) / 64 * 64;
     b.padded = b.shard * b.world;
     b.shard_begin = b.shard * b.rank;
+    b.keep_off = (size_t*)malloc_check(sizeof(size_t) * (size_t)(pt->n + 1));
+    b.keep_numel = (size_t*)malloc_check(sizeof(size_t) * (size_t)(pt->n + 1));
+    b.keep_at = (size_t*)malloc_check(sizeof(size_t) * (size_t)(pt->n + 1));
+    for (int i = 0; i < pt->n; i++) {   /* the table is in offset order: so is this list */
+        if (!pt->t[i].keep_f32) continue;
+        b.keep_off[b.nkeep] = pt->t[i].offset;
+        b.keep_numel[b.nkeep] = pt->t[i].numel;
+        b.keep_at[b.nkeep] = b.world == 1 ? pt->t[i].offset : b.f32_total;
+        b.f32_total += b.world == 1 ? 0 : (pt->t[i].numel + 7) / 8 * 8;
+        b.nkeep++;
+    }
     size_t n = b.padded;
-    CUDA_CHECK(cudaMalloc((void**)&b.master, n * sizeof(float)));
+    CUDA_CHECK(cudaMalloc((void**)&b.master, b.shard * sizeof(float)));
     CUDA_CHECK(cudaMalloc((void**)&b.copy, n * sizeof(bf16)));
     CUDA_CHECK(cudaMalloc((void**)&b.grad, n * sizeof(float)));
     CUDA_CHECK(cudaMalloc((void**)&b.m, b.shard * sizeof(float)));
     CUDA_CHECK(cudaMalloc((void**)&b.v, b.shard * sizeof(float)));
+    if (b.world == 1) b.f32 = b.master;
+    else CUDA_CHECK(cudaMalloc((void**)&b.f32, (b.f32_total ? b.f32_total : 8) * sizeof(float)));
     /* padding between tensors must hold finite zeros: the global norm and AdamW sweep it too */
-    CUDA_CHECK(cudaMemset(b.master, 0, n * sizeof(float)));
+    CUDA_CHECK(cudaMemset(b.master, 0, b.shard * sizeof(float)));
     CUDA_CHECK(cudaMemset(b.copy, 0, n * sizeof(bf16)));
     CUDA_CHECK(cudaMemset(b.grad, 0, n * sizeof(float)));
     CUDA_CHECK(cudaMemset(b.m, 0, b.shard * sizeof(float)));
@@ -115,8 +145,48 @@ static inline ParamBuffers param_buffers_alloc(const ParamTable* pt) {
     return b;
 }
 static inline void param_buffers_free(ParamBuffers* b) {
+    if (b->f32 != b->master) cudaFree(b->f32);
     cudaFree(b->master); cudaFree(b->copy); cudaFree(b->grad); cudaFree(b->m); cudaFree(b->v);
+    free(b->keep_off); free(b->keep_numel); free(b->keep_at);
     memset(b, 0, sizeof *b);
+}
+
+/* The fp32 values of the kept tensor that starts at offset [its numel] (the model's F_ accessor). */
+static inline float* param_f32(const ParamBuffers* b, size_t offset) {
+    int lo = 0, hi = b->nkeep - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (b->keep_off[mid] == offset) return b->f32 + b->keep_at[mid];
+        if (b->keep_off[mid] < offset) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    die("internal: the tensor at offset %zu is read in fp32 but was not marked with param_keep_f32", offset);
+    return NULL;
+}
+
+/* Where whole-layout fp32 weights are written before param_commit spreads them: the master itself with
+ * one rank, else the gradient buffer (whole, and free outside a step). */
+static inline float* param_staging(ParamBuffers* b) { return b->world == 1 ? b->master : b->grad; }
+
+/* The kept tensors' fp32 copy from whole-layout weights in src [padded] (several ranks only). */
+static inline void param_refresh_f32(ParamBuffers* b, const float* src, cudaStream_t s) {
+    if (b->world == 1) return;
+    for (int i = 0; i < b->nkeep; i++)
+        CUDA_CHECK(cudaMemcpyAsync(b->f32 + b->keep_at[i], src + b->keep_off[i], b->keep_numel[i] * sizeof(float),
+                                   cudaMemcpyDeviceToDevice, s));
+}
+
+/* Whole weights written to param_staging -> this rank's master slice, the kept fp32 tensors and (with
+ * cast_copy) the bf16 copy, rounded to nearest; the staging gradient buffer is zeroed again. */
+static inline void param_commit(ParamBuffers* b, int cast_copy) {
+    float* src = param_staging(b);
+    if (cast_copy) cast_f32_to_bf16(b->copy, src, b->total, 0);
+    if (b->world > 1) {
+        CUDA_CHECK(cudaMemcpy(b->master, src + b->shard_begin, b->shard * sizeof(float), cudaMemcpyDeviceToDevice));
+        param_refresh_f32(b, src, 0);
+        CUDA_CHECK(cudaMemset(b->grad, 0, b->padded * sizeof(float)));
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 /* Initialisation runs on the GPU (a 1.3B model would spend seconds in a host RNG otherwise): every
@@ -141,32 +211,29 @@ __global__ void param_init_kernel(float* x, size_t n, int kind, float a, uint32_
     }
 }
 static inline void param_init_device(const ParamTable* pt, ParamBuffers* b, uint64_t seed) {
-    CUDA_CHECK(cudaMemset(b->master, 0, b->total * sizeof(float)));
+    float* dst = param_staging(b);
+    CUDA_CHECK(cudaMemset(dst, 0, b->total * sizeof(float)));
     for (int i = 0; i < pt->n; i++) {
         const ParamInfo* p = &pt->t[i];
         if (p->init == INIT_CUSTOM || p->init == INIT_ZERO) continue;
         size_t blocks = (p->numel + 255) / 256;
         if (blocks > 4096) blocks = 4096;
-        param_init_kernel<<<(unsigned)blocks, 256>>>(b->master + p->offset, p->numel, p->init, p->a,
+        param_init_kernel<<<(unsigned)blocks, 256>>>(dst + p->offset, p->numel, p->init, p->a,
                                                      (uint32_t)(seed * 2654435761ull), (uint32_t)i);
         CUDA_KERNEL_CHECK();
     }
 }
-/* copies host values into one tensor of the master buffer (for INIT_CUSTOM tensors) */
+/* copies host values into one tensor of the staged weights (for INIT_CUSTOM tensors, before param_commit) */
 static inline void param_set_host(ParamBuffers* b, const ParamInfo* p, const float* host) {
-    CUDA_CHECK(cudaMemcpy(b->master + p->offset, host, p->numel * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(param_staging(b) + p->offset, host, p->numel * sizeof(float), cudaMemcpyHostToDevice));
 }
-/* refreshes the bf16 working copy from the master (round to nearest) */
-static inline void param_sync_copy(ParamBuffers* b) {
-    cast_f32_to_bf16(b->copy, b->master, b->total, 0);
-    CUDA_CHECK(cudaDeviceSynchronize());
-}
+/* after initialisation: the staged weights become the master, the kept fp32 tensors and the bf16 copy */
+static inline void param_sync_copy(ParamBuffers* b) { param_commit(b, 1); }
 
-/* host fp32 -> device master, and refresh the bf16 copy */
+/* host fp32 [total] -> the weights (master slice, kept fp32 tensors, bf16 copy) */
 static inline void param_upload(ParamBuffers* b, const float* host) {
-    CUDA_CHECK(cudaMemcpy(b->master, host, b->total * sizeof(float), cudaMemcpyHostToDevice));
-    cast_f32_to_bf16(b->copy, b->master, b->total, 0);
-    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(param_staging(b), host, b->total * sizeof(float), cudaMemcpyHostToDevice));
+    param_commit(b, 1);
 }
 
 /* ---------------------------------------------------------------- activations */

@@ -130,7 +130,8 @@ static void opt_state_alloc(OptState* os) {
  * (padding between tensors is zero and stays zero). With several ranks (ZeRO-1, common/nccl.cuh) the
  * gradients are first reduce-scattered, each rank updates the parts of the runs inside its slice (with
  * the noise indices the whole run would use, so rounding matches one GPU), and the updated master and
- * bf16 copy are all-gathered. Returns the grad norm (one host sync, for the log). */
+ * bf16 copy are all-gathered (the master into the spent gradient buffer, from which the tensors kernels
+ * read in fp32 are refreshed). Returns the grad norm (one host sync, for the log). */
 static float optimizer_step(ModelHandle* h, OptState* os, const TrainOptions* o, float lr, int t, cudaStream_t s) {
     ParamBuffers* pb = h->pb;
     const ParamTable* pt = h->pt;
@@ -147,13 +148,14 @@ static float optimizer_step(ModelHandle* h, OptState* os, const TrainOptions* o,
         size_t begin = pt->t[i].offset, end = pt->t[j].offset + pt->t[j].numel;
         size_t b = begin > lo ? begin : lo, e = end < hi ? end : hi;
         if (b < e)
-            adamw_update_at(pb->master + b, pb->copy + b, pb->grad + b, pb->m + (b - lo), pb->v + (b - lo), e - b, lr,
+            adamw_update_at(pb->master + (b - lo), pb->copy + b, pb->grad + b, pb->m + (b - lo), pb->v + (b - lo), e - b, lr,
                             o->beta1, o->beta2, o->adam_eps, pt->t[i].decay ? o->wd : 0.0f, os->scale, t,
                             (unsigned)(o->seed * 7919u + (unsigned)begin), b - begin, s);
         i = j + 1;
     }
-    if (dist_multi(d)) {
-        dist_all_gather_f32(d, pb->master, pb->shard, s);
+    if (dist_multi(d)) {   /* the gradients are spent: their buffer receives the whole master */
+        dist_all_gather_into_f32(d, pb->master, pb->grad, pb->shard, s);
+        param_refresh_f32(pb, pb->grad, s);
         dist_all_gather_bf16(d, pb->copy, pb->shard, s);
     }
     float n2;
@@ -177,12 +179,17 @@ static void print_startup(const ModelHandle* h, const TrainOptions* o, int B, in
     printf("| data-parallel ranks   | %-44d |\n", h->dist->world);
     printf("| FLOPs/token (train)   | %-44.4g |\n", h->flops_per_token);
     double GiB = 1073741824.0;
-    size_t n = h->pb->total;
-    printf("| memory: parameters    | %8.3f GiB (fp32 master + bf16 copy)          |\n", n * 6.0 / GiB);
-    printf("| memory: gradients     | %8.3f GiB (fp32)                             |\n", n * 4.0 / GiB);
-    printf("| memory: optimizer     | %8.3f GiB (AdamW m, v fp32%-18s|\n", h->pb->shard * 8.0 / GiB,
-           h->dist->world > 1 ? ", 1/world: ZeRO-1)" : ")");
-    printf("| memory: activations   | %8.3f GiB (%d buffers, one allocation)       |\n", h->at->total / GiB, h->at->n);
+    const ParamBuffers* pb = h->pb;
+    int sharded = h->dist->world > 1;
+    double fp32 = pb->shard * 4.0 + (sharded ? pb->f32_total * 4.0 : 0.0);
+    char v[4][64];
+    snprintf(v[0], sizeof v[0], "%8.3f GiB fp32 master%s, bf16 copy", (fp32 + pb->padded * 2.0) / GiB,
+             sharded ? " (1/world + fp32-read)" : "");
+    snprintf(v[1], sizeof v[1], "%8.3f GiB fp32", pb->padded * 4.0 / GiB);
+    snprintf(v[2], sizeof v[2], "%8.3f GiB AdamW m, v fp32%s", pb->shard * 8.0 / GiB, sharded ? " (1/world)" : "");
+    snprintf(v[3], sizeof v[3], "%8.3f GiB, %d buffers, one allocation", h->at->total / GiB, h->at->n);
+    const char* names[4] = {"memory: parameters", "memory: gradients", "memory: optimizer", "memory: activations"};
+    for (int i = 0; i < 4; i++) printf("| %-21s | %-44s |\n", names[i], v[i]);
     printf("+-----------------------+----------------------------------------------+\n");
     fflush(stdout);
 }
@@ -485,9 +492,10 @@ static void sample_text(ModelHandle* h, TrainData* d, Batch* b, int gen_tokens, 
 }
 
 /* ------------------------------------------------------------------ checkpoints */
-/* AdamW moment (m or v, [shard] on each rank) -> host [total] on rank 0. Several ranks: the slices are
- * all-gathered into the gradient buffer, free between an optimizer step and the next micro-step. */
-static void moment_to_host(ModelHandle* h, const float* mom, float* host, cudaStream_t s) {
+/* A sharded fp32 buffer (master, m or v: [shard] on each rank) -> host [total] on rank 0. Several ranks:
+ * the slices are all-gathered into the gradient buffer, free between an optimizer step and the next
+ * micro-step. */
+static void shard_to_host(ModelHandle* h, const float* mom, float* host, cudaStream_t s) {
     ParamBuffers* pb = h->pb;
     const float* src = mom;
     if (dist_multi(h->dist)) {
@@ -509,8 +517,9 @@ static void checkpoint_save(ModelHandle* h, const TrainOptions* o, long long ste
     /* the bf16 copy is saved too: it came from stochastic rounding, so rebuilding it from the master
      * would change the next step's arithmetic and break bit-identical resume */
     float* host = lead ? (float*)malloc_check(n * sizeof(float) * 3 + n * sizeof(bf16)) : NULL;
-    moment_to_host(h, h->pb->m, lead ? host + n : NULL, s);
-    moment_to_host(h, h->pb->v, lead ? host + 2 * n : NULL, s);
+    shard_to_host(h, h->pb->master, lead ? host : NULL, s);
+    shard_to_host(h, h->pb->m, lead ? host + n : NULL, s);
+    shard_to_host(h, h->pb->v, lead ? host + 2 * n : NULL, s);
     if (!lead) return;
     CkptHeader hd = h->cfg;
     hd.kind = h->ckpt_kind;
@@ -520,7 +529,6 @@ static void checkpoint_save(ModelHandle* h, const TrainOptions* o, long long ste
     memset(hd.loader, 0, sizeof hd.loader);
     memcpy(hd.loader, ds, sizeof *ds);
     bf16* hcopy = (bf16*)(host + 3 * n);
-    CUDA_CHECK(cudaMemcpy(host, h->pb->master, n * sizeof(float), cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemcpy(hcopy, h->pb->copy, n * sizeof(bf16), cudaMemcpyDeviceToHost));
     CkptSection sec[4] = {{"master", host, n * 4}, {"adam_m", host + n, n * 4}, {"adam_v", host + 2 * n, n * 4},
                           {"copy_bf16", hcopy, n * 2}};
@@ -553,7 +561,7 @@ static void checkpoint_load(ModelHandle* h, const char* path, const CkptHeader* 
     char err[512];
     float* host = (float*)malloc_check(n * sizeof(float));
     if (ckpt_read_section(path, hd, "master", host, n * sizeof(float), err, sizeof err) != 0) die("%s", err);
-    CUDA_CHECK(cudaMemcpy(pb->master, host, n * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(param_staging(pb), host, n * sizeof(float), cudaMemcpyHostToDevice));
     const char* names[2] = {"adam_m", "adam_v"};
     float* dst[2] = {pb->m, pb->v};
     size_t mine = pb->shard_begin >= n ? 0 : (n - pb->shard_begin < pb->shard ? n - pb->shard_begin : pb->shard);
@@ -561,13 +569,12 @@ static void checkpoint_load(ModelHandle* h, const char* path, const CkptHeader* 
         if (ckpt_read_section(path, hd, names[i], host, n * sizeof(float), err, sizeof err) != 0) die("%s", err);
         CUDA_CHECK(cudaMemcpy(dst[i], host + pb->shard_begin, mine * sizeof(float), cudaMemcpyHostToDevice));
     }
-    if (ckpt_section_bytes(hd, "copy_bf16") == (long long)(n * sizeof(bf16))) {
+    int has_copy = ckpt_section_bytes(hd, "copy_bf16") == (long long)(n * sizeof(bf16));
+    if (has_copy) {
         if (ckpt_read_section(path, hd, "copy_bf16", host, n * sizeof(bf16), err, sizeof err) != 0) die("%s", err);
         CUDA_CHECK(cudaMemcpy(pb->copy, host, n * sizeof(bf16), cudaMemcpyHostToDevice));
-    } else {
-        cast_f32_to_bf16(pb->copy, pb->master, n, 0);
     }
-    CUDA_CHECK(cudaDeviceSynchronize());
+    param_commit(pb, !has_copy);   /* master slice, kept fp32 tensors; the copy by rounding if not saved */
     free(host);
 }
 
