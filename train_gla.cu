@@ -85,7 +85,8 @@ typedef struct {
     float* norm_scratch;
     char* gla_ws;
     void* emb_scratch;
-    void* bwd_ws;       /* dact, dh, dproj; before them (dead by then) the classifier's scratch: gla_layout_bwd_ws */
+    void* bwd_ws;       /* classifier scratch, dact, dh, gla_ws, dproj: gla_layout_bwd_ws */
+    void* act_ws;       /* act, res_final: gla_layout_act_ws */
     bf16* cls_scratch;
 } GLAActs;
 
@@ -154,18 +155,33 @@ static void gla_build_params(GLAModel* m) {
     m->lm_head = c->tied ? m->embed : param_add(pt, "lm_head", 2, c->Vc, c->D, 0, 1, INIT_NORMAL, std);
 }
 
-/* Lays out bwd_ws from base (NULL: only measures) and returns its bytes: the classifier's scratch, which is
- * dead before the backward of the layers starts, shares memory with the largest backward-only buffers. */
+/* Buffers whose lifetimes do not overlap share memory, carved from two table entries (base NULL: only
+ * measures; each returns its entry's bytes):
+ *   bwd_ws: the classifier's scratch (dead before the layers' backward starts) over
+ *           [dact, dh (MLP backward) | gla_ws (mixer backward, and the forward's in recompute modes)], dproj;
+ *   act_ws: act (each layer's SwiGLU output, rebuilt in the MLP backward) and res_final (the final norm's
+ *           input: written after the last layer's act is consumed, read by the final norm's backward before
+ *           any layer's backward rebuilds act). */
 static size_t gla_layout_bwd_ws(GLAModel* m, char* base) {
     GLAActs* a = &m->a;
     size_t M = (size_t)m->B * m->T;
-    ActCarve cv = {base, 0};
-    CARVE(&cv, a->dact, M * m->I);
-    CARVE(&cv, a->dh, M * 2 * m->I);
+    ActCarve mlp = {base, 0}, mix = {base, 0};
+    CARVE(&mlp, a->dact, M * m->I);
+    CARVE(&mlp, a->dh, M * 2 * m->I);
+    CARVE(&mix, a->gla_ws, gla_workspace_bytes(m->B, m->T, m->c.H, m->K, m->V));
+    ActCarve cv = {base, mlp.off > mix.off ? mlp.off : mix.off};
     CARVE(&cv, a->dproj, M * m->P);
     a->cls_scratch = (bf16*)base;
     size_t cls = classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16);
     return cv.off > cls ? cv.off : cls;
+}
+static size_t gla_layout_act_ws(GLAModel* m, char* base) {
+    GLAActs* a = &m->a;
+    size_t M = (size_t)m->B * m->T;
+    ActCarve c1 = {base, 0}, c2 = {base, 0};
+    CARVE(&c1, a->act, M * m->I);
+    CARVE(&c2, a->res_final, M * m->c.D);
+    return c1.off > c2.off ? c1.off : c2.off;
 }
 
 static void gla_build_acts(GLAModel* m) {
@@ -184,7 +200,6 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->o, Lmix * M * m->Dv);
     ACT(at, a->gla_saved, (m->recompute == 1 ? 0 : Lmix) * m->gla_saved_per_layer);
     ACT(at, a->h, Lmlp * M * 2 * m->I);
-    ACT(at, a->res_final, M * D);
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
     ACT(at, a->res_mid, M * D);
@@ -194,7 +209,7 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->g, M * m->Dk);
     ACT(at, a->dg, M * m->Dk);
     ACT(at, a->delta, M * D);
-    ACT(at, a->act, M * m->I);
+    act_add(at, "act_ws", (void**)&a->act_ws, gla_layout_act_ws(m, NULL));
     act_add(at, "bwd_ws", (void**)&a->bwd_ws, gla_layout_bwd_ws(m, NULL));
     ACT(at, a->dgz, M * m->Dk);
     ACT(at, a->d_o, M * m->Dv);
@@ -208,12 +223,14 @@ static void gla_build_acts(GLAModel* m) {
     size_t ns3 = gla_gate_scratch_floats((int)M, m->Dk);
     ns = ns > ns2 ? ns : ns2;
     ACT(at, a->norm_scratch, ns > ns3 ? ns : ns3);
-    ACT(at, a->gla_ws, gla_workspace_bytes(m->B, m->T, c->H, m->K, m->V));
     act_add(at, "emb_scratch", (void**)&a->emb_scratch, embedding_scratch_bytes((int)M, c->Vc));
 }
 
-/* after act_alloc: the pointers into bwd_ws */
-static void gla_bind_acts(GLAModel* m) { gla_layout_bwd_ws(m, (char*)m->a.bwd_ws); }
+/* after act_alloc: the pointers into bwd_ws and act_ws */
+static void gla_bind_acts(GLAModel* m) {
+    gla_layout_bwd_ws(m, (char*)m->a.bwd_ws);
+    gla_layout_act_ws(m, (char*)m->a.act_ws);
+}
 
 /* ------------------------------------------------------------------ forward */
 /* per-layer views: slot l when the tensor is kept, slot 0 when it is recomputed */
@@ -308,9 +325,9 @@ static void gla_mlp_backward(GLAModel* m, int l, cudaStream_t s) {
         gla_norm_mlp(m, l, s);
         linear_forward(h, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
     }
-    swiglu_forward(a->act, h, M, I, s);
-    linear_backward(a->dact, G_(m, lp->w_down), a->dres_bf, a->act, W_(m, lp->w_down), M, D, I, s);
-    swiglu_backward(a->dh, a->dact, h, M, I, s);
+    linear_backward(a->dact, NULL, a->dres_bf, NULL, W_(m, lp->w_down), M, D, I, s);
+    swiglu_backward_rebuild(a->dh, a->act, a->dact, h, M, I, s);   /* also rebuilds act for the next product */
+    linear_backward(NULL, G_(m, lp->w_down), a->dres_bf, a->act, NULL, M, D, I, s);
     linear_backward(a->dln, NULL, a->dh, NULL, W_(m, lp->w_gateup), M, 2 * I, D, s);
     /* the norm redoes its input res_attn + dattn and rebuilds ln for the weight gradient after it */
     rmsnorm_backward_fused(a->dres, a->dres_bf, G_(m, lp->mlp_norm), a->ln, a->dln, a->res_attn + (size_t)l * MD,

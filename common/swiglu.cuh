@@ -1,7 +1,7 @@
 /*
  * swiglu.cuh — the SwiGLU nonlinearity of the GLA MLP (gla.md 1.5):
  *     out[M,I] = silu(a) * u     with h [M,2I] = [a | u]  (the fused gate|up projection output)
- * and its backward (dh [M,2I] written; the forward's zz is recomputed, never stored for backward).
+ * and its backward (dh [M,2I] written; the forward's output is not kept: the backward can rebuild it).
  * Elementwise, memory-bound: one thread per 8 columns, 16-byte accesses, fp32 math.
  * Requirements (checked): I % 8 == 0, 16-byte aligned pointers.
  */
@@ -34,24 +34,27 @@ __global__ void swiglu_forward_kernel(bf16* __restrict__ out, const bf16* __rest
     store128(out + i * 8, o);
 }
 
-/* da = dout*u*s*(1 + a*(1-s)), du = dout*a*s, s = sigmoid(a) */
-__global__ void swiglu_backward_kernel(bf16* __restrict__ dh, const bf16* __restrict__ dout, const bf16* __restrict__ h,
-                                       size_t n8, int I) {
+/* da = dout*u*s*(1 + a*(1-s)), du = dout*a*s, s = sigmoid(a); out (if not NULL) = the forward's output, same
+ * operations in the same order, so the same bits */
+__global__ void swiglu_backward_kernel(bf16* __restrict__ dh, bf16* __restrict__ out, const bf16* __restrict__ dout,
+                                       const bf16* __restrict__ h, size_t n8, int I) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return;
     const size_t m = i / (size_t)(I / 8);
     const int j = (int)(i - m * (size_t)(I / 8)) * 8;
     const size_t off = m * 2 * (size_t)I + j;
     const x128 a = load128cs(h + off), u = load128cs(h + off + I), g = load128cs(dout + i * 8);
-    x128 da, du;
+    x128 da, du, o;
 #pragma unroll
     for (int k = 0; k < 8; k++) {
         const float av = bf2f(a[k]), uv = bf2f(u[k]), gv = bf2f(g[k]), s = swiglu_sigmoid(av);
         da[k] = f2bf(gv * uv * s * (1.f + av * (1.f - s)));
         du[k] = f2bf(gv * av * s);
+        o[k] = f2bf(av * s * uv);
     }
     store128(dh + off, da);
     store128(dh + off + I, du);
+    if (out) store128(out + i * 8, o);
 }
 
 static inline void swiglu_check_args(const char* who, const void* p1, const void* p2, const void* p3, int M, int I) {
@@ -68,13 +71,20 @@ static inline void swiglu_forward(bf16* out, const bf16* h, int M, int I, cudaSt
     CUDA_KERNEL_CHECK();
 }
 
-/* dh[M,2I] bf16 written ; dout[M,I] bf16 ; h[M,2I] bf16 (the forward's input) */
-static inline void swiglu_backward(bf16* dh, const bf16* dout, const bf16* h, int M, int I, cudaStream_t s) {
+/* dh[M,2I] bf16 written ; dout[M,I] bf16 ; h[M,2I] bf16 (the forward's input). out[M,I] bf16, or NULL:
+ * the forward's output rebuilt bit for bit while h is in registers anyway; the weight gradient of the
+ * down projection needs it, and this replaces a forward rerun (a pass over h) in the backward. */
+static inline void swiglu_backward_rebuild(bf16* dh, bf16* out, const bf16* dout, const bf16* h, int M, int I,
+                                           cudaStream_t s) {
     swiglu_check_args("swiglu_backward", dh, dout, h, M, I);
+    if ((uintptr_t)out & 15) die("swiglu_backward: pointers must be 16-byte aligned");
     const size_t n8 = (size_t)M * I / 8;
     if (n8 == 0) return;
-    swiglu_backward_kernel<<<(unsigned)((n8 + 255) / 256), 256, 0, s>>>(dh, dout, h, n8, I);
+    swiglu_backward_kernel<<<(unsigned)((n8 + 255) / 256), 256, 0, s>>>(dh, out, dout, h, n8, I);
     CUDA_KERNEL_CHECK();
+}
+static inline void swiglu_backward(bf16* dh, const bf16* dout, const bf16* h, int M, int I, cudaStream_t s) {
+    swiglu_backward_rebuild(dh, NULL, dout, h, M, I, s);
 }
 
 #endif /* COMMON_SWIGLU_CUH */

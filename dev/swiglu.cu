@@ -4,7 +4,8 @@
  *
  *   ./dev/swiglu [version] [--check] [-B 16 -T 2048 -I 2816] [--reps 50]
  * versions: 1 = simple (one thread per element, scalar accesses)
- *           2 = production (common/swiglu.cuh)
+ *           2 = production (common/swiglu.cuh); also swiglu_backward_rebuild (the backward rebuilding the
+ *               forward's output, as the GLA trainer calls it): checked bit for bit against the forward, timed
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/swiglu.cu -o dev/swiglu
  */
 #include "../common/swiglu.cuh"
@@ -56,6 +57,10 @@ static void run_backward(const Ctx* c) {
 }
 static void fwd_fn(void* p) { run_forward((const Ctx*)p); }
 static void bwd_fn(void* p) { run_backward((const Ctx*)p); }
+static void rebuild_fn(void* p) {
+    const Ctx* c = (const Ctx*)p;
+    swiglu_backward_rebuild(c->dh, c->out, c->dout, c->h, c->M, c->I, 0);
+}
 
 static int check_shape(int version, int M, int I, uint64_t seed) {
     const size_t n = (size_t)M * I;
@@ -90,6 +95,18 @@ static int check_shape(int version, int M, int I, uint64_t seed) {
     fails += check_report(what, rout, g_out, n, 5e-3);
     snprintf(what, sizeof what, "v%d bwd dh  M=%-5d I=%-5d", version, M, I);
     fails += check_report(what, rdh, g_dh, 2 * n, 5e-3);
+    if (version == 2) {   /* the trainer's call: the backward also rebuilds the forward's output, bit for bit */
+        bf16* out2 = (bf16*)dmalloc(n * 2);
+        float* g_out2 = (float*)malloc_check(n * 4);
+        poison(out2, n * 2);
+        swiglu_backward_rebuild(c.dh, out2, c.dout, c.h, M, I, 0);
+        download_bf16(g_out2, out2, n);
+        const int same = !memcmp(g_out, g_out2, n * 4);
+        printf("%s v2 bwd rebuilt out == forward's out bit for bit M=%d I=%d\n", same ? "PASS" : "FAIL", M, I);
+        fails += !same;
+        free(g_out2);
+        CUDA_CHECK(cudaFree(out2));
+    }
     free(h_h); free(h_dout); free(rh); free(rdout); free(rout); free(rdh); free(g_out); free(g_dh);
     CUDA_CHECK(cudaFree(c.h)); CUDA_CHECK(cudaFree(c.dout)); CUDA_CHECK(cudaFree(c.out)); CUDA_CHECK(cudaFree(c.dh));
     return fails;
@@ -116,6 +133,12 @@ static void time_version(int version, int M, int I, int reps) {
     snprintf(what, sizeof what, "v%d backward M=%d I=%d", version, M, I);
     time_report(what, ms, bbytes, 0);
     printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes, 0), bbytes / 1e6);
+    if (version == 2) {   /* the trainer's call: backward + rebuilt output, instead of a forward rerun + backward */
+        ms = time_kernel(rebuild_fn, &c, reps);
+        snprintf(what, sizeof what, "v%d backward + rebuilt out M=%d I=%d", version, M, I);
+        time_report(what, ms, bbytes + n * 2, 0);
+        printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes + n * 2, 0), (bbytes + n * 2) / 1e6);
+    }
     free(h);
     CUDA_CHECK(cudaFree(c.h)); CUDA_CHECK(cudaFree(c.dout)); CUDA_CHECK(cudaFree(c.out)); CUDA_CHECK(cudaFree(c.dh));
 }

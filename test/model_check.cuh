@@ -19,6 +19,15 @@ typedef struct {
     char name[1024][48];
 } RefLayout;
 
+/* ./test/test_gla [i j ...] runs only the cases with those indices (all without arguments): a slow tool
+ * such as compute-sanitizer racecheck can then cover one case in reasonable time */
+static inline int case_selected(int i, int argc, char** argv) {
+    if (argc <= 1) return 1;
+    for (int a = 1; a < argc; a++)
+        if (atoi(argv[a]) == i) return 1;
+    return 0;
+}
+
 static inline double bf16_round_d(double x) { return (double)host_bf_bits2f(host_f2bf_bits((float)x)); }
 
 /* Rounds the reference's matrices to bf16 (in place) and uploads every tensor into the model's master

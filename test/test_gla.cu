@@ -66,7 +66,7 @@ static int run_case(const GLACase* tc) {
     return fails;
 }
 
-int main(void) {
+int main(int argc, char** argv) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
         printf("SKIP test_gla: no CUDA device\n");
@@ -81,7 +81,8 @@ int main(void) {
         {"gla B=2 T=200 H=4 K=64 recompute=1", {80, 256, 2, 4, 1.0, 1.0, 0, 1, 1e-6}, 2, 200, 1},
     };
     int fails = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) fails += run_case(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (case_selected((int)i, argc, argv)) fails += run_case(&cases[i]);
     matmul_free();
     return fails ? 1 : 0;
 }

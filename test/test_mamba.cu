@@ -65,7 +65,7 @@ static int run_case(const MambaCase* tc) {
     return fails;
 }
 
-int main(void) {
+int main(int argc, char** argv) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
         printf("SKIP test_mamba: no CUDA device\n");
@@ -81,7 +81,8 @@ int main(void) {
         {"mamba tied B=2 T=300 L=3 recompute=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 2},
     };
     int fails = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) fails += run_case(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (case_selected((int)i, argc, argv)) fails += run_case(&cases[i]);
     matmul_free();
     return fails ? 1 : 0;
 }
