@@ -233,6 +233,25 @@ static void test_launcher(void) {
     int rc = dist_launch_local(3, "/bin/sh", fail_argv, 2.0);
     double dt = dist_now_() - t0;
     check(rc == 7 && dt < 5.0, "launcher_one_failure_stops_all", "rc %d after %.1f s", rc, dt);
+    /* a rank killed from outside, reaped after a peer that noticed and stopped first (exit 3): the launcher
+     * names both (rank 1 ignores the launcher's SIGTERM so that it dies of its own SIGKILL after rank 0) */
+    char* kill_argv[] = {(char*)"sh", (char*)"-c",
+                         (char*)"case $RANK in 0) sleep 0.1; exit 3;; 1) trap '' TERM; sleep 0.5; kill -9 $$;; "
+                                "*) exec sleep 30;; esac", NULL};
+    char log[] = "/tmp/test_dist_launcher.XXXXXX";
+    int lfd = mkstemp(log), saved = dup(2);
+    fflush(stderr);
+    dup2(lfd, 2);
+    rc = dist_launch_local(3, "/bin/sh", kill_argv, 2.0);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char text[2048] = {0};
+    ssize_t got = pread(lfd, text, sizeof text - 1, 0);
+    close(lfd);
+    unlink(log);
+    check(rc == 3 && got > 0 && strstr(text, "rank 0 exited with code 3") && strstr(text, "rank 1 was killed by signal 9"),
+          "launcher_names_a_killed_rank_reaped_late", "rc %d, launcher said: %s", rc, text);
     env_clear();
     unsetenv("LOCAL_WORLD_SIZE");
 }
