@@ -51,7 +51,7 @@ typedef struct {
 typedef struct {
     /* always kept, per layer */
     float* res_attn;    /* [L,M,D] fp32 residual stream entering the layer */
-    bf16* dattn;        /* [L,M,D] mixer output; res_mid = res_attn + dattn is recomputed */
+    bf16* dattn;        /* [L,M,D] mixer output; res_attn + dattn (the stream entering the MLP) is re-added where needed */
     float* rstd_attn;   /* [L,M] */
     float* rstd_mlp;    /* [L,M] */
     float* rstd_gate;   /* [L,M*H] rstd of the per-head output norm */
@@ -65,7 +65,6 @@ typedef struct {
     float* rstd_final;  /* [M] */
     bf16* lnf;          /* [M,D] */
     /* scratch shared by all layers */
-    float* res_mid;     /* [M,D] fp32 residual stream entering the MLP norm */
     bf16* ln;           /* [M,D] normed input of the current sublayer */
     bf16* y;            /* [M,Dv] gated-norm output, input of o_proj */
     bf16* gz;           /* [M,Dk] forget-gate pre-activation (before bias): z1 gk1_w^T, recomputed */
@@ -202,7 +201,6 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->h, Lmlp * M * 2 * m->I);
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
-    ACT(at, a->res_mid, M * D);
     ACT(at, a->ln, M * D);
     ACT(at, a->y, M * m->Dv);
     ACT(at, a->gz, M * m->Dk);
@@ -278,17 +276,25 @@ static void gla_gated_norm_forward(GLAModel* m, int l, cudaStream_t s) {
                           m->V, m->c.eps, s);
 }
 
-/* the attention norm: ln = RMSNorm(res_attn[l]); in_resid/in_delta build res_attn[l] in the forward */
-static void gla_norm_attn(GLAModel* m, int l, const float* in_resid, const bf16* in_delta, cudaStream_t s) {
+/* The residual stream is stored once per layer, in fp32, where it enters the layer (res_attn[l]); the
+ * point between mixer and MLP is res_attn[l] + dattn[l], added again wherever it is needed (the same fp32
+ * sums, so the same bits as storing it). */
+/* the attention norm: ln = RMSNorm(res_attn[l]). The forward builds res_attn[l] (l >= 1) from the
+ * previous layer: res_attn[l-1] + dattn[l-1] + its MLP output delta. */
+static void gla_norm_attn(GLAModel* m, int l, int build, cudaStream_t s) {
     size_t MD = (size_t)m->B * m->T * m->c.D;
     float* ra = m->a.res_attn + (size_t)l * MD;
-    rmsnorm_forward(m->a.ln, m->a.rstd_attn + (size_t)l * m->B * m->T, ra, in_resid ? in_resid : ra, in_delta,
-                    F_(m, m->lp[l].attn_norm), m->B * m->T, m->c.D, m->c.eps, s);
+    if (build && l > 0)
+        rmsnorm_forward2(m->a.ln, m->a.rstd_attn + (size_t)l * m->B * m->T, ra, ra - MD, m->a.dattn + (size_t)(l - 1) * MD,
+                         m->a.delta, F_(m, m->lp[l].attn_norm), m->B * m->T, m->c.D, m->c.eps, s);
+    else
+        rmsnorm_forward(m->a.ln, m->a.rstd_attn + (size_t)l * m->B * m->T, ra, ra, NULL, F_(m, m->lp[l].attn_norm),
+                        m->B * m->T, m->c.D, m->c.eps, s);
 }
-/* the MLP norm: res_mid = res_attn[l] + dattn[l]; ln = RMSNorm(res_mid) */
+/* the MLP norm: ln = RMSNorm(res_attn[l] + dattn[l]); the sum is not stored */
 static void gla_norm_mlp(GLAModel* m, int l, cudaStream_t s) {
     size_t MD = (size_t)m->B * m->T * m->c.D;
-    rmsnorm_forward(m->a.ln, m->a.rstd_mlp + (size_t)l * m->B * m->T, m->a.res_mid, m->a.res_attn + (size_t)l * MD,
+    rmsnorm_forward(m->a.ln, m->a.rstd_mlp + (size_t)l * m->B * m->T, NULL, m->a.res_attn + (size_t)l * MD,
                     m->a.dattn + (size_t)l * MD, F_(m, m->lp[l].mlp_norm), m->B * m->T, m->c.D, m->c.eps, s);
 }
 
@@ -300,8 +306,7 @@ static void gla_forward_body(GLAModel* m, const int* d_ids, cudaStream_t s) {
     embedding_forward(a->res_attn, d_ids, F_(m, m->embed), M, D, s);
     for (int l = 0; l < m->c.L; l++) {
         const GLALayerParams* lp = &m->lp[l];
-        if (l == 0) gla_norm_attn(m, 0, NULL, NULL, s);
-        else gla_norm_attn(m, l, a->res_mid, a->delta, s);
+        gla_norm_attn(m, l, 1, s);
         gla_mixer_core_forward(m, l, s);
         gla_gated_norm_forward(m, l, s);
         linear_forward(a->dattn + (size_t)l * M * D, a->y, W_(m, lp->w_o), M, D, m->Dv, s);
@@ -310,7 +315,9 @@ static void gla_forward_body(GLAModel* m, const int* d_ids, cudaStream_t s) {
         swiglu_forward(a->act, h_of(m, l), M, I, s);
         linear_forward(a->delta, a->act, W_(m, lp->w_down), M, D, I, s);
     }
-    rmsnorm_forward(a->lnf, a->rstd_final, a->res_final, a->res_mid, a->delta, F_(m, m->final_norm), M, D, m->c.eps, s);
+    size_t last = (size_t)(m->c.L - 1) * M * D;
+    rmsnorm_forward2(a->lnf, a->rstd_final, a->res_final, a->res_attn + last, a->dattn + last, a->delta,
+                     F_(m, m->final_norm), M, D, m->c.eps, s);
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -341,20 +348,21 @@ static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     GLAActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = m->c.D, H = m->c.H, P = m->P, Dk = m->Dk, Dv = m->Dv, R = GLA_GATE_RANK;
     if (m->recompute >= 2) {                    /* rerun the mixer from its norm (res_attn[l] is kept) */
-        gla_norm_attn(m, l, NULL, NULL, s);
+        gla_norm_attn(m, l, 0, s);
         gla_mixer_core_forward(m, l, s);
     } else {
         gla_gate_from_proj(m, l, s);
     }
-    gla_gated_norm_forward(m, l, s);            /* recompute y */
     bf16* proj = proj_of(m, l);
     bf16* q = proj, *k = proj + Dk, *v = proj + 2 * Dk, *gt = proj + 2 * Dk + Dv, *z1 = proj + 2 * Dk + 2 * Dv;
     bf16* dq = a->dproj, *dk = a->dproj + Dk, *dv = a->dproj + 2 * Dk, *dgt = a->dproj + 2 * Dk + Dv;
     bf16* dz1 = a->dproj + 2 * Dk + 2 * Dv;
     bf16* gz = a->gz;
-    linear_backward(a->dy, G_(m, lp->w_o), a->dres_bf, a->y, W_(m, lp->w_o), M, D, Dv, s);
-    gated_rmsnorm_backward(a->d_o, dgt, P, G_(m, lp->gnorm), a->dy, o_of(m, l), gt, P, a->rstd_gate + (size_t)l * M * H,
-                           F_(m, lp->gnorm), M, H, m->V, a->norm_scratch, s);
+    linear_backward(a->dy, NULL, a->dres_bf, NULL, W_(m, lp->w_o), M, D, Dv, s);
+    /* the gated norm's backward rebuilds y for o_proj's weight gradient (no forward rerun of the norm) */
+    gated_rmsnorm_backward_rebuild(a->d_o, dgt, P, G_(m, lp->gnorm), a->y, a->dy, o_of(m, l), gt, P,
+                                   a->rstd_gate + (size_t)l * M * H, F_(m, lp->gnorm), M, H, m->V, a->norm_scratch, s);
+    linear_backward(NULL, G_(m, lp->w_o), a->dres_bf, a->y, NULL, M, D, Dv, s);
     gla_chunk_backward(dq, dk, P, dv, P, a->dg, a->d_o, saved_of(m, l), q, k, P, v, P, a->g, B, T, H, m->K, m->V, a->gla_ws, s);
     gla_gate_backward(a->dgz, G_(m, lp->gk1_b), a->dg, gz, F_(m, lp->gk1_b), M, Dk, a->norm_scratch, s);
     /* gate low-rank pair: gz = z1 gk1_w^T -> dz1 = dgz gk1_w, d gk1_w += dgz^T z1 */

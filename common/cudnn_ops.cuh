@@ -627,7 +627,7 @@ __global__ void cudnn_residual_add_kernel(float* resid_out, const float* resid_i
     const size_t i = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) * 8;
     if (i >= n) return;
     float v[8];
-    rmsnorm_load_residual(v, resid_in, delta, i);
+    rmsnorm_load_residual(v, resid_in, delta, NULL, i);
     vec8_store(resid_out + i, v);
 }
 

@@ -71,12 +71,15 @@ gated_rmsnorm_forward_kernel(bf16* __restrict__ y, float* __restrict__ rstd, con
 }
 
 /* d_o[R,V], dgt (row stride ld_dgt) written; part[blockIdx.x, V] = this block's sum of dy*gt*sig(gt)*xhat.
+ * y (if not NULL) = the forward's output, rebuilt bit for bit (same fp32 operations in the same order, the
+ * stored rstd): the weight gradient of the output projection reads it, and this replaces a forward rerun.
  * Rows dealt round-robin to the block's 256/L row groups; smem: V floats. */
 template <int NCH, int L>
 __global__ void __launch_bounds__(GRMS_THREADS)
 gated_rmsnorm_backward_kernel(bf16* __restrict__ d_o, bf16* __restrict__ dgt, int ld_dgt, float* __restrict__ part,
-                              const bf16* __restrict__ dy, const bf16* __restrict__ o, const bf16* __restrict__ gt,
-                              int ld_gt, const float* __restrict__ rstd, const float* __restrict__ w, int R, int H, int V) {
+                              bf16* __restrict__ y, const bf16* __restrict__ dy, const bf16* __restrict__ o,
+                              const bf16* __restrict__ gt, int ld_gt, const float* __restrict__ rstd,
+                              const float* __restrict__ w, int R, int H, int V) {
     extern __shared__ float4 sdw4[];  /* float4: 16-byte aligned for the final store128 copy */
     float* sdw = (float*)sdw4;
     constexpr int RB = GRMS_THREADS / L; /* rows per block and pass */
@@ -109,7 +112,7 @@ gated_rmsnorm_backward_kernel(bf16* __restrict__ d_o, bf16* __restrict__ dgt, in
         for (int i = 0; i < NCH; i++) {
             const int c = (i * L + t) * 8;
             if (live && c < V) {
-                float wv[8], dg[8];
+                float wv[8], dg[8], yv[8];
                 vec8_load(wv, w + c);
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
@@ -119,8 +122,10 @@ gated_rmsnorm_backward_kernel(bf16* __restrict__ d_o, bf16* __restrict__ dgt, in
                     dyp[i][k] = d * g * s;
                     dw[i][k] += dyp[i][k] * xhat;
                     c1 += xhat * dyp[i][k] * wv[k];
+                    yv[k] = bf2f(ov[i][k]) * r * wv[k] * g * s;   /* the forward's expression, term by term */
                 }
                 vec8_store(dgt + dgo + c, dg);
+                if (y) vec8_store(y + xo + c, yv);
             }
         }
         c1 = lane_group_sum<L>(c1) / (float)V;
@@ -181,7 +186,7 @@ static inline void grms_check_args(const char* who, int M, int H, int V, int ld1
     } while (0)
 
 typedef void (*grms_forward_kernel_t)(bf16*, float*, const bf16*, const bf16*, int, const float*, int, int, int, float);
-typedef void (*grms_backward_kernel_t)(bf16*, bf16*, int, float*, const bf16*, const bf16*, const bf16*, int,
+typedef void (*grms_backward_kernel_t)(bf16*, bf16*, int, float*, bf16*, const bf16*, const bf16*, const bf16*, int,
                                        const float*, const float*, int, int, int);
 static inline grms_forward_kernel_t grms_forward_kernel_for(int V) { GRMS_DISPATCH(gated_rmsnorm_forward_kernel, V); }
 static inline grms_backward_kernel_t grms_backward_kernel_for(int V) { GRMS_DISPATCH(gated_rmsnorm_backward_kernel, V); }
@@ -213,17 +218,18 @@ static inline void gated_rmsnorm_forward(bf16* y, float* rstd, const bf16* o, co
     CUDA_KERNEL_CHECK();
 }
 
-/* As gated_rmsnorm_backward with an explicit number P of partial rows (scratch >= P*V floats; dev timing). */
-static inline void gated_rmsnorm_backward_parts(bf16* d_o, bf16* dgt, int ld_dgt, float* dw, const bf16* dy, const bf16* o,
-                                                const bf16* gt, int ld_gt, const float* rstd, const float* w, int M,
-                                                int H, int V, float* scratch, int P, cudaStream_t s) {
+/* The whole backward with an explicit number P of partial rows (scratch >= P*V floats; dev timing); y may be
+ * NULL (see gated_rmsnorm_backward_rebuild). */
+static inline void gated_rmsnorm_backward_parts(bf16* d_o, bf16* dgt, int ld_dgt, float* dw, bf16* y, const bf16* dy,
+                                                const bf16* o, const bf16* gt, int ld_gt, const float* rstd, const float* w,
+                                                int M, int H, int V, float* scratch, int P, cudaStream_t s) {
     grms_check_args("gated_rmsnorm_backward", M, H, V, ld_gt, ld_dgt);
-    if (!is_aligned16(d_o) || !is_aligned16(dgt) || !is_aligned16(dy) || !is_aligned16(o) || !is_aligned16(gt) ||
-        !is_aligned16(w) || !is_aligned16(scratch))
+    if (!is_aligned16(d_o) || !is_aligned16(dgt) || !is_aligned16(y) || !is_aligned16(dy) || !is_aligned16(o) ||
+        !is_aligned16(gt) || !is_aligned16(w) || !is_aligned16(scratch))
         die("gated_rmsnorm_backward: pointers must be 16-byte aligned");
     if (M == 0) return;
-    grms_backward_kernel_for(V)<<<P, GRMS_THREADS, (size_t)V * sizeof(float), s>>>(d_o, dgt, ld_dgt, scratch, dy, o, gt, ld_gt,
-                                                                                  rstd, w, M * H, H, V);
+    grms_backward_kernel_for(V)<<<P, GRMS_THREADS, (size_t)V * sizeof(float), s>>>(d_o, dgt, ld_dgt, scratch, y, dy, o, gt,
+                                                                                  ld_gt, rstd, w, M * H, H, V);
     CUDA_KERNEL_CHECK();
     partials_colsum_add(dw, scratch, P, V, s);
 }
@@ -233,7 +239,15 @@ static inline void gated_rmsnorm_backward_parts(bf16* d_o, bf16* dgt, int ld_dgt
 static inline void gated_rmsnorm_backward(bf16* d_o, bf16* dgt, int ld_dgt, float* dw, const bf16* dy, const bf16* o,
                                           const bf16* gt, int ld_gt, const float* rstd, const float* w, int M, int H,
                                           int V, float* scratch, cudaStream_t s) {
-    gated_rmsnorm_backward_parts(d_o, dgt, ld_dgt, dw, dy, o, gt, ld_gt, rstd, w, M, H, V, scratch,
+    gated_rmsnorm_backward_parts(d_o, dgt, ld_dgt, dw, NULL, dy, o, gt, ld_gt, rstd, w, M, H, V, scratch,
+                                 grms_bwd_parts(M, H, V), s);
+}
+/* As gated_rmsnorm_backward, also rebuilding the forward's output y[M,H*V] bf16 bit for bit, for the weight
+ * gradient of the product that read it (one pass instead of a forward rerun before the backward). */
+static inline void gated_rmsnorm_backward_rebuild(bf16* d_o, bf16* dgt, int ld_dgt, float* dw, bf16* y, const bf16* dy,
+                                                  const bf16* o, const bf16* gt, int ld_gt, const float* rstd,
+                                                  const float* w, int M, int H, int V, float* scratch, cudaStream_t s) {
+    gated_rmsnorm_backward_parts(d_o, dgt, ld_dgt, dw, y, dy, o, gt, ld_gt, rstd, w, M, H, V, scratch,
                                  grms_bwd_parts(M, H, V), s);
 }
 

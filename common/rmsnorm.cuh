@@ -154,8 +154,9 @@ static inline int rmsnorm_group_threads(int C) {
     while (gt < RMSNORM_THREADS && C > gt * 8 * 4) gt *= 2;
     return gt;
 }
-/* v = resid_in (or 0) + delta (if any), 8 columns */
-__device__ inline void rmsnorm_load_residual(float v[8], const float* resid_in, const bf16* delta, size_t off) {
+/* v = resid_in (or 0) + delta (if any) + delta2 (if any), added in that order in fp32, 8 columns */
+__device__ inline void rmsnorm_load_residual(float v[8], const float* resid_in, const bf16* delta, const bf16* delta2,
+                                             size_t off) {
     if (resid_in) vec8_load_cs(v, resid_in + off);
     else {
 #pragma unroll
@@ -167,14 +168,21 @@ __device__ inline void rmsnorm_load_residual(float v[8], const float* resid_in, 
 #pragma unroll
         for (int k = 0; k < 8; k++) v[k] += d[k];
     }
+    if (delta2) {
+        float d[8];
+        vec8_load_cs(d, delta2 + off);
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] += d[k];
+    }
 }
 
-/* resid_out[M,C] = resid_in + delta ; out[M,C] = resid_out*rstd*w ; rstd[M].
+/* resid_out[M,C] = resid_in + delta + delta2 (resid_out NULL: not stored) ; out[M,C] = resid_out*rstd*w ; rstd[M].
  * resid_out may equal resid_in (in place): all loads of a row precede its stores, same thread. */
 template <int NCH, int GT>
 __global__ void __launch_bounds__(RMSNORM_THREADS)
 rmsnorm_forward_kernel(bf16* __restrict__ out, float* __restrict__ rstd, float* resid_out, const float* resid_in,
-                       const bf16* __restrict__ delta, const float* __restrict__ w, int M, int C, float eps) {
+                       const bf16* __restrict__ delta, const bf16* __restrict__ delta2, const float* __restrict__ w, int M,
+                       int C, float eps) {
     __shared__ float red[RMSNORM_THREADS / 32];
     const int t = threadIdx.x % GT;
     const int row = blockIdx.x * (RMSNORM_THREADS / GT) + threadIdx.x / GT;
@@ -186,7 +194,7 @@ rmsnorm_forward_kernel(bf16* __restrict__ out, float* __restrict__ rstd, float* 
     for (int i = 0; i < NCH; i++) {
         const int c = (i * GT + t) * 8;
         if (live && c < C) {
-            rmsnorm_load_residual(x[i], resid_in, delta, base + c);
+            rmsnorm_load_residual(x[i], resid_in, delta, delta2, base + c);
 #pragma unroll
             for (int k = 0; k < 8; k++) ss += x[i][k] * x[i][k];
         }
@@ -201,7 +209,7 @@ rmsnorm_forward_kernel(bf16* __restrict__ out, float* __restrict__ rstd, float* 
         if (c < C) {
             float wv[8], y[8];
             vec8_load(wv, w + c);
-            vec8_store(resid_out + base + c, x[i]);
+            if (resid_out) vec8_store(resid_out + base + c, x[i]);
 #pragma unroll
             for (int k = 0; k < 8; k++) y[k] = x[i][k] * r * wv[k];
             vec8_store(out + base + c, y);
@@ -211,10 +219,10 @@ rmsnorm_forward_kernel(bf16* __restrict__ out, float* __restrict__ rstd, float* 
 
 template <int NCH, int GT>
 static void rmsnorm_forward_launch(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
-                                   const float* w, int M, int C, float eps, cudaStream_t s) {
+                                   const bf16* delta2, const float* w, int M, int C, float eps, cudaStream_t s) {
     const int rows_per_block = RMSNORM_THREADS / GT;
     const int grid = (M + rows_per_block - 1) / rows_per_block;
-    rmsnorm_forward_kernel<NCH, GT><<<grid, RMSNORM_THREADS, 0, s>>>(out, rstd, resid_out, resid_in, delta, w, M, C, eps);
+    rmsnorm_forward_kernel<NCH, GT><<<grid, RMSNORM_THREADS, 0, s>>>(out, rstd, resid_out, resid_in, delta, delta2, w, M, C, eps);
     CUDA_KERNEL_CHECK();
 }
 
@@ -224,21 +232,29 @@ static inline void rmsnorm_check_args(const char* who, int M, int C) {
 }
 
 /* out[M,C] bf16, rstd[M] fp32 (may be NULL), resid_out[M,C] fp32 = resid_in[M,C] fp32 (NULL => 0)
- * + delta[M,C] bf16 (NULL => 0); resid_out may be resid_in. w[C] fp32. */
-static inline void rmsnorm_forward(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
-                                   const float* w, int M, int C, float eps, cudaStream_t s) {
+ * + delta[M,C] bf16 (NULL => 0) + delta2[M,C] bf16 (NULL => 0), added in that order; resid_out may be
+ * resid_in, or NULL when nothing reads the sum later. w[C] fp32. Two deltas: the residual stream can
+ * skip a stored point (x + mixer output + MLP output, the same fp32 sums as storing x + mixer output). */
+static inline void rmsnorm_forward2(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
+                                    const bf16* delta2, const float* w, int M, int C, float eps, cudaStream_t s) {
     rmsnorm_check_args("rmsnorm_forward", M, C);
     if (!resid_in && !delta) die("rmsnorm_forward: resid_in and delta are both NULL");
-    if (!is_aligned16(out) || !is_aligned16(resid_out) || !is_aligned16(resid_in) || !is_aligned16(delta) || !is_aligned16(w))
+    if (!is_aligned16(out) || !is_aligned16(resid_out) || !is_aligned16(resid_in) || !is_aligned16(delta) ||
+        !is_aligned16(delta2) || !is_aligned16(w))
         die("rmsnorm_forward: pointers must be 16-byte aligned");
     if (M == 0) return;
     const int gt = rmsnorm_group_threads(C), nch = (C + gt * 8 - 1) / (gt * 8);
-#define RMSNORM_FWD_CASE(N, G) if (nch == N && gt == G) { rmsnorm_forward_launch<N, G>(out, rstd, resid_out, resid_in, delta, w, M, C, eps, s); return; }
+#define RMSNORM_FWD_CASE(N, G) if (nch == N && gt == G) { rmsnorm_forward_launch<N, G>(out, rstd, resid_out, resid_in, delta, delta2, w, M, C, eps, s); return; }
     RMSNORM_FWD_CASE(1, 32) RMSNORM_FWD_CASE(2, 32) RMSNORM_FWD_CASE(3, 32) RMSNORM_FWD_CASE(4, 32)
     RMSNORM_FWD_CASE(3, 64) RMSNORM_FWD_CASE(4, 64) RMSNORM_FWD_CASE(3, 128) RMSNORM_FWD_CASE(4, 128)
     RMSNORM_FWD_CASE(3, 256) RMSNORM_FWD_CASE(4, 256)
 #undef RMSNORM_FWD_CASE
     die("rmsnorm_forward: no kernel for C=%d", C);
+}
+/* the one-delta form: resid_out = resid_in + delta */
+static inline void rmsnorm_forward(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
+                                   const float* w, int M, int C, float eps, cudaStream_t s) {
+    rmsnorm_forward2(out, rstd, resid_out, resid_in, delta, NULL, w, M, C, eps, s);
 }
 
 /* dresid[M,C] += rstd*(w*dy - xhat*mean(xhat*w*dy)), xhat = x*rstd ; part[blockIdx.x, C] = this block's
@@ -279,7 +295,7 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
             const int c = (i * GT + t) * 8;
             if (live && c < C) {
                 dy[i] = load128cs(dout + base + c);
-                rmsnorm_load_residual(xv[i], x, xdelta, base + c);
+                rmsnorm_load_residual(xv[i], x, xdelta, NULL, base + c);
             }
         }
 #pragma unroll

@@ -7,7 +7,8 @@
  * versions: 1 = simple (one warp per row, scalar accesses, dw by one thread per column over all rows)
  *           2 = the production kernel templates at TWO 8-column chunks per lane (L = V/16 lanes per row,
  *               V <= 256): more bytes in flight per warp, but 122 registers => fewer warps; slower on H200
- *           3 = production (common/gated_rmsnorm.cuh): one chunk per lane, L = V/8
+ *           3 = production (common/gated_rmsnorm.cuh): one chunk per lane, L = V/8; also its backward that
+ *               rebuilds the forward's y (gated_rmsnorm_backward_rebuild, as the GLA trainer calls it)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/gated_rmsnorm.cu -o dev/gated_rmsnorm
  */
 #include "../common/gated_rmsnorm.cuh"
@@ -120,13 +121,13 @@ static void run_backward(const Ctx* c) {
         CUDA_KERNEL_CHECK();
     } else if (c->version == 2) {
         const int P = c->P > 0 ? c->P : v2_parts(c->M, c->H, c->V);
-        v2_backward_kernel(c->V)<<<P, 256, (size_t)c->V * 4>>>(c->d_o, c->dgt, c->ld_dgt, c->scratch, c->dy, c->o, c->gt,
-                                                                c->ld_gt, c->rstd, c->w, c->M * c->H, c->H, c->V);
+        v2_backward_kernel(c->V)<<<P, 256, (size_t)c->V * 4>>>(c->d_o, c->dgt, c->ld_dgt, c->scratch, NULL, c->dy, c->o,
+                                                                c->gt, c->ld_gt, c->rstd, c->w, c->M * c->H, c->H, c->V);
         CUDA_KERNEL_CHECK();
         partials_colsum_add(c->dw, c->scratch, P, c->V, 0);
     } else if (c->P > 0) {
-        gated_rmsnorm_backward_parts(c->d_o, c->dgt, c->ld_dgt, c->dw, c->dy, c->o, c->gt, c->ld_gt, c->rstd, c->w, c->M,
-                                     c->H, c->V, c->scratch, c->P, 0);
+        gated_rmsnorm_backward_parts(c->d_o, c->dgt, c->ld_dgt, c->dw, NULL, c->dy, c->o, c->gt, c->ld_gt, c->rstd, c->w,
+                                     c->M, c->H, c->V, c->scratch, c->P, 0);
     } else {
         gated_rmsnorm_backward(c->d_o, c->dgt, c->ld_dgt, c->dw, c->dy, c->o, c->gt, c->ld_gt, c->rstd, c->w, c->M, c->H,
                                c->V, c->scratch, 0);
@@ -134,6 +135,12 @@ static void run_backward(const Ctx* c) {
 }
 static void fwd_fn(void* p) { run_forward((const Ctx*)p); }
 static void bwd_fn(void* p) { run_backward((const Ctx*)p); }
+/* the trainer's call (production): the backward also rebuilds the forward's y */
+static void rebuild_run(const Ctx* c, bf16* y) {
+    gated_rmsnorm_backward_rebuild(c->d_o, c->dgt, c->ld_dgt, c->dw, y, c->dy, c->o, c->gt, c->ld_gt, c->rstd, c->w, c->M, c->H,
+                                   c->V, c->scratch, 0);
+}
+static void rebuild_fn(void* p) { const Ctx* c = (const Ctx*)p; rebuild_run(c, c->y); }
 
 /* ---------------- check ---------------- */
 /* gt lives at column goff of a [M, ld_gt] buffer, dgt at column doff of a [M, ld_dgt] buffer */
@@ -232,6 +239,21 @@ static int check_shape(int version, int M, int H, int V, uint64_t seed) {
     const int same = !memcmp(g_dw[0], g_dw[1], V * 4) && !memcmp(g_do, g_do1, n * 4);
     printf("%s v%d bwd deterministic (2 runs bit-identical) M=%d H=%d V=%d\n", same ? "PASS" : "FAIL", version, M, H, V);
     fails += !same;
+    if (version == NVERSIONS) {   /* rebuilt y == the forward's y and d_o == the plain backward's, bit for bit */
+        bf16* y2 = (bf16*)dmalloc(n * 2);
+        float* g_y2 = (float*)malloc_check(n * 4);
+        poison(y2, n * 2);
+        poison(c.d_o, n * 2);
+        rebuild_run(&c, y2);
+        download_bf16(g_y2, y2, n);
+        download_bf16(g_do1, c.d_o, n);
+        const int same_y = !memcmp(g_y, g_y2, n * 4), same_do = !memcmp(g_do, g_do1, n * 4);
+        printf("%s v%d bwd rebuilt y == forward's y, d_o == plain backward's, bit for bit M=%d H=%d V=%d\n",
+               same_y && same_do ? "PASS" : "FAIL", version, M, H, V);
+        fails += !(same_y && same_do);
+        free(g_y2);
+        CUDA_CHECK(cudaFree(y2));
+    }
 
     free(h_o); free(h_gbuf); free(h_w); free(h_dy); free(h_dw0); free(ro); free(rg); free(rw); free(ry); free(rr);
     free(rdy); free(rdo); free(rdg); free(rdw); free(g_y); free(g_r); free(g_do); free(g_do1); free(g_dgbuf); free(g_dg);
@@ -286,6 +308,12 @@ static void time_version(int version, int M, int H, int V, int reps, int P) {
     else snprintf(what, sizeof what, "v%d backward M=%d H=%d V=%d", version, M, H, V);
     time_report(what, ms, bbytes, 0);
     printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes, 0), bbytes / 1e6);
+    if (version == NVERSIONS && P == 0) {  /* the trainer's call: backward + rebuilt y, instead of forward rerun + backward */
+        ms = time_kernel(rebuild_fn, &c, reps);
+        snprintf(what, sizeof what, "v%d backward + rebuilt y M=%d H=%d V=%d", version, M, H, V);
+        time_report(what, ms, bbytes + 2.0 * n, 0);
+        printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes + 2.0 * n, 0), (bbytes + 2.0 * n) / 1e6);
+    }
     if (version > 1 && P == 0) {  /* the second stage alone: sum of the partial rows into the gradient */
         ColsumCtx cc = {c.scratch, Pn, V, c.dw};
         ms = time_kernel(colsum_fn, &cc, reps);

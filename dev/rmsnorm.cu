@@ -398,6 +398,48 @@ static void time_version(int version, int M, int C, int reps, int P) {
     detach_cudnn(dnn);
 }
 
+/* rmsnorm_forward2 (production): resid_out = (resid_in + delta) + delta2 in fp32, bit for bit what two
+ * one-delta steps give (the GLA trainer skips storing the middle point); with resid_out NULL the same
+ * out and rstd. Checked against the host's fp32 sums and the one-delta kernel run twice. */
+static int check_two_deltas(int M, int C, uint64_t seed) {
+    const size_t n = (size_t)M * C;
+    float *h_res = (float*)malloc_check(n * 4), *h_d1 = (float*)malloc_check(n * 4), *h_d2 = (float*)malloc_check(n * 4);
+    float* h_w = (float*)malloc_check(C * 4);
+    fill_normal(h_res, n, 1.0f, seed);
+    fill_normal(h_d1, n, 0.5f, seed + 1);
+    fill_normal(h_d2, n, 0.5f, seed + 2);
+    round_to_bf16(h_d1, n);
+    round_to_bf16(h_d2, n);
+    fill_uniform(h_w, C, 0.5f, 1.5f, seed + 3);
+    float* d_res = upload_f32(h_res, n);
+    bf16 *d_d1 = upload_bf16(h_d1, n), *d_d2 = upload_bf16(h_d2, n);
+    float* d_w = upload_f32(h_w, C);
+    float *mid = (float*)dmalloc(n * 4), *sum2 = (float*)dmalloc(n * 4), *sum1 = (float*)dmalloc(n * 4);
+    bf16 *out1 = (bf16*)dmalloc(n * 2), *out2 = (bf16*)dmalloc(n * 2), *out3 = (bf16*)dmalloc(n * 2);
+    float *r1 = (float*)dmalloc(M * 4), *r2 = (float*)dmalloc(M * 4), *r3 = (float*)dmalloc(M * 4);
+    poison(sum2, n * 4); poison(out2, n * 2); poison(out3, n * 2); poison(r2, M * 4); poison(r3, M * 4);
+    rmsnorm_forward(out1, r1, mid, d_res, d_d1, d_w, M, C, 1e-6f, 0);        /* two steps, middle stored */
+    rmsnorm_forward(out1, r1, sum1, mid, d_d2, d_w, M, C, 1e-6f, 0);
+    rmsnorm_forward2(out2, r2, sum2, d_res, d_d1, d_d2, d_w, M, C, 1e-6f, 0);  /* one step */
+    rmsnorm_forward2(out3, r3, NULL, d_res, d_d1, d_d2, d_w, M, C, 1e-6f, 0);  /* one step, sum not stored */
+    float *a = (float*)malloc_check(n * 4), *b = (float*)malloc_check(n * 4);
+    int ok = 1;
+    download_f32(a, sum1, n); download_f32(b, sum2, n);
+    for (size_t i = 0; i < n && ok; i++) ok = a[i] == b[i] && b[i] == (h_res[i] + h_d1[i]) + h_d2[i];
+    download_bf16(a, out1, n); download_bf16(b, out2, n); ok = ok && !memcmp(a, b, n * 4);
+    download_bf16(b, out3, n); ok = ok && !memcmp(a, b, n * 4);
+    download_f32(a, r1, M); download_f32(b, r2, M); ok = ok && !memcmp(a, b, M * 4);
+    download_f32(b, r3, M); ok = ok && !memcmp(a, b, M * 4);
+    printf("%s v2 forward2 (resid + delta + delta2; resid_out NULL too) == two one-delta steps, bit for bit M=%d C=%d\n",
+           ok ? "PASS" : "FAIL", M, C);
+    free(h_res); free(h_d1); free(h_d2); free(h_w); free(a); free(b);
+    CUDA_CHECK(cudaFree(d_res)); CUDA_CHECK(cudaFree(d_d1)); CUDA_CHECK(cudaFree(d_d2)); CUDA_CHECK(cudaFree(d_w));
+    CUDA_CHECK(cudaFree(mid)); CUDA_CHECK(cudaFree(sum1)); CUDA_CHECK(cudaFree(sum2));
+    CUDA_CHECK(cudaFree(out1)); CUDA_CHECK(cudaFree(out2)); CUDA_CHECK(cudaFree(out3));
+    CUDA_CHECK(cudaFree(r1)); CUDA_CHECK(cudaFree(r2)); CUDA_CHECK(cudaFree(r3));
+    return !ok;
+}
+
 int main(int argc, char** argv) {
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("rmsnorm");
@@ -414,6 +456,11 @@ int main(int argc, char** argv) {
             if (!version_built(v)) continue;
             for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
                 fails += check_shape(v, shapes[i][0], shapes[i][1], shapes[i][2], seed += 17);
+            if (v == V_PROD) {
+                fails += check_two_deltas(33, 1024, seed += 17);
+                fails += check_two_deltas(5001, 1024, seed += 17);
+                fails += check_two_deltas(9, 8192, seed += 17);
+            }
         }
         printf("rmsnorm --check: %s (%d failed)\n", fails ? "FAIL" : "PASS", fails);
         return fails ? 1 : 0;
