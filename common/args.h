@@ -447,6 +447,11 @@ static inline int train_options_check(TrainOptions* o, const char* model, int wo
         snprintf(o->out_dir_buf, sizeof o->out_dir_buf, "log_%s", model);
         o->out_dir = o->out_dir_buf;
     }
+    if ((long long)o->batch * o->seq > 2147483647LL) {   /* the kernels index a micro-batch's tokens with an int */
+        snprintf(err, errlen, "-b %d x -t %d = %lld tokens per micro-batch is more than 2147483647; lower --batch or --seq",
+                 o->batch, o->seq, (long long)o->batch * o->seq);
+        return 1;
+    }
     long long per_micro = (long long)o->batch * o->seq * (world > 0 ? world : 1);
     if (o->total_batch == 0) o->total_batch = per_micro;
     if (o->total_batch % per_micro != 0) {

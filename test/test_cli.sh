@@ -54,6 +54,7 @@ for m in gla mamba; do
     expect "$m --gpus disagrees with the launcher" "--gpus 2, but the launcher" env RANK=0 WORLD_SIZE=3 $bin --gpus 2 "${d[@]}"
     expect "$m --sample on several ranks" "one process" env RANK=0 WORLD_SIZE=2 $bin --sample "$train" --tokenizer "$tmp/tok.bin"
     expect "$m total batch not a multiple of B*T*world" "B\*T\*world = 1\*64\*2" env RANK=0 WORLD_SIZE=2 $bin -d 64 "${d[@]}"
+    expect "$m B*T beyond an int" "tokens per micro-batch is more than 2147483647" $bin -b 65536 -t 65536 --bench
     # MQAR task configuration (common/mqar.h)
     expect "$m MQAR pairs do not fit in T" "--task mqar" $bin --task mqar -b 1 -t 64 --mqar-pairs 40
     expect "$m MQAR vocabulary too small" "--task mqar" $bin --task mqar -b 1 -t 64 --mqar-vocab 8 --mqar-pairs 8
