@@ -42,10 +42,10 @@ typedef struct {
 
 /* Activations. What backward needs is either kept per layer or recomputed from what is kept; the
  * recompute level (--recompute) chooses, trading memory for time:
- *   0: keep the projection proj, the GLA output o, the chunk states and the MLP input h; recompute
- *      the norm outputs, the gated-norm output, the SwiGLU product (elementwise passes) and the
- *      rank-16 forget-gate product;
- *   1: also recompute h = ln2 W_gateup^T (one extra matrix product per layer);
+ *   0: keep the projection proj, the GLA output o, the chunk states and the MLP input h; the backward
+ *      kernels rebuild the norm outputs, the gated-norm output and the SwiGLU product, and the rank-16
+ *      forget-gate product is redone;
+ *   1: also recompute the chunk states and h = ln2 W_gateup^T (one extra matrix product per layer);
  *   2: also rerun the mixer up to o (projection, gate, chunked GLA forward) in backward.
  * Per-layer buffers have L slots when kept and 1 slot (reused) when recomputed. */
 typedef struct {
