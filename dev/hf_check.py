@@ -68,22 +68,25 @@ def export(ckpt, kind, out_dir, bin_dir):
 
 
 def load_hf(kind, out_dir, dtype):
-    """the HF model of an export, or None (with a message) when its library is missing"""
-    if kind == tm.KIND_MAMBA:
-        from transformers import MambaForCausalLM as cls
-    else:
+    """the HF model of an export through AutoModelForCausalLM (as a user loads it), or None (with a message)
+    when its library is missing. fla registers model_type "gla" with the Auto classes when imported."""
+    from transformers import AutoModelForCausalLM
+    want = "MambaForCausalLM"
+    if kind == tm.KIND_GLA:
+        want = "GLAForCausalLM"
         try:
-            from fla.models import GLAForCausalLM as cls
+            import fla.models  # noqa: F401
         except Exception as e:  # fla needs triton; often absent on CPU machines
             print("SKIP gla: fla is not installed or cannot be imported here (%s: %s)" % (type(e).__name__, e))
             return None
     try:
-        model, info = cls.from_pretrained(out_dir, dtype=dtype, output_loading_info=True)
+        model, info = AutoModelForCausalLM.from_pretrained(out_dir, dtype=dtype, output_loading_info=True)
     except TypeError:  # transformers < 4.56 spells it torch_dtype
-        model, info = cls.from_pretrained(out_dir, torch_dtype=dtype, output_loading_info=True)
+        model, info = AutoModelForCausalLM.from_pretrained(out_dir, torch_dtype=dtype, output_loading_info=True)
     bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
-    report(not bad, "%s: %s.from_pretrained loads every tensor, none missing or unexpected %s" %
-           (tm.KIND_NAMES[kind], cls.__name__, bad or ""))
+    report(type(model).__name__ == want and not bad,
+           "%s: AutoModelForCausalLM.from_pretrained gives %s and loads every tensor, none missing or unexpected %s" %
+           (tm.KIND_NAMES[kind], type(model).__name__, bad or ""))
     return model.to(dtype).eval()
 
 
