@@ -253,18 +253,6 @@ static int check_shape(int version, int B, int T, int Di, int W) {
     return fails;
 }
 
-// v3 exists only in USE_CUDNN builds: says so (once per loop over versions) otherwise
-static int version_built(int v) {
-#ifndef USE_CUDNN
-    if (v == V_CUDNN) {
-        printf("conv1d v3 (cuDNN): not built in (built without USE_CUDNN; make turns it on when it finds cudnn.h and "
-               "libcudnn.so)\n");
-        return 0;
-    }
-#endif
-    (void)v;
-    return 1;
-}
 
 #ifdef USE_CUDNN
 // cuDNN's calls alone (inputs staged by the runs before), to tell its time from that of our kernels around it
@@ -292,7 +280,7 @@ int main(int argc, char** argv) {
         const int shapes[][4] = {{2, 1, 16, 4}, {1, 37, 24, 4}, {2, 300, 16, 4}, {1, 260, 40, 3}, {3, 513, 136, 2},
                                  {2, 1000, 264, 4}};
         for (int v = v0; v <= v1; v++) {
-            if (!version_built(v)) continue;
+            if (!harness_version_built("conv1d", v, V_CUDNN)) continue;
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
                 fails += check_shape(v, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3]);
         }
@@ -308,7 +296,7 @@ int main(int argc, char** argv) {
     printf("conv1d B=%d T=%d Di=%d W=%d  floor: fwd %.4f ms, bwd %.4f ms (bytes / %.0f GB/s)\n", B, T, Di, W,
            floor_ms(fwd_bytes, 0), floor_ms(bwd_bytes, 0), H200_COPY_GBS);
     for (int v = v0; v <= v1; v++) {
-        if (!version_built(v)) continue;
+        if (!harness_version_built("conv1d", v, V_CUDNN)) continue;
         if (v == V_CUDNN && !attach_cudnn(&c)) {
             printf("conv1d v3 (cuDNN): no config cuDNN accepts at this shape (refusals above)\n");
             continue;

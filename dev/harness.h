@@ -165,6 +165,20 @@ static inline double floor_ms(double bytes, double flops) {
     double a = bytes / (H200_COPY_GBS * 1e9) * 1e3, b = flops / (H200_BF16_TFLOPS * 1e12) * 1e3;
     return a > b ? a : b;
 }
+/* A harness's cuDNN version (v_cudnn) exists only in USE_CUDNN builds: 1 when version v is built in;
+ * otherwise says so (once per loop over versions) and 0. */
+static inline int harness_version_built(const char* name, int v, int v_cudnn) {
+#ifndef USE_CUDNN
+    if (v == v_cudnn) {
+        printf("%s v%d (cuDNN): not built in (built without USE_CUDNN; make turns it on when it finds cudnn.h and "
+               "libcudnn.so)\n", name, v);
+        return 0;
+    }
+#endif
+    (void)name; (void)v; (void)v_cudnn;
+    return 1;
+}
+
 /* exits 0 with a SKIP line when no GPU is present, so --check is harmless on CPU-only machines */
 static inline void require_gpu_or_skip(const char* name) {
     int n = 0;

@@ -75,18 +75,6 @@ typedef struct {
     void* dnn;  /* CudnnRmsnorm* of v3 (USE_CUDNN builds), NULL otherwise */
 } Ctx;
 
-/* v3 exists only in USE_CUDNN builds: says so (once per loop over versions) otherwise */
-static int version_built(int v) {
-#ifndef USE_CUDNN
-    if (v == V_CUDNN) {
-        printf("rmsnorm v3 (cuDNN): not built in (built without USE_CUDNN; make turns it on when it finds cudnn.h and "
-               "libcudnn.so)\n");
-        return 0;
-    }
-#endif
-    (void)v;
-    return 1;
-}
 /* v3's cuDNN plans for the shape; NULL when cuDNN refused the forward (its refusals are printed) */
 static void* attach_cudnn(int M, int C) {
 #ifdef USE_CUDNN
@@ -453,7 +441,7 @@ int main(int argc, char** argv) {
         int fails = 0;
         uint64_t seed = 1000;
         for (int v = v0; v <= v1; v++) {
-            if (!version_built(v)) continue;
+            if (!harness_version_built("rmsnorm", v, V_CUDNN)) continue;
             for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
                 fails += check_shape(v, shapes[i][0], shapes[i][1], shapes[i][2], seed += 17);
             if (v == V_PROD) {
@@ -467,7 +455,7 @@ int main(int argc, char** argv) {
     }
     const int M = (int)(harness_get(&a, 'B', 16) * harness_get(&a, 'T', 2048)), C = (int)harness_get(&a, 'C', 1024);
     for (int v = v0; v <= v1; v++)
-        if (version_built(v)) time_version(v, M, C, a.reps, 0);
+        if (harness_version_built("rmsnorm", v, V_CUDNN)) time_version(v, M, C, a.reps, 0);
     if (a.version == 0 || a.version == V_PROD) {  /* production backward with other numbers of partial rows */
         static const int Ps[] = {132, 528};
         for (size_t i = 0; i < sizeof Ps / sizeof Ps[0]; i++) time_version(V_PROD, M, C, a.reps, Ps[i]);

@@ -36,7 +36,6 @@
 
 /* ---- per-process scratch paths ---------------------------------------------------------------- */
 
-static char g_file[64];   /* modes 0, 1: the input as a file */
 static char g_dir[64];    /* mode 2: a directory that holds ckpt_<step>.bin files */
 
 static void fuzz_rm_dir(const char* dir) {
@@ -52,29 +51,19 @@ static void fuzz_rm_dir(const char* dir) {
     closedir(d);
     rmdir(dir);
 }
-static void fuzz_cleanup(void) {
-    remove(g_file);
-    fuzz_rm_dir(g_dir);
-}
-/* tmpfs when there is one: ckpt_write fsyncs the file and the directory, which on a disk costs
- * milliseconds per input (10x fewer executions) and tests nothing more */
+static void fuzz_cleanup(void) { fuzz_rm_dir(g_dir); }
+/* modes 0, 1 see the input through fuzz_seed.h's scratch file; mode 2 writes into g_dir (both on tmpfs
+ * when there is one) */
 static void fuzz_paths(void) {
-    if (g_file[0]) return;
-    struct stat st;
-    int shm = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0;
-    const char* base = shm ? "/dev/shm" : "/tmp";
-    snprintf(g_file, sizeof g_file, "%s/fuzz_ckpt_%d.bin", base, (int)getpid());
-    snprintf(g_dir, sizeof g_dir, "%s/fuzz_ckpt_%d.d", base, (int)getpid());
+    if (g_dir[0]) return;
+    fuzz_scratch_path("ckpt", ".bin");
+    snprintf(g_dir, sizeof g_dir, "%s/fuzz_ckpt_%d.d", fuzz_scratch_base(), (int)getpid());
     atexit(fuzz_cleanup);
 }
 
 static const char* fuzz_file(const uint8_t* data, size_t size) {
     fuzz_paths();
-    FILE* f = fopen(g_file, "wb");
-    if (!f) abort();
-    if (size && fwrite(data, 1, size, f) != size) abort();
-    fclose(f);
-    return g_file;
+    return fuzz_scratch_write(data, size, NULL, 0);
 }
 
 /* ---- the reader and its invariants ------------------------------------------------------------ */
@@ -355,11 +344,6 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
 }
 
-/* a seed is the mode byte (see LLVMFuzzerTestOneInput) followed by the payload */
-static void write_seed(const char* dir, const char* name, unsigned char mode, const void* data, size_t n) {
-    fuzz_write_seed(dir, name, &mode, 1, data, n);
-}
-
 /* Seeds the first corpus directory on the command line when it is empty: checkpoints as ckpt_write
  * makes them (as they are, and in repaired mode), a round-trip input and a file name. */
 int LLVMFuzzerInitialize(int* argc, char*** argv) {
@@ -387,13 +371,13 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
         ckpt_path(g_dir, k, path, sizeof path);
         if (ckpt_write(path, h, sec, k == 0 ? 3 : 0, err, sizeof err) != 0) abort();
         unsigned char* file = slurp(path, &n);
-        write_seed(dir, names[k], 0, file, n);
+        fuzz_write_mode_seed(dir, names[k], 0, file, n);
         char rep[32];
         snprintf(rep, sizeof rep, "%s_repaired", names[k]);
-        write_seed(dir, rep, 1 + 4 * 3, file, n);
+        fuzz_write_mode_seed(dir, rep, 1 + 4 * 3, file, n);
         if (k == 0) {   /* regression: two sections of one name (the repaired mode fixes the checksum) */
             memcpy(file + CKPT_HEADER_BYTES + CKPT_TABLE_ENTRY_BYTES, "params", 7);
-            write_seed(dir, "seed_ckpt3_duplicate_name", 1 + 4 * 3, file, n);
+            fuzz_write_mode_seed(dir, "seed_ckpt3_duplicate_name", 1 + 4 * 3, file, n);
         }
         free(file);
         remove(path);
@@ -405,7 +389,7 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
         2,  1, 0, 7, 0, 0, 0, 0, 0, 0, 0,  2, 1, 0, 0, 0, 0, 0, 0, 0xe0, 0x3f,
         3,  1, 8, 0, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',  2, 0, 0,  0x83, 'x', 'y', 'z', 5, 0, 1, 2, 3, 4, 5,
         1};
-    write_seed(dir, "seed_round_trip", 2, rt, sizeof rt);
-    write_seed(dir, "seed_name", 3, "ckpt_00000042.bin", 17);
+    fuzz_write_mode_seed(dir, "seed_round_trip", 2, rt, sizeof rt);
+    fuzz_write_mode_seed(dir, "seed_name", 3, "ckpt_00000042.bin", 17);
     return 0;
 }

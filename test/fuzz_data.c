@@ -29,20 +29,10 @@
 #include "tokenizer.h"
 #include "tokenizer_json.h"
 
-/* Writes the input to a per-process temporary file and returns its path. */
-static char g_path[64];
-static void fuzz_cleanup(void) { remove(g_path); }
+/* Writes the input to fuzz_seed.h's per-process scratch file and returns its path. */
 static const char* fuzz_file(const uint8_t* data, size_t size) {
-    const char* path = g_path;
-    if (!g_path[0]) {
-        snprintf(g_path, sizeof g_path, "/tmp/fuzz_data_%d.bin", (int)getpid());
-        atexit(fuzz_cleanup);
-    }
-    FILE* f = fopen(path, "wb");
-    if (!f) abort();
-    if (size && fwrite(data, 1, size, f) != size) abort();
-    fclose(f);
-    return path;
+    fuzz_scratch_path("data", ".bin");
+    return fuzz_scratch_write(data, size, NULL, 0);
 }
 
 static int fuzz_shard(const uint8_t* data, size_t size) {
@@ -203,10 +193,8 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
     if (!dir) return 0;
     char js[8192];
     size_t n = fuzz_tokjson(js, sizeof js);
-    unsigned char mode = 3;
-    fuzz_write_seed(dir, "seed_tokjson", &mode, 1, js, n);
+    fuzz_write_mode_seed(dir, "seed_tokjson", 3, js, n);
     const char* text = "the theme of <|endoftext|> in  the  thin\xc3\xa9 \xff text";
-    mode = 4;
-    fuzz_write_seed(dir, "seed_tokjson_text", &mode, 1, text, strlen(text));
+    fuzz_write_mode_seed(dir, "seed_tokjson_text", 4, text, strlen(text));
     return 0;
 }

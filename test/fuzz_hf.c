@@ -30,30 +30,12 @@
 #include "fuzz_seed.h"
 #include "hf.h"
 
-/* ---- the input as a file (tmpfs when there is one: hf_st_write fsyncs) ------------------------ */
+/* ---- the input as a file (fuzz_seed.h's scratch file) ----------------------------------------- */
 
-static char g_file[64];
-static void fuzz_cleanup(void) {
-    char tmp[80];
-    remove(g_file);
-    snprintf(tmp, sizeof tmp, "%s.tmp", g_file);
-    remove(tmp);
-}
-static const char* fuzz_path(void) {
-    if (!g_file[0]) {
-        struct stat st;
-        int shm = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0;
-        snprintf(g_file, sizeof g_file, "%s/fuzz_hf_%d.safetensors", shm ? "/dev/shm" : "/tmp", (int)getpid());
-        atexit(fuzz_cleanup);
-    }
-    return g_file;
-}
+static const char* fuzz_path(void) { return fuzz_scratch_path("hf", ".safetensors"); }
 static const char* fuzz_file(const void* a, size_t na, const void* b, size_t nb) {
-    FILE* f = fopen(fuzz_path(), "wb");
-    if (!f) abort();
-    if ((na && fwrite(a, 1, na, f) != na) || (nb && fwrite(b, 1, nb, f) != nb)) abort();
-    fclose(f);
-    return g_file;
+    fuzz_path();
+    return fuzz_scratch_write(a, na, b, nb);
 }
 
 /* ---- safetensors: open, then read every tensor ------------------------------------------------ */
@@ -159,7 +141,7 @@ static void fuzz_round_trip(const uint8_t* data, size_t size) {
         const char* meta[] = {"source", "fuzz_hf", NULL};
         if (hf_st_write(fuzz_path(), t, n, dt, meta, err, sizeof err) != 0) abort();
         HfSafetensors st;
-        if (hf_st_open(&st, g_file, err, sizeof err) != 0 || st.n != n) abort();
+        if (hf_st_open(&st, fuzz_path(), err, sizeof err) != 0 || st.n != n) abort();
         for (int i = 0; i < n; i++) {
             const HfTensorInfo* ti = hf_st_find(&st, names[i]);
             if (!ti || ti->dtype != dt || ti->shape[0] != shapes[i][0] || ti->shape[1] != shapes[i][1]) abort();
@@ -191,11 +173,6 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
 }
 
-/* a seed is the mode byte (see LLVMFuzzerTestOneInput) followed by the payload */
-static void write_seed(const char* dir, const char* name, unsigned char mode, const void* data, size_t n) {
-    fuzz_write_seed(dir, name, &mode, 1, data, n);
-}
-
 /* Seeds the first corpus directory on the command line when it is empty: a safetensors file as
  * hf_st_write makes it (raw and framed), both models' config.json, and a round-trip input. */
 int LLVMFuzzerInitialize(int* argc, char*** argv) {
@@ -210,9 +187,9 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
     for (int d = 0; d < 2; d++) {
         if (hf_st_write(fuzz_path(), t, 2, d ? HF_BF16 : HF_F32, NULL, err, sizeof err) != 0) abort();
         size_t n;
-        char* file = hf_slurp(g_file, (size_t)1 << 20, &n, err, sizeof err);
+        char* file = hf_slurp(fuzz_path(), (size_t)1 << 20, &n, err, sizeof err);
         if (!file || n < 8) abort();
-        write_seed(dir, d ? "seed_st_bf16" : "seed_st_f32", 0, file, n);
+        fuzz_write_mode_seed(dir, d ? "seed_st_bf16" : "seed_st_f32", 0, file, n);
         /* framed: header, NUL, data */
         uint64_t hl = 0;
         for (int k = 0; k < 8; k++) hl |= (uint64_t)(unsigned char)file[k] << (8 * k);
@@ -221,7 +198,7 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
         memcpy(framed, file + 8, hl);
         framed[hl] = 0;
         memcpy(framed + hl + 1, file + 8 + hl, n - 8 - hl);
-        write_seed(dir, d ? "seed_framed_bf16" : "seed_framed_f32", 1, framed, n - 7);
+        fuzz_write_mode_seed(dir, d ? "seed_framed_bf16" : "seed_framed_f32", 1, framed, n - 7);
         free(framed);
         free(file);
     }
@@ -242,11 +219,11 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
         }
         HfBuf out = {NULL, 0, 0, 0};
         if (specs[i]->config_write(&h, &out, err, sizeof err) == 0 && !out.oom)
-            write_seed(dir, i ? "seed_config_mamba" : "seed_config_gla", 2, out.s, out.len);
+            fuzz_write_mode_seed(dir, i ? "seed_config_mamba" : "seed_config_gla", 2, out.s, out.len);
         free(out.s);
     }
     unsigned char rt[64];
     for (int i = 0; i < 64; i++) rt[i] = (unsigned char)(i * 37 + 11);
-    write_seed(dir, "seed_round_trip", 3, rt, sizeof rt);
+    fuzz_write_mode_seed(dir, "seed_round_trip", 3, rt, sizeof rt);
     return 0;
 }
