@@ -466,19 +466,22 @@ static struct {
     float expand_k, expand_v;
 } gla_opt;
 
+/* the model flags' bounds, which also bound the sizes a file's config may give (gla_param_table) */
+enum { GLA_MAX_D = 65536, GLA_MAX_L = 4096, GLA_MAX_H = 1024, GLA_MAX_EXPAND = 16, GLA_MAX_MLP = 1 << 20, GLA_MAX_VOCAB = 1 << 24 };
+
 static int gla_options(ArgSpec* out) {
     gla_opt.preset = "gla-tiny";
     gla_opt.D = 0; gla_opt.L = 0; gla_opt.H = 0; gla_opt.I = 0; gla_opt.vocab = 0; gla_opt.tied = -1;
     gla_opt.expand_k = 0; gla_opt.expand_v = 0;
     const ArgSpec rows[] = {
         {NULL, "--model", ARG_STR, &gla_opt.preset, "preset: gla-tiny (D=512 L=6 H=4), gla-125m, gla-340m, gla-1.3b", 0, 0, NULL},
-        {"-D", "--dim", ARG_INT, &gla_opt.D, "model width D (0: preset)", 0, 65536, NULL},
-        {"-L", "--layers", ARG_INT, &gla_opt.L, "layers (0: preset)", 0, 4096, NULL},
-        {"-H", "--heads", ARG_INT, &gla_opt.H, "heads (0: preset)", 0, 1024, NULL},
-        {NULL, "--expand-k", ARG_FLOAT, &gla_opt.expand_k, "key width / D (0: preset, 0.5)", 0, 16, NULL},
-        {NULL, "--expand-v", ARG_FLOAT, &gla_opt.expand_v, "value width / D (0: preset, 1)", 0, 16, NULL},
-        {NULL, "--mlp", ARG_INT, &gla_opt.I, "MLP width (0: fla's rule 256*ceil(8D/3/256))", 0, 1 << 20, NULL},
-        {NULL, "--vocab", ARG_INT, &gla_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, 1 << 24, NULL},
+        {"-D", "--dim", ARG_INT, &gla_opt.D, "model width D (0: preset)", 0, GLA_MAX_D, NULL},
+        {"-L", "--layers", ARG_INT, &gla_opt.L, "layers (0: preset)", 0, GLA_MAX_L, NULL},
+        {"-H", "--heads", ARG_INT, &gla_opt.H, "heads (0: preset)", 0, GLA_MAX_H, NULL},
+        {NULL, "--expand-k", ARG_FLOAT, &gla_opt.expand_k, "key width / D (0: preset, 0.5)", 0, GLA_MAX_EXPAND, NULL},
+        {NULL, "--expand-v", ARG_FLOAT, &gla_opt.expand_v, "value width / D (0: preset, 1)", 0, GLA_MAX_EXPAND, NULL},
+        {NULL, "--mlp", ARG_INT, &gla_opt.I, "MLP width (0: fla's rule 256*ceil(8D/3/256))", 0, GLA_MAX_MLP, NULL},
+        {NULL, "--vocab", ARG_INT, &gla_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, GLA_MAX_VOCAB, NULL},
         {NULL, "--tied", ARG_INT, &gla_opt.tied, "1: lm_head shares the embedding, 0: separate (-1: preset)", -1, 1, NULL},
     };
     memcpy(out, rows, sizeof rows);
@@ -517,32 +520,25 @@ static void gla_configure(int data_vocab, int bench, CkptHeader* cfg) {
     ckpt_config_float(cfg, "eps", c.eps);
 }
 
-/* field `name` of a model config (checkpoint or config.json), which must be there */
-static double gla_field(const CkptHeader* cfg, const char* name) {
-    const CkptConfigField* f = ckpt_config_get(cfg, name);
-    if (!f) die("GLA model config has no field %s", name);
-    return f->is_float ? f->f : (double)f->i;
-}
-
 /* The parameter table of a config given as fields (HF export/import), on the CPU: same builder as
  * training, so the layouts cannot drift apart. */
 static void gla_param_table(const CkptHeader* cfg, ParamTable* pt) {
     GLAModel* m = (GLAModel*)malloc_check(sizeof(GLAModel));
     memset(m, 0, sizeof *m);
     GLAConfig* c = &m->c;
-    c->Vc = (int)gla_field(cfg, "Vc");
-    c->D = (int)gla_field(cfg, "D");
-    c->L = (int)gla_field(cfg, "L");
-    c->H = (int)gla_field(cfg, "H");
-    int Dk = (int)gla_field(cfg, "key_dim"), Dv = (int)gla_field(cfg, "value_dim");
-    if (c->D <= 0 || c->L <= 0 || c->Vc <= 0) die("GLA model config: D, L and Vc must be positive");
+    c->Vc = model_config_int(cfg, "GLA", "Vc", 1, GLA_MAX_VOCAB);
+    c->D = model_config_int(cfg, "GLA", "D", 1, GLA_MAX_D);
+    c->L = model_config_int(cfg, "GLA", "L", 1, GLA_MAX_L);
+    c->H = model_config_int(cfg, "GLA", "H", 1, GLA_MAX_H);
+    int Dk = model_config_int(cfg, "GLA", "key_dim", 1, GLA_MAX_EXPAND * c->D);
+    int Dv = model_config_int(cfg, "GLA", "value_dim", 1, GLA_MAX_EXPAND * c->D);
     c->expand_k = (float)Dk / c->D;
     c->expand_v = (float)Dv / c->D;
     if ((int)(c->D * c->expand_k) != Dk) c->expand_k = nextafterf(c->expand_k, 2.0f * c->expand_k);   /* int() of a product */
     if ((int)(c->D * c->expand_v) != Dv) c->expand_v = nextafterf(c->expand_v, 2.0f * c->expand_v);
-    c->I = (int)gla_field(cfg, "I");
-    c->tied = (int)gla_field(cfg, "tied");
-    c->eps = (float)gla_field(cfg, "eps");
+    c->I = model_config_int(cfg, "GLA", "I", 1, GLA_MAX_MLP);
+    c->tied = model_config_int(cfg, "GLA", "tied", 0, 1);
+    c->eps = model_config_eps(cfg, "GLA");
     gla_derive(m);
     if (m->Dk != Dk || m->Dv != Dv || m->I != c->I)
         die("GLA model config: key/value/MLP widths %d/%d/%d are not reproducible from D=%d", Dk, Dv, c->I, c->D);

@@ -404,6 +404,10 @@ static struct {
     float expand;
 } mamba_opt;
 
+/* the model flags' bounds, which also bound the sizes a file's config may give (mamba_param_table) */
+enum { MAMBA_MAX_D = 65536, MAMBA_MAX_L = 4096, MAMBA_MAX_INNER = 1 << 20, MAMBA_MAX_STATE = 256, MAMBA_MAX_CONV = 4,
+       MAMBA_MAX_VOCAB = 1 << 24 };
+
 static int mamba_options(ArgSpec* out) {
     memset(&mamba_opt, 0, sizeof mamba_opt);
     mamba_opt.preset = "mamba-tiny";
@@ -411,14 +415,14 @@ static int mamba_options(ArgSpec* out) {
     const ArgSpec rows[] = {
         {NULL, "--model", ARG_STR, &mamba_opt.preset,
          "preset: mamba-tiny (D=256 L=4), mamba-130m, mamba-370m, mamba-790m, mamba-1.4b", 0, 0, NULL},
-        {"-D", "--dim", ARG_INT, &mamba_opt.D, "d_model (0: preset; d_inner and dt_rank follow unless given)", 0, 65536, NULL},
-        {"-L", "--layers", ARG_INT, &mamba_opt.L, "layers (0: preset)", 0, 4096, NULL},
+        {"-D", "--dim", ARG_INT, &mamba_opt.D, "d_model (0: preset; d_inner and dt_rank follow unless given)", 0, MAMBA_MAX_D, NULL},
+        {"-L", "--layers", ARG_INT, &mamba_opt.L, "layers (0: preset)", 0, MAMBA_MAX_L, NULL},
         {NULL, "--expand", ARG_FLOAT, &mamba_opt.expand, "d_inner / d_model (0: 2)", 0, 64, NULL},
-        {NULL, "--d-inner", ARG_INT, &mamba_opt.Di, "d_inner (0: expand * D)", 0, 1 << 20, NULL},
-        {NULL, "--d-state", ARG_INT, &mamba_opt.N, "d_state N (0: 16)", 0, 256, NULL},
-        {NULL, "--dt-rank", ARG_INT, &mamba_opt.R, "dt_rank (0: ceil(D/16))", 0, 65536, NULL},
-        {NULL, "--conv", ARG_INT, &mamba_opt.W, "causal conv width (0: 4)", 0, 4, NULL},
-        {NULL, "--vocab", ARG_INT, &mamba_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, 1 << 24, NULL},
+        {NULL, "--d-inner", ARG_INT, &mamba_opt.Di, "d_inner (0: expand * D)", 0, MAMBA_MAX_INNER, NULL},
+        {NULL, "--d-state", ARG_INT, &mamba_opt.N, "d_state N (0: 16)", 0, MAMBA_MAX_STATE, NULL},
+        {NULL, "--dt-rank", ARG_INT, &mamba_opt.R, "dt_rank (0: ceil(D/16))", 0, MAMBA_MAX_D, NULL},
+        {NULL, "--conv", ARG_INT, &mamba_opt.W, "causal conv width (0: 4)", 0, MAMBA_MAX_CONV, NULL},
+        {NULL, "--vocab", ARG_INT, &mamba_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, MAMBA_MAX_VOCAB, NULL},
         {NULL, "--tied", ARG_INT, &mamba_opt.tied, "1: lm_head shares the embedding, 0: separate (-1: preset, tied)", -1, 1, NULL},
     };
     memcpy(out, rows, sizeof rows);
@@ -458,29 +462,21 @@ static void mamba_configure(int data_vocab, int bench, CkptHeader* cfg) {
     ckpt_config_float(cfg, "eps", c.eps);
 }
 
-/* field `name` of a model config (checkpoint or config.json), which must be there */
-static double mamba_field(const CkptHeader* cfg, const char* name) {
-    const CkptConfigField* f = ckpt_config_get(cfg, name);
-    if (!f) die("Mamba model config has no field %s", name);
-    return f->is_float ? f->f : (double)f->i;
-}
-
 /* The parameter table of a config given as fields (HF export/import), on the CPU: same builder as
  * training, so the layouts cannot drift apart. */
 static void mamba_param_table(const CkptHeader* cfg, ParamTable* pt) {
     MambaModel* m = (MambaModel*)malloc_check(sizeof(MambaModel));
     memset(m, 0, sizeof *m);
     MambaConfig* c = &m->c;
-    c->Vc = (int)mamba_field(cfg, "Vc");
-    c->D = (int)mamba_field(cfg, "D");
-    c->L = (int)mamba_field(cfg, "L");
-    c->Di = (int)mamba_field(cfg, "d_inner");
-    c->N = (int)mamba_field(cfg, "d_state");
-    c->R = (int)mamba_field(cfg, "dt_rank");
-    c->W = (int)mamba_field(cfg, "conv");
-    c->tied = (int)mamba_field(cfg, "tied");
-    c->eps = (float)mamba_field(cfg, "eps");
-    if (c->D <= 0 || c->L <= 0 || c->Vc <= 0) die("Mamba model config: D, L and Vc must be positive");
+    c->Vc = model_config_int(cfg, "Mamba", "Vc", 1, MAMBA_MAX_VOCAB);
+    c->D = model_config_int(cfg, "Mamba", "D", 1, MAMBA_MAX_D);
+    c->L = model_config_int(cfg, "Mamba", "L", 1, MAMBA_MAX_L);
+    c->Di = model_config_int(cfg, "Mamba", "d_inner", 1, MAMBA_MAX_INNER);
+    c->N = model_config_int(cfg, "Mamba", "d_state", 1, MAMBA_MAX_STATE);
+    c->R = model_config_int(cfg, "Mamba", "dt_rank", 1, MAMBA_MAX_D);
+    c->W = model_config_int(cfg, "Mamba", "conv", 1, MAMBA_MAX_CONV);
+    c->tied = model_config_int(cfg, "Mamba", "tied", 0, 1);
+    c->eps = model_config_eps(cfg, "Mamba");
     mamba_derive(m);
     mamba_build_params(m);
     *pt = m->pt;

@@ -254,7 +254,10 @@ static inline int hf_cfg_int(const HfConfig* c, const char* key, long long def, 
 static inline int hf_cfg_num(const HfConfig* c, const char* key, double def, double* out, char* err, size_t errlen) {
     const HfCfgItem* it = hf_cfg_get(c, key);
     if (!it || it->type == HF_JNULL) { *out = def; return 0; }
-    if (it->type != HF_JNUM) { ckpt_errf(err, errlen, "%s: \"%s\" must be a number", c->path, key); return 1; }
+    if (it->type != HF_JNUM || !isfinite(it->num)) {   /* a literal beyond the double range reads as inf */
+        ckpt_errf(err, errlen, "%s: \"%s\" must be a finite number", c->path, key);
+        return 1;
+    }
     *out = it->num;
     return 0;
 }
@@ -883,6 +886,30 @@ static inline int hf_gla_config_write(const CkptHeader* cfg, HfBuf* b, char* err
     return 0;
 }
 
+/* A norm epsilon: the trainers keep it as a float, which must be positive and below 1 */
+static inline int hf_cfg_eps_(const HfConfig* c, const char* key, double def, double* out, char* err, size_t errlen) {
+    if (hf_cfg_num(c, key, def, out, err, errlen)) return 1;
+    if (!((float)*out > 0.0f && *out < 1.0)) {
+        ckpt_errf(err, errlen, "%s: \"%s\" %g is not in (0, 1) as a float", c->path, key, *out);
+        return 1;
+    }
+    return 0;
+}
+
+/* A width given as a ratio of hidden_size (expand, expand_k, hidden_ratio ...): D * f truncated toward zero, as
+ * Python's int() does. A ratio that puts it outside [0, 2^53) is refused here: converting such a double to an
+ * integer is undefined behaviour in C, not merely a wrong size. */
+static inline int hf_ratio_width_(const HfConfig* c, const char* key, long long D, double f, long long* out, char* err,
+                                  size_t errlen) {
+    double v = (double)D * f;
+    if (!(v >= 0.0 && v < 9e15)) {
+        ckpt_errf(err, errlen, "%s: \"%s\" %g times hidden_size %lld is not a usable width", c->path, key, f, D);
+        return 1;
+    }
+    *out = (long long)v;
+    return 0;
+}
+
 static inline int hf_gla_config_read(const HfConfig* c, CkptHeader* out, char* err, size_t errlen) {
     long long D, L, H, Vc, I, kv;
     double ek, ev, ratio, eps;
@@ -892,7 +919,7 @@ static inline int hf_gla_config_read(const HfConfig* c, CkptHeader* out, char* e
     if (hf_cfg_int(c, "hidden_size", 0, 1, &D, err, errlen) || hf_cfg_int(c, "num_hidden_layers", 0, 1, &L, err, errlen) ||
         hf_cfg_int(c, "num_heads", 4, 0, &H, err, errlen) || hf_cfg_int(c, "vocab_size", 0, 1, &Vc, err, errlen) ||
         hf_cfg_num(c, "expand_k", 0.5, &ek, err, errlen) || hf_cfg_num(c, "expand_v", 1.0, &ev, err, errlen) ||
-        hf_cfg_num(c, "hidden_ratio", 4.0, &ratio, err, errlen) || hf_cfg_num(c, "norm_eps", 1e-6, &eps, err, errlen) ||
+        hf_cfg_num(c, "hidden_ratio", 4.0, &ratio, err, errlen) || hf_cfg_eps_(c, "norm_eps", 1e-6, &eps, err, errlen) ||
         hf_cfg_bool(c, "tie_word_embeddings", 0, &tied, err, errlen) || hf_cfg_int(c, "num_kv_heads", H, 0, &kv, err, errlen))
         return 1;
     if (kv != H) { ckpt_errf(err, errlen, "%s: num_kv_heads %lld != num_heads %lld (GQA); %s", c->path, kv, H, nosupp); return 1; }
@@ -905,15 +932,22 @@ static inline int hf_gla_config_read(const HfConfig* c, CkptHeader* out, char* e
         return 1;
     /* fla's GatedMLP: intermediate_size, else 256 * ceil(int(D * hidden_ratio * 2 / 3) / 256) */
     if (hf_cfg_int(c, "intermediate_size", -1, 0, &I, err, errlen)) return 1;
-    if (I < 0) { I = (long long)((double)D * ratio * 2.0 / 3.0); I = 256 * ((I + 255) / 256); }
-    if (D <= 0 || L <= 0 || H <= 0 || Vc <= 0 || I <= 0) { ckpt_errf(err, errlen, "%s: sizes must be positive", c->path); return 1; }
+    if (D <= 0 || L <= 0 || H <= 0 || Vc <= 0) { ckpt_errf(err, errlen, "%s: sizes must be positive", c->path); return 1; }
+    long long Kd, Vd;
+    if (hf_ratio_width_(c, "expand_k", D, ek, &Kd, err, errlen) || hf_ratio_width_(c, "expand_v", D, ev, &Vd, err, errlen))
+        return 1;
+    if (I < 0) {
+        if (hf_ratio_width_(c, "hidden_ratio", D, ratio * 2.0 / 3.0, &I, err, errlen)) return 1;
+        I = 256 * ((I + 255) / 256);
+    }
+    if (I <= 0) { ckpt_errf(err, errlen, "%s: sizes must be positive", c->path); return 1; }
     ckpt_header_init(out, CKPT_MODEL_GLA);
     ckpt_config_int(out, "Vc", Vc);
     ckpt_config_int(out, "D", D);
     ckpt_config_int(out, "L", L);
     ckpt_config_int(out, "H", H);
-    ckpt_config_int(out, "key_dim", (long long)((double)D * ek));
-    ckpt_config_int(out, "value_dim", (long long)((double)D * ev));
+    ckpt_config_int(out, "key_dim", Kd);
+    ckpt_config_int(out, "value_dim", Vd);
     ckpt_config_int(out, "I", I);
     ckpt_config_int(out, "tied", tied);
     ckpt_config_float(out, "eps", (double)(float)eps);   /* the trainers keep eps as a float */
@@ -949,9 +983,12 @@ static inline int hf_mamba_config_read(const HfConfig* c, CkptHeader* out, char*
         hf_cfg_int(c, "state_size", 16, 0, &N, err, errlen) || hf_cfg_num(c, "expand", 2.0, &expand, err, errlen) ||
         hf_cfg_int(c, "conv_kernel", 4, 0, &W, err, errlen) || hf_cfg_int(c, "vocab_size", 0, 1, &Vc, err, errlen) ||
         hf_cfg_bool(c, "tie_word_embeddings", 1, &tied, err, errlen) ||
-        hf_cfg_num(c, "layer_norm_epsilon", 1e-5, &eps, err, errlen))
+        hf_cfg_eps_(c, "layer_norm_epsilon", 1e-5, &eps, err, errlen))
         return 1;
-    if (hf_cfg_int(c, "intermediate_size", (long long)(expand * (double)D), 0, &Di, err, errlen)) return 1;
+    if (D <= 0) { ckpt_errf(err, errlen, "%s: sizes must be positive", c->path); return 1; }
+    const HfCfgItem* is = hf_cfg_get(c, "intermediate_size");
+    if (!is || is->type == HF_JNULL) { if (hf_ratio_width_(c, "expand", D, expand, &Di, err, errlen)) return 1; }
+    else if (hf_cfg_int(c, "intermediate_size", 0, 1, &Di, err, errlen)) return 1;
     const HfCfgItem* r = hf_cfg_get(c, "time_step_rank");
     if (!r || r->type == HF_JNULL || (r->type == HF_JSTR && !strcmp(r->str, "auto"))) R = (D + 15) / 16;
     else if (hf_cfg_int(c, "time_step_rank", 0, 1, &R, err, errlen)) return 1;

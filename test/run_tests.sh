@@ -9,10 +9,11 @@
 # (run when the machine has N GPUs: test_train.sh 1, test_multigpu.sh 2). Without a device each GPU test
 # prints `SKIP <name>: no CUDA device` and counts as neither. Optional fuzzing: test/fuzz_* binaries
 # (built by make when clang's libFuzzer works) run FUZZ_SECONDS each (0 = skip; default 0, .ci/run
-# uses 20). The last line is always `N passed, M failed`; exit status is non-zero iff M > 0.
+# uses 20) from libFuzzer seed FUZZ_SEED (unset: a random seed; .ci/run fixes it so that CI's verdict can
+# be reproduced; explore with other seeds and longer times by hand). The last line is always `N passed, M failed`; exit status is non-zero iff M > 0.
 #
 # usage: test/run_tests.sh [--cpu-only] [--gpu-only] [--no-train] [--cpu-bindir DIR]
-# env:   TEST_TIMEOUT (s per program, default 900), FUZZ_SECONDS, NO_GPU=1 (force the no-device path),
+# env:   TEST_TIMEOUT (s per program, default 900), FUZZ_SECONDS, FUZZ_SEED, NO_GPU=1 (force the no-device path),
 #        GPU_WRAPPER (command prefix for GPU programs, e.g. compute-sanitizer; set by `make sanitize`)
 
 set -uo pipefail
@@ -142,10 +143,19 @@ if [ "$run_cpu" = 1 ] && [ "$FUZZ_SECONDS" != 0 ]; then
         [ -e "$src" ] || continue
         bin="${src%.c}"; name=$(basename "$bin")
         if [ ! -x "$bin" ]; then skip "$name" "not built (clang -fsanitize=fuzzer unavailable?)"; continue; fi
-        corpus="$tmp/corpus_$name"; mkdir -p "$corpus" build/fuzz-artifacts
+        corpus="$tmp/corpus_$name"; art="$tmp/artifacts_$name"; mkdir -p "$corpus" "$art" build/fuzz-artifacts
         seeds="test/corpus/$name"; [ -d "$seeds" ] || seeds=
+        before=$nfail
         run_one "$name" "./$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
-            -artifact_prefix="build/fuzz-artifacts/" -print_final_stats=0 "$corpus" ${seeds:+"$seeds"}
+            ${FUZZ_SEED:+-seed="$FUZZ_SEED"} -artifact_prefix="$art/" -print_final_stats=0 "$corpus" ${seeds:+"$seeds"}
+        # A finding on a CI machine is lost with the machine: print each input so the log alone reproduces it
+        # (base64 -d > crash; ./test/fuzz_x crash).
+        for a in "$art"/*; do
+            [ -e "$a" ] || continue
+            cp "$a" build/fuzz-artifacts/
+            echo "fuzz input $(basename "$a") ($(wc -c < "$a") bytes), base64:"; base64 "$a" | head -c 20000; echo
+        done
+        [ "$nfail" -gt "$before" ] && echo "reproduce: ./$bin build/fuzz-artifacts/<input above>"
     done
 fi
 

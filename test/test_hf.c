@@ -526,6 +526,18 @@ static void test_configs(void) {
         {"invalid JSON", "{\"hidden_size\": 64,, }", 1, "not valid JSON"},
         {"trailing garbage", "{\"hidden_size\": 64} x", 1, "not valid JSON"},
         {"duplicate key", "{\"hidden_size\": 64, \"hidden_size\": 65}", 1, "twice"},
+        {"Mamba huge expand", "{\"model_type\": \"mamba\", \"hidden_size\": 64, \"num_hidden_layers\": 1, \"vocab_size\": 8,"
+                              " \"use_bias\": false, \"expand\": 1e100}", 0, "\"expand\" 1e+100 times hidden_size 64"},
+        {"Mamba negative expand", "{\"model_type\": \"mamba\", \"hidden_size\": 64, \"num_hidden_layers\": 1, \"vocab_size\": 8,"
+                                  " \"use_bias\": false, \"expand\": -2}", 0, "not a usable width"},
+        {"GLA huge expand_k", "{\"hidden_size\": 64, \"num_hidden_layers\": 1, \"vocab_size\": 8, \"expand_k\": 1e300}", 1,
+         "\"expand_k\""},
+        {"GLA eps beyond the double range", "{\"hidden_size\": 64, \"num_hidden_layers\": 1, \"vocab_size\": 8,"
+                                            " \"norm_eps\": 1e706}", 1, "\"norm_eps\" must be a finite number"},
+        {"Mamba eps 0 as a float", "{\"model_type\": \"mamba\", \"hidden_size\": 64, \"num_hidden_layers\": 1, \"vocab_size\": 8,"
+                                   " \"use_bias\": false, \"layer_norm_epsilon\": 1e-60}", 0, "not in (0, 1)"},
+        {"GLA huge hidden_ratio", "{\"hidden_size\": 64, \"num_hidden_layers\": 1, \"vocab_size\": 8, \"hidden_ratio\": -1e300}", 1,
+         "\"hidden_ratio\""},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char what[128];
@@ -565,13 +577,24 @@ static int kind_of(const char* s) {
     exit(2);
 }
 
-static int cmd_mkckpt(int kind, const char* path) {
+/* mkckpt [FIELD=VALUE]: after the master is laid out, one config field is overwritten (an integer, or a
+ * double when VALUE has a '.' or an 'e'): a checkpoint whose config the trainers must refuse */
+static int cmd_mkckpt(int kind, const char* path, const char* override) {
     CkptHeader c;
     Table t;
     char err[512];
     if (kind == CKPT_MODEL_GLA) gla_cfg(&c, 0);
     else mamba_cfg(&c, 1);
     table_of(&t, &c);
+    if (override) {
+        char name[32];
+        const char* eq = strchr(override, '=');
+        if (!eq || eq == override || (size_t)(eq - override) >= sizeof name) { fprintf(stderr, "FIELD=VALUE, not %s\n", override); return 2; }
+        memcpy(name, override, (size_t)(eq - override));
+        name[eq - override] = 0;
+        if (strpbrk(eq + 1, ".eE")) ckpt_config_float(&c, name, strtod(eq + 1, NULL));
+        else ckpt_config_int(&c, name, strtoll(eq + 1, NULL, 10));
+    }
     float* m = fill_master(&t, 11);
     c.num_params = (int64_t)t.total;
     c.step = 42;
@@ -606,10 +629,10 @@ static int cmd_verify(int kind, const char* ckpt, const char* dir) {
 }
 
 int main(int argc, char** argv) {
-    if (argc == 4 && !strcmp(argv[1], "mkckpt")) return cmd_mkckpt(kind_of(argv[2]), argv[3]);
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "mkckpt")) return cmd_mkckpt(kind_of(argv[2]), argv[3], argc == 5 ? argv[4] : NULL);
     if (argc == 5 && !strcmp(argv[1], "verify")) return cmd_verify(kind_of(argv[2]), argv[3], argv[4]);
     if (argc != 1) {
-        fprintf(stderr, "usage: %s | mkckpt gla|mamba CKPT | verify gla|mamba CKPT DIR\n", argv[0]);
+        fprintf(stderr, "usage: %s | mkckpt gla|mamba CKPT [FIELD=VALUE] | verify gla|mamba CKPT DIR\n", argv[0]);
         return 2;
     }
     if (check_tmpdir(g_tmp, sizeof g_tmp, "test_hf")) return 1;

@@ -46,6 +46,15 @@ for m in gla mamba; do
     expect "$m --init-hf of a truncated model.safetensors" "trunc_$m/model.safetensors" \
         $bin --init-hf "$tmp/trunc_$m" --bench "${flags[@]}"
 done
+# a checkpoint whose config gives sizes outside the flags' bounds (or not integers) is refused by name
+# before any size reaches int arithmetic
+for bad in "gla D=1000000000000:D = 1000000000000 is not an integer in" "gla L=-3:L = -3 is not an integer" \
+           "gla H=2.5:H = 2.5 is not an integer" "gla eps=1e300:eps = 1e.300 is not in .0, 1." \
+           "mamba d_state=100000:d_state = 100000 is not an integer in \[1, 256\]" "mamba conv=9:conv = 9"; do
+    m=${bad%% *}; rest=${bad#* }; field=${rest%%:*}; want=${rest#*:}
+    ./test/test_hf mkckpt $m "$tmp/bad_$m.bin" "$field" || echo "FAIL $m: test_hf mkckpt $field"
+    expect "$m --export-hf of a checkpoint with $field" "$want" ./train_$m --export-hf "$tmp/z" -e "$tmp/bad_$m.bin"
+done
 # the other model's checkpoint
 expect "train_mamba --export-hf of a GLA checkpoint" "GLA model" ./train_mamba --export-hf "$tmp/y" -e "$tmp/ckpt_gla.bin"
 expect "train_gla --init-hf of a Mamba export" "model_type\" is \"mamba\"" ./train_gla --init-hf "$tmp/hf_mamba" --bench
