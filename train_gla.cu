@@ -467,7 +467,7 @@ static struct {
 } gla_opt;
 
 /* the model flags' bounds, which also bound the sizes a file's config may give (gla_param_table) */
-enum { GLA_MAX_D = 65536, GLA_MAX_L = 4096, GLA_MAX_H = 1024, GLA_MAX_EXPAND = 16, GLA_MAX_MLP = 1 << 20, GLA_MAX_VOCAB = 1 << 24 };
+enum { GLA_MAX_D = RMSNORM_MAX_C, GLA_MAX_L = 4096, GLA_MAX_H = 1024, GLA_MAX_EXPAND = 16, GLA_MAX_MLP = 1 << 20, GLA_MAX_VOCAB = 1 << 24 };
 
 static int gla_options(ArgSpec* out) {
     gla_opt.preset = "gla-tiny";
@@ -490,7 +490,15 @@ static int gla_options(ArgSpec* out) {
 
 static GLAConfig gla_cfg;
 
-static void gla_configure(int data_vocab, int bench, CkptHeader* cfg) {
+/* The kernels' own shape limits (head dims, width, grid sizes), asked before the GPU is touched */
+static void gla_check_kernels(const GLAModel* m, int B, int T) {
+    char why[200];
+    if (rmsnorm_shape_error(m->c.D, why, sizeof why) || gla_chunk_shape_error(B, T, m->c.H, m->K, m->V, why, sizeof why) ||
+        gated_rmsnorm_shape_error((long long)B * T, m->c.H, m->V, why, sizeof why))
+        die("GLA D=%d H=%d (head dims K=%d V=%d) at -b %d -t %d: %s", m->c.D, m->c.H, m->K, m->V, B, T, why);
+}
+
+static void gla_configure(int data_vocab, int bench, int B, int T, CkptHeader* cfg) {
     const GLAPreset* p = NULL;
     for (size_t i = 0; i < sizeof gla_presets / sizeof gla_presets[0]; i++)
         if (!strcmp(gla_presets[i].name, gla_opt.preset)) p = &gla_presets[i];
@@ -508,6 +516,7 @@ static void gla_configure(int data_vocab, int bench, CkptHeader* cfg) {
     memset(&probe, 0, sizeof probe);
     probe.c = c;
     gla_derive(&probe); /* validates the head split before the GPU is touched */
+    gla_check_kernels(&probe, B, T);
     gla_cfg = c;
     ckpt_config_int(cfg, "Vc", c.Vc);
     ckpt_config_int(cfg, "D", c.D);

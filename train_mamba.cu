@@ -107,7 +107,7 @@ static void mamba_derive(MambaModel* m) {
     const MambaConfig* c = &m->c;
     m->X = (c->R + 2 * c->N + 7) / 8 * 8;
     if (c->D % 8 || c->Di % 8) die("Mamba: D=%d and d_inner=%d must be multiples of 8", c->D, c->Di);
-    if (c->W < 1 || c->W > 4) die("Mamba: conv width %d not supported (1..4)", c->W);
+    if (c->W < 2 || c->W > 4) die("Mamba: conv width %d not supported (2..4)", c->W);
     if (c->N < 1 || c->R < 1) die("Mamba: d_state and dt_rank must be >= 1");
 }
 
@@ -405,7 +405,7 @@ static struct {
 } mamba_opt;
 
 /* the model flags' bounds, which also bound the sizes a file's config may give (mamba_param_table) */
-enum { MAMBA_MAX_D = 65536, MAMBA_MAX_L = 4096, MAMBA_MAX_INNER = 1 << 20, MAMBA_MAX_STATE = 256, MAMBA_MAX_CONV = 4,
+enum { MAMBA_MAX_D = RMSNORM_MAX_C, MAMBA_MAX_L = 4096, MAMBA_MAX_INNER = 1 << 20, MAMBA_MAX_STATE = 32, MAMBA_MAX_CONV = 4,
        MAMBA_MAX_VOCAB = 1 << 24 };
 
 static int mamba_options(ArgSpec* out) {
@@ -419,9 +419,9 @@ static int mamba_options(ArgSpec* out) {
         {"-L", "--layers", ARG_INT, &mamba_opt.L, "layers (0: preset)", 0, MAMBA_MAX_L, NULL},
         {NULL, "--expand", ARG_FLOAT, &mamba_opt.expand, "d_inner / d_model (0: 2)", 0, 64, NULL},
         {NULL, "--d-inner", ARG_INT, &mamba_opt.Di, "d_inner (0: expand * D)", 0, MAMBA_MAX_INNER, NULL},
-        {NULL, "--d-state", ARG_INT, &mamba_opt.N, "d_state N (0: 16)", 0, MAMBA_MAX_STATE, NULL},
+        {NULL, "--d-state", ARG_INT, &mamba_opt.N, "d_state N: 4, 8, 16 or 32 (0: 16)", 0, MAMBA_MAX_STATE, NULL},
         {NULL, "--dt-rank", ARG_INT, &mamba_opt.R, "dt_rank (0: ceil(D/16))", 0, MAMBA_MAX_D, NULL},
-        {NULL, "--conv", ARG_INT, &mamba_opt.W, "causal conv width (0: 4)", 0, MAMBA_MAX_CONV, NULL},
+        {NULL, "--conv", ARG_INT, &mamba_opt.W, "causal conv width: 2, 3 or 4 (0: 4)", 0, MAMBA_MAX_CONV, NULL},
         {NULL, "--vocab", ARG_INT, &mamba_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, MAMBA_MAX_VOCAB, NULL},
         {NULL, "--tied", ARG_INT, &mamba_opt.tied, "1: lm_head shares the embedding, 0: separate (-1: preset, tied)", -1, 1, NULL},
     };
@@ -431,7 +431,15 @@ static int mamba_options(ArgSpec* out) {
 
 static MambaConfig mamba_cfg;
 
-static void mamba_configure(int data_vocab, int bench, CkptHeader* cfg) {
+/* The kernels' own shape limits (d_state, conv width, widths, grid sizes), asked before the GPU is touched */
+static void mamba_check_kernels(const MambaConfig* c, int B, int T) {
+    char why[200];
+    if (rmsnorm_shape_error(c->D, why, sizeof why) || scan_shape_error(B, T, c->Di, c->N, why, sizeof why) ||
+        conv1d_shape_error(B, T, c->Di, c->W, why, sizeof why))
+        die("Mamba D=%d d_inner=%d d_state=%d conv=%d at -b %d -t %d: %s", c->D, c->Di, c->N, c->W, B, T, why);
+}
+
+static void mamba_configure(int data_vocab, int bench, int B, int T, CkptHeader* cfg) {
     const MambaPreset* p = NULL;
     for (size_t i = 0; i < sizeof mamba_presets / sizeof mamba_presets[0]; i++)
         if (!strcmp(mamba_presets[i].name, mamba_opt.preset)) p = &mamba_presets[i];
@@ -450,6 +458,7 @@ static void mamba_configure(int data_vocab, int bench, CkptHeader* cfg) {
     memset(&probe, 0, sizeof probe);
     probe.c = c;
     mamba_derive(&probe);
+    mamba_check_kernels(&c, B, T);
     mamba_cfg = c;
     ckpt_config_int(cfg, "Vc", c.Vc);
     ckpt_config_int(cfg, "D", c.D);

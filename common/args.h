@@ -447,8 +447,9 @@ static inline int train_options_check(TrainOptions* o, const char* model, int wo
         snprintf(o->out_dir_buf, sizeof o->out_dir_buf, "log_%s", model);
         o->out_dir = o->out_dir_buf;
     }
-    if ((long long)o->batch * o->seq > 2147483647LL) {   /* the kernels index a micro-batch's tokens with an int */
-        snprintf(err, errlen, "-b %d x -t %d = %lld tokens per micro-batch is more than 2147483647; lower --batch or --seq",
+    /* the kernels index a micro-batch's tokens with an int, and grid-stride loops step past the last row */
+    if ((long long)o->batch * o->seq > 2147483647LL - (1LL << 24)) {
+        snprintf(err, errlen, "-b %d x -t %d = %lld tokens per micro-batch is more than 2^31 - 2^24; lower --batch or --seq",
                  o->batch, o->seq, (long long)o->batch * o->seq);
         return 1;
     }

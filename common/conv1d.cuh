@@ -172,9 +172,18 @@ static inline void conv_check(const void* p, int ld, const char* what) {
     if ((ld % 8) != 0 || ((uintptr_t)p % 16) != 0)
         die("conv1d: %s needs a row stride multiple of 8 (got %d) and a 16-byte aligned pointer", what, ld);
 }
+/* Non-zero, with the reason in why, when the conv kernels do not take this shape (the trainers ask
+ * before the GPU is touched; conv_check_shape dies with it). B is a grid dimension (at most 65535). */
+static inline int conv1d_shape_error(int B, int T, int Di, int W, char* why, size_t cap) {
+    if (B < 1 || T < 1 || Di < 8 || Di % 8) snprintf(why, cap, "bad shape B=%d T=%d d_inner=%d (d_inner: a multiple of 8)", B, T, Di);
+    else if (W < 2 || W > 4) snprintf(why, cap, "causal conv width %d unsupported (2, 3 or 4)", W);
+    else if (B > 65535) snprintf(why, cap, "batch %d is more than 65535 (a grid dimension)", B);
+    else return 0;
+    return 1;
+}
 static inline void conv_check_shape(int B, int T, int Di, int W) {
-    if (B < 1 || T < 1 || Di < 8 || Di % 8) die("conv1d: bad shape B=%d T=%d Di=%d (Di: multiple of 8)", B, T, Di);
-    if (W < 2 || W > 4) die("conv1d: width W=%d unsupported (2..4)", W);
+    char why[160];
+    if (conv1d_shape_error(B, T, Di, W, why, sizeof why)) die("conv1d: %s", why);
 }
 
 // u [B,T,Di] = silu(conv(x) + b);  x [B,T,Di] row stride ld_x;  w [Di,W], b [Di] fp32

@@ -164,10 +164,24 @@ gated_rmsnorm_backward_kernel(bf16* __restrict__ d_o, bf16* __restrict__ dgt, in
     for (int c = threadIdx.x * 4; c < V; c += GRMS_THREADS * 4) store128(prow + c, load128(sdw + c));
 }
 
+/* Non-zero, with the reason in why, when no kernel here takes M tokens of H heads of width V (the
+ * trainers ask before the GPU is touched). Rows (M*H) are ints with room for a grid-stride step. */
+static inline int gated_rmsnorm_shape_error(long long M, int H, int V, char* why, size_t cap) {
+    if (H <= 0 || V <= 0 || V % 8 != 0 || V > GRMS_MAX_V) {
+        snprintf(why, cap, "the gated norm needs a head value width that is a multiple of 8 and at most %d, not %d", GRMS_MAX_V, V);
+        return 1;
+    }
+    if (M < 0 || M * H > 0x7fffffffLL - (1LL << 24)) {
+        snprintf(why, cap, "the gated norm's rows, %lld tokens x %d heads, are more than 2^31 - 2^24", M, H);
+        return 1;
+    }
+    return 0;
+}
 static inline void grms_check_args(const char* who, int M, int H, int V, int ld1, int ld2) {
-    if (M < 0 || H <= 0 || V <= 0 || V % 8 != 0 || V > GRMS_MAX_V || ld1 % 8 != 0 || ld2 % 8 != 0 || ld1 < H * V || ld2 < H * V)
-        die("%s: need V %% 8 == 0, V <= %d, ld %% 8 == 0, ld >= H*V (got M=%d H=%d V=%d ld=%d,%d)", who, GRMS_MAX_V, M, H, V, ld1, ld2);
-    if ((long)M * H > 0x7fffffffL) die("%s: M*H too large", who);
+    char why[192];
+    if (gated_rmsnorm_shape_error(M, H, V, why, sizeof why)) die("%s: %s", who, why);
+    if (ld1 % 8 != 0 || ld2 % 8 != 0 || ld1 < H * V || ld2 < H * V)
+        die("%s: need ld %% 8 == 0 and ld >= H*V (got H=%d V=%d ld=%d,%d)", who, H, V, ld1, ld2);
 }
 
 /* The (NCH, L) instantiations: L lanes per row, NCH chunks of 8 per lane */

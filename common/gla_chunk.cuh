@@ -40,12 +40,20 @@
 
 __host__ __device__ static inline int gla_num_chunks(int T) { return (T + GLA_CT - 1) / GLA_CT; }
 
+/* Non-zero, with the reason in why, when the chunk kernels do not take this shape (the trainers ask
+ * before the GPU is touched; gla_check_dims dies with it). B*H is a grid dimension (at most 65535). */
+static inline int gla_chunk_shape_error(int B, int T, int H, int K, int V, char* why, size_t cap) {
+    if (B < 1 || T < 1 || H < 1) snprintf(why, cap, "bad shape B=%d T=%d H=%d", B, T, H);
+    else if (K < 32 || K > 256 || K % 32)
+        snprintf(why, cap, "head key dim K=%d unsupported (need a multiple of 32 in [32,256], e.g. 64/96/128/256)", K);
+    else if (V < 64 || V > 512 || V % 64) snprintf(why, cap, "head value dim V=%d unsupported (need a multiple of 64 in [64,512])", V);
+    else if ((long long)B * H > 65535) snprintf(why, cap, "batch x heads = %d x %d is more than 65535 (a grid dimension)", B, H);
+    else return 0;
+    return 1;
+}
 static inline void gla_check_dims(int B, int T, int H, int K, int V, int ld_qk, int ld_v) {
-    if (B < 1 || T < 1 || H < 1) die("gla_chunk: bad shape B=%d T=%d H=%d", B, T, H);
-    if (K < 32 || K > 256 || K % 32)
-        die("gla_chunk: head key dim K=%d unsupported (need a multiple of 32 in [32,256], e.g. 64/96/128/256)", K);
-    if (V < 64 || V > 512 || V % 64)
-        die("gla_chunk: head value dim V=%d unsupported (need a multiple of 64 in [64,512])", V);
+    char why[160];
+    if (gla_chunk_shape_error(B, T, H, K, V, why, sizeof why)) die("gla_chunk: %s", why);
     if (ld_qk % 8 || ld_v % 8 || ld_qk < H * K || ld_v < H * V)
         die("gla_chunk: row strides ld_qk=%d ld_v=%d must be multiples of 8 and cover H*K / H*V", ld_qk, ld_v);
 }

@@ -226,9 +226,17 @@ static void rmsnorm_forward_launch(bf16* out, float* rstd, float* resid_out, con
     CUDA_KERNEL_CHECK();
 }
 
+/* Non-zero, with the reason in why, when no kernel here takes rows of C channels (the trainers ask
+ * before the GPU is touched; the launchers die with it). */
+static inline int rmsnorm_shape_error(int C, char* why, size_t cap) {
+    if (C > 0 && C % 8 == 0 && C <= RMSNORM_MAX_C) return 0;
+    snprintf(why, cap, "RMSNorm needs a width that is a multiple of 8 and at most %d, not %d", RMSNORM_MAX_C, C);
+    return 1;
+}
 static inline void rmsnorm_check_args(const char* who, int M, int C) {
-    if (M < 0 || C <= 0 || C % 8 != 0 || C > RMSNORM_MAX_C)
-        die("%s: need C %% 8 == 0 and 0 < C <= %d (got M=%d C=%d)", who, RMSNORM_MAX_C, M, C);
+    char why[160];
+    if (M < 0) die("%s: bad row count M=%d", who, M);
+    if (rmsnorm_shape_error(C, why, sizeof why)) die("%s: %s", who, why);
 }
 
 /* out[M,C] bf16, rstd[M] fp32 (may be NULL), resid_out[M,C] fp32 = resid_in[M,C] fp32 (NULL => 0)

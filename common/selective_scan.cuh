@@ -657,9 +657,18 @@ static inline void scan_check_ld(const void* p, int ld, const char* what) {
     if (ld % 8 != 0 || (uintptr_t)p % 16 != 0)
         die("selective_scan: %s needs a row stride multiple of 8 (got %d) and a 16-byte aligned pointer", what, ld);
 }
+/* Non-zero, with the reason in why, when the scan kernels do not take this shape (the trainers ask
+ * before the GPU is touched; scan_check_args dies with it). B is a grid dimension (at most 65535). */
+static inline int scan_shape_error(int B, int T, int Di, int N, char* why, size_t cap) {
+    if (B < 1 || T < 1 || Di < 8 || Di % 8) snprintf(why, cap, "bad shape B=%d T=%d d_inner=%d (d_inner: a multiple of 8)", B, T, Di);
+    else if (N != 4 && N != 8 && N != 16 && N != 32) snprintf(why, cap, "d_state N=%d unsupported (4, 8, 16 or 32)", N);
+    else if (B > 65535) snprintf(why, cap, "batch %d is more than 65535 (a grid dimension)", B);
+    else return 0;
+    return 1;
+}
 static inline void scan_check_args(int B, int T, int Di, int N) {
-    if (B < 1 || T < 1 || Di < 8 || Di % 8) die("selective_scan: bad shape B=%d T=%d Di=%d (Di: multiple of 8)", B, T, Di);
-    if (N != 4 && N != 8 && N != 16 && N != 32) die("selective_scan: N=%d unsupported (4, 8, 16, 32)", N);
+    char why[160];
+    if (scan_shape_error(B, T, Di, N, why, sizeof why)) die("selective_scan: %s", why);
 }
 static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
                                       const bf16* Bm, const bf16* Cm, int ld_bc, const float* A_log,

@@ -814,7 +814,8 @@ typedef struct {
     const char* name;
     const char* summary;
     int (*options)(ArgSpec* out);                       /* model flags (defaults filled), returns count */
-    void (*configure)(int data_vocab, int bench, CkptHeader* cfg);  /* presets + overrides; CPU only */
+    /* presets + overrides, checked against what the kernels take at micro-batch B x T; CPU only */
+    void (*configure)(int data_vocab, int bench, int B, int T, CkptHeader* cfg);
     void (*create)(ModelHandle* h, int B, int T, int recompute, uint64_t seed); /* allocate, initialise on the GPU */
     /* Hugging Face interchange (--export-hf, --init-hf): the parameter table of a config given as config
      * fields (a checkpoint's, or config.json's), built on the CPU; and the HF names (common/hf.h) */
@@ -958,12 +959,12 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
         if (anytok_load(&d.tok, o.tokenizer_path, 0, NULL, err, sizeof err) != 0) die("--sample needs the tokenizer: %s", err);
         d.has_tok = 1;
         d.vocab = d.tok.vocab_size;
-        def->configure(d.vocab, 0, &cfg);
+        B = T = 1;   /* recurrent decoding, one sequence */
+        def->configure(d.vocab, 0, B, T, &cfg);
         precheck_checkpoint(&o, def->name, &cfg);
-        B = T = 1;
     } else {
         if (!o.bench) data_resolve(&d, &o);
-        def->configure(o.bench ? 0 : d.vocab, o.bench, &cfg);
+        def->configure(o.bench ? 0 : d.vocab, o.bench, B, T, &cfg);
         if (!o.bench) data_open(&d, &o, B, T, env.rank, env.world);
         precheck_checkpoint(&o, def->name, &cfg);
     }

@@ -54,10 +54,19 @@ for m in gla mamba; do
     expect "$m --gpus disagrees with the launcher" "--gpus 2, but the launcher" env RANK=0 WORLD_SIZE=3 $bin --gpus 2 "${d[@]}"
     expect "$m --sample on several ranks" "one process" env RANK=0 WORLD_SIZE=2 $bin --sample "$train" --tokenizer "$tmp/tok.bin"
     expect "$m total batch not a multiple of B*T*world" "B\*T\*world = 1\*64\*2" env RANK=0 WORLD_SIZE=2 $bin -d 64 "${d[@]}"
-    expect "$m B*T beyond an int" "tokens per micro-batch is more than 2147483647" $bin -b 65536 -t 65536 --bench
+    expect "$m B*T beyond an int" "tokens per micro-batch is more than 2\^31 - 2\^24" $bin -b 65536 -t 65536 --bench
     # MQAR task configuration (common/mqar.h)
     expect "$m MQAR pairs do not fit in T" "--task mqar" $bin --task mqar -b 1 -t 64 --mqar-pairs 40
     expect "$m MQAR vocabulary too small" "--task mqar" $bin --task mqar -b 1 -t 64 --mqar-vocab 8 --mqar-pairs 8
 done
 # heads that do not divide, checked before the GPU
 expect "gla heads do not divide" "divide" ./train_gla -H 7 -i "$tmp/data/train_*.bin" --tokenizer "$tmp/tok.bin"
+# shapes the kernels do not take (common/*.cuh *_shape_error), refused before the GPU with the reason
+expect "gla head key dim the chunk kernels lack" "head key dim K=16 unsupported" ./train_gla --bench --expand-k 0.25 -H 8
+expect "gla head dims too wide" "K=512 unsupported" ./train_gla --bench -D 1024 -H 1
+expect "gla batch x heads beyond a grid dimension" "40000 x 4 is more than 65535" ./train_gla --bench -b 40000 -t 8 -H 4
+expect "gla width above RMSNorm's limit" "--dim = 16384 is out of range" ./train_gla --bench -D 16384
+expect "mamba d_state without a scan kernel" "d_state N=5 unsupported" ./train_mamba --bench --d-state 5
+expect "mamba d_state above the flag's range" "--d-state = 64 is out of range" ./train_mamba --bench --d-state 64
+expect "mamba conv width 1" "conv width 1 not supported" ./train_mamba --bench --conv 1
+expect "mamba batch beyond a grid dimension" "batch 65536 is more than 65535" ./train_mamba --bench -b 65536 -t 1

@@ -583,8 +583,16 @@ static int cmd_mkckpt(int kind, const char* path, const char* override) {
     CkptHeader c;
     Table t;
     char err[512];
-    if (kind == CKPT_MODEL_GLA) gla_cfg(&c, 0);
-    else mamba_cfg(&c, 1);
+    if (kind == CKPT_MODEL_GLA) {
+        gla_cfg(&c, 0);
+        /* head dims the chunk kernels take (K=32, V=64): the trainer checks them before --init-hf reads */
+        ckpt_config_int(&c, "D", 64);
+        ckpt_config_int(&c, "H", 1);
+        ckpt_config_int(&c, "key_dim", 32);
+        ckpt_config_int(&c, "value_dim", 64);
+    } else {
+        mamba_cfg(&c, 1);
+    }
     table_of(&t, &c);
     if (override) {
         char name[32];

@@ -17,7 +17,7 @@ done
 source test/lib.sh   # expect
 
 # the model flags that describe test_hf mkckpt's tiny models
-gla_flags=(--vocab 61 -D 32 -L 2 -H 2 --expand-k 0.5 --expand-v 1 --mlp 48 --tied 0)
+gla_flags=(--vocab 61 -D 64 -L 2 -H 1 --expand-k 0.5 --expand-v 1 --mlp 48 --tied 0)
 mamba_flags=(--vocab 53 -D 16 -L 2 --d-inner 32 --d-state 4 --dt-rank 3 --conv 4 --tied 1)
 
 for m in gla mamba; do
@@ -50,7 +50,7 @@ done
 # before any size reaches int arithmetic
 for bad in "gla D=1000000000000:D = 1000000000000 is not an integer in" "gla L=-3:L = -3 is not an integer" \
            "gla H=2.5:H = 2.5 is not an integer" "gla eps=1e300:eps = 1e.300 is not in .0, 1." \
-           "mamba d_state=100000:d_state = 100000 is not an integer in \[1, 256\]" "mamba conv=9:conv = 9"; do
+           "mamba d_state=100000:d_state = 100000 is not an integer in \[1, 32\]" "mamba conv=9:conv = 9"; do
     m=${bad%% *}; rest=${bad#* }; field=${rest%%:*}; want=${rest#*:}
     ./test/test_hf mkckpt $m "$tmp/bad_$m.bin" "$field" || echo "FAIL $m: test_hf mkckpt $field"
     expect "$m --export-hf of a checkpoint with $field" "$want" ./train_$m --export-hf "$tmp/z" -e "$tmp/bad_$m.bin"
