@@ -4,7 +4,8 @@
 #   imports back bit-exactly through common/hf.h with the reference layout (test/test_hf verify);
 #   --init-hf reads and checks config.json + weights before the GPU is touched (run with the GPU hidden,
 #   so on every machine a clean run ends at "no CUDA device"), and a mismatch names the field;
-#   bad uses of the flags end with one error line.
+#   bad uses of the flags end with one error line; --load checks a checkpoint's kind, config and length
+#   before the GPU too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_hf.XXXXXX")
@@ -55,6 +56,14 @@ for bad in "gla D=1000000000000:D = 1000000000000 is not an integer in" "gla L=-
     ./test/test_hf mkckpt $m "$tmp/bad_$m.bin" "$field" || echo "FAIL $m: test_hf mkckpt $field"
     expect "$m --export-hf of a checkpoint with $field" "$want" ./train_$m --export-hf "$tmp/z" -e "$tmp/bad_$m.bin"
 done
+# --load checks a checkpoint's header against the flags before the GPU (test_hf mkckpt's files)
+expect "train_gla --load of a Mamba checkpoint" "is a Mamba model .* builds a GLA model" ./train_gla --load "$tmp/ckpt_mamba.bin" --bench
+expect "train_gla --load with other model flags names the field" "checkpoint is Vc=61 but this run gives Vc=32000" \
+    ./train_gla --load "$tmp/ckpt_gla.bin" --bench
+expect "train_gla --load with matching flags reaches the GPU" "no CUDA device" \
+    env CUDA_VISIBLE_DEVICES= ./train_gla --load "$tmp/ckpt_gla.bin" --bench "${gla_flags[@]}"
+head -c 1000 "$tmp/ckpt_mamba.bin" > "$tmp/short.bin"
+expect "train_mamba --load of a truncated checkpoint" "truncated: 1000 bytes" ./train_mamba --load "$tmp/short.bin" --bench
 # the other model's checkpoint
 expect "train_mamba --export-hf of a GLA checkpoint" "GLA model" ./train_mamba --export-hf "$tmp/y" -e "$tmp/ckpt_gla.bin"
 expect "train_gla --init-hf of a Mamba export" "model_type\" is \"mamba\"" ./train_gla --init-hf "$tmp/hf_mamba" --bench
