@@ -3,7 +3,8 @@
 # "error: ..." line naming the flag or file, a non-zero exit, and no crash; and it must be caught before
 # the GPU is touched (so on a CPU-only machine the message is the input error, not "no CUDA device").
 # Also: --help works without a GPU and lists every flag of both tables; bad launcher variables (RANK,
-# WORLD_SIZE) and MQAR configurations are refused the same way.
+# WORLD_SIZE) and MQAR configurations are refused the same way; shapes the kernels cannot run are refused
+# with the reason, and every preset at the benchmark shapes passes all of these checks.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX")
@@ -70,3 +71,12 @@ expect "mamba d_state without a scan kernel" "d_state N=5 unsupported" ./train_m
 expect "mamba d_state above the flag's range" "--d-state = 64 is out of range" ./train_mamba --bench --d-state 64
 expect "mamba conv width 1" "conv width 1 not supported" ./train_mamba --bench --conv 1
 expect "mamba batch beyond a grid dimension" "batch 65536 is more than 65535" ./train_mamba --bench -b 65536 -t 1
+# every preset at the benchmark shapes passes every check made before the GPU (GPU hidden: a clean start
+# ends at "no CUDA device"), so the kernel shape limits above refuse nothing a user gets by default
+for run in "gla gla-tiny 8 256" "gla gla-125m 16 2048" "gla gla-340m 16 2048" "gla gla-1.3b 4 4096" "gla gla-340m 64 512" \
+           "mamba mamba-tiny 8 256" "mamba mamba-130m 16 2048" "mamba mamba-370m 16 2048" "mamba mamba-790m 16 2048" \
+           "mamba mamba-1.4b 4 4096" "mamba mamba-370m 4 8192"; do
+    set -- $run
+    expect "$2 -b $3 -t $4 passes the checks made before the GPU" "no CUDA device" \
+        env CUDA_VISIBLE_DEVICES= ./train_$1 --bench --model $2 --vocab 32000 -b $3 -t $4
+done
