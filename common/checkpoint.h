@@ -16,8 +16,8 @@
  * gives D=1024") instead of failing later with a size error or, worse, loading garbage.
  * Checksums: a 64-bit multiply-rotate hash over 32-byte stripes (several GB/s, so a 6 GB
  * checkpoint costs a second or two, unlike a bytewise CRC32).
- * Safety: ckpt_write writes <path>.tmp, fsyncs it, renames it over <path> (atomic) and fsyncs the
- * directory: a crash leaves either the old file or the new one, never a torn one, and a leftover
+ * Safety: ckpt_write replaces <path> atomically (common/atomic_file.h: <path>.tmp, fsync, rename, fsync the
+ * directory): a crash or a full disk leaves either the old file or the new one, never a torn one; a leftover
  * .tmp is ignored by ckpt_find_latest. ckpt_prune deletes only files named exactly ckpt_<digits>.bin.
  */
 #ifndef COMMON_CHECKPOINT_H
@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "atomic_file.h"
 
 #define CKPT_MAGIC 20251129LL
 #define CKPT_VERSION 1
@@ -276,46 +277,6 @@ static inline int ckpt_fwrite_all_(FILE* f, const void* data, size_t n) {
     return 0;
 }
 
-static inline void ckpt_fsync_dir_(const char* path) {
-    char dir[4096];
-    const char* slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) { (void)fsync(fd); close(fd); }
-}
-
-/* Atomic replacement of a file, for every file the project writes that a user keeps (checkpoints, Hugging
- * Face exports): write <path>.tmp (ckpt_open_tmp_), then ckpt_commit_tmp_ flushes, fsyncs and closes it,
- * renames it over path and fsyncs the directory, so a crash leaves the old file or the new one, never a
- * torn one. Both return NULL / 1 with err set; a failed commit removes the .tmp. */
-static inline FILE* ckpt_open_tmp_(const char* path, char* tmp, size_t cap, char* err, size_t errlen) {
-    if (snprintf(tmp, cap, "%s.tmp", path) >= (int)cap) {
-        ckpt_errf(err, errlen, "path too long: %s", path);
-        return NULL;
-    }
-    FILE* f = fopen(tmp, "wb");
-    if (!f) ckpt_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-    return f;
-}
-static inline int ckpt_commit_tmp_(FILE* f, const char* tmp, const char* path, char* err, size_t errlen) {
-    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        ckpt_errf(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(errno));
-        remove(tmp);
-        return 1;
-    }
-    if (rename(tmp, path) != 0) {
-        ckpt_errf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        remove(tmp);
-        return 1;
-    }
-    ckpt_fsync_dir_(path);
-    return 0;
-}
-
 /* Writes a checkpoint atomically (path.tmp, fsync, rename, fsync dir). Returns 0, or 1 with err set. */
 static inline int ckpt_write(const char* path, const CkptHeader* h, const CkptSection* sec, int nsec, char* err,
                              size_t errlen) {
@@ -327,8 +288,7 @@ static inline int ckpt_write(const char* path, const CkptHeader* h, const CkptSe
     CkptSectionInfo* tab = (CkptSectionInfo*)calloc((size_t)(nsec ? nsec : 1), sizeof(CkptSectionInfo));
     size_t head_bytes = CKPT_HEADER_BYTES + (size_t)nsec * CKPT_TABLE_ENTRY_BYTES;
     unsigned char* head = (unsigned char*)calloc(1, head_bytes);
-    char tmp[4096];
-    FILE* f = NULL;
+    char tmp[ATOMIC_PATH_MAX];
     int rc = 1;
     if (!tab || !head) { ckpt_errf(err, errlen, "checkpoint %s: out of host memory", path); goto done; }
     {
@@ -352,25 +312,18 @@ static inline int ckpt_write(const char* path, const CkptHeader* h, const CkptSe
         }
         uint64_t file_bytes = nsec ? tab[nsec - 1].offset + tab[nsec - 1].bytes : head_bytes;
         ckpt_pack_header_(h, tab, nsec, file_bytes, head);
-        f = ckpt_open_tmp_(path, tmp, sizeof tmp, err, errlen);
+        FILE* f = atomic_open(path, tmp, sizeof tmp, err, errlen);
         if (!f) goto done;
         static const unsigned char zeros[CKPT_ALIGN] = {0};
         uint64_t pos = head_bytes;
-        if (ckpt_fwrite_all_(f, head, head_bytes)) goto io_error;
-        for (int i = 0; i < nsec; i++) {
-            if (ckpt_fwrite_all_(f, zeros, (size_t)(tab[i].offset - pos))) goto io_error;
-            if (ckpt_fwrite_all_(f, sec[i].data, sec[i].bytes)) goto io_error;
+        int ok = !ckpt_fwrite_all_(f, head, head_bytes);
+        for (int i = 0; ok && i < nsec; i++) {
+            ok = !ckpt_fwrite_all_(f, zeros, (size_t)(tab[i].offset - pos)) && !ckpt_fwrite_all_(f, sec[i].data, sec[i].bytes);
             pos = tab[i].offset + tab[i].bytes;
         }
-        FILE* full = f;
-        f = NULL;
-        if (ckpt_commit_tmp_(full, tmp, path, err, errlen) == 0) rc = 0;
-        goto done;
+        rc = atomic_commit(f, ok, tmp, path, err, errlen);
     }
-io_error:
-    ckpt_errf(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(errno));
 done:
-    if (f) { fclose(f); remove(tmp); }
     free(tab);
     free(head);
     return rc;

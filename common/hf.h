@@ -523,40 +523,33 @@ static inline int hf_st_write(const char* path, const HfWriteTensor* t, int n, H
     }
     hf_buf_printf(&h, "}");
     while (!h.oom && h.len % 8) hf_buf_printf(&h, " ");   /* data starts 8-byte aligned */
-    char tmp[4200];
+    char tmp[ATOMIC_PATH_MAX];
     FILE* f = NULL;
-    uint16_t* conv = NULL;
+    const size_t chunk = (size_t)1 << 20;
+    uint16_t* conv = dtype != HF_F32 ? (uint16_t*)malloc(chunk * 2) : NULL;
     int rc = 1;
-    if (h.oom) { ckpt_errf(err, errlen, "%s: out of host memory", path); goto done; }
-    f = ckpt_open_tmp_(path, tmp, sizeof tmp, err, errlen);
+    if (h.oom || (dtype != HF_F32 && !conv)) { ckpt_errf(err, errlen, "%s: out of host memory", path); goto done; }
+    f = atomic_open(path, tmp, sizeof tmp, err, errlen);
     if (!f) goto done;
     {
         uint64_t hl = (uint64_t)h.len;
         unsigned char le[8];
         for (int k = 0; k < 8; k++) le[k] = (unsigned char)(hl >> (8 * k));
-        if (ckpt_fwrite_all_(f, le, 8) || ckpt_fwrite_all_(f, h.s, h.len)) goto io_error;
-        const size_t chunk = (size_t)1 << 20;
-        if (dtype != HF_F32 && !(conv = (uint16_t*)malloc(chunk * 2))) { ckpt_errf(err, errlen, "out of host memory"); goto done; }
-        for (int i = 0; i < n; i++) {
+        int ok = !ckpt_fwrite_all_(f, le, 8) && !ckpt_fwrite_all_(f, h.s, h.len);
+        for (int i = 0; ok && i < n; i++) {
             if (dtype == HF_F32) {   /* little-endian host: fp32 bytes are already the file's */
-                if (ckpt_fwrite_all_(f, t[i].data, t[i].numel * 4)) goto io_error;
+                ok = !ckpt_fwrite_all_(f, t[i].data, t[i].numel * 4);
                 continue;
             }
-            for (size_t b = 0; b < t[i].numel; b += chunk) {
+            for (size_t b = 0; ok && b < t[i].numel; b += chunk) {
                 size_t m = t[i].numel - b < chunk ? t[i].numel - b : chunk;
                 for (size_t k = 0; k < m; k++) conv[k] = hf_f32_to_bf16(t[i].data[b + k]);
-                if (ckpt_fwrite_all_(f, conv, m * 2)) goto io_error;
+                ok = !ckpt_fwrite_all_(f, conv, m * 2);
             }
         }
-        FILE* full = f;
-        f = NULL;
-        if (ckpt_commit_tmp_(full, tmp, path, err, errlen) == 0) rc = 0;
-        goto done;
+        rc = atomic_commit(f, ok, tmp, path, err, errlen);
     }
-io_error:
-    ckpt_errf(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(errno));
 done:
-    if (f) { fclose(f); remove(tmp); }
     free(conv);
     free(h.s);
     return rc;
@@ -1023,16 +1016,10 @@ static const HfModelSpec hf_mamba_spec = {
 /* ---- whole directories ------------------------------------------------------------------------ */
 
 static inline int hf_write_text_(const char* path, const char* text, size_t n, char* err, size_t errlen) {
-    char tmp[4300];
-    FILE* f = ckpt_open_tmp_(path, tmp, sizeof tmp, err, errlen);
+    char tmp[ATOMIC_PATH_MAX];
+    FILE* f = atomic_open(path, tmp, sizeof tmp, err, errlen);
     if (!f) return 1;
-    if (ckpt_fwrite_all_(f, text, n)) {
-        ckpt_errf(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(errno));
-        fclose(f);
-        remove(tmp);
-        return 1;
-    }
-    return ckpt_commit_tmp_(f, tmp, path, err, errlen);
+    return atomic_commit(f, !ckpt_fwrite_all_(f, text, n), tmp, path, err, errlen);
 }
 
 /* Writes dir/model.safetensors and dir/config.json (dir must exist) from the flat fp32 buffer

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "atomic_file.h"
 
 #define SHARD_MAGIC 20240520
 #define SHARD_VERSION_U16 1
@@ -170,8 +171,8 @@ static inline int shard_check_tokens(const void* data, int tok_bytes, uint64_t n
 }
 
 /* Writes n ids as one shard (uint16 when vocab <= 65536, else uint32). vocab <= 0 means unknown:
-   the width is then chosen from the largest id. Every id must be in [0, vocab). Writes to
-   path.tmp and renames, so a crash never leaves a half-written shard under the final name. */
+   the width is then chosen from the largest id. Every id must be in [0, vocab). Replaces path
+   atomically (atomic_file.h): a crash or a full disk never leaves a half-written shard under its name. */
 static inline int shard_write(const char* path, const int32_t* toks, uint64_t n, int vocab, uint32_t tok_hash,
                               char* err, size_t errlen) {
     if (n == 0) return data_error(err, errlen, "refusing to write empty token shard '%s'", path);
@@ -191,17 +192,9 @@ static inline int shard_write(const char* path, const int32_t* toks, uint64_t n,
     h[3] = (int32_t)(uint32_t)(n >> 32);
     h[4] = vocab > 0 ? vocab : 0;
     h[5] = (int32_t)tok_hash;
-    size_t plen = strlen(path);
-    char* tmp = (char*)malloc(plen + 5);
-    if (!tmp) return data_error(err, errlen, "out of memory writing '%s'", path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE* f = fopen(tmp, "wb");
-    if (!f) {
-        data_error(err, errlen, "cannot create token shard '%s': %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
+    char tmp[ATOMIC_PATH_MAX];
+    FILE* f = atomic_open(path, tmp, sizeof tmp, err, errlen);
+    if (!f) return -1;
     int ok = fwrite(h, sizeof h, 1, f) == 1;
     const size_t CHUNK = (size_t)1 << 16;
     uint16_t* buf16 = (uint16_t*)malloc(CHUNK * sizeof(uint16_t));
@@ -215,16 +208,10 @@ static inline int shard_write(const char* path, const int32_t* toks, uint64_t n,
             ok = fwrite(buf16, sizeof(uint16_t), m, f) == m;
         }
     }
+    int e = errno;
     free(buf16);
-    if (fclose(f) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        data_error(err, errlen, "cannot write token shard '%s': %s", path, strerror(errno));
-        remove(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
+    errno = e;   /* what made a write fail, for the message */
+    return atomic_commit(f, ok, tmp, path, err, errlen) ? -1 : 0;
 }
 
 /* Reads a whole shard into a malloc'ed int32 array (*toks, caller frees). vocab > 0 also checks

@@ -345,13 +345,12 @@ static inline int tokenizer_save(const Tokenizer* t, const char* path, char* err
     h[4] = t->n_merges;
     h[5] = TOK_MAX_CHUNK;
     h[6] = (int32_t)t->fingerprint;
-    FILE* f = fopen(path, "wb");
-    if (!f) return data_error(err, errlen, "cannot create tokenizer file '%s': %s", path, strerror(errno));
+    char tmp[ATOMIC_PATH_MAX];   /* replaced atomically (atomic_file.h): a failed save keeps the old file */
+    FILE* f = atomic_open(path, tmp, sizeof tmp, err, errlen);
+    if (!f) return -1;
     int ok = fwrite(h, sizeof h, 1, f) == 1;
     if (ok && t->n_merges) ok = fwrite(t->merges, sizeof(int32_t) * 2, (size_t)t->n_merges, f) == (size_t)t->n_merges;
-    if (fclose(f) != 0) ok = 0;
-    if (!ok) return data_error(err, errlen, "cannot write tokenizer file '%s': %s", path, strerror(errno));
-    return 0;
+    return atomic_commit(f, ok, tmp, path, err, errlen) ? -1 : 0;
 }
 
 static inline int tokenizer_load(Tokenizer* t, const char* path, char* err, size_t errlen) {

@@ -11,6 +11,10 @@
  *   check_rmdir(dir)            removes that directory and everything in it
  *   check_path(dir, name)       "dir/name" in one of 8 rotating buffers (several paths can be arguments
  *                               of one call)
+ *   check_full_disk(b, fn, ctx) runs fn(ctx) as if the disk filled up after b bytes of any file (a file-size
+ *                               limit, no privileges needed; SIGXFSZ ignored, so such writes fail with
+ *                               EFBIG); returns fn's result, or -99 when the limit cannot be set. fn must
+ *                               not print (stdout may be a file).
  * Every check counts in g_passes or g_failures; a test's main returns g_failures ? 1 : 0. All helpers are
  * static inline, so that a test that does not use one gets no warning. Needs -D_DEFAULT_SOURCE (the
  * Makefile's CFLAGS_BASE) for mkdtemp.
@@ -19,10 +23,12 @@
 #define TEST_CHECK_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #if defined(__GNUC__)
 #define CHECK_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -107,6 +113,21 @@ static inline const char* check_path(const char* dir, const char* name) {
     k = (k + 1) % 8;
     snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
     return buf[k];
+}
+
+static inline int check_full_disk(long bytes, int (*fn)(void*), void* ctx) {
+    struct rlimit old, lim;
+    if (getrlimit(RLIMIT_FSIZE, &old) != 0) return -99;
+    lim = old;
+    lim.rlim_cur = (rlim_t)bytes;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    int rc = -99;
+    if (setrlimit(RLIMIT_FSIZE, &lim) == 0) {
+        rc = fn(ctx);
+        setrlimit(RLIMIT_FSIZE, &old);
+    }
+    signal(SIGXFSZ, old_handler);
+    return rc;
 }
 
 #endif /* TEST_CHECK_H */

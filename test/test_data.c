@@ -151,6 +151,41 @@ static void test_tokenizer(void) {
     free(text);
 }
 
+/* A disk that fills up while a shard or a tokenizer file is rewritten (check_full_disk): the error says
+ * so, the previous file survives bit for bit and no .tmp is left. */
+typedef struct { const char* path; int32_t toks[1000]; char err[1024]; } FullDiskData;
+static int full_disk_shard_(void* ctx) {
+    FullDiskData* c = (FullDiskData*)ctx;
+    return shard_write(c->path, c->toks, 1000, 4096, 0, c->err, sizeof c->err);
+}
+static int full_disk_tok_(void* ctx) {
+    FullDiskData* c = (FullDiskData*)ctx;
+    return tokenizer_save(&g_tok, c->path, c->err, sizeof c->err);
+}
+static void test_full_disk(void) {
+    static FullDiskData c;
+    char tmp[1100];
+    for (int i = 0; i < 1000; i++) c.toks[i] = (i * 13) % 4096;
+    struct { const char* name; const char* file; int (*fn)(void*); } cases[] = {
+        {"shard_write_disk_full_keeps_previous", "s16.bin", full_disk_shard_},
+        {"tokenizer_save_disk_full_keeps_previous", "tok.bin", full_disk_tok_},
+    };
+    for (int k = 0; k < 2; k++) {
+        c.path = tmp_path(cases[k].file);   /* written by test_shards / test_tokenizer before */
+        snprintf(tmp, sizeof tmp, "%s.tmp", c.path);
+        size_t n0 = 0, n1 = 0;
+        unsigned char* before = read_file(c.path, &n0);
+        c.err[0] = 0;
+        int rc = check_full_disk(1500, cases[k].fn, &c);   /* past the 1024-byte header, short of the payload */
+        unsigned char* after = read_file(c.path, &n1);
+        check(rc == -1 && strstr(c.err, "disk full?") && access(tmp, F_OK) != 0 && before && after && n0 == n1 &&
+                  memcmp(before, after, n0) == 0,
+              cases[k].name, "rc %d, %zu -> %zu bytes, err %s", rc, n0, n1, c.err);
+        free(before);
+        free(after);
+    }
+}
+
 /* Writes a variant of the saved tokenizer file and expects load to fail with both keywords. */
 static int bad_tok(const char* name, const unsigned char* bytes, size_t n, const char* k1, const char* k2) {
     const char* p = tmp_path(name);
@@ -516,6 +551,7 @@ int main(void) {
     test_tokenizer();
     test_tokenizer_corrupt();
     test_shards();
+    test_full_disk();
     test_loader();
     test_synthetic();
     tokenizer_free(&g_tok);

@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -223,29 +221,23 @@ static int write_ckpt(const char* dir, long long step, float* params, float* m, 
     return ckpt_write(path, &h, sec, 4, err, 512);
 }
 
-/* A disk that fills up during a write, stood in for by a file-size limit (no privileges needed; SIGXFSZ
- * ignored, so the write fails with EFBIG): the error says so, the previous checkpoint at `path` survives
- * bit for bit, and no .tmp is left. Nothing is printed while the limit is on. */
+/* A disk that fills up during a checkpoint write (check_full_disk; the header fits, the first section
+ * does not): the error says so, the previous checkpoint at `path` survives bit for bit, no .tmp is left. */
+typedef struct { const char* dir; float *params, *m; char err[512]; } FullDiskCkpt;
+static int full_disk_ckpt_(void* ctx) {
+    FullDiskCkpt* c = (FullDiskCkpt*)ctx;
+    return write_ckpt(c->dir, 10, c->params, c->m, c->err);
+}
 static void test_checkpoint_disk_full(const char* dir, const char* path, const char* tmp, float* params, float* m) {
-    char err[512] = "";
     long n_before = 0, n_after = 0;
     unsigned char *before = NULL, *after = NULL;
     int bad_before = file_bytes(path, &before, &n_before);
-    struct rlimit old;
-    int have = getrlimit(RLIMIT_FSIZE, &old) == 0;
-    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
-    struct rlimit lim = old;
-    lim.rlim_cur = 4096;   /* the header fits, the first section does not */
-    int rc = -1;
-    if (have && setrlimit(RLIMIT_FSIZE, &lim) == 0) {
-        params[0] = -1.0f;   /* would differ from what is on disk */
-        rc = write_ckpt(dir, 10, params, m, err);
-        params[0] = 99.0f;
-        setrlimit(RLIMIT_FSIZE, &old);
-    }
-    signal(SIGXFSZ, old_handler);
+    FullDiskCkpt c = {dir, params, m, ""};
+    params[0] = -1.0f;   /* would differ from what is on disk */
+    int rc = check_full_disk(4096, full_disk_ckpt_, &c);
+    params[0] = 99.0f;
     int bad_after = file_bytes(path, &after, &n_after);
-    check(rc == 1 && strstr(err, "disk full?") && !exists(tmp), "ckpt_disk_full_reported_no_tmp", "rc %d err %s", rc, err);
+    check(rc == 1 && strstr(c.err, "disk full?") && !exists(tmp), "ckpt_disk_full_reported_no_tmp", "rc %d err %s", rc, c.err);
     check(!bad_before && !bad_after && n_before == n_after && memcmp(before, after, (size_t)n_before) == 0,
           "ckpt_disk_full_keeps_previous", "%ld -> %ld bytes", n_before, n_after);
     free(before);
