@@ -5,8 +5,8 @@
  *            "mfu":0.41,"mem_gib":31.2,"host_mib":812}   (fields that are NaN are left out)
  *           {"step":100,"val_loss":3.01}
  *           {"step":57,"event":"skip_nan","detail":"loss is nan"}
- * Resume: logger_open(..., resume_step) keeps only records with step < resume_step (rewritten via a
- * .tmp + rename), so steps replayed after a resume never appear twice. A fresh run (resume_step < 0)
+ * Resume: logger_open(..., resume_step) keeps only records with step < resume_step (rewritten atomically,
+ * common/atomic_file.h), so steps replayed after a resume never appear twice. A fresh run (resume_step < 0)
  * starts an empty log. Only rank 0 should open a logger. Plain C (POSIX).
  */
 #ifndef COMMON_LOGGER_H
@@ -74,24 +74,22 @@ static inline long long logger_line_step_(const char* line) {
 static inline int logger_truncate_(const char* path, long long resume_step, char* err, size_t errlen) {
     FILE* in = fopen(path, "r");
     if (!in) return 0;   /* no log yet: nothing to drop */
-    char tmp[4160];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE* out = fopen(tmp, "w");
+    char tmp[ATOMIC_PATH_MAX];
+    FILE* out = atomic_open(path, tmp, sizeof tmp, err, errlen);
     if (!out) {
-        ckpt_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         fclose(in);
         return 1;
     }
     size_t cap = 4096, len = 0;
     char* line = (char*)malloc(cap);
-    int c, rc = 0;
+    int c, ok = 1;
     while (line) {
         c = fgetc(in);
         if (c == EOF && len == 0) break;
         if (c == '\n' || c == EOF) {
             line[len] = '\0';
             /* a torn last line (crash mid-write) has no newline and is dropped */
-            if (c == '\n' && logger_line_step_(line) < resume_step) fprintf(out, "%s\n", line);
+            if (c == '\n' && logger_line_step_(line) < resume_step) ok &= fprintf(out, "%s\n", line) >= 0;
             len = 0;
             if (c == EOF) break;
             continue;
@@ -103,13 +101,14 @@ static inline int logger_truncate_(const char* path, long long resume_step, char
         }
         line[len++] = (char)c;
     }
-    if (!line) rc = 1, ckpt_errf(err, errlen, "out of host memory reading %s", path);
-    free(line);
     fclose(in);
-    if (fclose(out) != 0 && !rc) rc = 1, ckpt_errf(err, errlen, "writing %s failed: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path) != 0) rc = 1, ckpt_errf(err, errlen, "cannot replace %s: %s", path, strerror(errno));
-    if (rc) remove(tmp);
-    return rc;
+    if (!line) {
+        atomic_abort(out, tmp);
+        ckpt_errf(err, errlen, "out of host memory reading %s", path);
+        return 1;
+    }
+    free(line);
+    return atomic_commit(out, ok, tmp, path, err, errlen);
 }
 
 /* Creates out_dir and opens out_dir/log.jsonl. resume_step < 0: fresh log; else drops records with

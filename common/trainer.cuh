@@ -766,6 +766,23 @@ static void train_loop(ModelHandle* h, TrainOptions* o, TrainData* d, int B, int
 }
 
 /* ------------------------------------------------------------------ main */
+/* A run that does not resume never writes into an output directory that holds an earlier run's
+ * checkpoints: its own would overwrite or interleave with them (a later --resume would pick the newest of
+ * either run) and --keep would prune them. Checked before the GPU is touched. */
+static void refuse_earlier_run(const TrainOptions* o) {
+    if (o->resume) return;
+    long long* steps = NULL;
+    int n = ckpt_list_(o->out_dir, &steps);
+    if (n > 0) {
+        char newest[4200];
+        ckpt_path(o->out_dir, steps[n - 1], newest, sizeof newest);
+        free(steps);
+        die("%s already holds %d checkpoint(s) of an earlier run (newest %s): continue that run with --resume 1, "
+            "or give this one another -o (or remove them yourself)", o->out_dir, n, newest);
+    }
+    free(steps);
+}
+
 /* Checks the checkpoint a run would start from (--sample, --load, or the newest under --out with --resume)
  * against the configured model before the GPU is touched: wrong model kind or config -> one clear line. */
 static void precheck_checkpoint(const TrainOptions* o, const char* model, const CkptHeader* cfg) {
@@ -966,6 +983,7 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
         if (!o.bench) data_resolve(&d, &o);
         def->configure(o.bench ? 0 : d.vocab, o.bench, B, T, &cfg);
         if (!o.bench) data_open(&d, &o, B, T, env.rank, env.world);
+        if (!o.bench) refuse_earlier_run(&o);
         precheck_checkpoint(&o, def->name, &cfg);
     }
     size_t hf_total = 0;

@@ -5,7 +5,7 @@
 #   --init-hf reads and checks config.json + weights before the GPU is touched (run with the GPU hidden,
 #   so on every machine a clean run ends at "no CUDA device"), and a mismatch names the field;
 #   bad uses of the flags end with one error line; --load checks a checkpoint's kind, config and length
-#   before the GPU too.
+#   before the GPU too, and a run that does not resume refuses a directory with an earlier run's checkpoints.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_hf.XXXXXX")
@@ -64,6 +64,14 @@ expect "train_gla --load with matching flags reaches the GPU" "no CUDA device" \
     env CUDA_VISIBLE_DEVICES= ./train_gla --load "$tmp/ckpt_gla.bin" --bench "${gla_flags[@]}"
 head -c 1000 "$tmp/ckpt_mamba.bin" > "$tmp/short.bin"
 expect "train_mamba --load of a truncated checkpoint" "truncated: 1000 bytes" ./train_mamba --load "$tmp/short.bin" --bench
+# a run that does not resume refuses an output directory holding an earlier run's checkpoints
+mkdir -p "$tmp/earlier"; cp "$tmp/ckpt_gla.bin" "$tmp/earlier/ckpt_00000042.bin"
+expect "a fresh run into a directory with an earlier run's checkpoints" "holds 1 checkpoint.*ckpt_00000042.bin.*--resume 1" \
+    ./train_gla --task synthetic -x 5 -o "$tmp/earlier"
+expect "--resume 1 into it goes on to check the checkpoint against the flags" "ckpt_00000042.bin: checkpoint is Vc=61" \
+    ./train_gla --task synthetic -x 5 -o "$tmp/earlier" --resume 1
+expect "a fresh run into a new directory reaches the GPU" "no CUDA device" \
+    env CUDA_VISIBLE_DEVICES= ./train_gla --task synthetic -x 5 -o "$tmp/later"
 # the other model's checkpoint
 expect "train_mamba --export-hf of a GLA checkpoint" "GLA model" ./train_mamba --export-hf "$tmp/y" -e "$tmp/ckpt_gla.bin"
 expect "train_gla --init-hf of a Mamba export" "model_type\" is \"mamba\"" ./train_gla --init-hf "$tmp/hf_mamba" --bench
