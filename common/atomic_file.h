@@ -6,7 +6,7 @@
  * renames it over <path> and fsyncs the directory; atomic_abort closes and removes it. A crash, a kill or
  * a full disk at any instant leaves the old file or the new one under <path>, never a torn one, and a
  * failed commit removes the .tmp. Errors: NULL / 1 with one line in err ("... (disk full?)" for failed
- * writes).
+ * writes), written by ckpt_errf, which lives here as the lowest header of the file layer.
  */
 #ifndef COMMON_ATOMIC_FILE_H
 #define COMMON_ATOMIC_FILE_H
@@ -20,14 +20,15 @@
 
 #define ATOMIC_PATH_MAX 4096
 
+/* A one-line message into the caller's buffer (cut at errlen; err may be NULL): how every function of
+ * the file layer (this file, checkpoint.h, hf.h, logger.h) reports an error instead of dying. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static inline void atomic_errf_(char* err, size_t errlen, const char* fmt, ...) {
-    if (!err || !errlen) return;
+static inline void ckpt_errf(char* err, size_t errlen, const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
 }
 
@@ -44,11 +45,11 @@ static inline void atomic_fsync_dir_(const char* path) {
 /* tmp[cap] receives "<path>.tmp" */
 static inline FILE* atomic_open(const char* path, char* tmp, size_t cap, char* err, size_t errlen) {
     if (snprintf(tmp, cap, "%s.tmp", path) >= (int)cap) {
-        atomic_errf_(err, errlen, "path too long: %s", path);
+        ckpt_errf(err, errlen, "path too long: %s", path);
         return NULL;
     }
     FILE* f = fopen(tmp, "wb");
-    if (!f) atomic_errf_(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+    if (!f) ckpt_errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
     return f;
 }
 
@@ -64,12 +65,12 @@ static inline int atomic_commit(FILE* f, int write_ok, const char* tmp, const ch
     if (!bad && (fflush(f) != 0 || fsync(fileno(f)) != 0)) { bad = 1; e = errno; }
     if (fclose(f) != 0 && !bad) { bad = 1; e = errno; }
     if (bad) {
-        atomic_errf_(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(e));
+        ckpt_errf(err, errlen, "writing %s failed: %s (disk full?)", tmp, strerror(e));
         remove(tmp);
         return 1;
     }
     if (rename(tmp, path) != 0) {
-        atomic_errf_(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        ckpt_errf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         remove(tmp);
         return 1;
     }

@@ -91,18 +91,7 @@ typedef struct {
     size_t bytes;
 } CkptSection;
 
-/* ---- error messages --------------------------------------------------------------------------- */
-
-/* snprintf into err; a separate function because messages are allowed to be cut at errlen */
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static inline void ckpt_errf(char* err, size_t errlen, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+/* Error messages: ckpt_errf (common/atomic_file.h). */
 
 /* ---- checksum --------------------------------------------------------------------------------- */
 

@@ -208,10 +208,9 @@ static inline int shard_write(const char* path, const int32_t* toks, uint64_t n,
             ok = fwrite(buf16, sizeof(uint16_t), m, f) == m;
         }
     }
-    int e = errno;
+    int rc = atomic_commit(f, ok, tmp, path, err, errlen) ? -1 : 0;   /* before free(): errno names a failed write */
     free(buf16);
-    errno = e;   /* what made a write fail, for the message */
-    return atomic_commit(f, ok, tmp, path, err, errlen) ? -1 : 0;
+    return rc;
 }
 
 /* Reads a whole shard into a malloc'ed int32 array (*toks, caller frees). vocab > 0 also checks

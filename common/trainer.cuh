@@ -982,8 +982,10 @@ static int trainer_main(int argc, char** argv, const ModelDef* def) {
     } else {
         if (!o.bench) data_resolve(&d, &o);
         def->configure(o.bench ? 0 : d.vocab, o.bench, B, T, &cfg);
-        if (!o.bench) data_open(&d, &o, B, T, env.rank, env.world);
-        if (!o.bench) refuse_earlier_run(&o);
+        if (!o.bench) {
+            data_open(&d, &o, B, T, env.rank, env.world);
+            refuse_earlier_run(&o);
+        }
         precheck_checkpoint(&o, def->name, &cfg);
     }
     size_t hf_total = 0;
