@@ -16,6 +16,12 @@
  * and keep their transpose flags.
  *
  * Requires matmul_init() once before the first call (on the device that will run the products).
+ *
+ * MATMUL_SIMPLE=1 in the environment routes every product to matmul_simple (one thread per output,
+ * fp32 accumulation, plain loads and stores): slow, for compute-sanitizer's racecheck and initcheck
+ * (`make sanitize`). Over cuBLASLt's kernels racecheck reports hazards inside them, and initcheck reports
+ * their outputs as uninitialised although dev/matmul --check shows every element written (it does not
+ * see their stores); with the simple path the tools check this project's kernels and nothing else.
  */
 #ifndef COMMON_MATMUL_CUH
 #define COMMON_MATMUL_CUH
@@ -24,6 +30,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "errors.h"
 #include "bf16.cuh"
 #ifndef CUBLAS_CHECK
@@ -46,9 +54,13 @@ static cublasLtHandle_t g_matmul_handle = NULL;
 static void* g_matmul_workspace = NULL;
 static MatmulPlan g_matmul_plans[MATMUL_CACHE_SIZE];
 static int g_matmul_nplans = 0;
+static int g_matmul_simple = 0;   /* MATMUL_SIMPLE=1: matmul_simple instead of cuBLASLt (see above) */
 
 static inline void matmul_init(void) {
     if (g_matmul_handle) return;
+    const char* simple = getenv("MATMUL_SIMPLE");
+    g_matmul_simple = simple && strcmp(simple, "1") == 0;
+    if (g_matmul_simple) fprintf(stderr, "matmul: MATMUL_SIMPLE=1, every product runs the slow simple kernel\n");
     CUBLAS_CHECK(cublasLtCreate(&g_matmul_handle));
     CUDA_CHECK(cudaMalloc(&g_matmul_workspace, MATMUL_WORKSPACE_BYTES));
     g_matmul_nplans = 0;
@@ -123,6 +135,40 @@ static inline MatmulPlan* matmul_plan_(int M, int N, int K, int lda, int ldb, in
     return p;
 }
 
+/* The simple path, and the row-major contract of matmul() spelled out: thread (n, m) computes
+ * C[m,n] = alpha * sum_k op(A)[m,k] op(B)[k,n] + beta * C[m,n] in fp32. C is not read when beta = 0
+ * (it may hold garbage, as cuBLASLt allows). */
+__global__ void matmul_simple_kernel(void* C, int c_is_fp32, int ldc, const bf16* A, int lda, int transA,
+                                     const bf16* Bm, int ldb, int transB, int M, int N, int K, float alpha,
+                                     float beta) {
+    int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n >= N) return;
+    for (int m = blockIdx.y; m < M; m += gridDim.y) {   /* the grid's y is capped at 65535 rows */
+        float acc = 0.0f;
+        for (int k = 0; k < K; k++) {
+            float a = bf2f(transA ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k]);
+            float b = bf2f(transB ? Bm[(size_t)n * ldb + k] : Bm[(size_t)k * ldb + n]);
+            acc += a * b;
+        }
+        size_t o = (size_t)m * ldc + n;
+        if (c_is_fp32) {
+            float* c = (float*)C;
+            c[o] = alpha * acc + (beta != 0.0f ? beta * c[o] : 0.0f);
+        } else {
+            bf16* c = (bf16*)C;
+            c[o] = f2bf(alpha * acc + (beta != 0.0f ? beta * bf2f(c[o]) : 0.0f));
+        }
+    }
+}
+static inline void matmul_simple(void* C, int c_is_fp32, int ldc, const bf16* A, int lda, int transA,
+                                 const bf16* Bm, int ldb, int transB, int M, int N, int K, float alpha, float beta,
+                                 cudaStream_t s) {
+    dim3 grid((N + 127) / 128, M < 65535 ? M : 65535);
+    matmul_simple_kernel<<<grid, 128, 0, s>>>(C, c_is_fp32, ldc, A, lda, transA, Bm, ldb, transB, M, N, K, alpha,
+                                              beta);
+    CUDA_KERNEL_CHECK();
+}
+
 /* C[M,N] (ldc) = alpha * op(A) @ op(B) + beta * C, row-major.
  * op(A) [M,K]: A stored [M,K] (lda), or [K,M] if transA.  op(B) [K,N]: B stored [K,N] (ldb), or [N,K] if transB.
  * C is fp32 when c_is_fp32 (e.g. parameter gradients, beta = 1 to accumulate), else bf16. */
@@ -138,6 +184,10 @@ static inline void matmul(void* C, int c_is_fp32, int ldc, const bf16* A, int ld
                           (uintptr_t)lda * 2u, (uintptr_t)ldb * 2u};
     int align = matmul_alignment_(parts, 6);
     if (align < 2) die("matmul: a pointer is not even 2-byte aligned");
+    if (g_matmul_simple) {
+        matmul_simple(C, c_is_fp32, ldc, A, lda, transA, Bm, ldb, transB, M, N, K, alpha, beta, s);
+        return;
+    }
     MatmulPlan* p = matmul_plan_(M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, c_is_fp32 ? 1 : 0,
                                  beta == 0.0f, align);
     CUBLAS_CHECK(cublasLtMatmul(g_matmul_handle, p->desc, &alpha, Bm, p->lb, A, p->la, &beta, C, p->lc, C, p->lc,

@@ -4,7 +4,7 @@
  * reference and timed at the model shapes against the card's 790 TFLOP/s.
  *
  *   ./dev/matmul [1|2] [--check] [-M 32768 -N 1024 -K 1024] [--reps 50]
- *   v1: naive one-thread-per-output kernel (teaching version: the row-major meaning, spelled out)
+ *   v1: matmul_simple, one thread per output (the row-major meaning spelled out; the MATMUL_SIMPLE=1 path)
  *   v2: production cuBLASLt wrapper from common/matmul.cuh
  * Default run times v2 (v1 only when asked for) at the GLA-340M / Mamba-370M layer shapes, M = B*T = 32768;
  * -M/-N/-K time one shape instead.
@@ -13,37 +13,10 @@
 #include "harness.h"
 #include "ref_core.h"
 
-/* ---------------- v1: naive ---------------- */
-/* C[M,N] = alpha op(A) op(B) + beta C, fp32 accumulate, same argument meaning as matmul() */
-__global__ void matmul_naive_kernel(void* C, int c_is_fp32, int ldc, const bf16* A, int lda, int transA, const bf16* B,
-                                    int ldb, int transB, int M, int N, int K, float alpha, float beta) {
-    int n = blockIdx.x * blockDim.x + threadIdx.x, m = blockIdx.y;
-    if (n >= N) return;
-    float acc = 0.0f;
-    for (int k = 0; k < K; k++) {
-        float a = bf2f(transA ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k]);
-        float b = bf2f(transB ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n]);
-        acc += a * b;
-    }
-    size_t o = (size_t)m * ldc + n;
-    if (c_is_fp32) {
-        float* c = (float*)C;
-        c[o] = alpha * acc + (beta != 0.0f ? beta * c[o] : 0.0f);
-    } else {
-        bf16* c = (bf16*)C;
-        c[o] = f2bf(alpha * acc + (beta != 0.0f ? beta * bf2f(c[o]) : 0.0f));
-    }
-}
-static void matmul_v1(void* C, int c_is_fp32, int ldc, const bf16* A, int lda, int transA, const bf16* B, int ldb,
-                      int transB, int M, int N, int K, float alpha, float beta, cudaStream_t s) {
-    dim3 grid((N + 127) / 128, M);
-    matmul_naive_kernel<<<grid, 128, 0, s>>>(C, c_is_fp32, ldc, A, lda, transA, B, ldb, transB, M, N, K, alpha, beta);
-    CUDA_KERNEL_CHECK();
-}
-
+/* v1 is matmul_simple from common/matmul.cuh (the MATMUL_SIMPLE=1 path, also the teaching version) */
 typedef void (*MatmulFn)(void*, int, int, const bf16*, int, int, const bf16*, int, int, int, int, int, float, float,
                          cudaStream_t);
-static MatmulFn version_fn(int v) { return v == 1 ? matmul_v1 : matmul; }
+static MatmulFn version_fn(int v) { return v == 1 ? matmul_simple : matmul; }
 #define NVERSIONS 2
 
 /* ---------------- check ---------------- */
