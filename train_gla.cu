@@ -44,7 +44,7 @@ typedef struct {
  * recompute level (--recompute) chooses, trading memory for time:
  *   0: keep the projection proj, the GLA output o, the chunk states and the MLP input h; the backward
  *      kernels rebuild the norm outputs, the gated-norm output and the SwiGLU product, and the rank-16
- *      forget-gate product is redone;
+ *      forget-gate product is redone; the GLA flag --keep-states 0 recomputes the chunk states too;
  *   1: also recompute the chunk states and h = ln2 W_gateup^T (one extra matrix product per layer);
  *   2: also rerun the mixer up to o (projection, gate, chunked GLA forward) in backward.
  * Per-layer buffers have L slots when kept and 1 slot (reused) when recomputed. */
@@ -94,6 +94,7 @@ typedef struct {
     int Dk, Dv, K, V, P, I;
     int B, T;                   /* allocated micro-batch shape */
     int recompute;              /* 0, 1, 2: see GLAActs */
+    int keep_states;            /* 1: the chunk states and intra-chunk matrices are kept for backward (level 0) */
     ParamTable pt;
     ParamBuffers p;
     size_t embed, final_norm, lm_head;
@@ -197,7 +198,7 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->rstd_gate, L * M * c->H);
     ACT(at, a->proj, Lmix * M * m->P);
     ACT(at, a->o, Lmix * M * m->Dv);
-    ACT(at, a->gla_saved, (m->recompute == 1 ? 0 : Lmix) * m->gla_saved_per_layer);
+    ACT(at, a->gla_saved, (m->recompute == 1 || (m->recompute == 0 && !m->keep_states) ? 0 : Lmix) * m->gla_saved_per_layer);
     ACT(at, a->h, Lmlp * M * 2 * m->I);
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
@@ -238,7 +239,7 @@ static bf16* o_of(GLAModel* m, int l) { return m->a.o + (size_t)(m->recompute >=
  * gla-340m layer) or recompute them there (NULL): kept at level 0, recomputed at level 1, and at level 2
  * one slot is refilled by the rerun forward */
 static char* saved_of(GLAModel* m, int l) {
-    if (m->recompute == 1) return NULL;
+    if (m->recompute == 1 || (m->recompute == 0 && !m->keep_states)) return NULL;
     return m->a.gla_saved + (size_t)(m->recompute >= 2 ? 0 : l) * m->gla_saved_per_layer;
 }
 static bf16* h_of(GLAModel* m, int l) { return m->a.h + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * 2 * m->I; }
@@ -434,12 +435,13 @@ static void gla_decode_forward(void* model, const int* d_token, cudaStream_t s) 
 /* ------------------------------------------------------------------ lifetime */
 /* Builds the tables and allocates everything for micro-batches of B x T; parameters are initialised
  * from seed (fla's init). */
-static void gla_create(GLAModel* m, const GLAConfig* c, int B, int T, int recompute, uint64_t seed) {
+static void gla_create(GLAModel* m, const GLAConfig* c, int B, int T, int recompute, int keep_states, uint64_t seed) {
     memset(m, 0, sizeof *m);
     m->c = *c;
     m->B = B;
     m->T = T;
     m->recompute = recompute;
+    m->keep_states = keep_states;
     gla_derive(m);
     gla_build_params(m);
     m->p = param_buffers_alloc(&m->pt);
@@ -464,6 +466,7 @@ static struct {
     const char* preset;
     int D, L, H, I, vocab, tied;
     float expand_k, expand_v;
+    int keep_states;
 } gla_opt;
 
 /* the model flags' bounds, which also bound the sizes a file's config may give (gla_param_table) */
@@ -472,7 +475,7 @@ enum { GLA_MAX_D = RMSNORM_MAX_C, GLA_MAX_L = 4096, GLA_MAX_H = 1024, GLA_MAX_EX
 static int gla_options(ArgSpec* out) {
     gla_opt.preset = "gla-tiny";
     gla_opt.D = 0; gla_opt.L = 0; gla_opt.H = 0; gla_opt.I = 0; gla_opt.vocab = 0; gla_opt.tied = -1;
-    gla_opt.expand_k = 0; gla_opt.expand_v = 0;
+    gla_opt.expand_k = 0; gla_opt.expand_v = 0; gla_opt.keep_states = 1;
     const ArgSpec rows[] = {
         {NULL, "--model", ARG_STR, &gla_opt.preset, "preset: gla-tiny (D=512 L=6 H=4), gla-125m, gla-340m, gla-1.3b", 0, 0, NULL},
         {"-D", "--dim", ARG_INT, &gla_opt.D, "model width D (0: preset)", 0, GLA_MAX_D, NULL},
@@ -481,6 +484,8 @@ static int gla_options(ArgSpec* out) {
         {NULL, "--expand-k", ARG_FLOAT, &gla_opt.expand_k, "key width / D (0: preset, 0.5)", 0, GLA_MAX_EXPAND, NULL},
         {NULL, "--expand-v", ARG_FLOAT, &gla_opt.expand_v, "value width / D (0: preset, 1)", 0, GLA_MAX_EXPAND, NULL},
         {NULL, "--mlp", ARG_INT, &gla_opt.I, "MLP width (0: fla's rule 256*ceil(8D/3/256))", 0, GLA_MAX_MLP, NULL},
+        {NULL, "--keep-states", ARG_INT, &gla_opt.keep_states,
+         "at --recompute 0: 1 keeps the chunk states for backward, 0 recomputes them (-3 GiB at gla-340m)", 0, 1, NULL},
         {NULL, "--vocab", ARG_INT, &gla_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, GLA_MAX_VOCAB, NULL},
         {NULL, "--tied", ARG_INT, &gla_opt.tied, "1: lm_head shares the embedding, 0: separate (-1: preset)", -1, 1, NULL},
     };
@@ -580,7 +585,7 @@ static void gla_fill_handle(ModelHandle* h, GLAModel* m) {
 }
 
 static void gla_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
-    gla_create(&gla_model, &gla_cfg, B, T, recompute, seed);
+    gla_create(&gla_model, &gla_cfg, B, T, recompute, gla_opt.keep_states, seed);
     gla_fill_handle(h, &gla_model);
 }
 

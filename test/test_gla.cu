@@ -9,7 +9,7 @@
 #include "ref_gla.h"
 #include "model_check.cuh"
 
-typedef struct { const char* tag; RefGLAConfig c; int B, T, recompute; } GLACase;
+typedef struct { const char* tag; RefGLAConfig c; int B, T, recompute, keep_states; } GLACase;
 
 /* moves parameters off init so that every path carries signal: gate biases make some key channels decay
  * hard (g ~ -0.5 per step) and others barely; norm weights vary */
@@ -37,7 +37,7 @@ static int run_case(const GLACase* tc) {
     const RefGLAConfig* rc = &tc->c;
     GLAConfig c = {rc->Vc, rc->D, rc->L, rc->H, (float)rc->expand_k, (float)rc->expand_v, rc->I, rc->tied, (float)rc->eps};
     GLAModel m;
-    gla_create(&m, &c, tc->B, tc->T, tc->recompute, 1);
+    gla_create(&m, &c, tc->B, tc->T, tc->recompute, tc->keep_states, 1);
     ModelHandle h;
     memset(&h, 0, sizeof h);
     gla_fill_handle(&h, &m);
@@ -55,7 +55,7 @@ static int run_case(const GLACase* tc) {
     ModelHandle hh;
     memset(&hh, 0, sizeof hh);
     if (tc->B % 2 == 0) {
-        gla_create(&mh, &c, tc->B / 2, tc->T, tc->recompute, 1);
+        gla_create(&mh, &c, tc->B / 2, tc->T, tc->recompute, tc->keep_states, 1);
         gla_fill_handle(&hh, &mh);
     }
     int fails = check_model_case(&h, &rl, params, ref_fn, rc, tc->B, tc->T, tc->tag, tc->B % 2 == 0 ? &hh : NULL);
@@ -73,12 +73,13 @@ int main(int argc, char** argv) {
         return 0;
     }
     matmul_init();
-    /* tag, {Vc, D, L, H, expand_k, expand_v, I, tied, eps}, B, T, recompute level */
+    /* tag, {Vc, D, L, H, expand_k, expand_v, I, tied, eps}, B, T, recompute level, keep chunk states */
     GLACase cases[] = {
-        {"gla tied B=2 T=100", {72, 256, 2, 2, 0.5, 1.0, 0, 1, 1e-6}, 2, 100, 0},
-        {"gla untied B=1 T=150 Vc=61 recompute=2", {61, 256, 2, 2, 0.5, 1.0, 256, 0, 1e-6}, 1, 150, 2},
-        {"gla T=1 B=3 recompute=1", {64, 256, 1, 2, 0.5, 1.0, 0, 1, 1e-6}, 3, 1, 1},
-        {"gla B=2 T=200 H=4 K=64 recompute=1", {80, 256, 2, 4, 1.0, 1.0, 0, 1, 1e-6}, 2, 200, 1},
+        {"gla tied B=2 T=100", {72, 256, 2, 2, 0.5, 1.0, 0, 1, 1e-6}, 2, 100, 0, 1},
+        {"gla untied B=1 T=150 Vc=61 recompute=2", {61, 256, 2, 2, 0.5, 1.0, 256, 0, 1e-6}, 1, 150, 2, 1},
+        {"gla T=1 B=3 recompute=1", {64, 256, 1, 2, 0.5, 1.0, 0, 1, 1e-6}, 3, 1, 1, 1},
+        {"gla B=2 T=200 H=4 K=64 recompute=1", {80, 256, 2, 4, 1.0, 1.0, 0, 1, 1e-6}, 2, 200, 1, 1},
+        {"gla B=2 T=130 keep-states=0", {72, 256, 2, 2, 0.5, 1.0, 0, 0, 1e-6}, 2, 130, 0, 0},
     };
     int fails = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
