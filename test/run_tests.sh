@@ -14,7 +14,8 @@
 #
 # usage: test/run_tests.sh [--cpu-only] [--gpu-only] [--no-train] [--cpu-bindir DIR]
 # env:   TEST_TIMEOUT (s per program, default 900), FUZZ_SECONDS, FUZZ_SEED, NO_GPU=1 (force the no-device path),
-#        GPU_WRAPPER (command prefix for GPU programs, e.g. compute-sanitizer; set by `make sanitize`)
+#        GPU_WRAPPER (command prefix for GPU programs, e.g. compute-sanitizer; set by `make sanitize`),
+#        TEST_ONLY (space-separated GPU programs to run, e.g. "dev/conv1d test/test_gla"; unset: all)
 
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ trap 'rm -rf "$tmp"' EXIT
 # run_one NAME CMD...: runs CMD, streams its output, counts its PASS/FAIL lines
 run_one() {
     local name="$1"; shift
-    local log="$tmp/out.txt" rc p f
+    local log="$tmp/out.txt" rc p f t0=$SECONDS
     echo "=== $name"
     if command -v timeout >/dev/null 2>&1; then
         timeout -k 10 "$TEST_TIMEOUT" "$@" 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
@@ -63,7 +64,7 @@ run_one() {
     fi
     if [ "$rc" -eq 0 ] && [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then p=1; fi
     npass=$((npass + p)); nfail=$((nfail + f))
-    echo "--- $name: $p passed, $f failed (exit $rc)"
+    echo "--- $name: $p passed, $f failed (exit $rc, $((SECONDS - t0)) s)"
 }
 
 # missing NAME: a test whose source exists but whose binary does not (it failed to build)
@@ -117,6 +118,7 @@ if [ "$run_gpu" = 1 ]; then
     if have_gpu; then
         nvidia-smi -L 2>/dev/null
         for bin in "${gpu_tests[@]}"; do
+            [ -n "${TEST_ONLY:-}" ] && [[ " $TEST_ONLY " != *" $bin "* ]] && continue
             args=(); case "$bin" in dev/*) args=(--check) ;; esac
             if [ -x "$bin" ]; then
                 # shellcheck disable=SC2086  # GPU_WRAPPER is a command prefix, split on purpose
