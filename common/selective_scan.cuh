@@ -40,7 +40,9 @@
 #define SCAN_THREADS 256 // threads per block, both directions
 #define SCAN_G_FWD 8     // production forward: states per lane (N/G lanes per channel); measured: 8 beats 4
 #define SCAN_G_BWD 4     // production backward: 4 states per lane (8 would not fit 2 blocks per SM)
-#define SCAN_BWD_FLAGS 3 // production backward variant: prefetch + staging over all threads (SCAN_BF_* below)
+#ifndef SCAN_BWD_FLAGS   // (a build may pick another variant, -DSCAN_BWD_FLAGS=..., to time it in the model)
+#define SCAN_BWD_FLAGS 19 // production backward variant: prefetch + staging over all threads + fold (SCAN_BF_*)
+#endif
 
 // every pointer and stride a scan kernel needs (passed by value)
 struct ScanArgs {
@@ -400,11 +402,14 @@ __device__ __forceinline__ void scan_warp_reduce_bc(float (&v)[2 * G], float* st
 // backward variant flags (template F): bit 0 prefetch the next window's inputs; bit 1 ScanStageBwd (staging over
 // all threads) instead of ScanPrefetch; bit 2 defer the window's dB/dC cross-warp reduction and du/ddt/dz stores
 // to the tail of the next event (double-buffered stage/sO, one barrier less per window); bit 3 keep the window's
-// exp(delta A) in registers so the reverse loop does not recompute it.
+// exp(delta A) in registers so the reverse loop does not recompute it; bit 4 fold the delta gradient's
+// sum_n dh B u into u * (sum_n dh B), which du needs anyway, and share x = dh * exp(delta A) h_{t-1} between the
+// delta and A gradients (2 fewer FP32 instructions per state and step).
 #define SCAN_BF_PF 1
 #define SCAN_BF_STAGE 2
 #define SCAN_BF_DEFER 4
 #define SCAN_BF_SHARE 8
+#define SCAN_BF_FOLD 16
 template <int N, int G, int W, int F = 0>
 static size_t scan_bwd_smem_bytes() {
     constexpr int DL = SCAN_THREADS / (N / G), NB = (F & SCAN_BF_DEFER) ? 2 : 1;
@@ -426,7 +431,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                           const ScanArgs p) {
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, NW = SCAN_CHUNK / W;
     constexpr int NWARP = SCAN_THREADS / 32;
-    constexpr bool PF = F & SCAN_BF_PF, DEFER = F & SCAN_BF_DEFER, SHARE = F & SCAN_BF_SHARE;
+    constexpr bool PF = F & SCAN_BF_PF, DEFER = F & SCAN_BF_DEFER, SHARE = F & SCAN_BF_SHARE, FOLD = F & SCAN_BF_FOLD;
     constexpr int NB = DEFER ? 2 : 1;
     static_assert(SCAN_CHUNK % W == 0, "windows tile a chunk");
     extern __shared__ __align__(16) float smem[];
@@ -564,12 +569,20 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                     bc[i] = dh[i] * du;                         // dB contribution
                     const float ah = hs[j][i] - Bv[i] * du;     // exp(delta A) h_{t-1}, no division
                     dupart += dh[i] * Bv[i];
-                    ddpart += dh[i] * (Bv[i] * uu + A[i] * ah);
-                    dAacc[i] += dh[i] * delta * ah;
+                    if constexpr (FOLD) {
+                        const float x = dh[i] * ah;
+                        ddpart += A[i] * x;
+                        dAacc[i] += delta * x;
+                    } else {
+                        ddpart += dh[i] * (Bv[i] * uu + A[i] * ah);
+                        dAacc[i] += dh[i] * delta * ah;
+                    }
                     dh[i] *= SHARE ? ea[SHARE ? j : 0][i] : scan_ex2(delta * A2[i]);   // -> dL/dh_{t-1} (partial)
                 }
-                dupart = scan_group_sum<LC>(dupart) * delta;
+                const float dus = scan_group_sum<LC>(dupart);   // sum_n dh B
                 ddpart = scan_group_sum<LC>(ddpart);
+                if constexpr (FOLD) ddpart = fmaf(uu, dus, ddpart);
+                dupart = dus * delta;
                 scan_warp_reduce_bc<N, G>(bc, stage + (j * NWARP + warp) * 2 * N, lane);
                 const float ddt = ddpart * TD(3, j);   // 0 on padded steps
                 dDacc += dyv * uu;
@@ -767,6 +780,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
             case 11: SCAN_BWD_L(n_, g_, 8, 11); break;                                                     \
             case 14: SCAN_BWD_L(n_, g_, 8, 14); break;                                                     \
             case 15: SCAN_BWD_L(n_, g_, 8, 15); break;                                                     \
+            case 19: SCAN_BWD_L(n_, g_, 8, 19); break;                                                     \
             default: die("selective_scan: backward flags %d unsupported", prefetch);                      \
         }                                                                                                  \
         else die("selective_scan: window %d unsupported (8, 16)", W);                                      \
