@@ -73,8 +73,8 @@ static void gla_prob_slice(const GlaProb* p, int b, int h, double* q, double* k,
         }
     }
 }
-/* reference o [B,T,H,V] */
-static double* gla_prob_ref_forward(const GlaProb* p) {
+/* reference o [B,T,H,V] (inline: dev/gla_chunk_bwd.cu includes this file without using it) */
+static inline double* gla_prob_ref_forward(const GlaProb* p) {
     int T = p->T, H = p->H, K = p->K, V = p->V;
     double* o = (double*)malloc_check((size_t)p->B * T * H * V * sizeof(double));
     double *q = (double*)malloc_check((size_t)T * K * sizeof(double)), *k = (double*)malloc_check((size_t)T * K * sizeof(double));
