@@ -20,8 +20,8 @@
  * MATMUL_SIMPLE=1 in the environment routes every product to matmul_simple (one thread per output,
  * fp32 accumulation, plain loads and stores): slow, for compute-sanitizer's racecheck and initcheck
  * (`make sanitize`). Over cuBLASLt's kernels racecheck reports hazards inside them, and initcheck reports
- * their outputs as uninitialised although dev/matmul --check shows every element written (it does not
- * see their stores); with the simple path the tools check this project's kernels and nothing else.
+ * their outputs as uninitialised although dev/matmul --check shows every element written (it seems not to
+ * follow how those kernels store); with the simple path the tools check this project's kernels only.
  */
 #ifndef COMMON_MATMUL_CUH
 #define COMMON_MATMUL_CUH
