@@ -184,19 +184,15 @@ asan: $(ASAN_BINS)
 
 COMPUTE_SANITIZER ?= $(firstword $(shell command -v compute-sanitizer 2>/dev/null) \
                        $(wildcard $(CUDA_HOME)/bin/compute-sanitizer $(CUDA_HOME)/compute-sanitizer/compute-sanitizer))
-# SANITIZE_TOOLS picks the tools (e.g. `make sanitize SANITIZE_TOOLS=memcheck`); TEST_TIMEOUT (seconds per
-# test program, default 900) bounds each run: racecheck and initcheck are 10-100x slower than memcheck.
-# racecheck and initcheck run with MATMUL_SIMPLE=1 and NO_CUDNN=1 (common/matmul.cuh and cudnn_ops.cuh say
-# why): they check this project's kernels; memcheck runs the production cuBLASLt path and the cuDNN versions.
+# SANITIZE_TOOLS picks the tools (e.g. `make sanitize SANITIZE_TOOLS=memcheck`); test/sanitize.sh runs every
+# GPU test program (each model-test case alone) under each, SANITIZE_JOBS at a time (default: the CPUs);
+# TEST_TIMEOUT (seconds per job, default 900) bounds each; TEST_ONLY picks programs. racecheck and initcheck
+# run with MATMUL_SIMPLE=1 and NO_CUDNN=1 (common/matmul.cuh and cudnn_ops.cuh say why): they check this
+# project's kernels; memcheck runs the production cuBLASLt path and the cuDNN versions.
 SANITIZE_TOOLS ?= memcheck racecheck initcheck
 sanitize: $(DEV_BINS) $(GPU_TESTS)
 	@if [ -z "$(COMPUTE_SANITIZER)" ]; then echo "compute-sanitizer not found (PATH, $(CUDA_HOME))"; exit 1; fi
-	@rc=0; for tool in $(SANITIZE_TOOLS); do \
-	    echo "=== compute-sanitizer --tool $$tool ==="; \
-	    simple=0; [ $$tool = memcheck ] || simple=1; \
-	    MATMUL_SIMPLE=$$simple NO_CUDNN=$$simple GPU_WRAPPER="$(COMPUTE_SANITIZER) --tool $$tool --error-exitcode 99" \
-	        bash test/run_tests.sh --gpu-only --no-train || rc=1; \
-	done; exit $$rc
+	COMPUTE_SANITIZER=$(COMPUTE_SANITIZER) bash test/sanitize.sh $(SANITIZE_TOOLS)
 
 clean:
 	rm -f train_gla train_mamba $(DEV_BINS) $(CPU_TESTS) $(GPU_TESTS) $(DATA_BINS) \

@@ -14,7 +14,7 @@
 #
 # usage: test/run_tests.sh [--cpu-only] [--gpu-only] [--no-train] [--cpu-bindir DIR]
 # env:   TEST_TIMEOUT (s per program, default 900), FUZZ_SECONDS, FUZZ_SEED, NO_GPU=1 (force the no-device path),
-#        GPU_WRAPPER (command prefix for GPU programs, e.g. compute-sanitizer; set by `make sanitize`),
+#        GPU_WRAPPER (command prefix for GPU programs, e.g. compute-sanitizer; make sanitize uses test/sanitize.sh),
 #        TEST_ONLY (space-separated GPU programs to run, e.g. "dev/conv1d test/test_gla"; unset: all)
 
 set -uo pipefail

@@ -5,6 +5,7 @@
  * Needs a GPU; prints SKIP without one.
  */
 #define TESTING
+#include <string.h>
 #include "../train_gla.cu"
 #include "ref_gla.h"
 #include "model_check.cuh"
@@ -67,12 +68,6 @@ static int run_case(const GLACase* tc) {
 }
 
 int main(int argc, char** argv) {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-        printf("SKIP test_gla: no CUDA device\n");
-        return 0;
-    }
-    matmul_init();
     /* tag, {Vc, D, L, H, expand_k, expand_v, I, tied, eps}, B, T, recompute level, keep chunk states */
     GLACase cases[] = {
         {"gla tied B=2 T=100", {72, 256, 2, 2, 0.5, 1.0, 0, 1, 1e-6}, 2, 100, 0, 1},
@@ -81,9 +76,20 @@ int main(int argc, char** argv) {
         {"gla B=2 T=200 H=4 K=64 recompute=1", {80, 256, 2, 4, 1.0, 1.0, 0, 1, 1e-6}, 2, 200, 1, 1},
         {"gla B=2 T=130 keep-states=0", {72, 256, 2, 2, 0.5, 1.0, 0, 0, 1e-6}, 2, 130, 0, 0},
     };
+    const int ncases = (int)(sizeof cases / sizeof cases[0]);
+    if (argc == 2 && strcmp(argv[1], "--cases") == 0) {   /* how many cases (test/sanitize.sh runs each alone) */
+        printf("%d\n", ncases);
+        return 0;
+    }
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        printf("SKIP test_gla: no CUDA device\n");
+        return 0;
+    }
+    matmul_init();
     int fails = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (case_selected((int)i, argc, argv)) fails += run_case(&cases[i]);
+    for (int i = 0; i < ncases; i++)
+        if (case_selected(i, argc, argv)) fails += run_case(&cases[i]);
     matmul_free();
     return fails ? 1 : 0;
 }

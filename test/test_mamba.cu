@@ -6,6 +6,7 @@
  * Needs a GPU; prints SKIP without one.
  */
 #define TESTING
+#include <string.h>
 #include "../train_mamba.cu"
 #include "ref_mamba.h"
 #include "model_check.cuh"
@@ -66,12 +67,6 @@ static int run_case(const MambaCase* tc) {
 }
 
 int main(int argc, char** argv) {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-        printf("SKIP test_mamba: no CUDA device\n");
-        return 0;
-    }
-    matmul_init();
     /* tag, {Vc, D, L, Di, N, R, W, tied, eps}, B, T, recompute level */
     MambaCase cases[] = {
         {"mamba tied B=2 T=37", {72, 64, 2, 128, 16, 8, 4, 1, 1e-5}, 2, 37, 0},
@@ -80,9 +75,20 @@ int main(int argc, char** argv) {
         {"mamba T=1 B=3 W=3 recompute=2", {64, 64, 1, 64, 16, 4, 3, 1, 1e-5}, 3, 1, 2},
         {"mamba tied B=2 T=300 L=3 recompute=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 2},
     };
+    const int ncases = (int)(sizeof cases / sizeof cases[0]);
+    if (argc == 2 && strcmp(argv[1], "--cases") == 0) {   /* how many cases (test/sanitize.sh runs each alone) */
+        printf("%d\n", ncases);
+        return 0;
+    }
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        printf("SKIP test_mamba: no CUDA device\n");
+        return 0;
+    }
+    matmul_init();
     int fails = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (case_selected((int)i, argc, argv)) fails += run_case(&cases[i]);
+    for (int i = 0; i < ncases; i++)
+        if (case_selected(i, argc, argv)) fails += run_case(&cases[i]);
     matmul_free();
     return fails ? 1 : 0;
 }

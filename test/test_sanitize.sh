@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# test_sanitize.sh — test/sanitize.sh's own machinery, on any machine: with a stand-in for compute-sanitizer
+# and for nvidia-smi it must list one job per dev harness and one per model-test case (from `--cases`), count
+# a tool's report or a program's FAIL line as a failure, pass the environment racecheck and initcheck need,
+# and end with `N passed, M failed`; without a GPU it skips every job.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_sanitize.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+source test/lib.sh   # check
+
+mkdir -p "$tmp/bin"
+printf '#!/bin/sh\necho "GPU 0: stand-in"\n' > "$tmp/bin/nvidia-smi"
+# the stand-in tool: records its environment and arguments; reports an error for $FAKE_FAIL, a FAIL line for
+# $FAKE_PROGFAIL, else passes
+cat > "$tmp/bin/cs" <<'EOF'
+#!/bin/bash
+shift 6   # --tool T --error-exitcode 99 --print-limit 20
+echo "$MATMUL_SIMPLE $NO_CUDNN $*" >> "$FAKE_REC"
+[ "$*" = "$FAKE_FAIL" ] && { echo "========= ERROR SUMMARY: 1 error"; exit 99; }
+[ "$*" = "$FAKE_PROGFAIL" ] && { echo "FAIL something"; exit 1; }
+echo "PASS stand-in"
+EOF
+chmod +x "$tmp/bin/nvidia-smi" "$tmp/bin/cs"
+ncases=$(./test/test_gla --cases)
+check "test_gla --cases prints a count without a GPU" "$([[ "$ncases" =~ ^[0-9]+$ ]] && [ "$ncases" -ge 1 ]; echo $?)" "got '$ncases'"
+
+export SANITIZE_LOGS="$tmp/logs" FAKE_REC="$tmp/rec" FAKE_FAIL="./test/test_gla 1" FAKE_PROGFAIL="./dev/adamw --check"
+PATH="$tmp/bin:$PATH" COMPUTE_SANITIZER="$tmp/bin/cs" TEST_ONLY="dev/adamw test/test_gla" SANITIZE_JOBS=3 \
+    bash test/sanitize.sh racecheck > "$tmp/out" 2>&1
+rc=$?
+last=$(tail -n 1 "$tmp/out")
+check "sanitize: one job per harness and per model-test case" "$([ "$(wc -l < "$tmp/rec")" -eq $((ncases + 1)) ]; echo $?)" \
+    "$(wc -l < "$tmp/rec") jobs for $ncases cases + 1 harness"
+check "sanitize: a tool report and a FAIL line are failures, the rest passes" \
+    "$([ "$last" = "$((ncases - 1)) passed, 2 failed" ] && [ $rc -ne 0 ]; echo $?)" "last line '$last', exit $rc"
+check "sanitize: the failing job is named with the tool's summary" \
+    "$(grep -q '^FAIL racecheck test/test_gla 1: exit 99.*ERROR SUMMARY' "$tmp/out"; echo $?)" "$(grep '^FAIL' "$tmp/out" | head -n 2)"
+check "sanitize: racecheck runs with MATMUL_SIMPLE=1 NO_CUDNN=1" "$([ "$(grep -vc '^1 1 ' "$tmp/rec")" = 0 ]; echo $?)" \
+    "$(head -n 2 "$tmp/rec")"
+: > "$tmp/rec"
+PATH="$tmp/bin:$PATH" COMPUTE_SANITIZER="$tmp/bin/cs" TEST_ONLY="dev/adamw" FAKE_PROGFAIL= bash test/sanitize.sh memcheck > "$tmp/out" 2>&1
+check "sanitize: memcheck runs the production path (MATMUL_SIMPLE=0)" \
+    "$(grep -q '^0 0 ./dev/adamw --check' "$tmp/rec" && [ "$(tail -n 1 "$tmp/out")" = "1 passed, 0 failed" ]; echo $?)" \
+    "$(cat "$tmp/rec") / $(tail -n 1 "$tmp/out")"
+NO_GPU=1 TEST_ONLY="dev/adamw test/test_gla" bash test/sanitize.sh > "$tmp/out" 2>&1
+check "sanitize without a GPU skips every job" \
+    "$([ "$(grep -c '^SKIP' "$tmp/out")" -eq $((3 * (ncases + 1))) ] && [ "$(tail -n 1 "$tmp/out")" = "0 passed, 0 failed" ]; echo $?)" \
+    "$(tail -n 2 "$tmp/out")"
