@@ -270,6 +270,7 @@ static void time_cudnn_parts(ConvCtx* c, int reps, double bytes) {
 #endif
 
 int main(int argc, char** argv) {
+    harness_versions(argc, argv, V_CUDNN);
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("conv1d");
     const int nver = V_CUDNN;

@@ -30,6 +30,16 @@ typedef struct {
     long val[26];     /* -A .. -Z integer shape flags; -1 = not given */
 } HarnessArgs;
 
+/* --versions: print how many versions the harness has and exit, before any GPU work (test/sanitize.sh runs
+ * `--check` of each version as its own job). Called first by the harnesses whose --check honours a version. */
+static inline void harness_versions(int argc, char** argv, int n) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--versions")) {
+            printf("%d\n", n);
+            exit(0);
+        }
+}
+
 static inline HarnessArgs harness_args(int argc, char** argv) {
     HarnessArgs a;
     a.version = 0; a.check = 0; a.reps = 50;

@@ -196,6 +196,7 @@ static void time_shape(int v, const char* name, int M, int N, int K, int reps) {
 }
 
 int main(int argc, char** argv) {
+    harness_versions(argc, argv, NVERSIONS);
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("matmul");
     matmul_init();

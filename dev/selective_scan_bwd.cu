@@ -170,6 +170,7 @@ typedef struct { ScanProblem* p; int v; } BwdCtx;
 static void bwd_fn(void* c) { scan_bwd_version(((BwdCtx*)c)->p, ((BwdCtx*)c)->v); }
 
 int main(int argc, char** argv) {
+    harness_versions(argc, argv, BWD_NVER);
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("selective_scan_bwd");
     const int nver = BWD_NVER;

@@ -225,6 +225,7 @@ typedef struct { ScanProblem* p; int v; } FwdCtx;
 static void fwd_fn(void* c) { scan_fwd_version(((FwdCtx*)c)->p, ((FwdCtx*)c)->v); }
 
 int main(int argc, char** argv) {
+    harness_versions(argc, argv, FWD_NVER);
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("selective_scan_fwd");
     const int nver = FWD_NVER;

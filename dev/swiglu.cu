@@ -144,6 +144,7 @@ static void time_version(int version, int M, int I, int reps) {
 }
 
 int main(int argc, char** argv) {
+    harness_versions(argc, argv, NVERSIONS);
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("swiglu");
     if (a.version < 0 || a.version > NVERSIONS) die("version must be 1..%d", NVERSIONS);

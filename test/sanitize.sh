@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test/sanitize.sh: every GPU test program under compute-sanitizer, as parallel jobs (`make sanitize` runs it).
-# Jobs: each dev/<name> harness with --check, and each case of each model test (test/test_*.cu binaries take a
-# case index; `--cases` prints how many they have) on its own, so the slow tools (racecheck, initcheck: 10-100x
+# Jobs: each dev/<name> harness with --check (each version alone where the harness answers `--versions`), and
+# each case of each model test (test/test_*.cu binaries take a case index; `--cases` prints how many) on its
+# own, so the slow tools (racecheck, initcheck: 10-100x
 # slower than memcheck, and bound by the CPU) spread over the machine's cores instead of running one program
 # after another. racecheck and initcheck run with MATMUL_SIMPLE=1 and NO_CUDNN=1 (common/matmul.cuh and
 # common/cudnn_ops.cuh say why): they check this project's kernels; memcheck runs the production path.
@@ -37,7 +38,9 @@ list_jobs() {
         bin=${src%.cu}
         [ -n "${TEST_ONLY:-}" ] && [[ " $TEST_ONLY " != *" $bin "* ]] && continue
         case "$bin" in
-            dev/*) echo "$bin --check" ;;
+            dev/*) n=$("./$bin" --versions 2>/dev/null) || n=
+                   if [[ "$n" =~ ^[0-9]+$ ]]; then for ((c = 1; c <= n; c++)); do echo "$bin $c --check"; done
+                   else echo "$bin --check"; fi ;;
             *) n=$("./$bin" --cases 2>/dev/null) || n=
                if [[ "$n" =~ ^[0-9]+$ ]]; then for ((c = 0; c < n; c++)); do echo "$bin $c"; done
                else echo "$bin"; fi ;;
@@ -77,11 +80,11 @@ if [ ! -x "$CS" ]; then echo "FAIL compute-sanitizer not found (set COMPUTE_SANI
 
 out=$(mktemp "${TMPDIR:-/tmp}/sanitize.XXXXXX")
 trap 'rm -f "$out"' EXIT
-for tool in "${tools[@]}"; do
-    mkdir -p "$logdir/$tool"
-    echo "=== compute-sanitizer --tool $tool: ${#jobs[@]} jobs, $JOBS at a time"
-    printf '%s\n' "${jobs[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_job "$0" "$1"' "$tool" {} | tee -a "$out"
-done
+# one pool for every (tool, job) pair: a slow job of one tool does not hold the others back
+for tool in "${tools[@]}"; do mkdir -p "$logdir/$tool"; done
+echo "=== compute-sanitizer --tool ${tools[*]}: ${#jobs[@]} jobs each, $JOBS at a time"
+for tool in "${tools[@]}"; do for job in "${jobs[@]}"; do echo "$tool $job"; done; done |
+    xargs -P "$JOBS" -I{} bash -c 'run_job ${0%% *} "${0#* }"' {} | tee "$out"
 npass=$(grep -c '^PASS' "$out"); nfail=$(grep -c '^FAIL' "$out")
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_sanitize.sh — test/sanitize.sh's own machinery, on any machine: with a stand-in for compute-sanitizer
-# and for nvidia-smi it must list one job per dev harness and one per model-test case (from `--cases`), count
+# and for nvidia-smi it must list one job per dev harness (per version where it answers `--versions`) and one
+# per model-test case (from `--cases`), count
 # a tool's report or a program's FAIL line as a failure, pass the environment racecheck and initcheck need,
 # and end with `N passed, M failed`; without a GPU it skips every job.
 set -uo pipefail
@@ -24,16 +25,20 @@ EOF
 chmod +x "$tmp/bin/nvidia-smi" "$tmp/bin/cs"
 ncases=$(./test/test_gla --cases)
 check "test_gla --cases prints a count without a GPU" "$([[ "$ncases" =~ ^[0-9]+$ ]] && [ "$ncases" -ge 1 ]; echo $?)" "got '$ncases'"
+nver=$(./dev/swiglu --versions)
+check "dev/swiglu --versions prints a count without a GPU" "$([[ "$nver" =~ ^[0-9]+$ ]] && [ "$nver" -ge 1 ]; echo $?)" "got '$nver'"
 
 export SANITIZE_LOGS="$tmp/logs" FAKE_REC="$tmp/rec" FAKE_FAIL="./test/test_gla 1" FAKE_PROGFAIL="./dev/adamw --check"
-PATH="$tmp/bin:$PATH" COMPUTE_SANITIZER="$tmp/bin/cs" TEST_ONLY="dev/adamw test/test_gla" SANITIZE_JOBS=3 \
+PATH="$tmp/bin:$PATH" COMPUTE_SANITIZER="$tmp/bin/cs" TEST_ONLY="dev/adamw dev/swiglu test/test_gla" SANITIZE_JOBS=3 \
     bash test/sanitize.sh racecheck > "$tmp/out" 2>&1
 rc=$?
 last=$(tail -n 1 "$tmp/out")
-check "sanitize: one job per harness and per model-test case" "$([ "$(wc -l < "$tmp/rec")" -eq $((ncases + 1)) ]; echo $?)" \
-    "$(wc -l < "$tmp/rec") jobs for $ncases cases + 1 harness"
+njobs=$((ncases + nver + 1))
+check "sanitize: one job per harness version and per model-test case" \
+    "$([ "$(wc -l < "$tmp/rec")" -eq $njobs ] && grep -q "^1 1 ./dev/swiglu $nver --check$" "$tmp/rec"; echo $?)" \
+    "$(wc -l < "$tmp/rec") jobs for $ncases cases + $nver swiglu versions + 1 harness"
 check "sanitize: a tool report and a FAIL line are failures, the rest passes" \
-    "$([ "$last" = "$((ncases - 1)) passed, 2 failed" ] && [ $rc -ne 0 ]; echo $?)" "last line '$last', exit $rc"
+    "$([ "$last" = "$((njobs - 2)) passed, 2 failed" ] && [ $rc -ne 0 ]; echo $?)" "last line '$last', exit $rc"
 check "sanitize: the failing job is named with the tool's summary" \
     "$(grep -q '^FAIL racecheck test/test_gla 1: exit 99.*ERROR SUMMARY' "$tmp/out"; echo $?)" "$(grep '^FAIL' "$tmp/out" | head -n 2)"
 check "sanitize: racecheck runs with MATMUL_SIMPLE=1 NO_CUDNN=1" "$([ "$(grep -vc '^1 1 ' "$tmp/rec")" = 0 ]; echo $?)" \
@@ -43,7 +48,7 @@ PATH="$tmp/bin:$PATH" COMPUTE_SANITIZER="$tmp/bin/cs" TEST_ONLY="dev/adamw" FAKE
 check "sanitize: memcheck runs the production path (MATMUL_SIMPLE=0)" \
     "$(grep -q '^0 0 ./dev/adamw --check' "$tmp/rec" && [ "$(tail -n 1 "$tmp/out")" = "1 passed, 0 failed" ]; echo $?)" \
     "$(cat "$tmp/rec") / $(tail -n 1 "$tmp/out")"
-NO_GPU=1 TEST_ONLY="dev/adamw test/test_gla" bash test/sanitize.sh > "$tmp/out" 2>&1
+NO_GPU=1 TEST_ONLY="dev/adamw dev/swiglu test/test_gla" bash test/sanitize.sh > "$tmp/out" 2>&1
 check "sanitize without a GPU skips every job" \
-    "$([ "$(grep -c '^SKIP' "$tmp/out")" -eq $((3 * (ncases + 1))) ] && [ "$(tail -n 1 "$tmp/out")" = "0 passed, 0 failed" ]; echo $?)" \
+    "$([ "$(grep -c '^SKIP' "$tmp/out")" -eq $((3 * njobs)) ] && [ "$(tail -n 1 "$tmp/out")" = "0 passed, 0 failed" ]; echo $?)" \
     "$(tail -n 2 "$tmp/out")"
