@@ -28,6 +28,22 @@ static inline int case_selected(int i, int argc, char** argv) {
     return 0;
 }
 
+/* The start of a model test's main: `--cases` prints how many cases there are, before any GPU work
+ * (test/sanitize.sh runs each case alone); without a device it prints SKIP. 1: run the cases (matmul is ready). */
+static inline int model_test_begin(const char* name, int ncases, int argc, char** argv) {
+    if (argc == 2 && strcmp(argv[1], "--cases") == 0) {
+        printf("%d\n", ncases);
+        return 0;
+    }
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        printf("SKIP %s: no CUDA device\n", name);
+        return 0;
+    }
+    matmul_init();
+    return 1;
+}
+
 static inline double bf16_round_d(double x) { return (double)host_bf_bits2f(host_f2bf_bits((float)x)); }
 
 /* Rounds the reference's matrices to bf16 (in place) and uploads every tensor into the model's master

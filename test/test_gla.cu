@@ -5,7 +5,6 @@
  * Needs a GPU; prints SKIP without one.
  */
 #define TESTING
-#include <string.h>
 #include "../train_gla.cu"
 #include "ref_gla.h"
 #include "model_check.cuh"
@@ -77,16 +76,7 @@ int main(int argc, char** argv) {
         {"gla B=2 T=130 keep-states=0", {72, 256, 2, 2, 0.5, 1.0, 0, 0, 1e-6}, 2, 130, 0, 0},
     };
     const int ncases = (int)(sizeof cases / sizeof cases[0]);
-    if (argc == 2 && strcmp(argv[1], "--cases") == 0) {   /* how many cases (test/sanitize.sh runs each alone) */
-        printf("%d\n", ncases);
-        return 0;
-    }
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-        printf("SKIP test_gla: no CUDA device\n");
-        return 0;
-    }
-    matmul_init();
+    if (!model_test_begin("test_gla", ncases, argc, argv)) return 0;
     int fails = 0;
     for (int i = 0; i < ncases; i++)
         if (case_selected(i, argc, argv)) fails += run_case(&cases[i]);

@@ -6,7 +6,6 @@
  * Needs a GPU; prints SKIP without one.
  */
 #define TESTING
-#include <string.h>
 #include "../train_mamba.cu"
 #include "ref_mamba.h"
 #include "model_check.cuh"
@@ -76,16 +75,7 @@ int main(int argc, char** argv) {
         {"mamba tied B=2 T=300 L=3 recompute=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 2},
     };
     const int ncases = (int)(sizeof cases / sizeof cases[0]);
-    if (argc == 2 && strcmp(argv[1], "--cases") == 0) {   /* how many cases (test/sanitize.sh runs each alone) */
-        printf("%d\n", ncases);
-        return 0;
-    }
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-        printf("SKIP test_mamba: no CUDA device\n");
-        return 0;
-    }
-    matmul_init();
+    if (!model_test_begin("test_mamba", ncases, argc, argv)) return 0;
     int fails = 0;
     for (int i = 0; i < ncases; i++)
         if (case_selected(i, argc, argv)) fails += run_case(&cases[i]);
