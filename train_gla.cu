@@ -184,6 +184,10 @@ static size_t gla_layout_act_ws(GLAModel* m, char* base) {
     return c1.off > c2.off ? c1.off : c2.off;
 }
 
+/* the chunk states are recomputed in backward, not kept: level 1, and level 0 with --keep-states 0 (level 2
+ * refills one slot in its rerun forward) */
+static int gla_states_recomputed(const GLAModel* m) { return m->recompute == 1 || (m->recompute == 0 && !m->keep_states); }
+
 static void gla_build_acts(GLAModel* m) {
     const GLAConfig* c = &m->c;
     ActTable* at = &m->at;
@@ -198,7 +202,7 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->rstd_gate, L * M * c->H);
     ACT(at, a->proj, Lmix * M * m->P);
     ACT(at, a->o, Lmix * M * m->Dv);
-    ACT(at, a->gla_saved, (m->recompute == 1 || (m->recompute == 0 && !m->keep_states) ? 0 : Lmix) * m->gla_saved_per_layer);
+    ACT(at, a->gla_saved, (gla_states_recomputed(m) ? 0 : Lmix) * m->gla_saved_per_layer);
     ACT(at, a->h, Lmlp * M * 2 * m->I);
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
@@ -239,7 +243,7 @@ static bf16* o_of(GLAModel* m, int l) { return m->a.o + (size_t)(m->recompute >=
  * gla-340m layer) or recompute them there (NULL): kept at level 0, recomputed at level 1, and at level 2
  * one slot is refilled by the rerun forward */
 static char* saved_of(GLAModel* m, int l) {
-    if (m->recompute == 1 || (m->recompute == 0 && !m->keep_states)) return NULL;
+    if (gla_states_recomputed(m)) return NULL;
     return m->a.gla_saved + (size_t)(m->recompute >= 2 ? 0 : l) * m->gla_saved_per_layer;
 }
 static bf16* h_of(GLAModel* m, int l) { return m->a.h + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * 2 * m->I; }

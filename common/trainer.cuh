@@ -810,18 +810,19 @@ static int resolve_vocab(int opt_vocab, int data_vocab, int bench) {
 /* Fields of a model config read from a file (a checkpoint's header, config.json) for a trainer's
  * param_table: a missing field, a fraction, or a size outside [lo, hi] (the model flags' bounds) ends the
  * run with a message, so a crafted file's sizes never reach int arithmetic out of range. */
-static int model_config_int(const CkptHeader* cfg, const char* model, const char* name, long long lo, long long hi) {
+static double model_config_field_(const CkptHeader* cfg, const char* model, const char* name) {
     const CkptConfigField* f = ckpt_config_get(cfg, name);
     if (!f) die("%s model config has no field %s", model, name);
-    double v = f->is_float ? f->f : (double)f->i;
+    return f->is_float ? f->f : (double)f->i;
+}
+static int model_config_int(const CkptHeader* cfg, const char* model, const char* name, long long lo, long long hi) {
+    double v = model_config_field_(cfg, model, name);
     if (!(v >= (double)lo && v <= (double)hi) || v != floor(v))
         die("%s model config: %s = %.17g is not an integer in [%lld, %lld]", model, name, v, lo, hi);
     return (int)v;
 }
 static float model_config_eps(const CkptHeader* cfg, const char* model) {
-    const CkptConfigField* f = ckpt_config_get(cfg, "eps");
-    if (!f) die("%s model config has no field eps", model);
-    double v = f->is_float ? f->f : (double)f->i;
+    double v = model_config_field_(cfg, model, "eps");
     if (!(v > 0.0 && v < 1.0)) die("%s model config: eps = %g is not in (0, 1)", model, v);
     return (float)v;
 }
