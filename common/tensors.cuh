@@ -272,7 +272,9 @@ static inline void* act_carve(ActCarve* c, size_t bytes) {
 }
 #define CARVE(cv, field, count) (*(void**)&(field) = act_carve((cv), (size_t)(count) * sizeof(*(field))))
 
-/* One cudaMalloc for every activation; on failure, says how much was needed and what to lower. */
+/* One cudaMalloc for every activation; on failure, says how much was needed and what to lower. The arena is
+ * zeroed once: some kernels read padding they then ignore (the classifier's 16-byte loads of a logits row past
+ * Vc, masked), and those reads must not touch never-written memory (compute-sanitizer initcheck flags them). */
 static inline void act_alloc(ActTable* at, size_t other_bytes) {
     cudaError_t e = cudaMalloc((void**)&at->base, at->total ? at->total : 256);
     if (e != cudaSuccess) {
@@ -283,6 +285,7 @@ static inline void act_alloc(ActTable* at, size_t other_bytes) {
             "allocated); the device has %.2f GiB free of %.2f GiB. Lower --batch or --seq, or use --recompute 1",
             at->total / 1073741824.0, other_bytes / 1073741824.0, freeb / 1073741824.0, totalb / 1073741824.0);
     }
+    CUDA_CHECK(cudaMemset(at->base, 0, at->total ? at->total : 256));
     size_t off = 0;
     for (int i = 0; i < at->n; i++) {
         *at->t[i].ptr = at->t[i].bytes ? (void*)(at->base + off) : NULL;
