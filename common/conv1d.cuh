@@ -4,7 +4,8 @@
  *
  *   xc[b,t,d] = b[d] + sum_{k<W} w[d,k] x[b, t-(W-1)+k, d]   (x at t < 0 is 0),   u = silu(xc)
  *
- * Token-major rows make channels contiguous, so a thread owns 8 channels (one 16-byte load/store per token) and
+ * Token-major rows make channels contiguous, so a thread owns 8 channels (one 16-byte load/store per token; 4 in
+ * the backward, whose larger per-channel state would otherwise cap residency at 3 blocks per SM) and
  * a run of CONV_TR consecutive tokens, keeping the last W-1 inputs in registers: every input is read once (plus
  * a W-1 halo per run). The backward recomputes the pre-activation (nothing is saved) and produces dx for its own
  * run from the dxc of the run and the next W-1 tokens (recomputed halo). dw, db: per-thread sums, reduced over the
@@ -21,7 +22,7 @@
 #include "bf16.cuh"
 
 #define CONV_TR 32   // tokens per thread
-#define CONV_DX 16   // 8-channel groups per block (x): 128 channels
+#define CONV_DX 16   // channel groups per block (x): 128 channels forward, 64 backward
 #define CONV_TY 8    // runs per block (y): a block covers CONV_TY * CONV_TR tokens
 
 __device__ __forceinline__ float conv_sigmoid(float v) { return __fdividef(1.0f, 1.0f + __expf(-v)); }
@@ -71,49 +72,78 @@ conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_
     }
 }
 
-template <int W>
+// CPT bf16 channels of one token as one load (16 or 8 bytes), converted to fp32; and the store back
+template <int CPT> struct ConvVec;
+template <> struct ConvVec<8> { typedef uint4 T; };
+template <> struct ConvVec<4> { typedef uint2 T; };
+template <int CPT>
+__device__ __forceinline__ typename ConvVec<CPT>::T conv_ldv(const bf16* p) {
+    return *reinterpret_cast<const typename ConvVec<CPT>::T*>(p);
+}
+template <int CPT>
+__device__ __forceinline__ float conv_el(const typename ConvVec<CPT>::T& v, int c) {
+    return bf2f(reinterpret_cast<const bf16*>(&v)[c]);
+}
+
+// Backward, CPT channels per thread (4 in production: 96 registers against 168 at 8, so 5 blocks per SM instead
+// of 3), PF: the next token's x and du are loaded before the current token is computed, so the loads of one token
+// overlap the arithmetic of the one before (production; dev/conv1d v2 against v4-v6 measures both choices).
+template <int W, int CPT = 8, bool PF = false>
 __global__ void __launch_bounds__(CONV_DX * CONV_TY)
 conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ part /*[rows][Di][W+1]*/,
                        const bf16* __restrict__ du, const bf16* __restrict__ x, int ld_x,
                        const float* __restrict__ w, const float* __restrict__ bias, int T, int Di) {
-    __shared__ float red[CONV_TY][CONV_DX * 8][W + 1];
-    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * 8;
+    typedef typename ConvVec<CPT>::T V;
+    __shared__ float red[CONV_TY][CONV_DX * CPT][W + 1];
+    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * CPT;
     const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
     const bool active = d0 < Di && ts < T;
-    float acc[8][W + 1];   // dw[k] for k < W, db at W
+    float acc[CPT][W + 1];   // dw[k] for k < W, db at W
 #pragma unroll
-    for (int c = 0; c < 8; c++)
+    for (int c = 0; c < CPT; c++)
 #pragma unroll
         for (int k = 0; k <= W; k++) acc[c][k] = 0.0f;
     if (active) {
         const int te = min(T, ts + CONV_TR);
-        float wr[8][W], br[8], xw[W][8], dq[W][8];   // xw[k] = x(t-(W-1)+k), dq[k] = dxc(t-(W-1)+k)
+        float wr[CPT][W], br[CPT], xw[W][CPT], dq[W][CPT];   // xw[k] = x(t-(W-1)+k), dq[k] = dxc(t-(W-1)+k)
 #pragma unroll
-        for (int c = 0; c < 8; c++) {
+        for (int c = 0; c < CPT; c++) {
             br[c] = bias[d0 + c];
 #pragma unroll
             for (int k = 0; k < W; k++) { wr[c][k] = w[(size_t)(d0 + c) * W + k]; dq[k][c] = 0.0f; }
         }
         const bf16* xb = x + (size_t)b * T * ld_x + d0;
+        const bf16* gb = du + (size_t)b * T * Di + d0;
+        const V zero = {};
 #pragma unroll
         for (int k = 0; k < W - 1; k++) {
             const int t = ts - (W - 1) + k;
-            x128 v = t >= 0 ? load128(xb + (size_t)t * ld_x) : x128::zeros();
+            V v = t >= 0 ? conv_ldv<CPT>(xb + (size_t)t * ld_x) : zero;
 #pragma unroll
-            for (int c = 0; c < 8; c++) xw[k][c] = bf2f(v[c]);
+            for (int c = 0; c < CPT; c++) xw[k][c] = conv_el<CPT>(v, c);
         }
+        V vn = zero, gn = zero;   // PF: the next token's x and du
+        if (PF && ts < T) { vn = conv_ldv<CPT>(xb + (size_t)ts * ld_x); gn = conv_ldv<CPT>(gb + (size_t)ts * Di); }
         for (int t = ts; t < te + W - 1; t++) {
             const bool in = t < T;
-            x128 v = in ? load128(xb + (size_t)t * ld_x) : x128::zeros();
-            x128 g = in ? load128(du + ((size_t)b * T + t) * Di + d0) : x128::zeros();
+            V v, g;
+            if (PF) {
+                v = vn; g = gn;
+                const bool nin = t + 1 < T && t + 1 < te + W - 1;
+                vn = nin ? conv_ldv<CPT>(xb + (size_t)(t + 1) * ld_x) : zero;
+                gn = nin ? conv_ldv<CPT>(gb + (size_t)(t + 1) * Di) : zero;
+            } else {
+                v = in ? conv_ldv<CPT>(xb + (size_t)t * ld_x) : zero;
+                g = in ? conv_ldv<CPT>(gb + (size_t)t * Di) : zero;
+            }
 #pragma unroll
-            for (int c = 0; c < 8; c++) {
-                xw[W - 1][c] = bf2f(v[c]);
+            for (int c = 0; c < CPT; c++) {
+                xw[W - 1][c] = conv_el<CPT>(v, c);
                 float s = br[c];
 #pragma unroll
                 for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
                 const float sg = conv_sigmoid(s);
-                const float dv = in ? bf2f(g[c]) * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
+                const float dv = in ? conv_el<CPT>(g, c) * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
                 if (t < te) {
 #pragma unroll
                     for (int k = 0; k < W; k++) acc[c][k] += dv * xw[k][c];
@@ -127,28 +157,29 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
             }
             const int tp = t - (W - 1);   // dx(tp) = sum_k w[k] dxc(tp + W-1-k) = sum_k w[k] dq[W-1-k]
             if (tp >= ts) {
-                x128 o;
+                V o;
+                bf16* oe = reinterpret_cast<bf16*>(&o);
 #pragma unroll
-                for (int c = 0; c < 8; c++) {
+                for (int c = 0; c < CPT; c++) {
                     float s = 0.0f;
 #pragma unroll
                     for (int k = 0; k < W; k++) s += wr[c][k] * dq[W - 1 - k][c];
-                    o[c] = f2bf(s);
+                    oe[c] = f2bf(s);
                 }
-                store128(dx + ((size_t)b * T + tp) * ld_dx + d0, o);
+                *reinterpret_cast<V*>(dx + ((size_t)b * T + tp) * ld_dx + d0) = o;
             }
         }
     }
 #pragma unroll
-    for (int c = 0; c < 8; c++)
+    for (int c = 0; c < CPT; c++)
 #pragma unroll
-        for (int k = 0; k <= W; k++) red[threadIdx.y][threadIdx.x * 8 + c][k] = acc[c][k];
+        for (int k = 0; k <= W; k++) red[threadIdx.y][threadIdx.x * CPT + c][k] = acc[c][k];
     __syncthreads();
     // one thread per (channel, k) of the block sums the CONV_TY runs in order
-    const int nval = CONV_DX * 8 * (W + 1);
+    const int nval = CONV_DX * CPT * (W + 1);
     const size_t row = (size_t)b * gridDim.y + blockIdx.y;
     for (int i = threadIdx.y * CONV_DX + threadIdx.x; i < nval; i += CONV_DX * CONV_TY) {
-        const int cl = i / (W + 1), k = i % (W + 1), d = blockIdx.x * CONV_DX * 8 + cl;
+        const int cl = i / (W + 1), k = i % (W + 1), d = blockIdx.x * CONV_DX * CPT + cl;
         if (d >= Di) continue;
         float s = 0.0f;
 #pragma unroll
@@ -200,22 +231,35 @@ static inline void conv1d_silu_forward(bf16* u, const bf16* x, int ld_x, const f
 }
 
 // dx [B,T,Di] (row stride ld_dx) WRITTEN; dw [Di,W], db [Di] ACCUMULATED; du [B,T,Di] contiguous;
-// scratch: conv1d_scratch_floats(B,T,Di,W) floats
-static inline void conv1d_silu_backward(bf16* dx, int ld_dx, float* dw, float* db, const bf16* du,
-                                        const bf16* x, int ld_x, const float* w, const float* b,
-                                        int B, int T, int Di, int W, float* scratch, cudaStream_t s) {
+// scratch: conv1d_scratch_floats(B,T,Di,W) floats. variant (dev/conv1d): 0 production (4 channels per thread +
+// next-token prefetch), 1: 8 channels, no prefetch (the production of 2026-11-29), 2: 4 channels, no prefetch,
+// 3: 8 channels + prefetch.
+static inline void conv1d_silu_backward_v(bf16* dx, int ld_dx, float* dw, float* db, const bf16* du,
+                                          const bf16* x, int ld_x, const float* w, const float* b,
+                                          int B, int T, int Di, int W, float* scratch, int variant, cudaStream_t s) {
     conv_check_shape(B, T, Di, W);
     conv_check(x, ld_x, "x");
     conv_check(dx, ld_dx, "dx");
     conv_check(du, Di, "du");
-    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * 8 - 1) / (CONV_DX * 8), conv_rows_per_batch(T), B);
-    if (W == 4) conv1d_silu_bwd_kernel<4><<<grid, block, 0, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di);
-    else if (W == 3) conv1d_silu_bwd_kernel<3><<<grid, block, 0, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di);
-    else conv1d_silu_bwd_kernel<2><<<grid, block, 0, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di);
+    const int cpt = variant == 0 || variant == 2 ? 4 : 8, pf = variant == 0 || variant == 3;
+    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * cpt - 1) / (CONV_DX * cpt), conv_rows_per_batch(T), B);
+#define CONV_BWD(W_, C_, P_) conv1d_silu_bwd_kernel<W_, C_, P_><<<grid, block, 0, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di)
+#define CONV_BWD_W(C_, P_) do { if (W == 4) CONV_BWD(4, C_, P_); else if (W == 3) CONV_BWD(3, C_, P_); else CONV_BWD(2, C_, P_); } while (0)
+    if (cpt == 8 && !pf) CONV_BWD_W(8, false);
+    else if (cpt == 8) CONV_BWD_W(8, true);
+    else if (!pf) CONV_BWD_W(4, false);
+    else CONV_BWD_W(4, true);
+#undef CONV_BWD_W
+#undef CONV_BWD
     CUDA_KERNEL_CHECK();
     const int n = Di * (W + 1);
     conv1d_reduce_kernel<<<(n + 255) / 256, 256, 0, s>>>(dw, db, scratch, B * conv_rows_per_batch(T), Di, W);
     CUDA_KERNEL_CHECK();
+}
+static inline void conv1d_silu_backward(bf16* dx, int ld_dx, float* dw, float* db, const bf16* du,
+                                        const bf16* x, int ld_x, const float* w, const float* b,
+                                        int B, int T, int Di, int W, float* scratch, cudaStream_t s) {
+    conv1d_silu_backward_v(dx, ld_dx, dw, db, du, x, ld_x, w, b, B, T, Di, W, scratch, 0, s);
 }
 
 // single token: u [B,Di] = silu(b + sum_{k<W-1} w[k] state[k] + w[W-1] x); state [B,Di,W-1] fp32 (oldest first)

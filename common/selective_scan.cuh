@@ -41,7 +41,7 @@
 #define SCAN_G_FWD 8     // production forward: states per lane (N/G lanes per channel); measured: 8 beats 4
 #define SCAN_G_BWD 4     // production backward: 4 states per lane (8 would not fit 2 blocks per SM)
 #ifndef SCAN_BWD_FLAGS   // (a build may pick another variant, -DSCAN_BWD_FLAGS=..., to time it in the model)
-#define SCAN_BWD_FLAGS 3 // production backward variant: prefetch + staging over all threads (SCAN_BF_* below)
+#define SCAN_BWD_FLAGS 19 // production backward variant: prefetch + staging over all threads + fold (SCAN_BF_* below)
 #endif
 
 // every pointer and stride a scan kernel needs (passed by value)

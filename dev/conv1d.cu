@@ -2,9 +2,12 @@
  * dev/conv1d.cu — harness for the depthwise causal conv1d + bias + SiLU (common/conv1d.cuh), forward and backward.
  *   v1: one thread per (b, channel) walking t with scalar loads; dw/db summed by the same thread into per-b
  *       partials (teaching version: uncoalesced 2-byte loads, B*Di threads only).
- *   v2: production (common/conv1d.cuh): 8 channels x 32 tokens per thread, 16-byte loads, block partials.
+ *   v2: production (common/conv1d.cuh): 32 tokens per thread, 8 channels (forward, 16-byte loads) or 4 channels
+ *       with the next token's loads in flight (backward, 8-byte loads), block partials.
  *   v3: cuDNN's grouped convolution + our bias/SiLU kernels (common/cudnn_ops.cuh); only in USE_CUDNN builds,
  *       which the Makefile makes whenever it finds cuDNN. Its timing adds the cuDNN calls alone.
+ *   v4-v6: other backward variants (forward as v2): v4 8 channels per thread, no prefetch (the production until
+ *       2026-11-30), v5 4 channels, no prefetch, v6 8 channels + prefetch.
  * ./dev/conv1d [version] [--check] [-B 16 -T 2048 -D 2048 -W 4]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/conv1d.cu -o dev/conv1d
  */
@@ -16,6 +19,7 @@
 #endif
 
 #define V_CUDNN 3
+#define CONV_NVER 6   // v4-v6: backward variants of common/conv1d.cuh (conv1d_silu_backward_v 1..3)
 
 // ---------------- v1: one thread per (b, d) ----------------
 __global__ void conv_v1_fwd_kernel(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T,
@@ -135,8 +139,8 @@ static void run_bwd(ConvCtx* c) {
         cudnn_conv1d_backward((CudnnConv1d*)c->dnn, c->dx, c->dw, c->db, c->du, c->x, c->w, c->b, 0);
 #endif
     } else {
-        conv1d_silu_backward(c->dx, c->ld_dx, c->dw, c->db, c->du, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W,
-                             c->scratch, 0);
+        conv1d_silu_backward_v(c->dx, c->ld_dx, c->dw, c->db, c->du, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di,
+                               c->W, c->scratch, c->version > V_CUDNN ? c->version - V_CUDNN : 0, 0);
     }
 }
 static void fwd_fn(void* p) { run_fwd((ConvCtx*)p); }
@@ -270,10 +274,10 @@ static void time_cudnn_parts(ConvCtx* c, int reps, double bytes) {
 #endif
 
 int main(int argc, char** argv) {
-    harness_versions(argc, argv, V_CUDNN);
+    harness_versions(argc, argv, CONV_NVER);
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("conv1d");
-    const int nver = V_CUDNN;
+    const int nver = CONV_NVER;
     if (a.version > nver) die("version must be 1..%d", nver);
     int v0 = a.version ? a.version : 1, v1 = a.version ? a.version : nver;
     if (a.check) {

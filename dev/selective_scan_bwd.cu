@@ -6,14 +6,15 @@
  *   v3: as v4 without prefetching the next window's inputs (loaded right before staging).
  *   v4: production (SCAN_G_BWD states per lane, SCAN_WIN window, SCAN_BWD_FLAGS): 4 states per lane, window 8
  *       (128 registers, 2 blocks of 256 threads per SM), next window prefetched, per-window staging spread over
- *       all 256 threads (ScanStageBwd).                                       3.114 ms at the 370m shape (2026-11-30)
+ *       all 256 threads (ScanStageBwd), the delta/A gradient algebra folded (SCAN_BF_FOLD).
+ *                                                                             3.017 ms at the 370m shape (2026-11-30)
  *   v5: the previous production (ScanPrefetch staging on 64 of 256 threads, prefetch)   3.95 ms
  *   v6: v4 without prefetch 3.14.  v7: v4 + deferred dB/dC reduction (one barrier less per window) 3.27.
  *   v8: v7 without prefetch 3.30.  v9: v7 + exp(delta A) kept from the recompute (no 3rd exp) 3.32.
  *   v10-v12: 2 states per lane (8 lanes/channel, 80 registers, 3 blocks/SM; G = 4 for N != 16) 4.16-4.20.
  *   v13: v4 + shared exp 3.17.  v14: v13 without prefetch.   (H200, --reps 10/20)
- *   v15: v4 + the folded delta/A gradient algebra (SCAN_BF_FOLD)               3.020 ms (v4: 3.114; 2026-11-30);
- *        faster, but not production until it has run inside the model (test_mamba, the bench)
+ *   v15: v4 without the fold (flags 3; the production until 2026-11-30)      3.125 ms
+ *   (v6-v14 were measured against v4 without the fold.)
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
  * starting values) with the double reference, and runs the backward twice to check bitwise determinism.
@@ -27,7 +28,7 @@
 // version -> (G, W, flags: SCAN_BF_* bits, bit 0 = prefetch). G = 2 is built for N = 16 only (G = 4 otherwise).
 static const int BWD_CFG[][3] = {{8, 8, 1}, {4, 16, 1}, {4, 8, 0}, {SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS},
                                  {4, 8, 1}, {4, 8, 2}, {4, 8, 7}, {4, 8, 6}, {4, 8, 15},
-                                 {2, 8, 7}, {2, 8, 15}, {2, 8, 14}, {4, 8, 11}, {4, 8, 10}, {4, 8, 19}};
+                                 {2, 8, 7}, {2, 8, 15}, {2, 8, 14}, {4, 8, 11}, {4, 8, 10}, {4, 8, 3}};
 #define BWD_NVER 15
 static int bwd_g(int v, int N) { int g = BWD_CFG[v - 1][0]; return g == 2 && N != 16 ? 4 : g; }
 static size_t bwd_ws_bytes(int B, int T, int Di, int N) {

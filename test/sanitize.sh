@@ -33,7 +33,7 @@ have_gpu() {
 # the jobs: "program arg..." per line
 list_jobs() {
     local src bin n c
-    for src in dev/*.cu test/test_*.cu; do
+    for src in test/test_*.cu dev/*.cu; do   # the model tests first: their cases are the slowest jobs
         [ -e "$src" ] || continue
         bin=${src%.cu}
         [ -n "${TEST_ONLY:-}" ] && [[ " $TEST_ONLY " != *" $bin "* ]] && continue
@@ -80,10 +80,11 @@ if [ ! -x "$CS" ]; then echo "FAIL compute-sanitizer not found (set COMPUTE_SANI
 
 out=$(mktemp "${TMPDIR:-/tmp}/sanitize.XXXXXX")
 trap 'rm -f "$out"' EXIT
-# one pool for every (tool, job) pair: a slow job of one tool does not hold the others back
+# one pool for every (tool, job) pair: a slow job of one tool does not hold the others back; a job's tools start
+# together, slowest jobs first, so the pool does not end waiting on a long job started last
 for tool in "${tools[@]}"; do mkdir -p "$logdir/$tool"; done
 echo "=== compute-sanitizer --tool ${tools[*]}: ${#jobs[@]} jobs each, $JOBS at a time"
-for tool in "${tools[@]}"; do for job in "${jobs[@]}"; do echo "$tool $job"; done; done |
+for job in "${jobs[@]}"; do for tool in "${tools[@]}"; do echo "$tool $job"; done; done |
     xargs -P "$JOBS" -I{} bash -c 'run_job ${0%% *} "${0#* }"' {} | tee "$out"
 npass=$(grep -c '^PASS' "$out"); nfail=$(grep -c '^FAIL' "$out")
 echo "$npass passed, $nfail failed"

@@ -48,6 +48,12 @@ PATH="$tmp/bin:$PATH" COMPUTE_SANITIZER="$tmp/bin/cs" TEST_ONLY="dev/adamw" FAKE
 check "sanitize: memcheck runs the production path (MATMUL_SIMPLE=0)" \
     "$(grep -q '^0 0 ./dev/adamw --check' "$tmp/rec" && [ "$(tail -n 1 "$tmp/out")" = "1 passed, 0 failed" ]; echo $?)" \
     "$(cat "$tmp/rec") / $(tail -n 1 "$tmp/out")"
+: > "$tmp/rec"
+PATH="$tmp/bin:$PATH" COMPUTE_SANITIZER="$tmp/bin/cs" TEST_ONLY="dev/adamw test/test_gla" FAKE_PROGFAIL= SANITIZE_JOBS=1 \
+    bash test/sanitize.sh memcheck racecheck > "$tmp/out" 2>&1
+check "sanitize: the model-test cases start first, each under every tool in turn" \
+    "$([ "$(head -n 2 "$tmp/rec" | cut -d' ' -f1-4)" = "$(printf '0 0 ./test/test_gla 0\n1 1 ./test/test_gla 0')" ] &&
+       [ "$(tail -n 1 "$tmp/rec" | cut -d' ' -f3)" = ./dev/adamw ]; echo $?)" "$(head -n 3 "$tmp/rec")"
 NO_GPU=1 TEST_ONLY="dev/adamw dev/swiglu test/test_gla" bash test/sanitize.sh > "$tmp/out" 2>&1
 check "sanitize without a GPU skips every job" \
     "$([ "$(grep -c '^SKIP' "$tmp/out")" -eq $((3 * njobs)) ] && [ "$(tail -n 1 "$tmp/out")" = "0 passed, 0 failed" ]; echo $?)" \
