@@ -38,7 +38,8 @@
 #define SCAN_CHUNK 128   // steps between saved states (forward -> backward)
 #define SCAN_WIN 8       // backward recompute window: states of SCAN_WIN steps live in registers
 #define SCAN_THREADS 256 // threads per block, both directions
-#define SCAN_G_FWD 8     // production forward: states per lane (N/G lanes per channel); measured: 8 beats 4
+#define SCAN_G_FWD 8     // production forward: states per lane (N/G lanes per channel); measured: 8 beats 4 ...
+#define SCAN_G_FWD_SMALL 4 // ... except where G=8 would leave more than half the SMs without a block
 #define SCAN_G_BWD 4     // production backward: 4 states per lane (8 would not fit 2 blocks per SM)
 #ifndef SCAN_BWD_FLAGS   // (a build may pick another variant, -DSCAN_BWD_FLAGS=..., to time it in the model)
 #define SCAN_BWD_FLAGS 19 // production backward variant: prefetch + staging over all threads + fold (SCAN_BF_* below)
@@ -808,6 +809,27 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
 // ---------------------------------------------------------------------------------------------------------------
 // production API (design.md "selective_scan.cuh")
 
+/* The forward's states per lane. A block holds SCAN_THREADS / (N/G) channels of one sequence and walks all of T,
+ * so at small B * Di G=8 leaves SMs empty. Measured on the H200 (dev/selective_scan_fwd v2 = G 4, v3 = G 8):
+ * one G=8 block per SM is as fast as two G=4 blocks (B=4 T=4096 d_inner 4096, 128 blocks: 1.024 vs 1.016 ms;
+ * mamba-1.4b 467.2 vs 470.3 ms per step), but with half the SMs empty G=4 wins (B=4 T=8192 d_inner 2048, 64
+ * blocks: 2.000 vs 1.822 ms; mamba-370m at that shape 487.9 vs 479.9 ms per step). SCAN_FWD_G=4|8 in the
+ * environment overrides the choice (dev knob, to time both in the model). The output bits depend on G (another
+ * lane sum), so the choice depends only on the shape and the device: same shape, same bits. */
+static inline int scan_fwd_pick_g(int B, int Di, int N) {
+    static int env = -1, sms = 0;
+    if (env < 0) {
+        const char* e = getenv("SCAN_FWD_G");
+        env = e && (atoi(e) == 4 || atoi(e) == 8) ? atoi(e) : 0;
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    }
+    if (env) return scan_pick_g(N, env);
+    const int g = scan_pick_g(N, SCAN_G_FWD);
+    return 2L * B * scan_dblocks(Di, N, g) <= sms ? scan_pick_g(N, SCAN_G_FWD_SMALL) : g;
+}
+
 // y [B,T,Di] bf16 (gated output); saved: scan_saved_bytes; ws: unused by the forward (may be NULL)
 static inline void selective_scan_forward(bf16* y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
                                           const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
@@ -815,7 +837,7 @@ static inline void selective_scan_forward(bf16* y, void* saved, const bf16* u, i
                                           int B, int T, int Di, int N, void* ws, cudaStream_t s) {
     (void)ws;
     selective_scan_forward_g(y, saved, u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N,
-                             SCAN_G_FWD, s);
+                             scan_fwd_pick_g(B, Di, N), s);
 }
 
 // du [B,T,Di] (stride ld_du), ddt_raw [B,T,Di], dz (stride ld_dz) WRITTEN; dB, dC [B,T,N] (stride ld_dbc) WRITTEN;

@@ -4,7 +4,8 @@
  * SCAN_HARNESS_NO_MAIN defined), so that both harnesses build their inputs in one place.
  *   v1: direct: 4 states per lane, N/4 lanes per channel, every lane loads its inputs from global memory and
  *       computes softplus/silu every step (kernel below). Latency-bound.
- *   v2: production kernel with 4 states per lane (4 lanes per channel at N = 16).
+ *   v2: the production kernel with 4 states per lane (4 lanes per channel at N = 16): production where 8
+ *       states per lane would leave more than half the SMs without a block (scan_fwd_pick_g: B=4 T=8192).
  *   v3: production (common/selective_scan.cuh): 8 states per lane; per-(t, d) values staged once per block in
  *       shared memory from coalesced 16-byte loads that are prefetched one time block ahead, branch-free time
  *       loop, 16-byte stores.
@@ -132,8 +133,8 @@ __global__ void scan_v1_fwd_kernel(bf16* y, float* saved, const ScanArgs p) {
     }
 }
 
-// forward, version v: 1 = the direct kernel above, 2 = production kernel with 4 states per lane,
-// 3 = production (SCAN_G_FWD = 8 states per lane)
+// forward, version v: 1 = the direct kernel above, 2 = production kernel with 4 states per lane (small grids),
+// 3 = production (SCAN_G_FWD = 8 states per lane). Explicit G, so that --check covers both at any shape.
 #define FWD_NVER 3
 static void scan_fwd_version(ScanProblem* p, int v) {
     if (v == 1) {
