@@ -820,7 +820,12 @@ static inline int scan_fwd_pick_g(int B, int Di, int N) {
     static int env = -1, sms = 0;
     if (env < 0) {
         const char* e = getenv("SCAN_FWD_G");
-        env = e && (atoi(e) == 4 || atoi(e) == 8) ? atoi(e) : 0;
+        env = 0;
+        if (e && *e) {
+            if (strcmp(e, "4") && strcmp(e, "8")) die("SCAN_FWD_G=%s: the scan forward's states per lane are 4 or 8", e);
+            env = atoi(e);
+            fprintf(stderr, "selective_scan: SCAN_FWD_G=%d, the forward's states per lane fixed\n", env);
+        }
         int dev = 0;
         CUDA_CHECK(cudaGetDevice(&dev));
         CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
