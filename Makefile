@@ -185,12 +185,13 @@ asan: $(ASAN_BINS)
 COMPUTE_SANITIZER ?= $(firstword $(shell command -v compute-sanitizer 2>/dev/null) \
                        $(wildcard $(CUDA_HOME)/bin/compute-sanitizer $(CUDA_HOME)/compute-sanitizer/compute-sanitizer))
 # SANITIZE_TOOLS picks the tools (e.g. `make sanitize SANITIZE_TOOLS=memcheck`); test/sanitize.sh runs every
-# GPU test program (each model-test case alone) under each, SANITIZE_JOBS at a time (default: the CPUs);
+# GPU test program (each model-test case alone) and a short run of each trainer under each, SANITIZE_JOBS at a
+# time (default: the CPUs);
 # TEST_TIMEOUT (seconds per job, default 900) bounds each; TEST_ONLY picks programs. racecheck and initcheck
 # run with MATMUL_SIMPLE=1 and NO_CUDNN=1 (common/matmul.cuh and cudnn_ops.cuh say why): they check this
 # project's kernels; memcheck runs the production cuBLASLt path and the cuDNN versions.
 SANITIZE_TOOLS ?= memcheck racecheck initcheck
-sanitize: $(DEV_BINS) $(GPU_TESTS)
+sanitize: $(DEV_BINS) $(GPU_TESTS) $(TRAINERS)
 	@if [ -z "$(COMPUTE_SANITIZER)" ]; then echo "compute-sanitizer not found (PATH, $(CUDA_HOME))"; exit 1; fi
 	COMPUTE_SANITIZER=$(COMPUTE_SANITIZER) bash test/sanitize.sh $(SANITIZE_TOOLS)
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test/sanitize.sh: every GPU test program under compute-sanitizer, as parallel jobs (`make sanitize` runs it).
-# Jobs: each dev/<name> harness with --check (each version alone where the harness answers `--versions`), and
+# Jobs: each dev/<name> harness with --check (each version alone where the harness answers `--versions`),
 # each case of each model test (test/test_*.cu binaries take a case index; `--cases` prints how many) on its
-# own, so the slow tools (racecheck, initcheck: 10-100x
+# own, and a short whole run of each trainer (synthetic task: training, validation, sampling, checkpoints; what
+# test_train.sh runs at length), so that the host-side paths around the kernels are covered too, so the slow tools (racecheck, initcheck: 10-100x
 # slower than memcheck, and bound by the CPU) spread over the machine's cores instead of running one program
 # after another. racecheck and initcheck run with MATMUL_SIMPLE=1 and NO_CUDNN=1 (common/matmul.cuh and
 # common/cudnn_ops.cuh say why): they check this project's kernels; memcheck runs the production path.
@@ -46,11 +47,16 @@ list_jobs() {
                else echo "$bin"; fi ;;
         esac
     done
+    for bin in train_gla train_mamba; do   # @TOOL@: each tool's run writes its own directory
+        [ -n "${TEST_ONLY:-}" ] && [[ " $TEST_ONLY " != *" $bin "* ]] && continue
+        echo "$bin --task synthetic -b 2 -t 64 -x 4 -v 2 --val-steps 1 -s 4 -g 8 -n 2 -o $logdir/@TOOL@/run_$bin"
+    done
 }
 
 # run_job TOOL "program arg...": prints its one result line
 run_job() {
     local tool=$1 job=$2 log rc t0=$SECONDS simple=0 f
+    job=${job//@TOOL@/$tool}
     read -r -a argv <<<"$job"
     log="$logdir/$tool/$(tr ' /' '__' <<<"$job").log"
     if [ ! -x "${argv[0]}" ]; then echo "FAIL $tool $job: not built (run make)"; return; fi
@@ -72,7 +78,7 @@ export CS TEST_TIMEOUT logdir
 
 mapfile -t jobs < <(list_jobs)
 if ! have_gpu; then
-    for tool in "${tools[@]}"; do for job in "${jobs[@]}"; do echo "SKIP $tool $job: no CUDA device"; done; done
+    for tool in "${tools[@]}"; do for job in "${jobs[@]}"; do echo "SKIP $tool ${job//@TOOL@/$tool}: no CUDA device"; done; done
     echo "0 passed, 0 failed"
     exit 0
 fi
@@ -82,7 +88,8 @@ out=$(mktemp "${TMPDIR:-/tmp}/sanitize.XXXXXX")
 trap 'rm -f "$out"' EXIT
 # one pool for every (tool, job) pair: a slow job of one tool does not hold the others back; a job's tools start
 # together, slowest jobs first, so the pool does not end waiting on a long job started last
-for tool in "${tools[@]}"; do mkdir -p "$logdir/$tool"; done
+# (the trainers' runs start from empty directories: a trainer refuses one with an earlier run's checkpoints)
+for tool in "${tools[@]}"; do mkdir -p "$logdir/$tool"; rm -rf "$logdir/$tool"/run_train_*; done
 echo "=== compute-sanitizer --tool ${tools[*]}: ${#jobs[@]} jobs each, $JOBS at a time"
 for job in "${jobs[@]}"; do for tool in "${tools[@]}"; do echo "$tool $job"; done; done |
     xargs -P "$JOBS" -I{} bash -c 'run_job ${0%% *} "${0#* }"' {} | tee "$out"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_sanitize.sh — test/sanitize.sh's own machinery, on any machine: with a stand-in for compute-sanitizer
 # and for nvidia-smi it must list one job per dev harness (per version where it answers `--versions`) and one
-# per model-test case (from `--cases`), count
+# per model-test case (from `--cases`) and a short run of each trainer, count
 # a tool's report or a program's FAIL line as a failure, pass the environment racecheck and initcheck need,
 # and end with `N passed, M failed`; without a GPU it skips every job.
 set -uo pipefail
@@ -54,6 +54,14 @@ PATH="$tmp/bin:$PATH" COMPUTE_SANITIZER="$tmp/bin/cs" TEST_ONLY="dev/adamw test/
 check "sanitize: the model-test cases start first, each under every tool in turn" \
     "$([ "$(head -n 2 "$tmp/rec" | cut -d' ' -f1-4)" = "$(printf '0 0 ./test/test_gla 0\n1 1 ./test/test_gla 0')" ] &&
        [ "$(tail -n 1 "$tmp/rec" | cut -d' ' -f3)" = ./dev/adamw ]; echo $?)" "$(head -n 3 "$tmp/rec")"
+: > "$tmp/rec"
+PATH="$tmp/bin:$PATH" COMPUTE_SANITIZER="$tmp/bin/cs" TEST_ONLY="train_gla" FAKE_PROGFAIL= \
+    bash test/sanitize.sh racecheck memcheck > "$tmp/out" 2>&1
+check "sanitize: a short trainer run per tool, each into its own directory" \
+    "$([ "$(wc -l < "$tmp/rec")" -eq 2 ] &&
+       grep -q "^1 1 ./train_gla --task synthetic .* -o $tmp/logs/racecheck/run_train_gla\$" "$tmp/rec" &&
+       grep -q "^0 0 ./train_gla --task synthetic .* -o $tmp/logs/memcheck/run_train_gla\$" "$tmp/rec" &&
+       [ "$(tail -n 1 "$tmp/out")" = "2 passed, 0 failed" ]; echo $?)" "$(cat "$tmp/rec") / $(tail -n 1 "$tmp/out")"
 NO_GPU=1 TEST_ONLY="dev/adamw dev/swiglu test/test_gla" bash test/sanitize.sh > "$tmp/out" 2>&1
 check "sanitize without a GPU skips every job" \
     "$([ "$(grep -c '^SKIP' "$tmp/out")" -eq $((3 * njobs)) ] && [ "$(tail -n 1 "$tmp/out")" = "0 passed, 0 failed" ]; echo $?)" \
