@@ -1,6 +1,19 @@
 # test/lib.sh — the shell helpers the test scripts share (sourced, not run): expect and check print one
 # PASS/FAIL line, the format test/run_tests.sh counts; losses and wait_steps read a run's log.jsonl;
-# train_data picks the data of the whole-run tests. The sourcing script sets $tmp (a scratch directory).
+# train_data picks the data of the whole-run tests; have_gpu and selected are the runners' (run_tests.sh,
+# sanitize.sh) device probe and program filter. The sourcing script sets $tmp (a scratch directory).
+
+# have_gpu: a CUDA device is visible (NO_GPU=1 forces the no-device path)
+have_gpu() {
+    [ "${NO_GPU:-0}" = 1 ] && return 1
+    command -v nvidia-smi >/dev/null 2>&1 || return 1
+    local list   # captured first: with pipefail, `nvidia-smi | grep -q` can fail on SIGPIPE
+    list=$(nvidia-smi -L 2>/dev/null) || return 1
+    grep -q '^GPU ' <<<"$list"
+}
+
+# selected PROGRAM: PROGRAM is among $TEST_ONLY (space-separated), or TEST_ONLY is unset or empty
+selected() { [ -z "${TEST_ONLY:-}" ] || [[ " $TEST_ONLY " == *" $1 "* ]]; }
 
 # expect NAME PATTERN CMD...: CMD must fail cleanly (non-zero exit, not killed by a signal) with stderr
 # matching the extended regex PATTERN

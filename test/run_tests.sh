@@ -19,6 +19,7 @@
 
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source test/lib.sh   # have_gpu, selected
 
 run_cpu=1; run_gpu=1; run_train=1; cpu_bindir=test
 while [ $# -gt 0 ]; do
@@ -79,13 +80,6 @@ skip() { echo "SKIP $1: $2"; nskip=$((nskip + 1)); }
 gpus_needed() { local n; n=$(sed -n 's/^# gpus: \([0-9][0-9]*\)$/\1/p' "$1" | head -n 1); echo "${n:-0}"; }
 gpu_count() { nvidia-smi -L 2>/dev/null | grep -c '^GPU '; }
 
-have_gpu() {
-    [ "${NO_GPU:-0}" = 1 ] && return 1
-    command -v nvidia-smi >/dev/null 2>&1 || return 1
-    local list   # captured first: with pipefail, `nvidia-smi | grep -q` can fail on SIGPIPE
-    list=$(nvidia-smi -L 2>/dev/null) || return 1
-    grep -q '^GPU ' <<<"$list"
-}
 
 # ---------------------------------------------------------------------------------------------------
 if [ "$run_cpu" = 1 ]; then
@@ -118,7 +112,7 @@ if [ "$run_gpu" = 1 ]; then
     if have_gpu; then
         nvidia-smi -L 2>/dev/null
         for bin in "${gpu_tests[@]}"; do
-            [ -n "${TEST_ONLY:-}" ] && [[ " $TEST_ONLY " != *" $bin "* ]] && continue
+            selected "$bin" || continue
             args=(); case "$bin" in dev/*) args=(--check) ;; esac
             if [ -x "$bin" ]; then
                 # shellcheck disable=SC2086  # GPU_WRAPPER is a command prefix, split on purpose

@@ -17,6 +17,7 @@
 
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source test/lib.sh   # have_gpu, selected
 
 tools=("$@"); [ ${#tools[@]} -gt 0 ] || tools=(memcheck racecheck initcheck)
 JOBS=${SANITIZE_JOBS:-$(nproc 2>/dev/null || echo 4)}
@@ -24,12 +25,6 @@ TEST_TIMEOUT=${TEST_TIMEOUT:-900}
 CS=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer 2>/dev/null || echo /usr/local/cuda/bin/compute-sanitizer)}
 logdir=${SANITIZE_LOGS:-build/sanitize}
 
-have_gpu() {
-    [ "${NO_GPU:-0}" = 1 ] && return 1
-    local list
-    list=$(nvidia-smi -L 2>/dev/null) || return 1
-    grep -q '^GPU ' <<<"$list"
-}
 
 # the jobs: "program arg..." per line
 list_jobs() {
@@ -37,7 +32,7 @@ list_jobs() {
     for src in test/test_*.cu dev/*.cu; do   # the model tests first: their cases are the slowest jobs
         [ -e "$src" ] || continue
         bin=${src%.cu}
-        [ -n "${TEST_ONLY:-}" ] && [[ " $TEST_ONLY " != *" $bin "* ]] && continue
+        selected "$bin" || continue
         case "$bin" in
             dev/*) n=$("./$bin" --versions 2>/dev/null) || n=
                    if [[ "$n" =~ ^[0-9]+$ ]]; then for ((c = 1; c <= n; c++)); do echo "$bin $c --check"; done
@@ -48,7 +43,7 @@ list_jobs() {
         esac
     done
     for bin in train_gla train_mamba; do   # @TOOL@: each tool's run writes its own directory
-        [ -n "${TEST_ONLY:-}" ] && [[ " $TEST_ONLY " != *" $bin "* ]] && continue
+        selected "$bin" || continue
         echo "$bin --task synthetic -b 2 -t 64 -x 4 -v 2 --val-steps 1 -s 4 -g 8 -n 2 -o $logdir/@TOOL@/run_$bin"
     done
 }
