@@ -25,7 +25,6 @@ TEST_TIMEOUT=${TEST_TIMEOUT:-900}
 CS=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer 2>/dev/null || echo /usr/local/cuda/bin/compute-sanitizer)}
 logdir=${SANITIZE_LOGS:-build/sanitize}
 
-
 # the jobs: "program arg..." per line
 list_jobs() {
     local src bin n c
