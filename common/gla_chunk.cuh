@@ -570,20 +570,25 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
         // e^{Gc_i - Gc_j} = e^{Gc_i - Gc[16I]} e^{Gc[16I] - Gc_j}, exact in fp32 while a sub-block's gate
         // range stays below 80 (no overflow of the second factor); otherwise the exact per-pair path runs.
         int wide = 0;
-        for (int e = tid; e < 64 * 32; e += GLA_CO_THREADS) {
-            int t = e >> 5, a = e & 31, I = t >> 4;
-            float gt = Gc[t * 36 + a], g0 = Gc[(16 * I) * 36 + a];
-            float qv = bf2f(qS[t * 40 + a]), kv = bf2f(kS[t * 40 + a]);
-            Rs[t * ldr + a0 + a] = f2bf(BWD ? kv * __expf(gl[a] - gt) : scale * qv * __expf(gt));
+        const int col = tid & 31, tr = tid >> 5;   // rows tr + 8i: unrolled, each row's block I is a constant
+        float gF[4];                             // Gc at each block's first row
+#pragma unroll
+        for (int J = 0; J < 4; J++) gF[J] = Gc[(16 * J) * 36 + col];
+#pragma unroll
+        for (int i = 0; i < 64 * 32 / GLA_CO_THREADS; i++) {
+            const int t = tr + (GLA_CO_THREADS / 32) * i, I = (GLA_CO_THREADS / 32) * i / 16;
+            float gt = Gc[t * 36 + col], g0 = gF[I];
+            float qv = bf2f(qS[t * 40 + col]), kv = bf2f(kS[t * 40 + col]);
+            Rs[t * ldr + a0 + col] = f2bf(BWD ? kv * __expf(gl[col] - gt) : scale * qv * __expf(gt));
             if (LOADA) continue;
             float qe = qv * __expf(gt - g0);
-            Qs[t * 40 + a] = f2bf(qe);
-            Qe[t * 36 + a] = qe;
-            Kf[t * 36 + a] = kv * __expf(g0 - gt);
+            Qs[t * 40 + col] = f2bf(qe);
+            Qe[t * 36 + col] = qe;
+            Kf[t * 36 + col] = kv * __expf(g0 - gt);
             wide |= (g0 - gt) >= 80.f;
 #pragma unroll
             for (int J = 1; J < 4; J++)
-                if (I < J) Ks[(gla_ks_off(J) + t) * 40 + a] = f2bf(kv * __expf(Gc[(16 * J) * 36 + a] - gt));
+                if (I < J) Ks[(gla_ks_off(J) + t) * 40 + col] = f2bf(kv * __expf(gF[J] - gt));
         }
         wide = __syncthreads_or(wide);
         if (LOADA) continue;   // (the loop-end barrier is not needed: nothing below reads this stage)
@@ -743,15 +748,26 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
     gla_cp_wait<1>();
     __syncthreads();
     gla_cumsum_smem<BK, GLA_DQK_THREADS>(sm.Gc, LG, sm.gl, reinterpret_cast<float*>(sm.Qs));   // Qs is free until below
-    for (int e = tid; e < 64 * BK; e += GLA_DQK_THREADS) {
-        int t = e / BK, a = e % BK, I = t >> 4;
-        float gt = sm.Gc[t * LG + a], qv = bf2f(sm.qS[t * LB + a]), kv = bf2f(sm.kS[t * LB + a]);
+    {   // thread: column a, rows tr + RS*i; with the loop unrolled each row's block I is a constant, so the
+        // conditions and row offsets below fold away (the indexing was half of this loop's instructions)
+        constexpr int RS = GLA_DQK_THREADS / BK;
+        const int a = tid % BK, tr = tid / BK;
+        float gF[4], gL[3];   // Gc at each block's first row (the Ks reference) and last row (the Qs one)
 #pragma unroll
-        for (int J = 1; J < 4; J++)
-            if (I < J) sm.Ks[(gla_ks_off(J) + t) * LB + a] = f2bf(kv * __expf(sm.Gc[(16 * J) * LG + a] - gt));
+        for (int J = 0; J < 4; J++) gF[J] = sm.Gc[(16 * J) * LG + a];
 #pragma unroll
-        for (int J = 0; J < 3; J++)
-            if (I > J) sm.Qs[(gla_qs_off(J) + t - 16 * (J + 1)) * LB + a] = f2bf(qv * __expf(gt - sm.Gc[(16 * J + 15) * LG + a]));
+        for (int J = 0; J < 3; J++) gL[J] = sm.Gc[(16 * J + 15) * LG + a];
+#pragma unroll
+        for (int i = 0; i < 64 / RS; i++) {
+            const int t = tr + RS * i, I = RS * i / 16;
+            float gt = sm.Gc[t * LG + a], qv = bf2f(sm.qS[t * LB + a]), kv = bf2f(sm.kS[t * LB + a]);
+#pragma unroll
+            for (int J = 1; J < 4; J++)
+                if (I < J) sm.Ks[(gla_ks_off(J) + t) * LB + a] = f2bf(kv * __expf(gF[J] - gt));
+#pragma unroll
+            for (int J = 0; J < 3; J++)
+                if (I > J) sm.Qs[(gla_qs_off(J) + t - 16 * (J + 1)) * LB + a] = f2bf(qv * __expf(gt - gL[J]));
+        }
     }
 
     // ---- V loop: warp w owns rows m0 = 16*(w&3); dA cols 32*(w>>2) (4 tiles), dq/dk_inter cols (w>>2)*BK/2 ----
@@ -776,8 +792,14 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
         {
             constexpr int PARTS = GLA_DQK_THREADS / BK, CPP = 32 / PARTS;
             int r = tid % BK, part = tid / BK;
+            const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(Hs + r * 40 + part * CPP);
+            const __nv_bfloat162* d2 = reinterpret_cast<const __nv_bfloat162*>(dH + r * 40 + part * CPP);
 #pragma unroll
-            for (int c = part * CPP; c < part * CPP + CPP; c++) hdh += bf2f(Hs[r * 40 + c]) * bf2f(dH[r * 40 + c]);
+            for (int c = 0; c < CPP / 2; c++) {   // pairs: half the shared loads, the same sums in the same order
+                __nv_bfloat162 x = h2[c], y = d2[c];
+                hdh += __low2float(x) * __low2float(y);
+                hdh += __high2float(x) * __high2float(y);
+            }
         }
 #pragma unroll
         for (int ks = 0; ks < 2; ks++) {
@@ -909,7 +931,9 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
         for (int i = 0; i < 16; i++) gc[i] = sm.Gc[(16 * I + i) * LG + a];
         const bool fast = gc[0] - gc[15] < 80.f;
         const float* dAd = sm.u.p.dAd + I * 16 * 17;
-        const size_t gcol = (size_t)h * K + a0 + a;
+        const int nv = valid - 16 * I;   // rows of this block inside the sequence
+        bf16* dqp = dq + (row0 + 16 * I) * ld_dqk + (size_t)h * K + a0 + a;   // row i of this block: + i * ld_dqk
+        bf16* dkp = dk + (row0 + 16 * I) * ld_dqk + (size_t)h * K + a0 + a;
         const bf16* kc = sm.kS + 16 * I * LB + a;   // column a of this block's k, q, Gc (exact path)
         const bf16* qc = sm.qS + 16 * I * LB + a;
         const float* gcc = sm.Gc + 16 * I * LG + a;
@@ -930,7 +954,8 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
             }
             const float dqv = sm.u.p.dq[t * LG + a] + sq;
             xr[i] = bf2f(sm.qS[t * LB + a]) * dqv;
-            if (t0 + t < T) dq[(row0 + t) * ld_dqk + gcol] = f2bf(dqv);
+            if (i < nv) *dqp = f2bf(dqv);
+            dqp += ld_dqk;
         }
         // dk rows
 #pragma unroll
@@ -949,7 +974,8 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
             }
             const float dkv = sm.u.p.dk[t * LG + a] + sk;
             xr[j] -= bf2f(sm.kS[t * LB + a]) * dkv;
-            if (t0 + t < T) dk[(row0 + t) * ld_dqk + gcol] = f2bf(dkv);
+            if (j < nv) *dkp = f2bf(dkv);
+            dkp += ld_dqk;
         }
         float run = 0.f;   // reverse cumsum of x = q dq - k dk inside this 16-row block
 #pragma unroll
@@ -963,11 +989,11 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
         for (int p = 0; p < 4; p++) kd += sm.kdk[p * BK + a];
         float off = __expf(sm.gl[a]) * hd + kd;
         for (int p = I + 1; p < 4; p++) off += sm.xt[p * BK + a];
+        float* dgp = dg + ((row0 + 16 * I) * H + h) * K + a0 + a;
+        const int nv = valid - 16 * I;
 #pragma unroll
-        for (int i = 0; i < 16; i++) {
-            int t = 16 * I + i;
-            if (t0 + t < T) dg[((row0 + t) * H + h) * K + a0 + a] = xr[i] + off;
-        }
+        for (int i = 0; i < 16; i++, dgp += (size_t)H * K)
+            if (i < nv) *dgp = xr[i] + off;
     }
 }
 
