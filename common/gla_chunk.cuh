@@ -348,11 +348,17 @@ template <int N> __device__ __forceinline__ void gla_cp_wait() { asm volatile("c
 /* rows [0,nrows) x ROWB bytes of a strided source (ld_src bytes) into shared (ld_dst bytes) */
 template <int NTHR, int ROWB>
 __device__ __forceinline__ void gla_cp_tile(void* dst, int ld_dst, const void* src, size_t ld_src, int nrows, int valid_rows) {
-    constexpr int VPR = ROWB / 16;
-    for (int v = threadIdx.x; v < nrows * VPR; v += NTHR) {
-        int r = v / VPR, c = (v % VPR) * 16;
-        bool ok = r < valid_rows;
-        gla_cp_async16((char*)dst + r * ld_dst + c, (const char*)src + (size_t)(ok ? r : 0) * ld_src + c, ok);
+    // A thread keeps one 16-byte column of the tile and walks rows RSTEP apart with running addresses (the
+    // index arithmetic per copy was most of these kernels' load-issue instructions).
+    constexpr int VPR = ROWB / 16, RSTEP = NTHR / VPR;
+    static_assert(NTHR % VPR == 0, "gla_cp_tile: a thread's column must stay fixed");
+    const int r0 = threadIdx.x / VPR, c = (threadIdx.x % VPR) * 16;
+    unsigned d = gla_smem_u32((char*)dst + r0 * ld_dst + c);
+    const char* s0 = (const char*)src + c;       // row 0: the (valid) source of zero-filled rows
+    const char* s = s0 + (size_t)r0 * ld_src;
+    for (int r = r0; r < nrows; r += RSTEP, d += RSTEP * ld_dst, s += RSTEP * ld_src) {
+        const bool ok = r < valid_rows;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? s : s0), "r"(ok ? 16 : 0));
     }
 }
 /* In-place chunk-local inclusive cumsum of a 64-row fp32 gate tile G (row stride ldg floats, W columns)
@@ -369,7 +375,9 @@ __device__ __forceinline__ void gla_cumsum_smem(float* G, int ldg, float* gl, fl
     tot[part * W + col] = x[R - 1];
     __syncthreads();
     float off = 0.f;
-    for (int p = 0; p < part; p++) off += tot[p * W + col];
+#pragma unroll
+    for (int p = 0; p < P - 1; p++)
+        if (p < part) off += tot[p * W + col];
 #pragma unroll
     for (int r = 0; r < R; r++) G[(part * R + r) * ldg + col] = x[r] + off;
     if (part == P - 1) gl[col] = x[R - 1] + off;
@@ -731,11 +739,21 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
     const int valid = min(GLA_CT, T - t0);
     const bf16* Hb = hs + ((size_t)(bh * NT + n) * K + a0) * V;
     const bf16* dHb = dhs + ((size_t)(bh * NT + n) * K + a0) * V;
-    auto issueV = [&](int c0, int buf) {   // one 32-column value slab: d_o, v (64 rows), H_n, dHe_n (BK rows)
-        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].dO, 80, d_o + (row0 * H + h) * V + c0, (size_t)H * V * 2, 64, valid);
-        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].Vs, 80, v + row0 * ld_v + (size_t)h * V + c0, (size_t)ld_v * 2, 64, valid);
-        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].Hs, 80, Hb + c0, (size_t)V * 2, BK, BK);
-        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].dH, 80, dHb + c0, (size_t)V * 2, BK, BK);
+    // One 32-column value slab: d_o, v (64 rows), H_n, dHe_n (BK rows), 64 bytes a row: each thread copies the
+    // same 16 bytes (row vr, columns vc..vc+7) of every slab, so its source rows are found once, not per slab.
+    static_assert(GLA_DQK_THREADS == 64 * 4, "issueV: one 16-byte piece of each 64-row slab per thread");
+    const int vr = tid >> 2, vc = (tid & 3) * 8;
+    const bool vok = vr < valid;   // rows past T: zero-filled from a valid address (row 0)
+    const bf16* gdo = d_o + (row0 + (vok ? vr : 0)) * ((size_t)H * V) + (size_t)h * V + vc;
+    const bf16* gv = v + (row0 + (vok ? vr : 0)) * ld_v + (size_t)h * V + vc;
+    const size_t hoff = (size_t)vr * V + vc;
+    auto issueV = [&](int c0, int buf) {
+        gla_cp_async16(sm.u.v[buf].dO + vr * 40 + vc, gdo + c0, vok);
+        gla_cp_async16(sm.u.v[buf].Vs + vr * 40 + vc, gv + c0, vok);
+        if (vr < BK) {
+            gla_cp_async16(sm.u.v[buf].Hs + vr * 40 + vc, Hb + hoff + c0, true);
+            gla_cp_async16(sm.u.v[buf].dH + vr * 40 + vc, dHb + hoff + c0, true);
+        }
         gla_cp_commit();
     };
 
