@@ -298,6 +298,14 @@ static inline void gla_simple_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv,
 /* ================================================================================================== */
 
 __device__ __forceinline__ unsigned gla_smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+/* e^x for the chunk kernels: __expf's own MUFU.EX2, but flushing results below 2^-126 (~1e-38) to zero;
+ * __expf keeps such results denormal with three more instructions per call, and these kernels take about
+ * 170 exponentials per thread (same bits as __expf for every result above 2^-126) */
+__device__ __forceinline__ float gla_exp(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.44269504088896341f));
+    return y;
+}
 __device__ __forceinline__ void gla_ldsm_x4(unsigned r[4], const bf16* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(gla_smem_u32(p)));
@@ -348,11 +356,17 @@ template <int N> __device__ __forceinline__ void gla_cp_wait() { asm volatile("c
 /* rows [0,nrows) x ROWB bytes of a strided source (ld_src bytes) into shared (ld_dst bytes) */
 template <int NTHR, int ROWB>
 __device__ __forceinline__ void gla_cp_tile(void* dst, int ld_dst, const void* src, size_t ld_src, int nrows, int valid_rows) {
-    constexpr int VPR = ROWB / 16;
-    for (int v = threadIdx.x; v < nrows * VPR; v += NTHR) {
-        int r = v / VPR, c = (v % VPR) * 16;
-        bool ok = r < valid_rows;
-        gla_cp_async16((char*)dst + r * ld_dst + c, (const char*)src + (size_t)(ok ? r : 0) * ld_src + c, ok);
+    // A thread keeps one 16-byte column of the tile and walks rows RSTEP apart with running addresses (the
+    // index arithmetic per copy was most of these kernels' load-issue instructions).
+    constexpr int VPR = ROWB / 16, RSTEP = NTHR / VPR;
+    static_assert(NTHR % VPR == 0, "gla_cp_tile: a thread's column must stay fixed");
+    const int r0 = threadIdx.x / VPR, c = (threadIdx.x % VPR) * 16;
+    unsigned d = gla_smem_u32((char*)dst + r0 * ld_dst + c);
+    const char* s0 = (const char*)src + c;       // row 0: the (valid) source of zero-filled rows
+    const char* s = s0 + (size_t)r0 * ld_src;
+    for (int r = r0; r < nrows; r += RSTEP, d += RSTEP * ld_dst, s += RSTEP * ld_src) {
+        const bool ok = r < valid_rows;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? s : s0), "r"(ok ? 16 : 0));
     }
 }
 /* In-place chunk-local inclusive cumsum of a 64-row fp32 gate tile G (row stride ldg floats, W columns)
@@ -369,7 +383,9 @@ __device__ __forceinline__ void gla_cumsum_smem(float* G, int ldg, float* gl, fl
     tot[part * W + col] = x[R - 1];
     __syncthreads();
     float off = 0.f;
-    for (int p = 0; p < part; p++) off += tot[p * W + col];
+#pragma unroll
+    for (int p = 0; p < P - 1; p++)
+        if (p < part) off += tot[p * W + col];
 #pragma unroll
     for (int r = 0; r < R; r++) G[(part * R + r) * ldg + col] = x[r] + off;
     if (part == P - 1) gl[col] = x[R - 1] + off;
@@ -435,7 +451,7 @@ gla_state_pass_kernel(bf16* __restrict__ hs, const bf16* __restrict__ x, int ld_
         for (int e = threadIdx.x; e < 64 * BK; e += NTHR) {
             int t = e / BK, a = e % BK;
             float xv = bf2f(st.X[e]), gt = st.G[e];
-            sm.Xs[t * LX + a] = f2bf(REV ? scale * xv * __expf(gt) : xv * __expf(sm.gl[a] - gt));
+            sm.Xs[t * LX + a] = f2bf(REV ? scale * xv * gla_exp(gt) : xv * gla_exp(sm.gl[a] - gt));
         }
         bf16* dst = hs + (((size_t)bh * NT + n) * K + a0) * V + c0;
         for (int v = threadIdx.x; v < BK * (VC / 8); v += NTHR) {
@@ -445,7 +461,7 @@ gla_state_pass_kernel(bf16* __restrict__ hs, const bf16* __restrict__ x, int ld_
         __syncthreads();
         // decay, then add the chunk: state[a][c] += sum_t Xs[t][a] Y[t][c]
         {
-            float d0 = __expf(sm.gl[wr + (lane >> 2)]), d1 = __expf(sm.gl[wr + (lane >> 2) + 8]);
+            float d0 = gla_exp(sm.gl[wr + (lane >> 2)]), d1 = gla_exp(sm.gl[wr + (lane >> 2) + 8]);
 #pragma unroll
             for (int j = 0; j < 8; j++) { acc[j][0] *= d0; acc[j][1] *= d0; acc[j][2] *= d1; acc[j][3] *= d1; }
         }
@@ -570,20 +586,25 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
         // e^{Gc_i - Gc_j} = e^{Gc_i - Gc[16I]} e^{Gc[16I] - Gc_j}, exact in fp32 while a sub-block's gate
         // range stays below 80 (no overflow of the second factor); otherwise the exact per-pair path runs.
         int wide = 0;
-        for (int e = tid; e < 64 * 32; e += GLA_CO_THREADS) {
-            int t = e >> 5, a = e & 31, I = t >> 4;
-            float gt = Gc[t * 36 + a], g0 = Gc[(16 * I) * 36 + a];
-            float qv = bf2f(qS[t * 40 + a]), kv = bf2f(kS[t * 40 + a]);
-            Rs[t * ldr + a0 + a] = f2bf(BWD ? kv * __expf(gl[a] - gt) : scale * qv * __expf(gt));
+        const int col = tid & 31, tr = tid >> 5;   // rows tr + 8i: unrolled, each row's block I is a constant
+        float gF[4];                             // Gc at each block's first row
+#pragma unroll
+        for (int J = 0; J < 4; J++) gF[J] = Gc[(16 * J) * 36 + col];
+#pragma unroll
+        for (int i = 0; i < 64 * 32 / GLA_CO_THREADS; i++) {
+            const int t = tr + (GLA_CO_THREADS / 32) * i, I = (GLA_CO_THREADS / 32) * i / 16;
+            float gt = Gc[t * 36 + col], g0 = gF[I];
+            float qv = bf2f(qS[t * 40 + col]), kv = bf2f(kS[t * 40 + col]);
+            Rs[t * ldr + a0 + col] = f2bf(BWD ? kv * gla_exp(gl[col] - gt) : scale * qv * gla_exp(gt));
             if (LOADA) continue;
-            float qe = qv * __expf(gt - g0);
-            Qs[t * 40 + a] = f2bf(qe);
-            Qe[t * 36 + a] = qe;
-            Kf[t * 36 + a] = kv * __expf(g0 - gt);
+            float qe = qv * gla_exp(gt - g0);
+            Qs[t * 40 + col] = f2bf(qe);
+            Qe[t * 36 + col] = qe;
+            Kf[t * 36 + col] = kv * gla_exp(g0 - gt);
             wide |= (g0 - gt) >= 80.f;
 #pragma unroll
             for (int J = 1; J < 4; J++)
-                if (I < J) Ks[(gla_ks_off(J) + t) * 40 + a] = f2bf(kv * __expf(Gc[(16 * J) * 36 + a] - gt));
+                if (I < J) Ks[(gla_ks_off(J) + t) * 40 + col] = f2bf(kv * gla_exp(gF[J] - gt));
         }
         wide = __syncthreads_or(wide);
         if (LOADA) continue;   // (the loop-end barrier is not needed: nothing below reads this stage)
@@ -615,7 +636,7 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
                     const float* gi = Gc + pi[r] * 36;
                     const float* gj = Gc + pj[r] * 36;
 #pragma unroll 8
-                    for (int a = 0; a < 32; a++) s += bf2f(qi[a]) * bf2f(kj[a]) * __expf(gi[a] - gj[a]);
+                    for (int a = 0; a < 32; a++) s += bf2f(qi[a]) * bf2f(kj[a]) * gla_exp(gi[a] - gj[a]);
                 }
                 dacc[r] += s;
             }
@@ -726,11 +747,21 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
     const int valid = min(GLA_CT, T - t0);
     const bf16* Hb = hs + ((size_t)(bh * NT + n) * K + a0) * V;
     const bf16* dHb = dhs + ((size_t)(bh * NT + n) * K + a0) * V;
-    auto issueV = [&](int c0, int buf) {   // one 32-column value slab: d_o, v (64 rows), H_n, dHe_n (BK rows)
-        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].dO, 80, d_o + (row0 * H + h) * V + c0, (size_t)H * V * 2, 64, valid);
-        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].Vs, 80, v + row0 * ld_v + (size_t)h * V + c0, (size_t)ld_v * 2, 64, valid);
-        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].Hs, 80, Hb + c0, (size_t)V * 2, BK, BK);
-        gla_cp_tile<GLA_DQK_THREADS, 64>(sm.u.v[buf].dH, 80, dHb + c0, (size_t)V * 2, BK, BK);
+    // One 32-column value slab: d_o, v (64 rows), H_n, dHe_n (BK rows), 64 bytes a row: each thread copies the
+    // same 16 bytes (row vr, columns vc..vc+7) of every slab, so its source rows are found once, not per slab.
+    static_assert(GLA_DQK_THREADS == 64 * 4, "issueV: one 16-byte piece of each 64-row slab per thread");
+    const int vr = tid >> 2, vc = (tid & 3) * 8;
+    const bool vok = vr < valid;   // rows past T: zero-filled from a valid address (row 0)
+    const bf16* gdo = d_o + (row0 + (vok ? vr : 0)) * ((size_t)H * V) + (size_t)h * V + vc;
+    const bf16* gv = v + (row0 + (vok ? vr : 0)) * ld_v + (size_t)h * V + vc;
+    const size_t hoff = (size_t)vr * V + vc;
+    auto issueV = [&](int c0, int buf) {
+        gla_cp_async16(sm.u.v[buf].dO + vr * 40 + vc, gdo + c0, vok);
+        gla_cp_async16(sm.u.v[buf].Vs + vr * 40 + vc, gv + c0, vok);
+        if (vr < BK) {
+            gla_cp_async16(sm.u.v[buf].Hs + vr * 40 + vc, Hb + hoff + c0, true);
+            gla_cp_async16(sm.u.v[buf].dH + vr * 40 + vc, dHb + hoff + c0, true);
+        }
         gla_cp_commit();
     };
 
@@ -743,15 +774,26 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
     gla_cp_wait<1>();
     __syncthreads();
     gla_cumsum_smem<BK, GLA_DQK_THREADS>(sm.Gc, LG, sm.gl, reinterpret_cast<float*>(sm.Qs));   // Qs is free until below
-    for (int e = tid; e < 64 * BK; e += GLA_DQK_THREADS) {
-        int t = e / BK, a = e % BK, I = t >> 4;
-        float gt = sm.Gc[t * LG + a], qv = bf2f(sm.qS[t * LB + a]), kv = bf2f(sm.kS[t * LB + a]);
+    {   // thread: column a, rows tr + RS*i; with the loop unrolled each row's block I is a constant, so the
+        // conditions and row offsets below fold away (the indexing was half of this loop's instructions)
+        constexpr int RS = GLA_DQK_THREADS / BK;
+        const int a = tid % BK, tr = tid / BK;
+        float gF[4], gL[3];   // Gc at each block's first row (the Ks reference) and last row (the Qs one)
 #pragma unroll
-        for (int J = 1; J < 4; J++)
-            if (I < J) sm.Ks[(gla_ks_off(J) + t) * LB + a] = f2bf(kv * __expf(sm.Gc[(16 * J) * LG + a] - gt));
+        for (int J = 0; J < 4; J++) gF[J] = sm.Gc[(16 * J) * LG + a];
 #pragma unroll
-        for (int J = 0; J < 3; J++)
-            if (I > J) sm.Qs[(gla_qs_off(J) + t - 16 * (J + 1)) * LB + a] = f2bf(qv * __expf(gt - sm.Gc[(16 * J + 15) * LG + a]));
+        for (int J = 0; J < 3; J++) gL[J] = sm.Gc[(16 * J + 15) * LG + a];
+#pragma unroll
+        for (int i = 0; i < 64 / RS; i++) {
+            const int t = tr + RS * i, I = RS * i / 16;
+            float gt = sm.Gc[t * LG + a], qv = bf2f(sm.qS[t * LB + a]), kv = bf2f(sm.kS[t * LB + a]);
+#pragma unroll
+            for (int J = 1; J < 4; J++)
+                if (I < J) sm.Ks[(gla_ks_off(J) + t) * LB + a] = f2bf(kv * gla_exp(gF[J] - gt));
+#pragma unroll
+            for (int J = 0; J < 3; J++)
+                if (I > J) sm.Qs[(gla_qs_off(J) + t - 16 * (J + 1)) * LB + a] = f2bf(qv * gla_exp(gt - gL[J]));
+        }
     }
 
     // ---- V loop: warp w owns rows m0 = 16*(w&3); dA cols 32*(w>>2) (4 tiles), dq/dk_inter cols (w>>2)*BK/2 ----
@@ -776,8 +818,14 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
         {
             constexpr int PARTS = GLA_DQK_THREADS / BK, CPP = 32 / PARTS;
             int r = tid % BK, part = tid / BK;
+            const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(Hs + r * 40 + part * CPP);
+            const __nv_bfloat162* d2 = reinterpret_cast<const __nv_bfloat162*>(dH + r * 40 + part * CPP);
 #pragma unroll
-            for (int c = part * CPP; c < part * CPP + CPP; c++) hdh += bf2f(Hs[r * 40 + c]) * bf2f(dH[r * 40 + c]);
+            for (int c = 0; c < CPP / 2; c++) {   // pairs: half the shared loads, the same sums in the same order
+                __nv_bfloat162 x = h2[c], y = d2[c];
+                hdh += __low2float(x) * __low2float(y);
+                hdh += __high2float(x) * __high2float(y);
+            }
         }
 #pragma unroll
         for (int ks = 0; ks < 2; ks++) {
@@ -834,8 +882,8 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     float gt = sm.Gc[r * LG + c + e];
-                    sm.u.p.dq[r * LG + c + e] = scale * __expf(gt) * aQ[j][2 * hh + e];
-                    float dke = __expf(sm.gl[c + e] - gt) * aK[j][2 * hh + e];
+                    sm.u.p.dq[r * LG + c + e] = scale * gla_exp(gt) * aQ[j][2 * hh + e];
+                    float dke = gla_exp(sm.gl[c + e] - gt) * aK[j][2 * hh + e];
                     sm.u.p.dk[r * LG + c + e] = dke;
                     kcol[j][e] += bf2f(sm.kS[r * LB + c + e]) * dke;
                 }
@@ -874,7 +922,7 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int r = 16 * I + (lane >> 2) + (e >> 1) * 8, c = 16 * ct + 8 * j + (lane & 3) * 2 + (e & 1);
-                    sm.u.p.dq[r * LG + c] += __expf(sm.Gc[r * LG + c] - sm.Gc[(16 * I) * LG + c]) * acc[j][e];
+                    sm.u.p.dq[r * LG + c] += gla_exp(sm.Gc[r * LG + c] - sm.Gc[(16 * I) * LG + c]) * acc[j][e];
                 }
         } else {     // dk rows of block J = blk from query blocks I > J
             const int J = blk;
@@ -890,7 +938,7 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int r = 16 * J + (lane >> 2) + (e >> 1) * 8, c = 16 * ct + 8 * j + (lane & 3) * 2 + (e & 1);
-                    sm.u.p.dk[r * LG + c] += __expf(sm.Gc[(16 * J + 15) * LG + c] - sm.Gc[r * LG + c]) * acc[j][e];
+                    sm.u.p.dk[r * LG + c] += gla_exp(sm.Gc[(16 * J + 15) * LG + c] - sm.Gc[r * LG + c]) * acc[j][e];
                 }
         }
     }
@@ -909,13 +957,15 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
         for (int i = 0; i < 16; i++) gc[i] = sm.Gc[(16 * I + i) * LG + a];
         const bool fast = gc[0] - gc[15] < 80.f;
         const float* dAd = sm.u.p.dAd + I * 16 * 17;
-        const size_t gcol = (size_t)h * K + a0 + a;
+        const int nv = valid - 16 * I;   // rows of this block inside the sequence
+        bf16* dqp = dq + (row0 + 16 * I) * ld_dqk + (size_t)h * K + a0 + a;   // row i of this block: + i * ld_dqk
+        bf16* dkp = dk + (row0 + 16 * I) * ld_dqk + (size_t)h * K + a0 + a;
         const bf16* kc = sm.kS + 16 * I * LB + a;   // column a of this block's k, q, Gc (exact path)
         const bf16* qc = sm.qS + 16 * I * LB + a;
         const float* gcc = sm.Gc + 16 * I * LG + a;
         // dq rows
 #pragma unroll
-        for (int j = 0; j < 16; j++) w[j] = fast ? bf2f(kc[j * LB]) * __expf(gc[0] - gc[j]) : 0.f;
+        for (int j = 0; j < 16; j++) w[j] = fast ? bf2f(kc[j * LB]) * gla_exp(gc[0] - gc[j]) : 0.f;
 #pragma unroll
         for (int i = 0; i < 16; i++) {
             const int t = 16 * I + i;
@@ -923,18 +973,19 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
             if (fast) {
 #pragma unroll
                 for (int j = 0; j <= i; j++) sq += dAd[i * 17 + j] * w[j];
-                sq *= __expf(gc[i] - gc[0]);
+                sq *= gla_exp(gc[i] - gc[0]);
             } else {
 #pragma unroll 1
-                for (int j = 0; j <= i; j++) sq += dAd[i * 17 + j] * bf2f(kc[j * LB]) * __expf(gc[i] - gcc[j * LG]);
+                for (int j = 0; j <= i; j++) sq += dAd[i * 17 + j] * bf2f(kc[j * LB]) * gla_exp(gc[i] - gcc[j * LG]);
             }
             const float dqv = sm.u.p.dq[t * LG + a] + sq;
             xr[i] = bf2f(sm.qS[t * LB + a]) * dqv;
-            if (t0 + t < T) dq[(row0 + t) * ld_dqk + gcol] = f2bf(dqv);
+            if (i < nv) *dqp = f2bf(dqv);
+            dqp += ld_dqk;
         }
         // dk rows
 #pragma unroll
-        for (int i = 0; i < 16; i++) w[i] = fast ? bf2f(qc[i * LB]) * __expf(gc[i] - gc[0]) : 0.f;
+        for (int i = 0; i < 16; i++) w[i] = fast ? bf2f(qc[i * LB]) * gla_exp(gc[i] - gc[0]) : 0.f;
 #pragma unroll
         for (int j = 0; j < 16; j++) {
             const int t = 16 * I + j;
@@ -942,14 +993,15 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
             if (fast) {
 #pragma unroll
                 for (int i = j; i < 16; i++) sk += dAd[i * 17 + j] * w[i];
-                sk *= __expf(gc[0] - gc[j]);
+                sk *= gla_exp(gc[0] - gc[j]);
             } else {
 #pragma unroll 1
-                for (int i = j; i < 16; i++) sk += dAd[i * 17 + j] * bf2f(qc[i * LB]) * __expf(gcc[i * LG] - gc[j]);
+                for (int i = j; i < 16; i++) sk += dAd[i * 17 + j] * bf2f(qc[i * LB]) * gla_exp(gcc[i * LG] - gc[j]);
             }
             const float dkv = sm.u.p.dk[t * LG + a] + sk;
             xr[j] -= bf2f(sm.kS[t * LB + a]) * dkv;
-            if (t0 + t < T) dk[(row0 + t) * ld_dqk + gcol] = f2bf(dkv);
+            if (j < nv) *dkp = f2bf(dkv);
+            dkp += ld_dqk;
         }
         float run = 0.f;   // reverse cumsum of x = q dq - k dk inside this 16-row block
 #pragma unroll
@@ -961,13 +1013,13 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
         float hd = 0.f, kd = 0.f;
         for (int p = 0; p < GLA_DQK_THREADS / BK; p++) hd += sm.hdh[p * BK + a];
         for (int p = 0; p < 4; p++) kd += sm.kdk[p * BK + a];
-        float off = __expf(sm.gl[a]) * hd + kd;
+        float off = gla_exp(sm.gl[a]) * hd + kd;
         for (int p = I + 1; p < 4; p++) off += sm.xt[p * BK + a];
+        float* dgp = dg + ((row0 + 16 * I) * H + h) * K + a0 + a;
+        const int nv = valid - 16 * I;
 #pragma unroll
-        for (int i = 0; i < 16; i++) {
-            int t = 16 * I + i;
-            if (t0 + t < T) dg[((row0 + t) * H + h) * K + a0 + a] = xr[i] + off;
-        }
+        for (int i = 0; i < 16; i++, dgp += (size_t)H * K)
+            if (i < nv) *dgp = xr[i] + off;
     }
 }
 
