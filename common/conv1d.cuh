@@ -247,8 +247,8 @@ static inline void conv_check_shape(int B, int T, int Di, int W) {
 }
 
 // u [B,T,Di] = silu(conv(x) + b);  x [B,T,Di] row stride ld_x;  w [Di,W], b [Di] fp32. variant (dev/conv1d): 0
-// production (4 channels per thread, one token ahead: 64 registers, 8 blocks per SM), 1: 8 channels, none ahead
-// (the production until 2026-11-30; 95 registers, 5 blocks), 2: 8 channels, one ahead, 3: 4 channels, two ahead.
+// production (4 channels per thread, two tokens ahead: 64 registers, 8 blocks per SM), 1: 8 channels, none ahead
+// (the production until 2026-11-30; 95 registers, 5 blocks), 2: 8 channels, one ahead, 3: 4 channels, one ahead.
 // The variants give the same bits.
 static inline void conv1d_silu_forward_v(bf16* u, const bf16* x, int ld_x, const float* w, const float* b,
                                          int B, int T, int Di, int W, int variant, cudaStream_t s) {
@@ -259,10 +259,10 @@ static inline void conv1d_silu_forward_v(bf16* u, const bf16* x, int ld_x, const
     dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * cpt - 1) / (CONV_DX * cpt), conv_rows_per_batch(T), B);
 #define CONV_FWD(W_, C_, P_) conv1d_silu_fwd_kernel<W_, C_, P_><<<grid, block, 0, s>>>(u, x, ld_x, w, b, T, Di)
 #define CONV_FWD_W(C_, P_) do { if (W == 4) CONV_FWD(4, C_, P_); else if (W == 3) CONV_FWD(3, C_, P_); else CONV_FWD(2, C_, P_); } while (0)
-    if (variant == 0) CONV_FWD_W(4, 1);
+    if (variant == 0) CONV_FWD_W(4, 2);
     else if (variant == 1) CONV_FWD_W(8, 0);
     else if (variant == 2) CONV_FWD_W(8, 1);
-    else CONV_FWD_W(4, 2);
+    else CONV_FWD_W(4, 1);
 #undef CONV_FWD_W
 #undef CONV_FWD
     CUDA_KERNEL_CHECK();
