@@ -4,8 +4,8 @@
  *
  *   xc[b,t,d] = b[d] + sum_{k<W} w[d,k] x[b, t-(W-1)+k, d]   (x at t < 0 is 0),   u = silu(xc)
  *
- * Token-major rows make channels contiguous, so a thread owns 8 channels (one 16-byte load/store per token; 4 in
- * the backward, whose larger per-channel state would otherwise cap residency at 3 blocks per SM) and
+ * Token-major rows make channels contiguous, so a thread owns 4 channels (one 8-byte load/store per token: fewer
+ * registers per thread than 8 channels with 16-byte loads, so more blocks per SM, which measured faster) and
  * a run of CONV_TR consecutive tokens, keeping the last W-1 inputs in registers: every input is read once (plus
  * a W-1 halo per run). The backward recomputes the pre-activation (nothing is saved) and produces dx for its own
  * run from the dxc of the run and the next W-1 tokens (recomputed halo). dw, db: per-thread sums, reduced over the
@@ -32,46 +32,6 @@ static inline size_t conv1d_scratch_floats(int B, int T, int Di, int W) {
     return (size_t)B * conv_rows_per_batch(T) * Di * (W + 1);
 }
 
-template <int W>
-__global__ void __launch_bounds__(CONV_DX * CONV_TY)
-conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_x, const float* __restrict__ w,
-                       const float* __restrict__ bias, int T, int Di) {
-    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * 8;
-    const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
-    if (d0 >= Di || ts >= T) return;
-    const int te = min(T, ts + CONV_TR);
-    float wr[8][W], br[8], xw[W][8];   // xw[k] = x at t-(W-1)+k
-#pragma unroll
-    for (int c = 0; c < 8; c++) {
-        br[c] = bias[d0 + c];
-#pragma unroll
-        for (int k = 0; k < W; k++) wr[c][k] = w[(size_t)(d0 + c) * W + k];
-    }
-    const bf16* xb = x + (size_t)b * T * ld_x + d0;
-#pragma unroll
-    for (int k = 0; k < W - 1; k++) {
-        const int t = ts - (W - 1) + k;
-        x128 v = t >= 0 ? load128(xb + (size_t)t * ld_x) : x128::zeros();
-#pragma unroll
-        for (int c = 0; c < 8; c++) xw[k][c] = bf2f(v[c]);
-    }
-    for (int t = ts; t < te; t++) {
-        x128 v = load128cs(xb + (size_t)t * ld_x);
-        x128 o;
-#pragma unroll
-        for (int c = 0; c < 8; c++) {
-            xw[W - 1][c] = bf2f(v[c]);
-            float s = br[c];
-#pragma unroll
-            for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
-            o[c] = f2bf(s * conv_sigmoid(s));
-#pragma unroll
-            for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
-        }
-        store128(u + ((size_t)b * T + t) * Di + d0, o);
-    }
-}
-
 // CPT bf16 channels of one token as one load (16 or 8 bytes), converted to fp32; and the store back
 template <int CPT> struct ConvVec;
 template <> struct ConvVec<8> { typedef uint4 T; };
@@ -81,8 +41,72 @@ __device__ __forceinline__ typename ConvVec<CPT>::T conv_ldv(const bf16* p) {
     return *reinterpret_cast<const typename ConvVec<CPT>::T*>(p);
 }
 template <int CPT>
+__device__ __forceinline__ typename ConvVec<CPT>::T conv_ldv_cs(const bf16* p) {   // read-once data: evict first
+    return __ldcs(reinterpret_cast<const typename ConvVec<CPT>::T*>(p));
+}
+template <int CPT>
 __device__ __forceinline__ float conv_el(const typename ConvVec<CPT>::T& v, int c) {
     return bf2f(reinterpret_cast<const bf16*>(&v)[c]);
+}
+
+// Forward, CPT channels per thread (one 16- or 8-byte load per token); the loads of the next PFD tokens are in
+// flight while a token is computed (PFD 0: none; dev/conv1d v2 against v4-v6 measures the choices). x is read
+// once: streaming loads.
+template <int W, int CPT = 8, int PFD = 0>
+__global__ void __launch_bounds__(CONV_DX * CONV_TY)
+conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_x, const float* __restrict__ w,
+                       const float* __restrict__ bias, int T, int Di) {
+    typedef typename ConvVec<CPT>::T V;
+    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * CPT;
+    const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
+    if (d0 >= Di || ts >= T) return;
+    const int te = min(T, ts + CONV_TR);
+    float wr[CPT][W], br[CPT], xw[W][CPT];   // xw[k] = x at t-(W-1)+k
+#pragma unroll
+    for (int c = 0; c < CPT; c++) {
+        br[c] = bias[d0 + c];
+#pragma unroll
+        for (int k = 0; k < W; k++) wr[c][k] = w[(size_t)(d0 + c) * W + k];
+    }
+    const bf16* xb = x + (size_t)b * T * ld_x + d0;
+    const V zero = {};
+#pragma unroll
+    for (int k = 0; k < W - 1; k++) {
+        const int t = ts - (W - 1) + k;
+        V v = t >= 0 ? conv_ldv_cs<CPT>(xb + (size_t)t * ld_x) : zero;
+#pragma unroll
+        for (int c = 0; c < CPT; c++) xw[k][c] = conv_el<CPT>(v, c);
+    }
+    V ahead[PFD > 0 ? PFD : 1];   // at token t: x of t .. t+PFD-1, loaded before t-1 was computed
+#pragma unroll
+    for (int i = 0; i < PFD; i++) ahead[i] = ts + i < te ? conv_ldv_cs<CPT>(xb + (size_t)(ts + i) * ld_x) : zero;
+    const bf16* xn = xb + (size_t)(ts + PFD) * ld_x;   // x of token t + PFD (running addresses: no products per token)
+    bf16* up = u + ((size_t)b * T + ts) * Di + d0;
+#pragma unroll 4   // W-1 inputs shift by one register per token: unrolled, the shifts become renaming
+    for (int t = ts; t < te; t++, xn += ld_x, up += Di) {
+        V v;
+        if constexpr (PFD > 0) {
+            v = ahead[0];
+#pragma unroll
+            for (int i = 0; i + 1 < PFD; i++) ahead[i] = ahead[i + 1];
+            ahead[PFD - 1] = t + PFD < te ? conv_ldv_cs<CPT>(xn) : zero;
+        } else {
+            v = conv_ldv_cs<CPT>(xn);
+        }
+        V o;
+        bf16* oe = reinterpret_cast<bf16*>(&o);
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            xw[W - 1][c] = conv_el<CPT>(v, c);
+            float s = br[c];
+#pragma unroll
+            for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
+            oe[c] = f2bf(s * conv_sigmoid(s));
+#pragma unroll
+            for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
+        }
+        *reinterpret_cast<V*>(up) = o;
+    }
 }
 
 // Backward, CPT channels per thread (4 in production: 96 registers against 168 at 8, so 5 blocks per SM instead
@@ -124,17 +148,21 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
         }
         V vn = zero, gn = zero;   // PF: the next token's x and du
         if (PF && ts < T) { vn = conv_ldv<CPT>(xb + (size_t)ts * ld_x); gn = conv_ldv<CPT>(gb + (size_t)ts * Di); }
-        for (int t = ts; t < te + W - 1; t++) {
+        // running addresses of the token loaded next (t+1 with PF, else t) and of dx(tp)
+        const bf16* xn = xb + (size_t)(ts + PF) * ld_x;
+        const bf16* gp = gb + (size_t)(ts + PF) * Di;
+        bf16* dxp = dx + ((size_t)b * T + ts) * ld_dx + d0;
+        for (int t = ts; t < te + W - 1; t++, xn += ld_x, gp += Di) {
             const bool in = t < T;
             V v, g;
             if (PF) {
                 v = vn; g = gn;
                 const bool nin = t + 1 < T && t + 1 < te + W - 1;
-                vn = nin ? conv_ldv<CPT>(xb + (size_t)(t + 1) * ld_x) : zero;
-                gn = nin ? conv_ldv<CPT>(gb + (size_t)(t + 1) * Di) : zero;
+                vn = nin ? conv_ldv<CPT>(xn) : zero;
+                gn = nin ? conv_ldv<CPT>(gp) : zero;
             } else {
-                v = in ? conv_ldv<CPT>(xb + (size_t)t * ld_x) : zero;
-                g = in ? conv_ldv<CPT>(gb + (size_t)t * Di) : zero;
+                v = in ? conv_ldv<CPT>(xn) : zero;
+                g = in ? conv_ldv<CPT>(gp) : zero;
             }
 #pragma unroll
             for (int c = 0; c < CPT; c++) {
@@ -166,7 +194,8 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
                     for (int k = 0; k < W; k++) s += wr[c][k] * dq[W - 1 - k][c];
                     oe[c] = f2bf(s);
                 }
-                *reinterpret_cast<V*>(dx + ((size_t)b * T + tp) * ld_dx + d0) = o;
+                *reinterpret_cast<V*>(dxp) = o;
+                dxp += ld_dx;
             }
         }
     }
@@ -217,17 +246,30 @@ static inline void conv_check_shape(int B, int T, int Di, int W) {
     if (conv1d_shape_error(B, T, Di, W, why, sizeof why)) die("conv1d: %s", why);
 }
 
-// u [B,T,Di] = silu(conv(x) + b);  x [B,T,Di] row stride ld_x;  w [Di,W], b [Di] fp32
-static inline void conv1d_silu_forward(bf16* u, const bf16* x, int ld_x, const float* w, const float* b,
-                                       int B, int T, int Di, int W, cudaStream_t s) {
+// u [B,T,Di] = silu(conv(x) + b);  x [B,T,Di] row stride ld_x;  w [Di,W], b [Di] fp32. variant (dev/conv1d): 0
+// production (4 channels per thread, two tokens ahead: 64 registers, 8 blocks per SM), 1: 8 channels, none ahead
+// (the production until 2026-11-30; 95 registers, 5 blocks), 2: 8 channels, one ahead, 3: 4 channels, one ahead.
+// The variants give the same bits.
+static inline void conv1d_silu_forward_v(bf16* u, const bf16* x, int ld_x, const float* w, const float* b,
+                                         int B, int T, int Di, int W, int variant, cudaStream_t s) {
     conv_check_shape(B, T, Di, W);
     conv_check(x, ld_x, "x");
     conv_check(u, Di, "u");
-    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * 8 - 1) / (CONV_DX * 8), conv_rows_per_batch(T), B);
-    if (W == 4) conv1d_silu_fwd_kernel<4><<<grid, block, 0, s>>>(u, x, ld_x, w, b, T, Di);
-    else if (W == 3) conv1d_silu_fwd_kernel<3><<<grid, block, 0, s>>>(u, x, ld_x, w, b, T, Di);
-    else conv1d_silu_fwd_kernel<2><<<grid, block, 0, s>>>(u, x, ld_x, w, b, T, Di);
+    const int cpt = variant == 0 || variant == 3 ? 4 : 8;
+    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * cpt - 1) / (CONV_DX * cpt), conv_rows_per_batch(T), B);
+#define CONV_FWD(W_, C_, P_) conv1d_silu_fwd_kernel<W_, C_, P_><<<grid, block, 0, s>>>(u, x, ld_x, w, b, T, Di)
+#define CONV_FWD_W(C_, P_) do { if (W == 4) CONV_FWD(4, C_, P_); else if (W == 3) CONV_FWD(3, C_, P_); else CONV_FWD(2, C_, P_); } while (0)
+    if (variant == 0) CONV_FWD_W(4, 2);
+    else if (variant == 1) CONV_FWD_W(8, 0);
+    else if (variant == 2) CONV_FWD_W(8, 1);
+    else CONV_FWD_W(4, 1);
+#undef CONV_FWD_W
+#undef CONV_FWD
     CUDA_KERNEL_CHECK();
+}
+static inline void conv1d_silu_forward(bf16* u, const bf16* x, int ld_x, const float* w, const float* b,
+                                       int B, int T, int Di, int W, cudaStream_t s) {
+    conv1d_silu_forward_v(u, x, ld_x, w, b, B, T, Di, W, 0, s);
 }
 
 // dx [B,T,Di] (row stride ld_dx) WRITTEN; dw [Di,W], db [Di] ACCUMULATED; du [B,T,Di] contiguous;

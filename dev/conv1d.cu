@@ -2,12 +2,13 @@
  * dev/conv1d.cu — harness for the depthwise causal conv1d + bias + SiLU (common/conv1d.cuh), forward and backward.
  *   v1: one thread per (b, channel) walking t with scalar loads; dw/db summed by the same thread into per-b
  *       partials (teaching version: uncoalesced 2-byte loads, B*Di threads only).
- *   v2: production (common/conv1d.cuh): 32 tokens per thread, 8 channels (forward, 16-byte loads) or 4 channels
- *       with the next token's loads in flight (backward, 8-byte loads), block partials.
+ *   v2: production (common/conv1d.cuh): 32 tokens per thread, 4 channels (8-byte loads), the next tokens'
+ *       loads in flight (forward two, backward one), block partials.
  *   v3: cuDNN's grouped convolution + our bias/SiLU kernels (common/cudnn_ops.cuh); only in USE_CUDNN builds,
  *       which the Makefile makes whenever it finds cuDNN. Its timing adds the cuDNN calls alone.
- *   v4-v6: other backward variants (forward as v2): v4 8 channels per thread, no prefetch (the production until
- *       2026-11-30), v5 4 channels, no prefetch, v6 8 channels + prefetch.
+ *   v4-v6: other variants (conv1d_silu_forward_v / _backward_v 1..3). Forward: v4 8 channels, no prefetch (the
+ *       production until 2026-11-30), v5 8 channels, one token ahead, v6 4 channels, one ahead. Backward: v4 8
+ *       channels, no prefetch (the production until 2026-11-30), v5 4 channels, no prefetch, v6 8 channels + prefetch.
  * ./dev/conv1d [version] [--check] [-B 16 -T 2048 -D 2048 -W 4]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/conv1d.cu -o dev/conv1d
  */
@@ -19,7 +20,7 @@
 #endif
 
 #define V_CUDNN 3
-#define CONV_NVER 6   // v4-v6: backward variants of common/conv1d.cuh (conv1d_silu_backward_v 1..3)
+#define CONV_NVER 6   // v4-v6: variants 1..3 of common/conv1d.cuh (conv1d_silu_forward_v, conv1d_silu_backward_v)
 
 // ---------------- v1: one thread per (b, d) ----------------
 __global__ void conv_v1_fwd_kernel(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T,
@@ -123,7 +124,8 @@ static void run_fwd(ConvCtx* c) {
         cudnn_conv1d_forward((CudnnConv1d*)c->dnn, c->u, c->x, c->w, c->b, 0);
 #endif
     } else {
-        conv1d_silu_forward(c->u, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W, 0);
+        conv1d_silu_forward_v(c->u, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W,
+                              c->version > V_CUDNN ? c->version - V_CUDNN : 0, 0);
     }
 }
 static void run_bwd(ConvCtx* c) {
