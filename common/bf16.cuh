@@ -2,7 +2,8 @@
  * bf16.cuh — the bf16 type the project computes with, and 128-bit packed loads/stores.
  * Packed128<T> moves 16 bytes per thread per instruction, which is what memory-bound kernels need to
  * approach the card's bandwidth. Also: stochastic rounding of fp32 to bf16 (used by AdamW so that tiny
- * updates are not systematically lost when the bf16 working copy is refreshed).
+ * updates are not systematically lost when the bf16 working copy is refreshed). And exp2_ftz, the one
+ * MUFU.EX2 exponential the selective scan and the chunked GLA kernels use.
  */
 #ifndef COMMON_BF16_CUH
 #define COMMON_BF16_CUH
@@ -77,6 +78,14 @@ __device__ inline bf16 stochastic_round_bf16(float f, uint32_t rnd) {
     u += (rnd & 0xffffu);
     u &= 0xffff0000u;
     return __float2bfloat16_rn(__uint_as_float(u));
+}
+
+/* 2^x by MUFU.EX2 (relative error ~2^-22), flushing results below 2^-126 to zero: expf-style calls keep such
+ * results denormal with three more instructions each, which the exponential-heavy scan and chunk kernels feel */
+__device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
 }
 
 #endif /* COMMON_BF16_CUH */

@@ -298,14 +298,9 @@ static inline void gla_simple_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv,
 /* ================================================================================================== */
 
 __device__ __forceinline__ unsigned gla_smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
-/* e^x for the chunk kernels: __expf's own MUFU.EX2, but flushing results below 2^-126 (~1e-38) to zero;
- * __expf keeps such results denormal with three more instructions per call, and these kernels take about
- * 170 exponentials per thread (same bits as __expf for every result above 2^-126) */
-__device__ __forceinline__ float gla_exp(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.44269504088896341f));
-    return y;
-}
+/* e^x for the chunk kernels (about 170 per thread in dq/dk/dg): __expf's multiply and MUFU.EX2, flushing
+ * results below 2^-126 (~1e-38) to zero (bf16.cuh); same bits as __expf for every result above 2^-126 */
+__device__ __forceinline__ float gla_exp(float x) { return exp2_ftz(x * 1.44269504088896341f); }
 __device__ __forceinline__ void gla_ldsm_x4(unsigned r[4], const bf16* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(gla_smem_u32(p)));
@@ -348,8 +343,11 @@ __device__ __forceinline__ uint32_t gla_pack_bf16(float lo, float hi) {
 /* cp.async: 16-byte global->shared copies that stay in flight while the thread continues, so a whole
  * tile costs one memory round trip (and the next tile can load while this one is used). Rows past
  * valid_rows are zero-filled (source size 0; the source address is then row 0, always valid). */
+__device__ __forceinline__ void gla_cp_async16_s(unsigned dst_smem, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst_smem), "l"(src), "r"(valid ? 16 : 0));
+}
 __device__ __forceinline__ void gla_cp_async16(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(gla_smem_u32(dst)), "l"(src), "r"(valid ? 16 : 0));
+    gla_cp_async16_s(gla_smem_u32(dst), src, valid);
 }
 __device__ __forceinline__ void gla_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void gla_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
@@ -366,7 +364,7 @@ __device__ __forceinline__ void gla_cp_tile(void* dst, int ld_dst, const void* s
     const char* s = s0 + (size_t)r0 * ld_src;
     for (int r = r0; r < nrows; r += RSTEP, d += RSTEP * ld_dst, s += RSTEP * ld_src) {
         const bool ok = r < valid_rows;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? s : s0), "r"(ok ? 16 : 0));
+        gla_cp_async16_s(d, ok ? s : s0, ok);
     }
 }
 /* In-place chunk-local inclusive cumsum of a 64-row fp32 gate tile G (row stride ldg floats, W columns)

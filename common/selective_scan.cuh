@@ -60,11 +60,6 @@ struct ScanArgs {
 // ---------------------------------------------------------------------------------------------------------------
 // small device helpers
 
-__device__ __forceinline__ float scan_ex2(float x) {   // 2^x, MUFU.EX2 (rel err ~2^-22); x <= 0 here
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
 __device__ __forceinline__ float scan_sigmoid(float v) { return __fdividef(1.0f, 1.0f + __expf(-v)); }
 // softplus(v) = max(v, 0) + log1p(exp(-|v|)) without branches (log1pf branches); log1p by its series below 0.01,
 // where the fast log's absolute error would be a large relative error. Identity above 20, like torch.
@@ -345,7 +340,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
             float yp = 0.0f;
 #pragma unroll
             for (int i = 0; i < G; i++) {
-                h[i] = scan_ex2(delta * A2[i]) * h[i] + Bv[i] * du;
+                h[i] = exp2_ftz(delta * A2[i]) * h[i] + Bv[i] * du;
                 yp += Cv[i] * h[i];
             }
             yp = scan_group_sum<LC>(yp);
@@ -526,7 +521,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 float Bv[G];
                 scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
 #pragma unroll
-                for (int i = 0; i < G; i++) h[i] = scan_ex2(delta * A2[i]) * h[i] + Bv[i] * du;
+                for (int i = 0; i < G; i++) h[i] = exp2_ftz(delta * A2[i]) * h[i] + Bv[i] * du;
             }
             if (w == nw - 2) {
 #pragma unroll
@@ -547,7 +542,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 float acc = 0.0f;
 #pragma unroll
                 for (int i = 0; i < G; i++) {
-                    const float a = scan_ex2(delta * A2[i]);
+                    const float a = exp2_ftz(delta * A2[i]);
                     if constexpr (SHARE) ea[j][i] = a;
                     hh[i] = a * hh[i] + Bv[i] * du;
                     hs[j][i] = hh[i];
@@ -578,7 +573,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                         ddpart += dh[i] * (Bv[i] * uu + A[i] * ah);
                         dAacc[i] += dh[i] * delta * ah;
                     }
-                    dh[i] *= SHARE ? ea[SHARE ? j : 0][i] : scan_ex2(delta * A2[i]);   // -> dL/dh_{t-1} (partial)
+                    dh[i] *= SHARE ? ea[SHARE ? j : 0][i] : exp2_ftz(delta * A2[i]);   // -> dL/dh_{t-1} (partial)
                 }
                 const float dus = scan_group_sum<LC>(dupart);   // sum_n dh B
                 ddpart = scan_group_sum<LC>(ddpart);

@@ -122,7 +122,7 @@ __global__ void scan_v1_fwd_kernel(bf16* y, float* saved, const ScanArgs p) {
         const float delta = scan_softplus(scan_ld(p.dt_raw + m * p.Di + dc) + p.dt_bias[dc]);
         float yp = 0.0f;
         for (int i = 0; i < G; i++) {
-            h[i] = scan_ex2(delta * A2[i]) * h[i] + scan_ld(p.Bm + m * p.ld_bc + g * G + i) * delta * uu;
+            h[i] = exp2_ftz(delta * A2[i]) * h[i] + scan_ld(p.Bm + m * p.ld_bc + g * G + i) * delta * uu;
             yp += scan_ld(p.Cm + m * p.ld_bc + g * G + i) * h[i];
         }
         for (int o = 1; o < LC; o <<= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o);
