@@ -112,6 +112,22 @@ __device__ __forceinline__ void scan_sts8(float* s, const float (&r)[8]) {
     *reinterpret_cast<float4*>(s + 4) = make_float4(r[4], r[5], r[6], r[7]);
 }
 
+// raw storage of C bf16 values (C = 1, 2, 4, 8) and C floats to shared memory
+template <int C> struct ScanVec;
+template <> struct ScanVec<1> { typedef unsigned short T; };
+template <> struct ScanVec<2> { typedef unsigned int T; };
+template <> struct ScanVec<4> { typedef uint2 T; };
+template <> struct ScanVec<8> { typedef uint4 T; };
+template <int C>
+__device__ __forceinline__ void scan_sts(float* s, const float (&r)[C]) {
+    if constexpr (C == 1) s[0] = r[0];
+    else if constexpr (C == 2) *reinterpret_cast<float2*>(s) = make_float2(r[0], r[1]);
+    else {
+#pragma unroll
+        for (int i = 0; i < C; i += 4) *reinterpret_cast<float4*>(s + i) = make_float4(r[i], r[i + 1], r[i + 2], r[i + 3]);
+    }
+}
+
 // Inputs of steps [ts, ts + kn) for the block's DL channels from d_base, in two halves so that the global loads
 // of the next block of steps are in flight while the current one is computed (software pipelining):
 // load() issues 16-byte loads of u, dt (, z, dy) and the B, C values into registers; store() turns them into the
@@ -124,8 +140,27 @@ template <int K, int DL, int N>
 struct ScanPrefetch {
     static constexpr int VPR = DL / 8, NV = K * VPR, IT = (NV + SCAN_THREADS - 1) / SCAN_THREADS;
     static constexpr int NBC = K * 2 * N, BCI = (NBC + SCAN_THREADS - 1) / SCAN_THREADS;
-    x128 u[IT], t[IT], z[IT], g[IT];
-    float bc[BCI];
+    // The prefetched values stay raw (8 bf16 in a uint4, B and C as bf16 bits) until store(): unpacking or
+    // converting them in load() made every thread wait for its loads right there (ncu: 20% of the forward's stall
+    // samples on those instructions), which undid the prefetch. dt_bias and D depend only on the thread's channels.
+    uint4 u[IT], t[IT], z[IT], g[IT];
+    unsigned short bc[BCI];
+    float bias[IT][8], dsk[IT][8];
+    static __device__ __forceinline__ float el(const uint4& v, int c) {
+        return __bfloat162float(reinterpret_cast<const bf16*>(&v)[c]);
+    }
+    __device__ __forceinline__ void init(const ScanArgs& p, int d_base) {
+#pragma unroll
+        for (int it = 0; it < IT; it++) {
+            const int idx = threadIdx.x + it * SCAN_THREADS, d0 = d_base + (idx % VPR) * 8;
+            const bool ok = idx < NV && d0 < p.Di;
+#pragma unroll
+            for (int c = 0; c < 8; c++) {
+                bias[it][c] = ok ? p.dt_bias[d0 + c] : 0.0f;
+                dsk[it][c] = ok ? p.Dskip[d0 + c] : 0.0f;
+            }
+        }
+    }
     __device__ __forceinline__ void load(const ScanArgs& p, const bf16* dy, size_t row0, int ts, int kn, int d_base,
                                          int mode) {
 #pragma unroll
@@ -133,19 +168,20 @@ struct ScanPrefetch {
             const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, d0 = d_base + (idx % VPR) * 8;
             if (idx < NV && j < kn && d0 < p.Di) {
                 const size_t m = row0 + ts + j;
-                u[it] = load128(p.u + m * p.ld_u + d0);
-                t[it] = load128(p.dt_raw + m * p.Di + d0);
-                if (mode != 1) z[it] = load128(p.z + m * p.ld_z + d0);
-                if (mode == 2) g[it] = load128(dy + m * p.Di + d0);
+                u[it] = *reinterpret_cast<const uint4*>(p.u + m * p.ld_u + d0);
+                t[it] = *reinterpret_cast<const uint4*>(p.dt_raw + m * p.Di + d0);
+                if (mode != 1) z[it] = *reinterpret_cast<const uint4*>(p.z + m * p.ld_z + d0);
+                if (mode == 2) g[it] = *reinterpret_cast<const uint4*>(dy + m * p.Di + d0);
             }
         }
 #pragma unroll
         for (int i = 0; i < BCI; i++) {
             const int idx = threadIdx.x + i * SCAN_THREADS, j = idx / (2 * N), e = idx % (2 * N);
-            bc[i] = 0.0f;
+            bc[i] = 0;   // bf16 bits of +0.0
             if (idx < NBC && j < kn) {
                 const size_t m = row0 + ts + j;
-                bc[i] = e < N ? scan_ld(p.Bm + m * p.ld_bc + e) : scan_ld(p.Cm + m * p.ld_bc + e - N);
+                const bf16* src = e < N ? p.Bm + m * p.ld_bc + e : p.Cm + m * p.ld_bc + e - N;
+                bc[i] = __ldg(reinterpret_cast<const unsigned short*>(src));
             }
         }
     }
@@ -161,17 +197,17 @@ struct ScanPrefetch {
             if (j < kn && d0 < p.Di) {
 #pragma unroll
                 for (int c = 0; c < 8; c++) {
-                    const float uu = bf2f(u[it][c]), v = bf2f(t[it][c]) + p.dt_bias[d0 + c];
+                    const float uu = el(u[it], c), v = el(t[it], c) + bias[it][c];
                     const float delta = scan_softplus(v);
                     o0[c] = delta;
                     o1[c] = mode == 2 ? uu : delta * uu;
                     if (mode != 1) {
-                        const float zz = bf2f(z[it][c]), sz = scan_sigmoid(zz);
+                        const float zz = el(z[it], c), sz = scan_sigmoid(zz);
                         if (mode == 0) {
                             o2[c] = zz * sz;
-                            o3[c] = p.Dskip[d0 + c] * uu * zz * sz;
+                            o3[c] = dsk[it][c] * uu * zz * sz;
                         } else {
-                            const float dg = bf2f(g[it][c]);
+                            const float dg = el(g[it], c);
                             o2[c] = dg * zz * sz;
                             o3[c] = scan_dsoftplus(v);
                             o4[c] = dg * sz * (1.0f + zz * (1.0f - sz));
@@ -190,7 +226,7 @@ struct ScanPrefetch {
 #pragma unroll
         for (int i = 0; i < BCI; i++) {
             const int idx = threadIdx.x + i * SCAN_THREADS;
-            if (idx < NBC) sBC[idx] = bc[i];
+            if (idx < NBC) sBC[idx] = __bfloat162float(__ushort_as_bfloat16(bc[i]));
         }
     }
 };
@@ -198,20 +234,6 @@ struct ScanPrefetch {
 // consecutive channels of one step (CPV = K*DL/SCAN_THREADS clamped to 1..8), with CPV*2-byte loads. The
 // ScanPrefetch layout gives 8 channels to each of only K*DL/8 threads (64 of 256 at the 370m backward shape),
 // so the softplus/silu work of a window ran on 2 warps while the other 6 waited at the barrier.
-template <int C> struct ScanVec;
-template <> struct ScanVec<1> { typedef unsigned short T; };
-template <> struct ScanVec<2> { typedef unsigned int T; };
-template <> struct ScanVec<4> { typedef uint2 T; };
-template <> struct ScanVec<8> { typedef uint4 T; };
-template <int C>
-__device__ __forceinline__ void scan_sts(float* s, const float (&r)[C]) {
-    if constexpr (C == 1) s[0] = r[0];
-    else if constexpr (C == 2) *reinterpret_cast<float2*>(s) = make_float2(r[0], r[1]);
-    else {
-#pragma unroll
-        for (int i = 0; i < C; i += 4) *reinterpret_cast<float4*>(s + i) = make_float4(r[i], r[i + 1], r[i + 2], r[i + 3]);
-    }
-}
 template <int K, int DL, int N>
 struct ScanStageBwd {
     static constexpr int CPV0 = K * DL / SCAN_THREADS;
@@ -224,6 +246,8 @@ struct ScanStageBwd {
     static __device__ __forceinline__ float el(const V& v, int c) {
         return __bfloat162float(reinterpret_cast<const bf16*>(&v)[c]);
     }
+    // dt_bias is read in store() (keeping it in registers measured no faster here: branch wip/scb2)
+    __device__ __forceinline__ void init(const ScanArgs&, int) {}
     __device__ __forceinline__ void load(const ScanArgs& p, const bf16* dy, size_t row0, int ts, int kn, int d_base,
                                          int mode) {
 #pragma unroll
@@ -325,6 +349,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
     const size_t row0 = (size_t)b * p.T;
     const int d_base = blockIdx.x * DL;
     ScanPrefetch<K, DL, N> pf;
+    pf.init(p, d_base);
     pf.load(p, NULL, row0, 0, min(K, p.T), d_base, 0);
     for (int tb = 0; tb < p.T; tb += K) {
         const int kn = min(K, p.T - tb);
@@ -481,6 +506,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     auto ev_kn = [&](int cc, int ww) { return min(W, p.T - ev_ts(cc, ww)); };
     ph = chunk_nw(c) > 1 ? 1 : 2;
     w = ph == 1 ? 0 : chunk_nw(c) - 1;
+    pf.init(p, d_base);
     if (PF) pf.load(p, dy, row0, ev_ts(c, w), ev_kn(c, w), d_base, ph);
     float h[G];
     bool chunk_start = true;
