@@ -35,6 +35,7 @@
 #include <math.h>
 #include "errors.h"
 #include "bf16.cuh"
+#include "cp_async.cuh"
 
 #define GLA_CT 64   /* chunk length in tokens */
 
@@ -297,17 +298,16 @@ static inline void gla_simple_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv,
 /* the 8 row addresses of one ldmatrix hit 8 different 16-byte bank groups.                           */
 /* ================================================================================================== */
 
-__device__ __forceinline__ unsigned gla_smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 /* e^x for the chunk kernels (about 170 per thread in dq/dk/dg): __expf's multiply and MUFU.EX2, flushing
  * results below 2^-126 (~1e-38) to zero (bf16.cuh); same bits as __expf for every result above 2^-126 */
 __device__ __forceinline__ float gla_exp(float x) { return exp2_ftz(x * 1.44269504088896341f); }
 __device__ __forceinline__ void gla_ldsm_x4(unsigned r[4], const bf16* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(gla_smem_u32(p)));
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
 }
 __device__ __forceinline__ void gla_ldsm_x4_t(unsigned r[4], const bf16* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(gla_smem_u32(p)));
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
 }
 __device__ __forceinline__ void gla_mma(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -340,17 +340,8 @@ __device__ __forceinline__ uint32_t gla_pack_bf16(float lo, float hi) {
     return *reinterpret_cast<uint32_t*>(&p);
 }
 
-/* cp.async: 16-byte global->shared copies that stay in flight while the thread continues, so a whole
- * tile costs one memory round trip (and the next tile can load while this one is used). Rows past
- * valid_rows are zero-filled (source size 0; the source address is then row 0, always valid). */
-__device__ __forceinline__ void gla_cp_async16_s(unsigned dst_smem, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst_smem), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void gla_cp_async16(void* dst, const void* src, bool valid) {
-    gla_cp_async16_s(gla_smem_u32(dst), src, valid);
-}
-__device__ __forceinline__ void gla_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void gla_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+/* cp.async (cp_async.cuh): a whole tile costs one memory round trip, and the next tile can load while this one
+ * is used. Rows past valid_rows are zero-filled (source size 0; the source address is then row 0, always valid). */
 /* rows [0,nrows) x ROWB bytes of a strided source (ld_src bytes) into shared (ld_dst bytes) */
 template <int NTHR, int ROWB>
 __device__ __forceinline__ void gla_cp_tile(void* dst, int ld_dst, const void* src, size_t ld_src, int nrows, int valid_rows) {
@@ -359,12 +350,12 @@ __device__ __forceinline__ void gla_cp_tile(void* dst, int ld_dst, const void* s
     constexpr int VPR = ROWB / 16, RSTEP = NTHR / VPR;
     static_assert(NTHR % VPR == 0, "gla_cp_tile: a thread's column must stay fixed");
     const int r0 = threadIdx.x / VPR, c = (threadIdx.x % VPR) * 16;
-    unsigned d = gla_smem_u32((char*)dst + r0 * ld_dst + c);
+    unsigned d = smem_u32((char*)dst + r0 * ld_dst + c);
     const char* s0 = (const char*)src + c;       // row 0: the (valid) source of zero-filled rows
     const char* s = s0 + (size_t)r0 * ld_src;
     for (int r = r0; r < nrows; r += RSTEP, d += RSTEP * ld_dst, s += RSTEP * ld_src) {
         const bool ok = r < valid_rows;
-        gla_cp_async16_s(d, ok ? s : s0, ok);
+        cp_async16_s(d, ok ? s : s0, ok);
     }
 }
 /* In-place chunk-local inclusive cumsum of a 64-row fp32 gate tile G (row stride ldg floats, W columns)
@@ -425,7 +416,7 @@ gla_state_pass_kernel(bf16* __restrict__ hs, const bf16* __restrict__ x, int ld_
         gla_cp_tile<NTHR, BK * 4>(st.G, BK * 4, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, valid);
         gla_cp_tile<NTHR, BK * 2>(st.X, BK * 2, x + row0 * ld_x + (size_t)h * K + a0, (size_t)ld_x * 2, 64, valid);
         gla_cp_tile<NTHR, VC * 2>(st.Y, LY * 2, y + row0 * ld_y + (size_t)h * V + c0, (size_t)ld_y * 2, 64, valid);
-        gla_cp_commit();
+        cp_async_commit();
     };
     float acc[8][4];
 #pragma unroll
@@ -435,7 +426,7 @@ gla_state_pass_kernel(bf16* __restrict__ hs, const bf16* __restrict__ x, int ld_
     for (int step = 0; step < NT; step++) {
         const int n = REV ? NT - 1 - step : step;
         typename Smem::Stage& st = sm.st[step & 1];
-        if (step + 1 < NT) { issue(step + 1); gla_cp_wait<1>(); } else gla_cp_wait<0>();
+        if (step + 1 < NT) { issue(step + 1); cp_async_wait<1>(); } else cp_async_wait<0>();
         // stage the state (before this chunk's update) as bf16
 #pragma unroll
         for (int j = 0; j < 8; j++) {
@@ -547,13 +538,13 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
         gla_cp_tile<GLA_CO_THREADS, 128>(st, 144, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, valid);
         gla_cp_tile<GLA_CO_THREADS, 64>(st + 64 * 36 * 4, 80, q + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
         gla_cp_tile<GLA_CO_THREADS, 64>(st + 64 * 36 * 4 + 64 * 40 * 2, 80, k + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
-        gla_cp_commit();
+        cp_async_commit();
     };
     auto issueB = [&](int c0, int sidx) {
         unsigned char* st = U + sidx * stB;
         gla_cp_tile<GLA_CO_THREADS, 128>(st, 144, Yb + c0, (size_t)V * 2, K, K);
         gla_cp_tile<GLA_CO_THREADS, 128>(st + K * 72 * 2, 144, xv + row0 * ld_xv + (size_t)h * V + c0, (size_t)ld_xv * 2, 64, valid);
-        gla_cp_commit();
+        cp_async_commit();
     };
 
     bf16* Ag = Aio ? Aio + (size_t)(bh * NT + n) * 64 * 64 : NULL;
@@ -577,7 +568,7 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
         float* Gc = (float*)st;
         const bf16* qS = (const bf16*)(st + 64 * 36 * 4);
         const bf16* kS = qS + 64 * 40;
-        if (sl + 1 < K / 32) { issueA(a0 + 32, (sl + 1) & 1); gla_cp_wait<1>(); } else gla_cp_wait<0>();
+        if (sl + 1 < K / 32) { issueA(a0 + 32, (sl + 1) & 1); cp_async_wait<1>(); } else cp_async_wait<0>();
         __syncthreads();
         gla_cumsum_smem<32, GLA_CO_THREADS>(Gc, 36, gl, tot);
         // staged operands: 64 rows x 32 cols, 8 per thread. Diagonal tiles use
@@ -661,7 +652,7 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
         const int c0 = sl * 64;
         const bf16* Ys = (const bf16*)(U + (sl & 1) * stB);
         const bf16* Xs = Ys + K * 72;
-        if (sl + 1 < V / 64) { issueB(c0 + 64, (sl + 1) & 1); gla_cp_wait<1>(); } else gla_cp_wait<0>();
+        if (sl + 1 < V / 64) { issueB(c0 + 64, (sl + 1) & 1); cp_async_wait<1>(); } else cp_async_wait<0>();
         __syncthreads();
         if (!BWD && Ag && sl == 0)   // save A for the backward
             for (int v = tid; v < 64 * 8; v += GLA_CO_THREADS)
@@ -754,22 +745,22 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
     const bf16* gv = v + (row0 + (vok ? vr : 0)) * ld_v + (size_t)h * V + vc;
     const size_t hoff = (size_t)vr * V + vc;
     auto issueV = [&](int c0, int buf) {
-        gla_cp_async16(sm.u.v[buf].dO + vr * 40 + vc, gdo + c0, vok);
-        gla_cp_async16(sm.u.v[buf].Vs + vr * 40 + vc, gv + c0, vok);
+        cp_async16(sm.u.v[buf].dO + vr * 40 + vc, gdo + c0, vok);
+        cp_async16(sm.u.v[buf].Vs + vr * 40 + vc, gv + c0, vok);
         if (vr < BK) {
-            gla_cp_async16(sm.u.v[buf].Hs + vr * 40 + vc, Hb + hoff + c0, true);
-            gla_cp_async16(sm.u.v[buf].dH + vr * 40 + vc, dHb + hoff + c0, true);
+            cp_async16(sm.u.v[buf].Hs + vr * 40 + vc, Hb + hoff + c0, true);
+            cp_async16(sm.u.v[buf].dH + vr * 40 + vc, dHb + hoff + c0, true);
         }
-        gla_cp_commit();
+        cp_async_commit();
     };
 
     // ---- stage 0: gate cumsum, q, k, and the scaled sub-chunk operands (first value slab in flight) ----
     gla_cp_tile<GLA_DQK_THREADS, BK * 2>(sm.qS, LB * 2, q + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
     gla_cp_tile<GLA_DQK_THREADS, BK * 2>(sm.kS, LB * 2, k + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
     gla_cp_tile<GLA_DQK_THREADS, BK * 4>(sm.Gc, LG * 4, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, valid);
-    gla_cp_commit();
+    cp_async_commit();
     issueV(0, 0);
-    gla_cp_wait<1>();
+    cp_async_wait<1>();
     __syncthreads();
     gla_cumsum_smem<BK, GLA_DQK_THREADS>(sm.Gc, LG, sm.gl, reinterpret_cast<float*>(sm.Qs));   // Qs is free until below
     {   // thread: column a, rows tr + RS*i; with the loop unrolled each row's block I is a constant, so the
@@ -807,7 +798,7 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
     }
     float hdh = 0.f;   // thread (row a = tid % BK, part tid / BK) of sum_c H dHe
     for (int sl = 0; sl < V / 32; sl++) {
-        if (sl + 1 < V / 32) { issueV((sl + 1) * 32, (sl + 1) & 1); gla_cp_wait<1>(); } else gla_cp_wait<0>();
+        if (sl + 1 < V / 32) { issueV((sl + 1) * 32, (sl + 1) & 1); cp_async_wait<1>(); } else cp_async_wait<0>();
         __syncthreads();
         const bf16* dO = sm.u.v[sl & 1].dO;
         const bf16* Vs = sm.u.v[sl & 1].Vs;
