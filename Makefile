@@ -149,6 +149,9 @@ $(DEV_BINS): dev/%: dev/%.cu $(COMMON_H) $(TEST_H) $(DEV_H)
 $(GPU_TESTS): test/%: test/%.cu $(COMMON_H) $(TEST_H)
 	@rm -f $@
 	$(NVCC) $(NVCC_FLAGS) $< -o $@ $(NVCC_LDLIBS)
+# the model tests compile the trainers' model code into themselves
+test/test_gla: train_gla.cu
+test/test_mamba: train_mamba.cu
 
 $(CPU_TESTS): test/%: test/%.c $(COMMON_H) $(TEST_H)
 	@rm -f $@

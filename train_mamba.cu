@@ -35,19 +35,23 @@ typedef struct {
 /* Activations. The backward of a layer needs its ln, xz, u, xdbl, dt, y and the scan's chunk states; what is not
  * kept per layer is recomputed there from what is, and the recompute level (--recompute) chooses. Bytes per token
  * per layer kept (mamba-370m: D=1024, Di=2048, X=96, N=16; scan states are 4*Di*N per 128-token chunk):
- *   0: res (4D), xdbl (2X), y (2Di), scan states (Di*N/32): 4096+192+4096+1024 = 9408 B. Recomputed: ln (the
- *      norm, in place from res), xz (in_proj), u (conv1d), dt (dt_proj). in_proj is the largest product but per
- *      byte kept the cheapest thing to redo (0.4 ms frees 4Di B; the scan forward, 0.66 ms, frees 2Di+Di*N/32 B);
- *      keeping xz as well would be 17600 B (34 GiB in all at B=16, T=2048, above the 27.7 GiB target).
- *   1: also rerun the selective scan forward (y and the chunk states into one slot): 4D+2X = 4288 B.
+ *   0: res (4D), ln and its rstd (2D+4), xdbl (2X), y (2Di), scan states (Di*N/32): 4096+2052+192+4096+1024 =
+ *      11460 B. Recomputed: xz (in_proj), u (conv1d), dt (dt_proj). in_proj is the largest product but per byte
+ *      kept the cheapest thing to redo (0.4 ms frees 4Di B; the scan forward, 0.66 ms, frees 2Di+Di*N/32 B);
+ *      keeping xz as well would be 19648 B (37 GiB in all at B=16, T=2048, above the 27.7 GiB target). Keeping ln
+ *      spares the backward the norm's rerun (0.1 ms a layer for 2D B, about the same rate as in_proj).
+ *   1: also rerun the norm (ln, rstd into one slot) and the selective scan forward (y and the chunk states into
+ *      one slot): 4D+2X = 4288 B.
  *   2: also rerun x_proj: only the fp32 residual stream is kept, 4D = 4096 B.
  * (Keeping everything, as before levels existed, was 27844 B.)
  * Recomputed buffers and the backward's scratch live in one workspace `ws`, which also serves as the classifier's
  * logits scratch: the classifier runs after the last layer's forward and before the first layer's backward, when
  * nothing in ws is live. */
 typedef struct {
-    /* kept per layer; xdbl, y, scan_saved have one slot (in ws) at the levels that recompute them */
+    /* kept per layer; ln, rstd, xdbl, y, scan_saved have one slot (in ws) at the levels that recompute them */
     float* res;         /* [L,M,D] fp32 residual stream entering each block's norm */
+    float* rstd;        /* [L|1,M] */
+    bf16* ln;           /* [L|1,M,D] normed block input */
     bf16* xdbl;         /* [L|1,M,X] x_proj output: dt_low | B | C */
     bf16* y;            /* [L|1,M,Di] gated scan output, input of out_proj; the backward then writes ddt over it */
     char* scan_saved;   /* [L|1, scan_saved_bytes] chunk-boundary states of the scan */
@@ -63,8 +67,6 @@ typedef struct {
     bf16* dln;          /* [M,D] */
     float* dres;        /* [M,D] fp32 residual-stream gradient */
     /* recomputed, one slot (in ws) */
-    float* rstd;        /* [M] */
-    bf16* ln;           /* [M,D] normed block input */
     bf16* xz;           /* [M,2Di] in_proj output: x | z */
     bf16* u;            /* [M,Di] conv1d + SiLU output */
     bf16* dt;           /* [M,Di] dt_proj output (before bias and softplus) */
@@ -170,8 +172,10 @@ static size_t mamba_layout_ws(MambaModel* m, char* base) {
     MambaActs* a = &m->a;
     size_t M = (size_t)m->B * m->T, D = (size_t)m->c.D, Di = (size_t)m->c.Di, X = (size_t)m->X;
     ActCarve cv = {base, 0};
-    CARVE(&cv, a->rstd, M);
-    CARVE(&cv, a->ln, M * D);
+    if (m->recompute >= 1) {
+        CARVE(&cv, a->rstd, M);
+        CARVE(&cv, a->ln, M * D);
+    }
     CARVE(&cv, a->xz, M * 2 * Di);
     CARVE(&cv, a->u, M * Di);
     CARVE(&cv, a->dt, M * Di);
@@ -196,6 +200,8 @@ static void mamba_build_acts(MambaModel* m) {
     m->scan_saved_per_layer = scan_saved_bytes(m->B, m->T, c->Di, c->N);
     ACT(at, a->res, L * M * D);
     if (m->recompute < 1) {
+        ACT(at, a->rstd, L * M);
+        ACT(at, a->ln, L * M * D);
         ACT(at, a->y, L * M * Di);
         ACT(at, a->scan_saved, L * m->scan_saved_per_layer);
     }
@@ -232,13 +238,16 @@ static bf16* y_of(MambaModel* m, int l) {
 static char* saved_of(MambaModel* m, int l) {
     return m->a.scan_saved + (size_t)(m->recompute >= 1 ? 0 : l) * m->scan_saved_per_layer;
 }
+static bf16* ln_of(MambaModel* m, int l) { return m->a.ln + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * m->c.D; }
+static float* rstd_of(MambaModel* m, int l) { return m->a.rstd + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T; }
 
 /* the block norm: ln = RMSNorm(res[l]). The forward builds res[l] = in_resid + in_delta (the fused residual add; at
- * l = 0 it normalises the embedding in place); the backward recomputes ln and rstd in place from the kept res[l]. */
+ * l = 0 it normalises the embedding in place); at levels >= 1 the backward recomputes ln and rstd from the kept res[l]. */
 static void mamba_norm(MambaModel* m, int l, const float* in_resid, const bf16* in_delta, cudaStream_t s) {
     int M = m->B * m->T, D = m->c.D;
     float* r = m->a.res + (size_t)l * M * D;
-    rmsnorm_forward(m->a.ln, m->a.rstd, r, in_resid ? in_resid : r, in_delta, F_(m, m->lp[l].norm), M, D, m->c.eps, s);
+    rmsnorm_forward(ln_of(m, l), rstd_of(m, l), r, in_resid ? in_resid : r, in_delta, F_(m, m->lp[l].norm), M, D,
+                    m->c.eps, s);
 }
 
 /* Mixer of layer l up to y (mamba.md 1.2): ln -> in_proj -> conv1d+SiLU -> x_proj -> dt_proj -> selective scan
@@ -250,7 +259,7 @@ static void mamba_mixer_core_forward(MambaModel* m, int l, int x_proj, int scan,
     MambaActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
     bf16* xdbl = xdbl_of(m, l);
-    linear_forward(a->xz, a->ln, W_(m, lp->w_in), M, 2 * Di, D, s);
+    linear_forward(a->xz, ln_of(m, l), W_(m, lp->w_in), M, 2 * Di, D, s);
     if (m->decoding) /* one new token per sequence: the conv's recurrent form on the carried window */
         conv1d_silu_step(a->u, m->dec_conv + (size_t)l * Di * (c->W - 1), a->xz, 2 * Di, F_(m, lp->conv_w),
                          F_(m, lp->conv_b), B, Di, c->W, s);
@@ -291,7 +300,7 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     const MambaLayerParams* lp = &m->lp[l];
     MambaActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
-    mamba_norm(m, l, NULL, NULL, s);
+    if (m->recompute >= 1) mamba_norm(m, l, NULL, NULL, s);
     mamba_mixer_core_forward(m, l, m->recompute >= 2, m->recompute >= 1, s);
     bf16* xdbl = xdbl_of(m, l);
     bf16* y = y_of(m, l);
@@ -310,8 +319,8 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     matmul(G_(m, lp->w_x), 1, Di, a->dxdbl, X, 1, a->u, Di, 0, R + 2 * N, Di, M, 1.0f, 1.0f, s);
     conv1d_silu_backward(a->dxz, 2 * Di, G_(m, lp->conv_w), G_(m, lp->conv_b), a->du, a->xz, 2 * Di, F_(m, lp->conv_w),
                          F_(m, lp->conv_b), B, T, Di, c->W, a->conv_scratch, s);
-    linear_backward(a->dln, G_(m, lp->w_in), a->dxz, a->ln, W_(m, lp->w_in), M, 2 * Di, D, s);
-    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, lp->norm), a->dln, a->res + (size_t)l * M * D, a->rstd, F_(m, lp->norm),
+    linear_backward(a->dln, G_(m, lp->w_in), a->dxz, ln_of(m, l), W_(m, lp->w_in), M, 2 * Di, D, s);
+    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, lp->norm), a->dln, a->res + (size_t)l * M * D, rstd_of(m, l), F_(m, lp->norm),
                           M, D, a->norm_scratch, s);
 }
 
