@@ -38,7 +38,7 @@ typedef struct {
  *   0: res (4D), ln and its rstd (2D+4), xdbl (2X), y (2Di), scan states (Di*N/32): 4096+2052+192+4096+1024 =
  *      11460 B. Recomputed: xz (in_proj), u (conv1d), dt (dt_proj). in_proj is the largest product but per byte
  *      kept the cheapest thing to redo (0.4 ms frees 4Di B; the scan forward, 0.66 ms, frees 2Di+Di*N/32 B);
- *      keeping xz as well would be 19648 B (37 GiB in all at B=16, T=2048, above the 27.7 GiB target). Keeping ln
+ *      keeping xz as well would be 19652 B (37 GiB in all at B=16, T=2048, above the 27.7 GiB target). Keeping ln
  *      spares the backward the norm's rerun (0.1 ms a layer for 2D B, about the same rate as in_proj).
  *   1: also rerun the norm (ln, rstd into one slot) and the selective scan forward (y and the chunk states into
  *      one slot): 4D+2X = 4288 B.
