@@ -3,9 +3,9 @@
 # Jobs: each dev/<name> harness with --check (each version alone where the harness answers `--versions`),
 # each case of each model test (test/test_*.cu binaries take a case index; `--cases` prints how many) on its
 # own, and a short whole run of each trainer (synthetic task: training, validation, sampling, checkpoints; what
-# test_train.sh runs at length), so that the host-side paths around the kernels are covered too, so the slow tools (racecheck, initcheck: 10-100x
-# slower than memcheck, and bound by the CPU) spread over the machine's cores instead of running one program
-# after another. racecheck and initcheck run with MATMUL_SIMPLE=1 and NO_CUDNN=1 (common/matmul.cuh and
+# test_train.sh runs at length), so that the host-side paths around the kernels are covered too. Many small jobs
+# let the slow tools (racecheck, initcheck: 10-100x slower than memcheck, and bound by the CPU) spread over the
+# machine's cores instead of running one program after another. racecheck and initcheck run with MATMUL_SIMPLE=1 and NO_CUDNN=1 (common/matmul.cuh and
 # common/cudnn_ops.cuh say why): they check this project's kernels; memcheck runs the production path.
 #
 # usage: test/sanitize.sh [tool ...]      (default: memcheck racecheck initcheck)
