@@ -80,6 +80,19 @@ __device__ inline bf16 stochastic_round_bf16(float f, uint32_t rnd) {
     return __float2bfloat16_rn(__uint_as_float(u));
 }
 
+/* C bf16 values (C = 1, 2, 4, 8) held raw in one plain type, for loads that stay in flight while the thread computes:
+ * a Packed128<bf16> is unpacked into eight registers as soon as it arrives, so the thread waits for it right there
+ * (the selective scan's prefetch, conv1d's loads ahead); bf16_raw_el converts element c where it is used. */
+template <int C> struct Bf16Raw;
+template <> struct Bf16Raw<1> { typedef unsigned short T; };
+template <> struct Bf16Raw<2> { typedef unsigned int T; };
+template <> struct Bf16Raw<4> { typedef uint2 T; };
+template <> struct Bf16Raw<8> { typedef uint4 T; };
+template <int C>
+__device__ __forceinline__ float bf16_raw_el(const typename Bf16Raw<C>::T& v, int c) {
+    return bf2f(reinterpret_cast<const bf16*>(&v)[c]);
+}
+
 /* 2^x by MUFU.EX2 (relative error ~2^-22), flushing results below 2^-126 to zero: expf-style calls keep such
  * results denormal with three more instructions each, which the exponential-heavy scan and chunk kernels feel */
 __device__ __forceinline__ float exp2_ftz(float x) {

@@ -32,21 +32,14 @@ static inline size_t conv1d_scratch_floats(int B, int T, int Di, int W) {
     return (size_t)B * conv_rows_per_batch(T) * Di * (W + 1);
 }
 
-// CPT bf16 channels of one token as one load (16 or 8 bytes), converted to fp32; and the store back
-template <int CPT> struct ConvVec;
-template <> struct ConvVec<8> { typedef uint4 T; };
-template <> struct ConvVec<4> { typedef uint2 T; };
+// CPT bf16 channels of one token as one load (16 or 8 bytes), kept raw (Bf16Raw, bf16.cuh) until used
 template <int CPT>
-__device__ __forceinline__ typename ConvVec<CPT>::T conv_ldv(const bf16* p) {
-    return *reinterpret_cast<const typename ConvVec<CPT>::T*>(p);
+__device__ __forceinline__ typename Bf16Raw<CPT>::T conv_ldv(const bf16* p) {
+    return *reinterpret_cast<const typename Bf16Raw<CPT>::T*>(p);
 }
 template <int CPT>
-__device__ __forceinline__ typename ConvVec<CPT>::T conv_ldv_cs(const bf16* p) {   // read-once data: evict first
-    return __ldcs(reinterpret_cast<const typename ConvVec<CPT>::T*>(p));
-}
-template <int CPT>
-__device__ __forceinline__ float conv_el(const typename ConvVec<CPT>::T& v, int c) {
-    return bf2f(reinterpret_cast<const bf16*>(&v)[c]);
+__device__ __forceinline__ typename Bf16Raw<CPT>::T conv_ldv_cs(const bf16* p) {   // read-once data: evict first
+    return __ldcs(reinterpret_cast<const typename Bf16Raw<CPT>::T*>(p));
 }
 
 // Forward, CPT channels per thread (one 16- or 8-byte load per token); the loads of the next PFD tokens are in
@@ -56,7 +49,7 @@ template <int W, int CPT = 8, int PFD = 0>
 __global__ void __launch_bounds__(CONV_DX * CONV_TY)
 conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_x, const float* __restrict__ w,
                        const float* __restrict__ bias, int T, int Di) {
-    typedef typename ConvVec<CPT>::T V;
+    typedef typename Bf16Raw<CPT>::T V;
     const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * CPT;
     const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
     if (d0 >= Di || ts >= T) return;
@@ -75,7 +68,7 @@ conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_
         const int t = ts - (W - 1) + k;
         V v = t >= 0 ? conv_ldv_cs<CPT>(xb + (size_t)t * ld_x) : zero;
 #pragma unroll
-        for (int c = 0; c < CPT; c++) xw[k][c] = conv_el<CPT>(v, c);
+        for (int c = 0; c < CPT; c++) xw[k][c] = bf16_raw_el<CPT>(v, c);
     }
     V ahead[PFD > 0 ? PFD : 1];   // at token t: x of t .. t+PFD-1, loaded before t-1 was computed
 #pragma unroll
@@ -97,7 +90,7 @@ conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_
         bf16* oe = reinterpret_cast<bf16*>(&o);
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
-            xw[W - 1][c] = conv_el<CPT>(v, c);
+            xw[W - 1][c] = bf16_raw_el<CPT>(v, c);
             float s = br[c];
 #pragma unroll
             for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
@@ -117,7 +110,7 @@ __global__ void __launch_bounds__(CONV_DX * CONV_TY)
 conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ part /*[rows][Di][W+1]*/,
                        const bf16* __restrict__ du, const bf16* __restrict__ x, int ld_x,
                        const float* __restrict__ w, const float* __restrict__ bias, int T, int Di) {
-    typedef typename ConvVec<CPT>::T V;
+    typedef typename Bf16Raw<CPT>::T V;
     __shared__ float red[CONV_TY][CONV_DX * CPT][W + 1];
     const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * CPT;
     const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
@@ -144,7 +137,7 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
             const int t = ts - (W - 1) + k;
             V v = t >= 0 ? conv_ldv<CPT>(xb + (size_t)t * ld_x) : zero;
 #pragma unroll
-            for (int c = 0; c < CPT; c++) xw[k][c] = conv_el<CPT>(v, c);
+            for (int c = 0; c < CPT; c++) xw[k][c] = bf16_raw_el<CPT>(v, c);
         }
         V vn = zero, gn = zero;   // PF: the next token's x and du
         if (PF && ts < T) { vn = conv_ldv<CPT>(xb + (size_t)ts * ld_x); gn = conv_ldv<CPT>(gb + (size_t)ts * Di); }
@@ -166,12 +159,12 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
             }
 #pragma unroll
             for (int c = 0; c < CPT; c++) {
-                xw[W - 1][c] = conv_el<CPT>(v, c);
+                xw[W - 1][c] = bf16_raw_el<CPT>(v, c);
                 float s = br[c];
 #pragma unroll
                 for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
                 const float sg = conv_sigmoid(s);
-                const float dv = in ? conv_el<CPT>(g, c) * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
+                const float dv = in ? bf16_raw_el<CPT>(g, c) * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
                 if (t < te) {
 #pragma unroll
                     for (int k = 0; k < W; k++) acc[c][k] += dv * xw[k][c];

@@ -107,17 +107,7 @@ __device__ __forceinline__ void scan_lds(float (&r)[G], const float* s) {
         }
     }
 }
-__device__ __forceinline__ void scan_sts8(float* s, const float (&r)[8]) {
-    *reinterpret_cast<float4*>(s) = make_float4(r[0], r[1], r[2], r[3]);
-    *reinterpret_cast<float4*>(s + 4) = make_float4(r[4], r[5], r[6], r[7]);
-}
-
-// raw storage of C bf16 values (C = 1, 2, 4, 8) and C floats to shared memory
-template <int C> struct ScanVec;
-template <> struct ScanVec<1> { typedef unsigned short T; };
-template <> struct ScanVec<2> { typedef unsigned int T; };
-template <> struct ScanVec<4> { typedef uint2 T; };
-template <> struct ScanVec<8> { typedef uint4 T; };
+// C floats to shared memory (C = 1, 2, or a multiple of 4)
 template <int C>
 __device__ __forceinline__ void scan_sts(float* s, const float (&r)[C]) {
     if constexpr (C == 1) s[0] = r[0];
@@ -140,15 +130,14 @@ template <int K, int DL, int N>
 struct ScanPrefetch {
     static constexpr int VPR = DL / 8, NV = K * VPR, IT = (NV + SCAN_THREADS - 1) / SCAN_THREADS;
     static constexpr int NBC = K * 2 * N, BCI = (NBC + SCAN_THREADS - 1) / SCAN_THREADS;
-    // The prefetched values stay raw (8 bf16 in a uint4, B and C as bf16 bits) until store(): unpacking or
+    // The prefetched values stay raw (Bf16Raw: 8 bf16 in a uint4, B and C as bf16 bits) until store(): unpacking or
     // converting them in load() made every thread wait for its loads right there (ncu: 20% of the forward's stall
     // samples on those instructions), which undid the prefetch. dt_bias and D depend only on the thread's channels.
-    uint4 u[IT], t[IT], z[IT], g[IT];
-    unsigned short bc[BCI];
+    typedef Bf16Raw<8>::T V;
+    V u[IT], t[IT], z[IT], g[IT];
+    Bf16Raw<1>::T bc[BCI];
     float bias[IT][8], dsk[IT][8];
-    static __device__ __forceinline__ float el(const uint4& v, int c) {
-        return __bfloat162float(reinterpret_cast<const bf16*>(&v)[c]);
-    }
+    static __device__ __forceinline__ float el(const V& v, int c) { return bf16_raw_el<8>(v, c); }
     __device__ __forceinline__ void init(const ScanArgs& p, int d_base) {
 #pragma unroll
         for (int it = 0; it < IT; it++) {
@@ -168,10 +157,10 @@ struct ScanPrefetch {
             const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, d0 = d_base + (idx % VPR) * 8;
             if (idx < NV && j < kn && d0 < p.Di) {
                 const size_t m = row0 + ts + j;
-                u[it] = *reinterpret_cast<const uint4*>(p.u + m * p.ld_u + d0);
-                t[it] = *reinterpret_cast<const uint4*>(p.dt_raw + m * p.Di + d0);
-                if (mode != 1) z[it] = *reinterpret_cast<const uint4*>(p.z + m * p.ld_z + d0);
-                if (mode == 2) g[it] = *reinterpret_cast<const uint4*>(dy + m * p.Di + d0);
+                u[it] = *reinterpret_cast<const V*>(p.u + m * p.ld_u + d0);
+                t[it] = *reinterpret_cast<const V*>(p.dt_raw + m * p.Di + d0);
+                if (mode != 1) z[it] = *reinterpret_cast<const V*>(p.z + m * p.ld_z + d0);
+                if (mode == 2) g[it] = *reinterpret_cast<const V*>(dy + m * p.Di + d0);
             }
         }
 #pragma unroll
@@ -181,7 +170,7 @@ struct ScanPrefetch {
             if (idx < NBC && j < kn) {
                 const size_t m = row0 + ts + j;
                 const bf16* src = e < N ? p.Bm + m * p.ld_bc + e : p.Cm + m * p.ld_bc + e - N;
-                bc[i] = __ldg(reinterpret_cast<const unsigned short*>(src));
+                bc[i] = __ldg(reinterpret_cast<const Bf16Raw<1>::T*>(src));
             }
         }
     }
@@ -215,18 +204,18 @@ struct ScanPrefetch {
                     }
                 }
             }
-            scan_sts8(sTD + (0 * K + j) * DL + dl0, o0);
-            scan_sts8(sTD + (1 * K + j) * DL + dl0, o1);
+            scan_sts<8>(sTD + (0 * K + j) * DL + dl0, o0);
+            scan_sts<8>(sTD + (1 * K + j) * DL + dl0, o1);
             if (mode != 1) {
-                scan_sts8(sTD + (2 * K + j) * DL + dl0, o2);
-                scan_sts8(sTD + (3 * K + j) * DL + dl0, o3);
+                scan_sts<8>(sTD + (2 * K + j) * DL + dl0, o2);
+                scan_sts<8>(sTD + (3 * K + j) * DL + dl0, o3);
             }
-            if (mode == 2) scan_sts8(sTD + (4 * K + j) * DL + dl0, o4);
+            if (mode == 2) scan_sts<8>(sTD + (4 * K + j) * DL + dl0, o4);
         }
 #pragma unroll
         for (int i = 0; i < BCI; i++) {
             const int idx = threadIdx.x + i * SCAN_THREADS;
-            if (idx < NBC) sBC[idx] = __bfloat162float(__ushort_as_bfloat16(bc[i]));
+            if (idx < NBC) sBC[idx] = bf16_raw_el<1>(bc[i], 0);
         }
     }
 };
@@ -240,12 +229,10 @@ struct ScanStageBwd {
     static constexpr int CPV = CPV0 >= 8 ? 8 : CPV0 >= 4 ? 4 : CPV0 >= 2 ? 2 : 1;
     static constexpr int VPR = DL / CPV, NV = K * VPR, IT = (NV + SCAN_THREADS - 1) / SCAN_THREADS;
     static constexpr int NBC = K * 2 * N, BCI = (NBC + SCAN_THREADS - 1) / SCAN_THREADS;
-    typedef typename ScanVec<CPV>::T V;
+    typedef typename Bf16Raw<CPV>::T V;
     V u[IT], t[IT], z[IT], g[IT];
     float bc[BCI];
-    static __device__ __forceinline__ float el(const V& v, int c) {
-        return __bfloat162float(reinterpret_cast<const bf16*>(&v)[c]);
-    }
+    static __device__ __forceinline__ float el(const V& v, int c) { return bf16_raw_el<CPV>(v, c); }
     // dt_bias is read in store() (keeping it in registers measured no faster here: branch wip/scb2)
     __device__ __forceinline__ void init(const ScanArgs&, int) {}
     __device__ __forceinline__ void load(const ScanArgs& p, const bf16* dy, size_t row0, int ts, int kn, int d_base,
