@@ -412,17 +412,20 @@ __device__ __forceinline__ void scan_warp_reduce_bc(float (&v)[2 * G], float* st
 // to the tail of the next event (double-buffered stage/sO, one barrier less per window); bit 3 keep the window's
 // exp(delta A) in registers so the reverse loop does not recompute it; bit 4 fold the delta gradient's
 // sum_n dh B u into u * (sum_n dh B), which du needs anyway, and share x = dh * exp(delta A) h_{t-1} between the
-// delta and A gradients (2 fewer FP32 instructions per state and step).
+// delta and A gradients (2 fewer FP32 instructions per state and step); bit 5 pair the passes: each pass-2 window
+// of chunk c also runs one pass-1 window of chunk c-1 (see the kernel), so a chunk costs nw events, not 2 nw - 1.
 #define SCAN_BF_PF 1
 #define SCAN_BF_STAGE 2
 #define SCAN_BF_DEFER 4
 #define SCAN_BF_SHARE 8
 #define SCAN_BF_FOLD 16
+#define SCAN_BF_PAIR 32
 template <int N, int G, int W, int F = 0>
 static size_t scan_bwd_smem_bytes() {
     constexpr int DL = SCAN_THREADS / (N / G), NB = (F & SCAN_BF_DEFER) ? 2 : 1;
+    constexpr size_t PAIR = (F & SCAN_BF_PAIR) ? (size_t)W * 2 * N + (size_t)2 * W * DL : 0;   // sBC1, sTD1
     return ((size_t)(SCAN_CHUNK / W) * G * SCAN_THREADS + (size_t)NB * W * (SCAN_THREADS / 32) * 2 * N
-            + (size_t)W * 2 * N + (size_t)5 * W * DL + (size_t)NB * 3 * W * DL) * sizeof(float);
+            + (size_t)W * 2 * N + (size_t)5 * W * DL + (size_t)NB * 3 * W * DL + PAIR) * sizeof(float);
 }
 template <int G, int W> struct ScanBwdMinBlocks { static constexpr int v = G <= 2 ? 3 : (W <= 8 ? 2 : 1); };
 static inline int scan_dblocks(int Di, int N, int G) { int DL = SCAN_THREADS / (N / G); return (Di + DL - 1) / DL; }
@@ -440,14 +443,18 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, NW = SCAN_CHUNK / W;
     constexpr int NWARP = SCAN_THREADS / 32;
     constexpr bool PF = F & SCAN_BF_PF, DEFER = F & SCAN_BF_DEFER, SHARE = F & SCAN_BF_SHARE, FOLD = F & SCAN_BF_FOLD;
+    constexpr bool PAIR = F & SCAN_BF_PAIR;
     constexpr int NB = DEFER ? 2 : 1;
     static_assert(SCAN_CHUNK % W == 0, "windows tile a chunk");
+    static_assert(!(PAIR && DEFER), "the paired event loop flushes every pass-2 window itself");
     extern __shared__ __align__(16) float smem[];
     float* ck = smem;                                   // [NW][G][SCAN_THREADS] window start states
     float* stage0 = ck + NW * G * SCAN_THREADS;         // [NB][W][NWARP][2N] per-warp dB/dC sums
     float* sBC = stage0 + NB * W * NWARP * 2 * N;       // [W][2N] B, C of the window
     float* sTD = sBC + W * 2 * N;                       // [5][W][DL] per-(t, d) inputs (ScanPrefetch mode 2)
     float* sO0 = sTD + 5 * W * DL;                      // [NB][3][W][DL] du, ddt_raw, dz of the window
+    float* sBC1 = sO0 + NB * 3 * W * DL;                // PAIR: [W][2N] B, C of the pass-1 window
+    float* sTD1 = sBC1 + W * 2 * N;                     // PAIR: [2][W][DL] its delta, delta*u
     int buf = 0;                                        // DEFER: buffer of the next pass-2 window
     int pend_ts = -1, pend_kn = 0, pend_buf = 0;        // DEFER: window whose reduction is pending
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -486,135 +493,203 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
         scan_store_rows<W, DL>(ddt_out, p.Di, sO + W * DL, row0, fts, fkn, d_base, p.Di);
         scan_store_rows<W, DL>(dz_out, ld_dz, sO + 2 * W * DL, row0, fts, fkn, d_base, p.Di);
     };
-    std::conditional_t<(F & SCAN_BF_STAGE) != 0, ScanStageBwd<W, DL, N>, ScanPrefetch<W, DL, N>> pf;
-    int c = p.nch - 1, ph, w;   // ph 1: pass 1, 2: pass 2
+    // pass 1 (one window forward from hv, inputs in td / bcs) and pass 2 (the window's W states recomputed from
+    // checkpoint slot `slot` into registers, then the reverse recurrence; mid() runs between the two loops)
+    auto pass1 = [&](float (&hv)[G], const float* td, const float* bcs) {
+#pragma unroll
+        for (int j = 0; j < W; j++) {
+            const float delta = td[j * DL + dl], du = td[(W + j) * DL + dl];
+            float Bv[G];
+            scan_lds<G>(Bv, bcs + j * 2 * N + g * G);
+#pragma unroll
+            for (int i = 0; i < G; i++) hv[i] = exp2_ftz(delta * A2[i]) * hv[i] + Bv[i] * du;
+        }
+    };
+    auto pass2 = [&](int slot, auto&& mid) {
+        float* stage = stage0 + buf * W * NWARP * 2 * N;
+        float* sO = sO0 + buf * 3 * W * DL;
+        float hs[W][G], hh[G], ea[SHARE ? W : 1][G];
+#pragma unroll
+        for (int i = 0; i < G; i++) hh[i] = ck[(slot * G + i) * SCAN_THREADS + tid];
+#pragma unroll
+        for (int j = 0; j < W; j++) {
+            const float delta = TD(0, j), uu = TD(1, j), du = delta * uu;
+            float Bv[G], Cv[G];
+            scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
+            scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
+            float acc = 0.0f;
+#pragma unroll
+            for (int i = 0; i < G; i++) {
+                const float a = exp2_ftz(delta * A2[i]);
+                if constexpr (SHARE) ea[j][i] = a;
+                hh[i] = a * hh[i] + Bv[i] * du;
+                hs[j][i] = hh[i];
+                acc += Cv[i] * hh[i];
+            }
+            const float yp = scan_group_sum<LC>(acc) + Dd * uu;   // y_pre
+            if (g == 0) sO[(2 * W + j) * DL + dl] = TD(4, j) * yp;   // dz
+        }
+        mid();   // PAIR: the pass-1 window, independent work for the scheduler
+#pragma unroll
+        for (int j = W - 1; j >= 0; j--) {
+            const float delta = TD(0, j), uu = TD(1, j), dyv = TD(2, j), du = delta * uu;
+            float Bv[G], Cv[G], bc[2 * G];
+            scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
+            scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
+            float dupart = 0.0f, ddpart = 0.0f;
+#pragma unroll
+            for (int i = 0; i < G; i++) {
+                dh[i] += dyv * Cv[i];                       // dL/dh_t
+                bc[G + i] = dyv * hs[j][i];                 // dC contribution
+                bc[i] = dh[i] * du;                         // dB contribution
+                const float ah = hs[j][i] - Bv[i] * du;     // exp(delta A) h_{t-1}, no division
+                dupart += dh[i] * Bv[i];
+                if constexpr (FOLD) {
+                    const float x = dh[i] * ah;
+                    ddpart += A[i] * x;
+                    dAacc[i] += delta * x;
+                } else {
+                    ddpart += dh[i] * (Bv[i] * uu + A[i] * ah);
+                    dAacc[i] += dh[i] * delta * ah;
+                }
+                dh[i] *= SHARE ? ea[SHARE ? j : 0][i] : exp2_ftz(delta * A2[i]);   // -> dL/dh_{t-1} (partial)
+            }
+            const float dus = scan_group_sum<LC>(dupart);   // sum_n dh B
+            ddpart = scan_group_sum<LC>(ddpart);
+            if constexpr (FOLD) ddpart = fmaf(uu, dus, ddpart);
+            dupart = dus * delta;
+            scan_warp_reduce_bc<N, G>(bc, stage + (j * NWARP + warp) * 2 * N, lane);
+            const float ddt = ddpart * TD(3, j);   // 0 on padded steps
+            dDacc += dyv * uu;
+            dBiasacc += ddt;
+            if (g == 0) {
+                sO[(0 * W + j) * DL + dl] = dupart + Dd * dyv;
+                sO[(1 * W + j) * DL + dl] = ddt;
+            }
+        }
+    };
+    typedef std::conditional_t<(F & SCAN_BF_STAGE) != 0, ScanStageBwd<W, DL, N>, ScanPrefetch<W, DL, N>> Stager;
+    Stager pf;
     auto chunk_nw = [&](int cc) { return (min(p.T, cc * SCAN_CHUNK + SCAN_CHUNK) - cc * SCAN_CHUNK + W - 1) / W; };
     auto ev_ts = [&](int cc, int ww) { return cc * SCAN_CHUNK + ww * W; };
     auto ev_kn = [&](int cc, int ww) { return min(W, p.T - ev_ts(cc, ww)); };
-    ph = chunk_nw(c) > 1 ? 1 : 2;
-    w = ph == 1 ? 0 : chunk_nw(c) - 1;
     pf.init(p, d_base);
-    if (PF) pf.load(p, dy, row0, ev_ts(c, w), ev_kn(c, w), d_base, ph);
-    float h[G];
-    bool chunk_start = true;
-    while (c >= 0) {
-        const int nw = chunk_nw(c), ts = ev_ts(c, w), kn = ev_kn(c, w);
-        if (chunk_start) {
+    if constexpr (PAIR) {
+        // Events come in chunk pairs (c2, c1 = c2 - 1), c2 from nch (no pass 2: the last chunk's pass 1 alone) down
+        // to 0 (no pass 1). Event k of a pair runs pass 2 of chunk c2's window nw2-1-k (k < nw2) and pass 1 of
+        // chunk c1's window k (k < nw1-1), and stores c1's window-k start state (k < nw1) into the checkpoint slot
+        // that pass 2 has just read: slots are per thread, so program order is the only hazard. Chunk c's window
+        // w lives in slot (o + s w) mod NW; c1's map mirrors c2's (s1 = -s2), which makes the slots line up.
+        static_assert((NW & (NW - 1)) == 0, "slot maps wrap with a mask");
+        Stager pf1;
+        float* sTD2 = sTD;   // (TD() reads sTD: pass 2's inputs)
+        float h1[G];
+        int o1 = 0, s1 = 1, o2 = 0, s2 = 1;
+        // inputs of event k of pair c2: pass-2 window (t2, n2 steps) and pass-1 window (t1, n1); n = 0: none
+        auto ev_in = [&](int cc2, int k, int& t2, int& n2, int& t1, int& n1) {
+            const int nw2 = cc2 >= 0 && cc2 < p.nch ? chunk_nw(cc2) : 0, nw1 = cc2 > 0 ? chunk_nw(cc2 - 1) : 0;
+            t2 = 0; n2 = 0; t1 = 0; n1 = 0;
+            if (k < nw2) { t2 = ev_ts(cc2, nw2 - 1 - k); n2 = ev_kn(cc2, nw2 - 1 - k); }
+            if (k < nw1 - 1) { t1 = ev_ts(cc2 - 1, k); n1 = ev_kn(cc2 - 1, k); }
+        };
+        int t2, n2, t1, n1;
+        ev_in(p.nch, 0, t2, n2, t1, n1);
+        if (PF) { pf.load(p, dy, row0, t2, n2, d_base, 2); pf1.load(p, dy, row0, t1, n1, d_base, 1); }
+        for (int c2 = p.nch; c2 >= 0; c2--) {
+            const int c1 = c2 - 1, nw2 = c2 < p.nch ? chunk_nw(c2) : 0, nw1 = c1 >= 0 ? chunk_nw(c1) : 0;
+            const int nev = max(nw1, nw2);
 #pragma unroll
             for (int i = 0; i < G; i++)   // idle lanes: staged inputs are 0, so their h stays 0
-                h[i] = c > 0 && valid ? saved[(((size_t)b * p.nch + c - 1) * p.Di + d) * N + g * G + i] : 0.0f;
-            if (nw == 1) {
-#pragma unroll
-                for (int i = 0; i < G; i++) ck[i * SCAN_THREADS + tid] = h[i];
-            }
-            chunk_start = false;
-        }
-        __syncthreads();   // the previous event's readers of sTD / sBC are done
-        if (!PF) pf.load(p, dy, row0, ts, kn, d_base, ph);
-        pf.store(sTD, sBC, p, kn, d_base, ph);
-        __syncthreads();
-        // next event, prefetched now
-        int nc = c, nph = ph, nwn = w;
-        if (ph == 1) {
-            if (w + 1 < nw - 1) nwn = w + 1;
-            else { nph = 2; nwn = nw - 1; }
-        } else if (w > 0) nwn = w - 1;
-        else {
-            nc = c - 1;
-            if (nc >= 0) { nph = chunk_nw(nc) > 1 ? 1 : 2; nwn = nph == 1 ? 0 : chunk_nw(nc) - 1; }
-        }
-        if (PF && nc >= 0) pf.load(p, dy, row0, ev_ts(nc, nwn), ev_kn(nc, nwn), d_base, nph);
-
-        if (ph == 1) {   // pass 1: a full window forward; window start states into shared memory
-#pragma unroll
-            for (int i = 0; i < G; i++) ck[(w * G + i) * SCAN_THREADS + tid] = h[i];
-#pragma unroll
-            for (int j = 0; j < W; j++) {
-                const float delta = TD(0, j), du = TD(1, j);
-                float Bv[G];
-                scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
-#pragma unroll
-                for (int i = 0; i < G; i++) h[i] = exp2_ftz(delta * A2[i]) * h[i] + Bv[i] * du;
-            }
-            if (w == nw - 2) {
-#pragma unroll
-                for (int i = 0; i < G; i++) ck[((w + 1) * G + i) * SCAN_THREADS + tid] = h[i];
-            }
-        } else {         // pass 2: recompute W states into registers, then the reverse recurrence
-            float* stage = stage0 + buf * W * NWARP * 2 * N;
-            float* sO = sO0 + buf * 3 * W * DL;
-            float hs[W][G], hh[G], ea[SHARE ? W : 1][G];
-#pragma unroll
-            for (int i = 0; i < G; i++) hh[i] = ck[(w * G + i) * SCAN_THREADS + tid];
-#pragma unroll
-            for (int j = 0; j < W; j++) {
-                const float delta = TD(0, j), uu = TD(1, j), du = delta * uu;
-                float Bv[G], Cv[G];
-                scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
-                scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
-                float acc = 0.0f;
-#pragma unroll
-                for (int i = 0; i < G; i++) {
-                    const float a = exp2_ftz(delta * A2[i]);
-                    if constexpr (SHARE) ea[j][i] = a;
-                    hh[i] = a * hh[i] + Bv[i] * du;
-                    hs[j][i] = hh[i];
-                    acc += Cv[i] * hh[i];
-                }
-                const float yp = scan_group_sum<LC>(acc) + Dd * uu;   // y_pre
-                if (g == 0) sO[(2 * W + j) * DL + dl] = TD(4, j) * yp;   // dz
-            }
-#pragma unroll
-            for (int j = W - 1; j >= 0; j--) {
-                const float delta = TD(0, j), uu = TD(1, j), dyv = TD(2, j), du = delta * uu;
-                float Bv[G], Cv[G], bc[2 * G];
-                scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
-                scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
-                float dupart = 0.0f, ddpart = 0.0f;
-#pragma unroll
-                for (int i = 0; i < G; i++) {
-                    dh[i] += dyv * Cv[i];                       // dL/dh_t
-                    bc[G + i] = dyv * hs[j][i];                 // dC contribution
-                    bc[i] = dh[i] * du;                         // dB contribution
-                    const float ah = hs[j][i] - Bv[i] * du;     // exp(delta A) h_{t-1}, no division
-                    dupart += dh[i] * Bv[i];
-                    if constexpr (FOLD) {
-                        const float x = dh[i] * ah;
-                        ddpart += A[i] * x;
-                        dAacc[i] += delta * x;
-                    } else {
-                        ddpart += dh[i] * (Bv[i] * uu + A[i] * ah);
-                        dAacc[i] += dh[i] * delta * ah;
-                    }
-                    dh[i] *= SHARE ? ea[SHARE ? j : 0][i] : exp2_ftz(delta * A2[i]);   // -> dL/dh_{t-1} (partial)
-                }
-                const float dus = scan_group_sum<LC>(dupart);   // sum_n dh B
-                ddpart = scan_group_sum<LC>(ddpart);
-                if constexpr (FOLD) ddpart = fmaf(uu, dus, ddpart);
-                dupart = dus * delta;
-                scan_warp_reduce_bc<N, G>(bc, stage + (j * NWARP + warp) * 2 * N, lane);
-                const float ddt = ddpart * TD(3, j);   // 0 on padded steps
-                dDacc += dyv * uu;
-                dBiasacc += ddt;
-                if (g == 0) {
-                    sO[(0 * W + j) * DL + dl] = dupart + Dd * dyv;
-                    sO[(1 * W + j) * DL + dl] = ddt;
-                }
-            }
-            if constexpr (!DEFER) {
+                h1[i] = c1 > 0 && valid ? saved[(((size_t)b * p.nch + c1 - 1) * p.Di + d) * N + g * G + i] : 0.0f;
+            for (int k = 0; k < nev; k++) {
+                const int w2 = nw2 - 1 - k, ts = t2, kn = n2;
+                __syncthreads();   // the previous event's readers of the staging buffers are done
+                if (!PF) { pf.load(p, dy, row0, t2, n2, d_base, 2); pf1.load(p, dy, row0, t1, n1, d_base, 1); }
+                pf.store(sTD2, sBC, p, n2, d_base, 2);
+                pf1.store(sTD1, sBC1, p, n1, d_base, 1);
                 __syncthreads();
-                flush(ts, kn, 0);
+                if (k + 1 < nev) ev_in(c2, k + 1, t2, n2, t1, n1);
+                else ev_in(c2 - 1, 0, t2, n2, t1, n1);
+                if (PF && (k + 1 < nev || c2 > 0)) {
+                    pf.load(p, dy, row0, t2, n2, d_base, 2);
+                    pf1.load(p, dy, row0, t1, n1, d_base, 1);
+                }
+                auto p1 = [&] {
+                    if (k < nw1) {
+#pragma unroll
+                        for (int i = 0; i < G; i++) ck[(((o1 + s1 * k) & (NW - 1)) * G + i) * SCAN_THREADS + tid] = h1[i];
+                    }
+                    if (k < nw1 - 1) pass1(h1, sTD1, sBC1);
+                };
+                if (k < nw2) {
+                    pass2((o2 + s2 * w2) & (NW - 1), p1);
+                    __syncthreads();
+                    flush(ts, kn, 0);
+                } else p1();
             }
+            o2 = o1; s2 = s1;            // c1 becomes the pass-2 chunk; the next c1 mirrors it
+            o1 = o2 + s2 * (nw1 - 1); s1 = -s2;
         }
-        if constexpr (DEFER) {
-            // the previous pass-2 window was written before this event's first barrier: safe to read now, and its
-            // buffer is rewritten only by the pass-2 window after this one's, after that event's barriers
-            if (pend_ts >= 0) flush(pend_ts, pend_kn, pend_buf);
-            pend_ts = -1;
-            if (ph == 2) { pend_ts = ts; pend_kn = kn; pend_buf = buf; buf ^= 1; }
+    } else {
+        int c = p.nch - 1, ph, w;   // ph 1: pass 1, 2: pass 2
+        ph = chunk_nw(c) > 1 ? 1 : 2;
+        w = ph == 1 ? 0 : chunk_nw(c) - 1;
+        if (PF) pf.load(p, dy, row0, ev_ts(c, w), ev_kn(c, w), d_base, ph);
+        float h[G];
+        bool chunk_start = true;
+        while (c >= 0) {
+            const int nw = chunk_nw(c), ts = ev_ts(c, w), kn = ev_kn(c, w);
+            if (chunk_start) {
+#pragma unroll
+                for (int i = 0; i < G; i++)   // idle lanes: staged inputs are 0, so their h stays 0
+                    h[i] = c > 0 && valid ? saved[(((size_t)b * p.nch + c - 1) * p.Di + d) * N + g * G + i] : 0.0f;
+                if (nw == 1) {
+#pragma unroll
+                    for (int i = 0; i < G; i++) ck[i * SCAN_THREADS + tid] = h[i];
+                }
+                chunk_start = false;
+            }
+            __syncthreads();   // the previous event's readers of sTD / sBC are done
+            if (!PF) pf.load(p, dy, row0, ts, kn, d_base, ph);
+            pf.store(sTD, sBC, p, kn, d_base, ph);
+            __syncthreads();
+            // next event, prefetched now
+            int nc = c, nph = ph, nwn = w;
+            if (ph == 1) {
+                if (w + 1 < nw - 1) nwn = w + 1;
+                else { nph = 2; nwn = nw - 1; }
+            } else if (w > 0) nwn = w - 1;
+            else {
+                nc = c - 1;
+                if (nc >= 0) { nph = chunk_nw(nc) > 1 ? 1 : 2; nwn = nph == 1 ? 0 : chunk_nw(nc) - 1; }
+            }
+            if (PF && nc >= 0) pf.load(p, dy, row0, ev_ts(nc, nwn), ev_kn(nc, nwn), d_base, nph);
+
+            if (ph == 1) {   // pass 1: a full window forward; window start states into shared memory
+#pragma unroll
+                for (int i = 0; i < G; i++) ck[(w * G + i) * SCAN_THREADS + tid] = h[i];
+                pass1(h, sTD, sBC);
+                if (w == nw - 2) {
+#pragma unroll
+                    for (int i = 0; i < G; i++) ck[((w + 1) * G + i) * SCAN_THREADS + tid] = h[i];
+                }
+            } else {         // pass 2: recompute W states into registers, then the reverse recurrence
+                pass2(w, [] {});
+                if constexpr (!DEFER) {
+                    __syncthreads();
+                    flush(ts, kn, 0);
+                }
+            }
+            if constexpr (DEFER) {
+                // the previous pass-2 window was written before this event's first barrier: safe to read now, and its
+                // buffer is rewritten only by the pass-2 window after this one's, after that event's barriers
+                if (pend_ts >= 0) flush(pend_ts, pend_kn, pend_buf);
+                pend_ts = -1;
+                if (ph == 2) { pend_ts = ts; pend_kn = kn; pend_buf = buf; buf ^= 1; }
+            }
+            if (nc != c) chunk_start = true;
+            c = nc; ph = nph; w = nwn;
         }
-        if (nc != c) chunk_start = true;
-        c = nc; ph = nph; w = nwn;
     }
 #undef TD
     if constexpr (DEFER) {
@@ -790,6 +865,8 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
             case 14: SCAN_BWD_L(n_, g_, 8, 14); break;                                                     \
             case 15: SCAN_BWD_L(n_, g_, 8, 15); break;                                                     \
             case 19: SCAN_BWD_L(n_, g_, 8, 19); break;                                                     \
+            case 50: SCAN_BWD_L(n_, g_, 8, 50); break;                                                     \
+            case 51: SCAN_BWD_L(n_, g_, 8, 51); break;                                                     \
             default: die("selective_scan: backward flags %d unsupported", prefetch);                      \
         }                                                                                                  \
         else die("selective_scan: window %d unsupported (8, 16)", W);                                      \
