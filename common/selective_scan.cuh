@@ -18,9 +18,12 @@
  * fp32 [B][nchunks][Di][N] (33.6 MB per layer at B=16, T=2048, Di=2048, N=16). Not saved: y_pre (needed for dz)
  * costs 2 bytes/element to store (134 MB) but is free to recompute, because the backward recomputes h anyway.
  * Backward, per chunk last-to-first: a forward pass from the saved start state writes checkpoints every
- * SCAN_WIN = 8 steps to shared memory; then per window (last first) the 8 states are recomputed into
- * registers and the reverse recurrence runs over them (mamba.md 2.2: exp(delta A) h_{t-1} is formed as
- * h_t - delta B u, never by dividing by exp(delta A)). ~3 exp per (t, d, n) in the backward, 1 in the forward.
+ * SCAN_WIN = 8 steps to shared memory (pass 1); then per window (last first) the 8 states are recomputed into
+ * registers and the reverse recurrence runs over them (pass 2; mamba.md 2.2: exp(delta A) h_{t-1} is formed as
+ * h_t - delta B u, never by dividing by exp(delta A)). Production pairs the passes: each pass-2 window of chunk c
+ * also runs a pass-1 window of chunk c-1, so a chunk costs 16 block-wide steps, not 31 (3.03 -> 2.96 ms), and
+ * the staged per-(t, d) values are packed per channel (one vector load per lane and step: 2.95 -> 2.93 ms).
+ * ~3 exp per (t, d, n) in the backward, 1 in the forward.
  * Deterministic: dB, dC (sums over d) are reduced in-warp by a shuffle reduce-scatter, across warps in shared
  * memory in fixed order, written as per-block partials to the workspace (134 MB at the 370m shape) and summed in
  * block order by a second kernel; dA, dD, ddt_bias partials per (b, d) are summed over b in order by a third.
@@ -42,7 +45,7 @@
 #define SCAN_G_FWD_SMALL 4 // ... except where G=8 would leave more than half the SMs without a block
 #define SCAN_G_BWD 4     // production backward: 4 states per lane (8 would not fit 2 blocks per SM)
 #ifndef SCAN_BWD_FLAGS   // (a build may pick another variant, -DSCAN_BWD_FLAGS=..., to time it in the model)
-#define SCAN_BWD_FLAGS 19 // production backward variant: prefetch + staging over all threads + fold (SCAN_BF_* below)
+#define SCAN_BWD_FLAGS 178 // production backward: staging over all threads, fold, paired passes, packed staging
 #endif
 
 // every pointer and stride a scan kernel needs (passed by value)
@@ -223,7 +226,9 @@ struct ScanPrefetch {
 // consecutive channels of one step (CPV = K*DL/SCAN_THREADS clamped to 1..8), with CPV*2-byte loads. The
 // ScanPrefetch layout gives 8 channels to each of only K*DL/8 threads (64 of 256 at the 370m backward shape),
 // so the softplus/silu work of a window ran on 2 warps while the other 6 waited at the barrier.
-template <int K, int DL, int N>
+// PK: packed layout, one vector load per lane and step: mode 2 [K][DL][4] (delta, u, dy*silu(z), softplus') then
+// [K][DL] dz/y_pre; mode 1 [K][DL][2] (delta, delta*u). Otherwise [a][K][DL] per value a.
+template <int K, int DL, int N, bool PK = false>
 struct ScanStageBwd {
     static constexpr int CPV0 = K * DL / SCAN_THREADS;
     static constexpr int CPV = CPV0 >= 8 ? 8 : CPV0 >= 4 ? 4 : CPV0 >= 2 ? 2 : 1;
@@ -282,12 +287,23 @@ struct ScanStageBwd {
                     }
                 }
             }
-            scan_sts<CPV>(sTD + (0 * K + j) * DL + dl0, o0);
-            scan_sts<CPV>(sTD + (1 * K + j) * DL + dl0, o1);
-            if (mode == 2) {
-                scan_sts<CPV>(sTD + (2 * K + j) * DL + dl0, o2);
-                scan_sts<CPV>(sTD + (3 * K + j) * DL + dl0, o3);
-                scan_sts<CPV>(sTD + (4 * K + j) * DL + dl0, o4);
+            if constexpr (PK) {
+#pragma unroll
+                for (int c = 0; c < CPV; c++) {
+                    if (mode == 2)
+                        *reinterpret_cast<float4*>(sTD + (j * DL + dl0 + c) * 4) = make_float4(o0[c], o1[c], o2[c], o3[c]);
+                    else
+                        *reinterpret_cast<float2*>(sTD + (j * DL + dl0 + c) * 2) = make_float2(o0[c], o1[c]);
+                }
+                if (mode == 2) scan_sts<CPV>(sTD + 4 * K * DL + j * DL + dl0, o4);
+            } else {
+                scan_sts<CPV>(sTD + (0 * K + j) * DL + dl0, o0);
+                scan_sts<CPV>(sTD + (1 * K + j) * DL + dl0, o1);
+                if (mode == 2) {
+                    scan_sts<CPV>(sTD + (2 * K + j) * DL + dl0, o2);
+                    scan_sts<CPV>(sTD + (3 * K + j) * DL + dl0, o3);
+                    scan_sts<CPV>(sTD + (4 * K + j) * DL + dl0, o4);
+                }
             }
         }
 #pragma unroll
@@ -413,13 +429,16 @@ __device__ __forceinline__ void scan_warp_reduce_bc(float (&v)[2 * G], float* st
 // exp(delta A) in registers so the reverse loop does not recompute it; bit 4 fold the delta gradient's
 // sum_n dh B u into u * (sum_n dh B), which du needs anyway, and share x = dh * exp(delta A) h_{t-1} between the
 // delta and A gradients (2 fewer FP32 instructions per state and step); bit 5 pair the passes: each pass-2 window
-// of chunk c also runs one pass-1 window of chunk c-1 (see the kernel), so a chunk costs nw events, not 2 nw - 1.
+// of chunk c also runs one pass-1 window of chunk c-1 (see the kernel), so a chunk costs nw events, not 2 nw - 1;
+// bit 7 the staged per-(t, d) values packed per channel (ScanStageBwd PK; needs bit 1): 1 vector load per lane and
+// step instead of 2-4 scalar ones.
 #define SCAN_BF_PF 1
 #define SCAN_BF_STAGE 2
 #define SCAN_BF_DEFER 4
 #define SCAN_BF_SHARE 8
 #define SCAN_BF_FOLD 16
 #define SCAN_BF_PAIR 32
+#define SCAN_BF_PACK 128
 template <int N, int G, int W, int F = 0>
 static size_t scan_bwd_smem_bytes() {
     constexpr int DL = SCAN_THREADS / (N / G), NB = (F & SCAN_BF_DEFER) ? 2 : 1;
@@ -443,7 +462,8 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, NW = SCAN_CHUNK / W;
     constexpr int NWARP = SCAN_THREADS / 32;
     constexpr bool PF = F & SCAN_BF_PF, DEFER = F & SCAN_BF_DEFER, SHARE = F & SCAN_BF_SHARE, FOLD = F & SCAN_BF_FOLD;
-    constexpr bool PAIR = F & SCAN_BF_PAIR;
+    constexpr bool PAIR = F & SCAN_BF_PAIR, PACK = F & SCAN_BF_PACK;
+    static_assert(!PACK || (F & SCAN_BF_STAGE), "the packed layout is ScanStageBwd's");
     constexpr int NB = DEFER ? 2 : 1;
     static_assert(SCAN_CHUNK % W == 0, "windows tile a chunk");
     static_assert(!(PAIR && DEFER), "the paired event loop flushes every pass-2 window itself");
@@ -498,12 +518,23 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     auto pass1 = [&](float (&hv)[G], const float* td, const float* bcs) {
 #pragma unroll
         for (int j = 0; j < W; j++) {
-            const float delta = td[j * DL + dl], du = td[(W + j) * DL + dl];
+            float delta, du;
+            if constexpr (PACK) {
+                const float2 q = *reinterpret_cast<const float2*>(td + (j * DL + dl) * 2);
+                delta = q.x; du = q.y;
+            } else {
+                delta = td[j * DL + dl]; du = td[(W + j) * DL + dl];
+            }
             float Bv[G];
             scan_lds<G>(Bv, bcs + j * 2 * N + g * G);
 #pragma unroll
             for (int i = 0; i < G; i++) hv[i] = exp2_ftz(delta * A2[i]) * hv[i] + Bv[i] * du;
         }
+    };
+    // the staged (delta, u, dy*silu(z), softplus') of step j for this lane's channel
+    auto td4 = [&](int j) {
+        if constexpr (PACK) return *reinterpret_cast<const float4*>(sTD + (j * DL + dl) * 4);
+        else return make_float4(TD(0, j), TD(1, j), TD(2, j), TD(3, j));
     };
     auto pass2 = [&](int slot, auto&& mid) {
         float* stage = stage0 + buf * W * NWARP * 2 * N;
@@ -513,7 +544,8 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
         for (int i = 0; i < G; i++) hh[i] = ck[(slot * G + i) * SCAN_THREADS + tid];
 #pragma unroll
         for (int j = 0; j < W; j++) {
-            const float delta = TD(0, j), uu = TD(1, j), du = delta * uu;
+            const float4 q = td4(j);
+            const float delta = q.x, uu = q.y, du = delta * uu;
             float Bv[G], Cv[G];
             scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
             scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
@@ -527,12 +559,13 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 acc += Cv[i] * hh[i];
             }
             const float yp = scan_group_sum<LC>(acc) + Dd * uu;   // y_pre
-            if (g == 0) sO[(2 * W + j) * DL + dl] = TD(4, j) * yp;   // dz
+            if (g == 0) sO[(2 * W + j) * DL + dl] = (PACK ? sTD[4 * W * DL + j * DL + dl] : TD(4, j)) * yp;   // dz
         }
         mid();   // PAIR: the pass-1 window, independent work for the scheduler
 #pragma unroll
         for (int j = W - 1; j >= 0; j--) {
-            const float delta = TD(0, j), uu = TD(1, j), dyv = TD(2, j), du = delta * uu;
+            const float4 q = td4(j);
+            const float delta = q.x, uu = q.y, dyv = q.z, du = delta * uu;
             float Bv[G], Cv[G], bc[2 * G];
             scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
             scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
@@ -559,7 +592,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
             if constexpr (FOLD) ddpart = fmaf(uu, dus, ddpart);
             dupart = dus * delta;
             scan_warp_reduce_bc<N, G>(bc, stage + (j * NWARP + warp) * 2 * N, lane);
-            const float ddt = ddpart * TD(3, j);   // 0 on padded steps
+            const float ddt = ddpart * q.w;   // softplus'(dt + bias); 0 on padded steps
             dDacc += dyv * uu;
             dBiasacc += ddt;
             if (g == 0) {
@@ -568,7 +601,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
             }
         }
     };
-    typedef std::conditional_t<(F & SCAN_BF_STAGE) != 0, ScanStageBwd<W, DL, N>, ScanPrefetch<W, DL, N>> Stager;
+    typedef std::conditional_t<(F & SCAN_BF_STAGE) != 0, ScanStageBwd<W, DL, N, PACK>, ScanPrefetch<W, DL, N>> Stager;
     Stager pf;
     auto chunk_nw = [&](int cc) { return (min(p.T, cc * SCAN_CHUNK + SCAN_CHUNK) - cc * SCAN_CHUNK + W - 1) / W; };
     auto ev_ts = [&](int cc, int ww) { return cc * SCAN_CHUNK + ww * W; };
@@ -867,6 +900,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
             case 19: SCAN_BWD_L(n_, g_, 8, 19); break;                                                     \
             case 50: SCAN_BWD_L(n_, g_, 8, 50); break;                                                     \
             case 51: SCAN_BWD_L(n_, g_, 8, 51); break;                                                     \
+            case 178: SCAN_BWD_L(n_, g_, 8, 178); break;                                                   \
             default: die("selective_scan: backward flags %d unsupported", prefetch);                      \
         }                                                                                                  \
         else die("selective_scan: window %d unsupported (8, 16)", W);                                      \

@@ -5,9 +5,9 @@
  *   v1: 8 states per lane, window 8.   v2: 4 states per lane, window 16.
  *   v3: as v4 without prefetching the next window's inputs (loaded right before staging).
  *   v4: production (SCAN_G_BWD states per lane, SCAN_WIN window, SCAN_BWD_FLAGS): 4 states per lane, window 8
- *       (128 registers, 2 blocks of 256 threads per SM), next window prefetched, per-window staging spread over
- *       all 256 threads (ScanStageBwd), the delta/A gradient algebra folded (SCAN_BF_FOLD).
- *                                                                             3.017 ms at the 370m shape (2026-11-30)
+ *       (128 registers, 2 blocks of 256 threads per SM), per-window staging spread over all 256 threads
+ *       (ScanStageBwd), the delta/A gradient algebra folded (SCAN_BF_FOLD), the two passes paired (SCAN_BF_PAIR),
+ *       the staged values packed per channel (SCAN_BF_PACK).      2.925 ms at the 370m shape (2026-11-30, session 9)
  *   v5: the previous production (ScanPrefetch staging on 64 of 256 threads, prefetch)   3.95 ms
  *   v6: v4 without prefetch 3.14.  v7: v4 + deferred dB/dC reduction (one barrier less per window) 3.27.
  *   v8: v7 without prefetch 3.30.  v9: v7 + exp(delta A) kept from the recompute (no 3rd exp) 3.32.
@@ -15,8 +15,12 @@
  *   v13: v4 + shared exp 3.17.  v14: v13 without prefetch.   (H200, --reps 10/20)
  *   v15: v4 without the fold (flags 3; the production until 2026-11-30)      3.125 ms
  *   (v6-v14 were measured against v4 without the fold.)
- *   v16: v4 with the passes paired (SCAN_BF_PAIR: each pass-2 window also runs one pass-1 window of the chunk
- *        before, so a chunk costs 16 events instead of 31).   v17: v16 without prefetch.
+ *   v16: the passes paired (SCAN_BF_PAIR: each pass-2 window also runs one pass-1 window of the chunk before, so a
+ *        chunk costs 16 events instead of 31) with prefetch (flags 51)                                     2.965 ms
+ *   v17: the same without prefetch (flags 50)                                                           2.958 ms
+ *   v18: flags 19, the production before the pairing                                                   3.033 ms
+ *   v19: v17 with the staged values packed per channel (SCAN_BF_PACK, flags 178: the production v4 since session
+ *        9)                                                                  2.925 ms (v17 2.947 in the same run)
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
  * starting values) with the double reference, and runs the backward twice to check bitwise determinism.
@@ -31,8 +35,8 @@
 static const int BWD_CFG[][3] = {{8, 8, 1}, {4, 16, 1}, {4, 8, 0}, {SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS},
                                  {4, 8, 1}, {4, 8, 2}, {4, 8, 7}, {4, 8, 6}, {4, 8, 15},
                                  {2, 8, 7}, {2, 8, 15}, {2, 8, 14}, {4, 8, 11}, {4, 8, 10}, {4, 8, 3},
-                                 {4, 8, 51}, {4, 8, 50}};
-#define BWD_NVER 17
+                                 {4, 8, 51}, {4, 8, 50}, {4, 8, 19}, {4, 8, 178}};
+#define BWD_NVER 19
 static int bwd_g(int v, int N) { int g = BWD_CFG[v - 1][0]; return g == 2 && N != 16 ? 4 : g; }
 static size_t bwd_ws_bytes(int B, int T, int Di, int N) {
     size_t mx = 0;
