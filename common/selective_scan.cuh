@@ -58,6 +58,7 @@ struct ScanArgs {
     const float* Dskip;            // [Di]
     const float* dt_bias;          // [Di]
     int B, T, Di, N, nch;
+    int nseg, cps;                 // backward: time segments (grid z) of cps chunks each (1, nch: no split)
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -129,6 +130,7 @@ __device__ __forceinline__ void scan_sts(float* s, const float (&r)[C]) {
 // lanes run every step without branches.
 // mode 0 (forward): delta, delta*u, silu(z), D*u*silu(z).  mode 1 (backward checkpoints): delta, delta*u.
 // mode 2 (backward): delta, u, dy*silu(z) (gradient of y_pre), softplus'(dt + bias), dy*silu'(z) (dz / y_pre).
+// mode 3 (backward segment carries): delta, dy*silu(z).
 template <int K, int DL, int N>
 struct ScanPrefetch {
     static constexpr int VPR = DL / 8, NV = K * VPR, IT = (NV + SCAN_THREADS - 1) / SCAN_THREADS;
@@ -160,10 +162,10 @@ struct ScanPrefetch {
             const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, d0 = d_base + (idx % VPR) * 8;
             if (idx < NV && j < kn && d0 < p.Di) {
                 const size_t m = row0 + ts + j;
-                u[it] = *reinterpret_cast<const V*>(p.u + m * p.ld_u + d0);
+                if (mode != 3) u[it] = *reinterpret_cast<const V*>(p.u + m * p.ld_u + d0);
                 t[it] = *reinterpret_cast<const V*>(p.dt_raw + m * p.Di + d0);
                 if (mode != 1) z[it] = *reinterpret_cast<const V*>(p.z + m * p.ld_z + d0);
-                if (mode == 2) g[it] = *reinterpret_cast<const V*>(dy + m * p.Di + d0);
+                if (mode >= 2) g[it] = *reinterpret_cast<const V*>(dy + m * p.Di + d0);
             }
         }
 #pragma unroll
@@ -189,9 +191,15 @@ struct ScanPrefetch {
             if (j < kn && d0 < p.Di) {
 #pragma unroll
                 for (int c = 0; c < 8; c++) {
-                    const float uu = el(u[it], c), v = el(t[it], c) + bias[it][c];
+                    const float v = el(t[it], c) + bias[it][c];
                     const float delta = scan_softplus(v);
                     o0[c] = delta;
+                    if (mode == 3) {   // (the expression of ScanStageBwd's dy*silu(z): the same bits)
+                        const float zz = el(z[it], c), sz = scan_sigmoid(zz), dg = el(g[it], c);
+                        o1[c] = dg * zz * sz;
+                        continue;
+                    }
+                    const float uu = el(u[it], c);
                     o1[c] = mode == 2 ? uu : delta * uu;
                     if (mode != 1) {
                         const float zz = el(z[it], c), sz = scan_sigmoid(zz);
@@ -209,7 +217,7 @@ struct ScanPrefetch {
             }
             scan_sts<8>(sTD + (0 * K + j) * DL + dl0, o0);
             scan_sts<8>(sTD + (1 * K + j) * DL + dl0, o1);
-            if (mode != 1) {
+            if (mode == 0 || mode == 2) {
                 scan_sts<8>(sTD + (2 * K + j) * DL + dl0, o2);
                 scan_sts<8>(sTD + (3 * K + j) * DL + dl0, o3);
             }
@@ -388,6 +396,65 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
 // ---------------------------------------------------------------------------------------------------------------
 // backward
 
+// Time segments. The backward's grid is (channel blocks, B), too few blocks to fill the GPU at small B (B=4
+// T=8192: 128 for 264 slots) or a wave and a half at mamba-130m (384 blocks). Only the reverse recurrence's dh
+// crosses time, and linearly: over steps t0..t1 of a segment (dh += dyv_t C_t, then dh *= a_t, a_t =
+// exp(delta_t A)), dh_out = sum_t dyv_t C_t q_t + q_t1 dh_in with q_t = a_t0 ... a_t. So with the time split into
+// segments of whole chunks, this kernel first gives, for every segment s >= 1, its own part (the sum, from dh = 0)
+// and q over the segment, walking forward in time (q is a running product: nothing is divided); the backward
+// block of segment s then starts from dh_in(s) = own(s+1) + q(s+1) dh_in(s+1), dh_in(last) = 0.
+// carry [2][B][nseg][Di][N] (own, q). Grid (ceil(Di / DL), B, nseg - 1); staging as in the forward (mode 3).
+template <int N, int G>
+__global__ void __launch_bounds__(SCAN_THREADS)
+selective_scan_bwd_carry_kernel(float* __restrict__ carry, const bf16* __restrict__ dy, const ScanArgs p) {
+    constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL);
+    __shared__ __align__(16) float sBC[K * 2 * N];
+    __shared__ __align__(16) float sTD[2 * K * DL];   // delta, dy*silu(z)
+    const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = blockIdx.y;
+    const int seg = blockIdx.z + 1, t0 = seg * p.cps * SCAN_CHUNK, t1 = min(p.T, t0 + p.cps * SCAN_CHUNK);
+    const bool valid = d < p.Di;
+    const int dc = valid ? d : p.Di - 1;
+    const float LOG2E = 1.4426950408889634f;
+    float A2[G], q[G], own[G];
+#pragma unroll
+    for (int i = 0; i < G; i++) {
+        A2[i] = -expf(p.A_log[(size_t)dc * N + g * G + i]) * LOG2E;
+        q[i] = 1.0f;
+        own[i] = 0.0f;
+    }
+    const size_t row0 = (size_t)b * p.T;
+    const int d_base = blockIdx.x * DL;
+    ScanPrefetch<K, DL, N> pf;
+    pf.init(p, d_base);
+    pf.load(p, dy, row0, t0, min(K, t1 - t0), d_base, 3);
+    for (int tb = t0; tb < t1; tb += K) {
+        const int kn = min(K, t1 - tb);
+        pf.store(sTD, sBC, p, kn, d_base, 3);
+        __syncthreads();
+        if (tb + K < t1) pf.load(p, dy, row0, tb + K, min(K, t1 - tb - K), d_base, 3);   // in flight below
+#pragma unroll
+        for (int j = 0; j < K; j++) {   // padded steps: delta = 0, dyv = 0: no change
+            const float delta = sTD[j * DL + dl], dyv = sTD[(K + j) * DL + dl];
+            float Cv[G];
+            scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
+#pragma unroll
+            for (int i = 0; i < G; i++) {
+                q[i] *= exp2_ftz(delta * A2[i]);
+                own[i] = fmaf(dyv * Cv[i], q[i], own[i]);
+            }
+        }
+        __syncthreads();
+    }
+    if (valid) {
+        const size_t o = (((size_t)b * p.nseg + seg) * p.Di + d) * N + g * G, half = (size_t)p.B * p.nseg * p.Di * N;
+#pragma unroll
+        for (int i = 0; i < G; i++) {
+            carry[o + i] = own[i];
+            carry[half + o + i] = q[i];
+        }
+    }
+}
+
 // Reduce-scatter of v[2G] over the channels of one warp (lane bits >= log2(LC)), fixed order. Afterwards the lane
 // holds the warp's sums of local values [off, off + cnt); writes them into stage[2N] (q*N + n, q = 0: dB, 1: dC).
 template <int N, int G>
@@ -449,8 +516,8 @@ static size_t scan_bwd_smem_bytes() {
 template <int G, int W> struct ScanBwdMinBlocks { static constexpr int v = G <= 2 ? 3 : (W <= 8 ? 2 : 1); };
 static inline int scan_dblocks(int Di, int N, int G) { int DL = SCAN_THREADS / (N / G); return (Di + DL - 1) / DL; }
 
-// Thread = (b, d, g); grid (ceil(Di / DL), B). Writes du, ddt_raw, dz, and partials:
-// partBC [nblk][B*T][2N], partA [B][Di][N], partD [B][Di], partBias [B][Di].
+// Thread = (b, d, g); grid (ceil(Di / DL), B, nseg). Writes du, ddt_raw, dz, and partials:
+// partBC [nblk][B*T][2N], partA [B*nseg][Di][N], partD [B*nseg][Di], partBias [B*nseg][Di].
 // Per window of W steps the block stages the per-(t, d) values and B, C in shared memory (as in the forward), the
 // lanes run branch-free over the window, and du, ddt_raw, dz leave through shared memory as 16-byte stores.
 template <int N, int G, int W, int F>
@@ -458,7 +525,7 @@ __global__ void __launch_bounds__(SCAN_THREADS, ScanBwdMinBlocks<G, W>::v)
 selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict__ ddt_out, bf16* __restrict__ dz_out,
                           int ld_dz, float* __restrict__ partBC, float* __restrict__ partA, float* __restrict__ partD,
                           float* __restrict__ partBias, const bf16* __restrict__ dy, const float* __restrict__ saved,
-                          const ScanArgs p) {
+                          const float* __restrict__ carry, const ScanArgs p) {
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, NW = SCAN_CHUNK / W;
     constexpr int NWARP = SCAN_THREADS / 32;
     constexpr bool PF = F & SCAN_BF_PF, DEFER = F & SCAN_BF_DEFER, SHARE = F & SCAN_BF_SHARE, FOLD = F & SCAN_BF_FOLD;
@@ -493,6 +560,16 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     const float Dd = p.Dskip[dc];
     float dDacc = 0.0f, dBiasacc = 0.0f;
     const size_t row0 = (size_t)b * p.T, BT = (size_t)p.B * p.T;
+    // time segment (PAIR only; nseg = 1 otherwise): chunks c_lo..c_hi; dh enters from the later segments
+    const int seg = blockIdx.z, c_lo = seg * p.cps, c_hi = min(p.nch, c_lo + p.cps) - 1, bs = b * p.nseg + seg;
+    if (valid) {
+        const size_t half = (size_t)p.B * p.nseg * p.Di * N;
+        for (int s2 = p.nseg - 1; s2 > seg; s2--) {   // dh_in(seg) = own(seg+1) + q(seg+1) dh_in(seg+1)
+            const size_t o = (((size_t)b * p.nseg + s2) * p.Di + d) * N + g * G;
+#pragma unroll
+            for (int i = 0; i < G; i++) dh[i] = fmaf(carry[half + o + i], dh[i], carry[o + i]);
+        }
+    }
 #define TD(a, j) sTD[((a) * W + (j)) * DL + dl]
 
     // The windows are visited as a flat sequence of events: per chunk (last first), pass 1 over windows
@@ -608,8 +685,8 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     auto ev_kn = [&](int cc, int ww) { return min(W, p.T - ev_ts(cc, ww)); };
     pf.init(p, d_base);
     if constexpr (PAIR) {
-        // Events come in chunk pairs (c2, c1 = c2 - 1), c2 from nch (no pass 2: the last chunk's pass 1 alone) down
-        // to 0 (no pass 1). Event k of a pair runs pass 2 of chunk c2's window nw2-1-k (k < nw2) and pass 1 of
+        // Events come in chunk pairs (c2, c1 = c2 - 1), c2 from c_hi + 1 (no pass 2: the last chunk's pass 1 alone)
+        // down to c_lo (no pass 1). Event k of a pair runs pass 2 of chunk c2's window nw2-1-k (k < nw2) and pass 1 of
         // chunk c1's window k (k < nw1-1), and stores c1's window-k start state (k < nw1) into the checkpoint slot
         // that pass 2 has just read: slots are per thread, so program order is the only hazard. Chunk c's window
         // w lives in slot (o + s w) mod NW; c1's map mirrors c2's (s1 = -s2), which makes the slots line up.
@@ -620,16 +697,17 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
         int o1 = 0, s1 = 1, o2 = 0, s2 = 1;
         // inputs of event k of pair c2: pass-2 window (t2, n2 steps) and pass-1 window (t1, n1); n = 0: none
         auto ev_in = [&](int cc2, int k, int& t2, int& n2, int& t1, int& n1) {
-            const int nw2 = cc2 >= 0 && cc2 < p.nch ? chunk_nw(cc2) : 0, nw1 = cc2 > 0 ? chunk_nw(cc2 - 1) : 0;
+            const int nw2 = cc2 >= c_lo && cc2 <= c_hi ? chunk_nw(cc2) : 0;
+            const int nw1 = cc2 - 1 >= c_lo && cc2 - 1 <= c_hi ? chunk_nw(cc2 - 1) : 0;
             t2 = 0; n2 = 0; t1 = 0; n1 = 0;
             if (k < nw2) { t2 = ev_ts(cc2, nw2 - 1 - k); n2 = ev_kn(cc2, nw2 - 1 - k); }
             if (k < nw1 - 1) { t1 = ev_ts(cc2 - 1, k); n1 = ev_kn(cc2 - 1, k); }
         };
         int t2, n2, t1, n1;
-        ev_in(p.nch, 0, t2, n2, t1, n1);
+        ev_in(c_hi + 1, 0, t2, n2, t1, n1);
         if (PF) { pf.load(p, dy, row0, t2, n2, d_base, 2); pf1.load(p, dy, row0, t1, n1, d_base, 1); }
-        for (int c2 = p.nch; c2 >= 0; c2--) {
-            const int c1 = c2 - 1, nw2 = c2 < p.nch ? chunk_nw(c2) : 0, nw1 = c1 >= 0 ? chunk_nw(c1) : 0;
+        for (int c2 = c_hi + 1; c2 >= c_lo; c2--) {
+            const int c1 = c2 - 1, nw2 = c2 <= c_hi ? chunk_nw(c2) : 0, nw1 = c1 >= c_lo ? chunk_nw(c1) : 0;
             const int nev = max(nw1, nw2);
 #pragma unroll
             for (int i = 0; i < G; i++)   // idle lanes: staged inputs are 0, so their h stays 0
@@ -643,7 +721,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 __syncthreads();
                 if (k + 1 < nev) ev_in(c2, k + 1, t2, n2, t1, n1);
                 else ev_in(c2 - 1, 0, t2, n2, t1, n1);
-                if (PF && (k + 1 < nev || c2 > 0)) {
+                if (PF && (k + 1 < nev || c2 > c_lo)) {
                     pf.load(p, dy, row0, t2, n2, d_base, 2);
                     pf1.load(p, dy, row0, t1, n1, d_base, 1);
                 }
@@ -731,10 +809,10 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     }
     if (valid) {
 #pragma unroll
-        for (int i = 0; i < G; i++) partA[((size_t)b * p.Di + d) * N + g * G + i] = dAacc[i];
+        for (int i = 0; i < G; i++) partA[((size_t)bs * p.Di + d) * N + g * G + i] = dAacc[i];
         if (g == 0) {
-            partD[(size_t)b * p.Di + d] = dDacc;
-            partBias[(size_t)b * p.Di + d] = dBiasacc;
+            partD[(size_t)bs * p.Di + d] = dDacc;
+            partBias[(size_t)bs * p.Di + d] = dBiasacc;
         }
     }
 }
@@ -751,7 +829,7 @@ __global__ void selective_scan_reduce_bc_kernel(bf16* dB, bf16* dC, int ld_dbc, 
     if (e < N) dB[m * ld_dbc + e] = __float2bfloat16(s);
     else dC[m * ld_dbc + e - N] = __float2bfloat16(s);
 }
-// dA_log [Di,N] += A * sum_b dA;  dD, ddt_bias [Di] += sums over b
+// dA_log [Di,N] += A * sum_b dA;  dD, ddt_bias [Di] += sums over b (B here counts (b, time segment) pairs)
 __global__ void selective_scan_reduce_params_kernel(float* dA_log, float* dD, float* ddt_bias, const float* partA,
                                                     const float* partD, const float* partBias, const float* A_log,
                                                     int B, int Di, int N) {
@@ -775,8 +853,13 @@ __global__ void selective_scan_reduce_params_kernel(float* dA_log, float* dD, fl
 // ---------------------------------------------------------------------------------------------------------------
 // host launchers. `G` = states per lane; the production APIs use SCAN_G_FWD / SCAN_G_BWD, dev harnesses try others.
 
+#define SCAN_MAX_SEG 4   // backward time segments at most (scan_bwd_pick_seg)
+static inline int scan_max_segments(int T) { const int n = scan_num_chunks(T); return n < SCAN_MAX_SEG ? n : SCAN_MAX_SEG; }
+// partBC [nblk][B*T][2N], then per (b, segment): partA [Di][N], partD, partBias [Di]; carry [2][B][nseg][Di][N]
 static inline size_t scan_workspace_bytes_g(int B, int T, int Di, int N, int G) {
-    return ((size_t)scan_dblocks(Di, N, G) * B * T * 2 * N + (size_t)B * Di * N + 2 * (size_t)B * Di) * sizeof(float);
+    const size_t S = (size_t)scan_max_segments(T);
+    return ((size_t)scan_dblocks(Di, N, G) * B * T * 2 * N + S * ((size_t)B * Di * N + 2 * (size_t)B * Di)
+            + 2 * S * (size_t)B * Di * N) * sizeof(float);
 }
 static inline int scan_pick_g(int N, int G) { return G < N ? G : N; }
 static inline size_t scan_workspace_bytes(int B, int T, int Di, int N) {
@@ -807,6 +890,8 @@ static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_ra
     a.u = u; a.ld_u = ld_u; a.dt_raw = dt_raw; a.z = z; a.ld_z = ld_z; a.Bm = Bm; a.Cm = Cm; a.ld_bc = ld_bc;
     a.A_log = A_log; a.Dskip = Dskip; a.dt_bias = dt_bias; a.B = B; a.T = T; a.Di = Di; a.N = N;
     a.nch = scan_num_chunks(T);
+    a.nseg = 1;
+    a.cps = a.nch;
     return a;
 }
 
@@ -825,8 +910,9 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
     const size_t BT = (size_t)a.B * a.T;
     float* partBC = ws;
     float* partA = partBC + (size_t)nblk * BT * 2 * N;
-    float* partD = partA + (size_t)a.B * a.Di * N;
-    float* partBias = partD + (size_t)a.B * a.Di;
+    float* partD = partA + (size_t)a.B * a.nseg * a.Di * N;
+    float* partBias = partD + (size_t)a.B * a.nseg * a.Di;
+    const float* carry = partBias + (size_t)a.B * a.nseg * a.Di;
     const size_t smem = scan_bwd_smem_bytes<N, G, W, F>();
     static int attr_set = 0;   // per template instance
     if (!attr_set) {
@@ -834,10 +920,48 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
                                         (int)smem));
         attr_set = 1;
     }
-    dim3 grid(nblk, a.B);
+    dim3 grid(nblk, a.B, a.nseg);
     selective_scan_bwd_kernel<N, G, W, F><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, partBC, partA,
-                                                                      partD, partBias, dy, saved, a);
+                                                                      partD, partBias, dy, saved, carry, a);
     CUDA_KERNEL_CHECK();
+}
+template <int N, int G>
+static void scan_bwd_carry_launch(float* carry, const bf16* dy, const ScanArgs& a, cudaStream_t s) {
+    constexpr int DL = SCAN_THREADS / (N / G);
+    dim3 grid((a.Di + DL - 1) / DL, a.B, a.nseg - 1);
+    selective_scan_bwd_carry_kernel<N, G><<<grid, SCAN_THREADS, 0, s>>>(carry, dy, a);
+    CUDA_KERNEL_CHECK();
+}
+
+/* Time segments for the backward (see selective_scan_bwd_carry_kernel): the count whose estimated time is least,
+ * in units of one full-length block at 2 blocks per SM: ceil(blocks * S / slots) / S waves of 1/S-length blocks,
+ * plus the carry pass over (S-1)/S of the sequence at about 0.12 of the backward's cost per element. mamba-370m
+ * (512 blocks, 264 slots): 1; mamba-130m (384): 2 (3 waves of half-length blocks against 2 of full ones);
+ * B=4 T=8192 (128): 2. SCAN_BWD_SEG=1..4 in the environment fixes it (dev knob). The bits depend on the count
+ * (another association of the dh sums), so it depends only on the shape and the device. */
+static inline int scan_bwd_pick_seg(int B, int T, int Di, int N) {
+    static int env = -1, sms = 0;
+    if (env < 0) {
+        const char* e = getenv("SCAN_BWD_SEG");
+        env = 0;
+        if (e && *e) {
+            env = atoi(e);
+            if (env < 1 || env > SCAN_MAX_SEG) die("SCAN_BWD_SEG=%s: the backward's time segments are 1..%d", e, SCAN_MAX_SEG);
+            fprintf(stderr, "selective_scan: SCAN_BWD_SEG=%d, the backward's time segments fixed\n", env);
+        }
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    }
+    if (env) return env;
+    const double blocks = (double)B * scan_dblocks(Di, N, scan_pick_g(N, SCAN_G_BWD)), slots = 2.0 * sms;
+    int best = 1;
+    double best_t = ceil(blocks / slots);
+    for (int S = 2; S <= scan_max_segments(T); S++) {
+        const double t = ceil(blocks * S / slots) / S + 0.12 * (S - 1) / S * blocks / slots;
+        if (t < best_t - 0.05) { best = S; best_t = t; }
+    }
+    return best;
 }
 
 #define SCAN_DISPATCH(N_, G_, CALL)                                                                     \
@@ -874,14 +998,28 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
                                              const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
                                              const bf16* Bm, const bf16* Cm, int ld_bc, const float* A_log,
                                              const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
-                                             int G, int W, int prefetch /* SCAN_BF_* flags */, void* ws,
-                                             cudaStream_t s) {
+                                             int G, int W, int prefetch /* SCAN_BF_* flags */, int nseg,
+                                             void* ws, cudaStream_t s) {
     scan_check_args(B, T, Di, N);
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
     scan_check_ld(dy, Di, "dy"); scan_check_ld(du, ld_du, "du"); scan_check_ld(ddt_raw, Di, "ddt_raw");
     scan_check_ld(dz, ld_dz, "dz");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
     float* w = (float*)ws;
+    const int gg = scan_pick_g(N, G), nblk = scan_dblocks(Di, N, gg);
+    const size_t BT = (size_t)B * T;
+    // time segments (nseg <= 0: pick): whole chunks, none empty; only the paired event loop takes them
+    if (!(prefetch & SCAN_BF_PAIR)) nseg = 1;
+    else if (nseg <= 0) nseg = scan_bwd_pick_seg(B, T, Di, N);
+    nseg = nseg < scan_max_segments(T) ? nseg : scan_max_segments(T);
+    a.cps = (a.nch + nseg - 1) / nseg;
+    a.nseg = (a.nch + a.cps - 1) / a.cps;
+    if (a.nseg > 1) {
+        float* carry = w + (size_t)nblk * BT * 2 * N + (size_t)a.nseg * ((size_t)B * Di * N + 2 * (size_t)B * Di);
+#define SCAN_CARRY_CALL(n_, g_) scan_bwd_carry_launch<n_, g_>(carry, dy, a, s)
+        SCAN_DISPATCH(N, SCAN_G_FWD, SCAN_CARRY_CALL);
+#undef SCAN_CARRY_CALL
+    }
 #define SCAN_BWD_L(n_, g_, w_, f_) scan_bwd_launch<n_, g_, w_, f_>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s)
 #define SCAN_BWD_CALL(n_, g_)                                                                              \
     do {                                                                                                   \
@@ -912,16 +1050,14 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     }
 #undef SCAN_BWD_L
 #undef SCAN_BWD_CALL
-    const int gg = scan_pick_g(N, G), nblk = scan_dblocks(Di, N, gg);
-    const size_t BT = (size_t)B * T;
     const float* partA = w + (size_t)nblk * BT * 2 * N;
-    const float* partD = partA + (size_t)B * Di * N;
-    const float* partBias = partD + (size_t)B * Di;
+    const float* partD = partA + (size_t)B * a.nseg * Di * N;
+    const float* partBias = partD + (size_t)B * a.nseg * Di;
     const size_t nbc = BT * 2 * N;
     selective_scan_reduce_bc_kernel<<<(unsigned)((nbc + 255) / 256), 256, 0, s>>>(dB, dC, ld_dbc, w, nblk, BT, N);
     CUDA_KERNEL_CHECK();
     selective_scan_reduce_params_kernel<<<(Di * N + 255) / 256, 256, 0, s>>>(dA_log, dDskip, ddt_bias, partA, partD,
-                                                                             partBias, A_log, B, Di, N);
+                                                                             partBias, A_log, B * a.nseg, Di, N);
     CUDA_KERNEL_CHECK();
 }
 
@@ -974,7 +1110,8 @@ static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, b
                                            const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
                                            void* ws, cudaStream_t s) {
     selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
-                              ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS, ws, s);
+                              ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G_BWD, SCAN_WIN,
+                              SCAN_BWD_FLAGS, 0, ws, s);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@
  *   v18: flags 19, the production before the pairing                                                   3.033 ms
  *   v19: v17 with the staged values packed per channel (SCAN_BF_PACK, flags 178: the production v4 since session
  *        9)                                                                  2.925 ms (v17 2.947 in the same run)
+ *   v20, v21: v19 with the time split into 2 / 3 segments (selective_scan_bwd_carry_kernel; v4 picks the count from
+ *        the grid: scan_bwd_pick_seg).
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
  * starting values) with the double reference, and runs the backward twice to check bitwise determinism.
@@ -31,12 +33,14 @@
 #define SCAN_HARNESS_NO_MAIN
 #include "selective_scan_fwd.cu"
 
-// version -> (G, W, flags: SCAN_BF_* bits, bit 0 = prefetch). G = 2 is built for N = 16 only (G = 4 otherwise).
-static const int BWD_CFG[][3] = {{8, 8, 1}, {4, 16, 1}, {4, 8, 0}, {SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS},
-                                 {4, 8, 1}, {4, 8, 2}, {4, 8, 7}, {4, 8, 6}, {4, 8, 15},
-                                 {2, 8, 7}, {2, 8, 15}, {2, 8, 14}, {4, 8, 11}, {4, 8, 10}, {4, 8, 3},
-                                 {4, 8, 51}, {4, 8, 50}, {4, 8, 19}, {4, 8, 178}};
-#define BWD_NVER 19
+// version -> (G, W, flags: SCAN_BF_* bits, bit 0 = prefetch; time segments, 0: the production pick). G = 2 is
+// built for N = 16 only (G = 4 otherwise).
+static const int BWD_CFG[][4] = {{8, 8, 1, 1}, {4, 16, 1, 1}, {4, 8, 0, 1}, {SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS, 0},
+                                 {4, 8, 1, 1}, {4, 8, 2, 1}, {4, 8, 7, 1}, {4, 8, 6, 1}, {4, 8, 15, 1},
+                                 {2, 8, 7, 1}, {2, 8, 15, 1}, {2, 8, 14, 1}, {4, 8, 11, 1}, {4, 8, 10, 1}, {4, 8, 3, 1},
+                                 {4, 8, 51, 1}, {4, 8, 50, 1}, {4, 8, 19, 1}, {4, 8, 178, 1},
+                                 {4, 8, 178, 2}, {4, 8, 178, 3}};
+#define BWD_NVER 21
 static int bwd_g(int v, int N) { int g = BWD_CFG[v - 1][0]; return g == 2 && N != 16 ? 4 : g; }
 static size_t bwd_ws_bytes(int B, int T, int Di, int N) {
     size_t mx = 0;
@@ -51,7 +55,8 @@ static void scan_bwd_version(ScanProblem* p, int v) {
     selective_scan_backward_g(p->du, p->ld_du, p->ddt, p->dxz + p->Di, p->ld_dz, p->dxdbl + p->R,
                               p->dxdbl + p->R + p->N, p->ld_bc, p->dA_log, p->dD, p->ddt_bias, p->dy, p->saved, p->u,
                               p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc, p->A_log, p->Dskip,
-                              p->dt_bias, p->B, p->T, p->Di, p->N, bwd_g(v, p->N), BWD_CFG[v - 1][1], BWD_CFG[v - 1][2], p->ws, 0);
+                              p->dt_bias, p->B, p->T, p->Di, p->N, bwd_g(v, p->N), BWD_CFG[v - 1][1], BWD_CFG[v - 1][2],
+                              BWD_CFG[v - 1][3], p->ws, 0);
 }
 static void reset_param_grads(ScanProblem* p) {
     CUDA_CHECK(cudaMemcpy(p->dA_log, p->hdA0, (size_t)p->Di * p->N * sizeof(float), cudaMemcpyHostToDevice));
