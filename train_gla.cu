@@ -237,16 +237,16 @@ static void gla_bind_acts(GLAModel* m) {
 
 /* ------------------------------------------------------------------ forward */
 /* per-layer views: slot l when the tensor is kept, slot 0 when it is recomputed */
-static bf16* proj_of(GLAModel* m, int l) { return m->a.proj + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->P; }
-static bf16* o_of(GLAModel* m, int l) { return m->a.o + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->Dv; }
+static bf16* proj_of(GLAModel* m, int l) { return m->a.proj + act_slot(m->recompute, 2, l, (size_t)m->B * m->T * m->P); }
+static bf16* o_of(GLAModel* m, int l) { return m->a.o + act_slot(m->recompute, 2, l, (size_t)m->B * m->T * m->Dv); }
 /* the chunked GLA op may keep its chunk states and intra-chunk matrix for backward (saved, ~150 MB per
  * gla-340m layer) or recompute them there (NULL): kept at level 0, recomputed at level 1, and at level 2
  * one slot is refilled by the rerun forward */
 static char* saved_of(GLAModel* m, int l) {
     if (gla_states_recomputed(m)) return NULL;
-    return m->a.gla_saved + (size_t)(m->recompute >= 2 ? 0 : l) * m->gla_saved_per_layer;
+    return m->a.gla_saved + act_slot(m->recompute, 2, l, m->gla_saved_per_layer);
 }
-static bf16* h_of(GLAModel* m, int l) { return m->a.h + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * 2 * m->I; }
+static bf16* h_of(GLAModel* m, int l) { return m->a.h + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * 2 * m->I); }
 
 /* forget gate from the kept low-rank z1: gz = z1 gk1_w^T (rank 16: cheaper to redo than to keep), g = gate(gz) */
 static void gla_gate_from_proj(GLAModel* m, int l, cudaStream_t s) {

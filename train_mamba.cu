@@ -229,17 +229,11 @@ static void mamba_bind_acts(MambaModel* m) {
 
 /* ------------------------------------------------------------------ forward */
 /* per-layer views: slot l when the tensor is kept, slot 0 when it is recomputed */
-static bf16* xdbl_of(MambaModel* m, int l) {
-    return m->a.xdbl + (size_t)(m->recompute >= 2 ? 0 : l) * m->B * m->T * m->X;
-}
-static bf16* y_of(MambaModel* m, int l) {
-    return m->a.y + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * m->c.Di;
-}
-static char* saved_of(MambaModel* m, int l) {
-    return m->a.scan_saved + (size_t)(m->recompute >= 1 ? 0 : l) * m->scan_saved_per_layer;
-}
-static bf16* ln_of(MambaModel* m, int l) { return m->a.ln + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T * m->c.D; }
-static float* rstd_of(MambaModel* m, int l) { return m->a.rstd + (size_t)(m->recompute >= 1 ? 0 : l) * m->B * m->T; }
+static bf16* xdbl_of(MambaModel* m, int l) { return m->a.xdbl + act_slot(m->recompute, 2, l, (size_t)m->B * m->T * m->X); }
+static bf16* y_of(MambaModel* m, int l) { return m->a.y + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * m->c.Di); }
+static char* saved_of(MambaModel* m, int l) { return m->a.scan_saved + act_slot(m->recompute, 1, l, m->scan_saved_per_layer); }
+static bf16* ln_of(MambaModel* m, int l) { return m->a.ln + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * m->c.D); }
+static float* rstd_of(MambaModel* m, int l) { return m->a.rstd + act_slot(m->recompute, 1, l, (size_t)m->B * m->T); }
 
 /* the block norm: ln = RMSNorm(res[l]). The forward builds res[l] = in_resid + in_delta (the fused residual add; at
  * l = 0 it normalises the embedding in place); at levels >= 1 the backward recomputes ln and rstd from the kept res[l]. */

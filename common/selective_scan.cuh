@@ -687,6 +687,12 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     auto ev_ts = [&](int cc, int ww) { return cc * SCAN_CHUNK + ww * W; };
     auto ev_kn = [&](int cc, int ww) { return min(W, p.T - ev_ts(cc, ww)); };
     pf.init(p, d_base);
+    // the state at the start of chunk cc, saved by the forward (idle lanes: staged inputs are 0, so theirs stays 0)
+    auto start_state = [&](float (&hv)[G], int cc) {
+#pragma unroll
+        for (int i = 0; i < G; i++)
+            hv[i] = cc > 0 && valid ? saved[(((size_t)b * p.nch + cc - 1) * p.Di + d) * N + g * G + i] : 0.0f;
+    };
     if constexpr (PAIR) {
         // Events come in chunk pairs (c2, c1 = c2 - 1), c2 from c_hi + 1 (no pass 2: the last chunk's pass 1 alone)
         // down to c_lo (no pass 1). Event k of a pair runs pass 2 of chunk c2's window nw2-1-k (k < nw2) and pass 1 of
@@ -712,9 +718,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
         for (int c2 = c_hi + 1; c2 >= c_lo; c2--) {
             const int c1 = c2 - 1, nw2 = c2 <= c_hi ? chunk_nw(c2) : 0, nw1 = c1 >= c_lo ? chunk_nw(c1) : 0;
             const int nev = max(nw1, nw2);
-#pragma unroll
-            for (int i = 0; i < G; i++)   // idle lanes: staged inputs are 0, so their h stays 0
-                h1[i] = c1 > 0 && valid ? saved[(((size_t)b * p.nch + c1 - 1) * p.Di + d) * N + g * G + i] : 0.0f;
+            start_state(h1, c1);
             for (int k = 0; k < nev; k++) {
                 const int w2 = nw2 - 1 - k, ts = t2, kn = n2;
                 __syncthreads();   // the previous event's readers of the staging buffers are done
@@ -754,9 +758,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
         while (c >= 0) {
             const int nw = chunk_nw(c), ts = ev_ts(c, w), kn = ev_kn(c, w);
             if (chunk_start) {
-#pragma unroll
-                for (int i = 0; i < G; i++)   // idle lanes: staged inputs are 0, so their h stays 0
-                    h[i] = c > 0 && valid ? saved[(((size_t)b * p.nch + c - 1) * p.Di + d) * N + g * G + i] : 0.0f;
+                start_state(h, c);
                 if (nw == 1) {
 #pragma unroll
                     for (int i = 0; i < G; i++) ck[i * SCAN_THREADS + tid] = h[i];

@@ -272,6 +272,12 @@ static inline void* act_carve(ActCarve* c, size_t bytes) {
 }
 #define CARVE(cv, field, count) (*(void**)&(field) = act_carve((cv), (size_t)(count) * sizeof(*(field))))
 
+/* A per-layer activation has L slots where it is kept and one where the recompute level rebuilds it in the
+ * backward (recompute >= level): the element offset of layer l's view, slot l or slot 0. */
+static inline size_t act_slot(int recompute, int level, int l, size_t per_layer) {
+    return (size_t)(recompute >= level ? 0 : l) * per_layer;
+}
+
 /* One cudaMalloc for every activation; on failure, says how much was needed and what to lower. The arena is
  * zeroed once: some kernels read padding they then ignore (the classifier's 16-byte loads of a logits row past
  * Vc, masked), and those reads must not touch never-written memory (compute-sanitizer initcheck flags them). */
