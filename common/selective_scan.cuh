@@ -339,17 +339,25 @@ __device__ __forceinline__ void scan_store_rows(bf16* dst, int ld, const float* 
     }
 }
 
-// forward time block: 16 steps, 8 when the block spans 256 channels (keeps static shared memory under 48 KB)
+// forward time block: 16 steps, 8 when the block spans 256 channels (keeps shared memory under 48 KB, the most a
+// launch gets without opting in)
 #define SCAN_TB(DL) ((DL) >= 256 ? 8 : 16)
 static_assert(SCAN_CHUNK % 16 == 0, "chunk ends must fall on time-block ends");
 
+// one carve of dynamic shared memory (static arrays measured 1% slower: 0.553 -> 0.548 ms at the 370m layer)
+template <int N, int G>
+static size_t scan_fwd_smem_bytes() {
+    constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL);
+    return sizeof(float) * ((size_t)K * 2 * N + 4 * K * DL + (size_t)K * DL);
+}
 template <int N, int G>
 __global__ void __launch_bounds__(SCAN_THREADS)
 selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const ScanArgs p) {
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL);
-    __shared__ __align__(16) float sBC[K * 2 * N];
-    __shared__ __align__(16) float sTD[4 * K * DL];   // delta, delta*u, silu(z), D*u*silu(z)
-    __shared__ __align__(16) float sY[K * DL];
+    extern __shared__ __align__(16) float smem[];   // scan_fwd_smem_bytes
+    float* sBC = smem;                              // [K][2N]
+    float* sTD = sBC + K * 2 * N;                   // [4][K][DL] delta, delta*u, silu(z), D*u*silu(z)
+    float* sY = sTD + 4 * K * DL;                   // [K][DL] y rows
     const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = blockIdx.y;
     const bool valid = d < p.Di;
     const int dc = valid ? d : p.Di - 1;   // idle lanes compute on a real channel and store nothing
@@ -904,7 +912,7 @@ template <int N, int G>
 static void scan_fwd_launch(bf16* y, float* saved, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = SCAN_THREADS / (N / G);
     dim3 grid((a.Di + DL - 1) / DL, a.B);
-    selective_scan_fwd_kernel<N, G><<<grid, SCAN_THREADS, 0, s>>>(y, saved, a);
+    selective_scan_fwd_kernel<N, G><<<grid, SCAN_THREADS, scan_fwd_smem_bytes<N, G>(), s>>>(y, saved, a);
     CUDA_KERNEL_CHECK();
 }
 template <int N, int G, int W, int F>
