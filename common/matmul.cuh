@@ -10,6 +10,15 @@
  * Why deterministic: the same key always finds the same algorithm, with the same fixed 32 MiB workspace,
  * so a given problem always runs the same kernel with the same reduction order => same bits.
  *
+ * Why tuned: the heuristic's first choice is often not the fastest kernel (dev/matmul with MATMUL_ALGOS=8:
+ * Mamba's in_proj 0.374 ms with its first choice, 0.337 with its sixth). Products that write their output
+ * (beta = 0) therefore time the heuristic's first MATMUL_TUNE_CANDIDATES choices once, on the call's own
+ * operands, and keep the fastest of those whose output has the same bits as the first choice's (a hash of
+ * the output decides): kernels without split-K sum over K in the same order, so the bits do not depend on
+ * which one wins the timing (measured: every non-split-K choice of every model product gave the first's
+ * bits). Accumulating products (beta = 1, the weight gradients) keep the first choice: timing them would
+ * add into their output. MATMUL_TUNE=0 in the environment turns the tuning off.
+ *
  * Row-major meaning throughout (the rest of the project is row-major): C[M,N] = alpha*op(A)op(B) + beta*C.
  * cuBLASLt is column-major, and a row-major X[r,c] with leading dim ld IS a column-major X^T[c,r] with
  * the same ld, so we ask cuBLASLt for C^T[N,M] = op(B)^T[N,K] op(A)^T[K,M]: the operands swap places
@@ -40,6 +49,8 @@
 
 #define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20)
 #define MATMUL_CACHE_SIZE 256
+#define MATMUL_TUNE_CANDIDATES 8   /* heuristic choices timed per beta = 0 product */
+#define MATMUL_TUNE_REPS 3         /* timed runs per candidate (the fastest counts), after one warm-up run */
 
 /* One planned problem. `align` = common power-of-two alignment (bytes, <= 16) of the pointers and leading
  * dims the plan was made for: cuBLASLt may pick kernels that need it, so it is part of the key. */
@@ -48,6 +59,8 @@ typedef struct {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t cand[MATMUL_TUNE_CANDIDATES];   /* heuristic choices, best first; ncand 0 once chosen */
+    int ncand;
 } MatmulPlan;
 
 static cublasLtHandle_t g_matmul_handle = NULL;
@@ -55,14 +68,20 @@ static void* g_matmul_workspace = NULL;
 static MatmulPlan g_matmul_plans[MATMUL_CACHE_SIZE];
 static int g_matmul_nplans = 0;
 static int g_matmul_simple = 0;   /* MATMUL_SIMPLE=1: matmul_simple instead of cuBLASLt (see above) */
+static int g_matmul_tune = 1;     /* MATMUL_TUNE=0: the heuristic's first choice, untimed */
+static int g_matmul_force = -1;   /* dev/matmul's sweep: >= 0 plans every product with that heuristic choice */
+static unsigned long long* g_matmul_hash = NULL;   /* device, 1 word: the tuning's output hash */
 
 static inline void matmul_init(void) {
     if (g_matmul_handle) return;
     const char* simple = getenv("MATMUL_SIMPLE");
     g_matmul_simple = simple && strcmp(simple, "1") == 0;
     if (g_matmul_simple) fprintf(stderr, "matmul: MATMUL_SIMPLE=1, every product runs the slow simple kernel\n");
+    const char* tune = getenv("MATMUL_TUNE");
+    g_matmul_tune = !(tune && strcmp(tune, "0") == 0);
     CUBLAS_CHECK(cublasLtCreate(&g_matmul_handle));
     CUDA_CHECK(cudaMalloc(&g_matmul_workspace, MATMUL_WORKSPACE_BYTES));
+    CUDA_CHECK(cudaMalloc((void**)&g_matmul_hash, sizeof(unsigned long long)));
     g_matmul_nplans = 0;
 }
 
@@ -76,8 +95,10 @@ static inline void matmul_free(void) {
     }
     g_matmul_nplans = 0;
     if (g_matmul_workspace) CUDA_CHECK(cudaFree(g_matmul_workspace));
+    if (g_matmul_hash) CUDA_CHECK(cudaFree(g_matmul_hash));
     if (g_matmul_handle) CUBLAS_CHECK(cublasLtDestroy(g_matmul_handle));
     g_matmul_workspace = NULL;
+    g_matmul_hash = NULL;
     g_matmul_handle = NULL;
 }
 
@@ -123,16 +144,90 @@ static inline MatmulPlan* matmul_plan_(int M, int N, int K, int lda, int ldb, in
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof(al)));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof(al)));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof(al)));
-    cublasLtMatmulHeuristicResult_t h;
+    cublasLtMatmulHeuristicResult_t h[MATMUL_TUNE_CANDIDATES];
     int found = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(g_matmul_handle, p->desc, p->lb, p->la, p->lc, p->lc, pref, 1, &h, &found));
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(g_matmul_handle, p->desc, p->lb, p->la, p->lc, p->lc, pref,
+                                                MATMUL_TUNE_CANDIDATES, h, &found));
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (found == 0)
         die("matmul: cuBLASLt has no algorithm for M=%d N=%d K=%d transA=%d transB=%d lda=%d ldb=%d ldc=%d fp32_out=%d align=%d",
             M, N, K, transA, transB, lda, ldb, ldc, c_is_fp32, align);
-    p->algo = h.algo;
+    p->algo = h[0].algo;
+    p->ncand = 0;
+    if (g_matmul_force >= 0) {
+        if (g_matmul_force >= found) {   /* the sweep asked past the end of the list */
+            CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->la));
+            CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lb));
+            CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lc));
+            CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->desc));
+            return NULL;
+        }
+        p->algo = h[g_matmul_force].algo;
+    } else if (g_matmul_tune && beta_zero && found > 1) {
+        for (int i = 0; i < found; i++) p->cand[i] = h[i].algo;
+        p->ncand = found;   /* chosen at the first call, on its operands (matmul_tune_) */
+    }
     g_matmul_nplans++;
     return p;
+}
+
+/* 64-bit hash of the bits of C [M rows of `words` 16-bit words, row pitch ld words], added into *out with
+ * integer atomics (order-independent, so the hash is deterministic) */
+__global__ void matmul_hash_kernel(unsigned long long* out, const uint16_t* C, int M, int words, size_t ld) {
+    unsigned long long acc = 0;
+    const size_t n = (size_t)M * words;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / words, c = i % words;
+        acc += ((unsigned long long)C[r * ld + c] + 0x9E3779B97F4A7C15ull * (i + 1)) * 0xFF51AFD7ED558CCDull;
+    }
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if ((threadIdx.x & 31) == 0) atomicAdd(out, acc);
+}
+static unsigned long long matmul_output_hash_(const void* C, int c_is_fp32, int ldc, int M, int N, cudaStream_t s) {
+    const int w = c_is_fp32 ? 2 : 1;
+    unsigned long long h = 0;
+    CUDA_CHECK(cudaMemsetAsync(g_matmul_hash, 0, sizeof h, s));
+    matmul_hash_kernel<<<264, 256, 0, s>>>(g_matmul_hash, (const uint16_t*)C, M, N * w, (size_t)ldc * w);
+    CUDA_KERNEL_CHECK();
+    CUDA_CHECK(cudaMemcpyAsync(&h, g_matmul_hash, sizeof h, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    return h;
+}
+
+/* Times the plan's candidates on this call's operands (C is written, never read: beta = 0) and keeps the
+ * fastest whose output hashes like the first candidate's. Runs once per plan, at its first call. */
+static void matmul_tune_(MatmulPlan* p, void* C, const bf16* A, const bf16* Bm, float alpha, cudaStream_t s) {
+    const float beta = 0.0f;
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    unsigned long long ref = 0;
+    float best = 0.0f;
+    int have_ref = 0, have_best = 0;
+    for (int i = 0; i < p->ncand; i++) {
+        const cublasLtMatmulAlgo_t* al = &p->cand[i];
+        if (cublasLtMatmul(g_matmul_handle, p->desc, &alpha, Bm, p->lb, A, p->la, &beta, C, p->lc, C, p->lc, al,
+                           g_matmul_workspace, MATMUL_WORKSPACE_BYTES, s) != CUBLAS_STATUS_SUCCESS)
+            continue;   /* a candidate that refuses to run is not a candidate */
+        const unsigned long long hsh = matmul_output_hash_(C, p->c_is_fp32, p->ldc, p->M, p->N, s);
+        if (!have_ref) { ref = hsh; have_ref = 1; }   /* the first that runs: the heuristic's own choice */
+        else if (hsh != ref) continue;   /* other bits (another summation order): never chosen */
+        float t = 0.0f;
+        for (int r = 0; r < MATMUL_TUNE_REPS; r++) {
+            CUDA_CHECK(cudaEventRecord(e0, s));
+            CUBLAS_CHECK(cublasLtMatmul(g_matmul_handle, p->desc, &alpha, Bm, p->lb, A, p->la, &beta, C, p->lc, C,
+                                        p->lc, al, g_matmul_workspace, MATMUL_WORKSPACE_BYTES, s));
+            CUDA_CHECK(cudaEventRecord(e1, s));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            float ms;
+            CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+            if (r == 0 || ms < t) t = ms;
+        }
+        if (!have_best || t < best) { best = t; p->algo = *al; have_best = 1; }
+    }
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    p->ncand = 0;
 }
 
 /* The simple path, and the row-major contract of matmul() spelled out: thread (n, m) computes
@@ -190,6 +285,8 @@ static inline void matmul(void* C, int c_is_fp32, int ldc, const bf16* A, int ld
     }
     MatmulPlan* p = matmul_plan_(M, N, K, lda, ldb, ldc, transA ? 1 : 0, transB ? 1 : 0, c_is_fp32 ? 1 : 0,
                                  beta == 0.0f, align);
+    if (!p) return;   /* dev/matmul's sweep only */
+    if (p->ncand) matmul_tune_(p, C, A, Bm, alpha, s);
     CUBLAS_CHECK(cublasLtMatmul(g_matmul_handle, p->desc, &alpha, Bm, p->lb, A, p->la, &beta, C, p->lc, C, p->lc,
                                 &p->algo, g_matmul_workspace, MATMUL_WORKSPACE_BYTES, s));
 }

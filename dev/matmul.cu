@@ -168,6 +168,46 @@ static void run_one(void* p) {
     if (c->which == 2) c->mm(c->dW, 1, c->K, c->dy, c->N, 1, c->x, c->K, 0, c->N, c->K, c->M, 1.0f, 1.0f, 0);
 }
 
+/* MATMUL_ALGOS=n (environment): time each of the heuristic's first n choices of every product (instead of the
+ * production's tuned choice), with its config and whether its output has the first choice's bits */
+static int algo_cfg_(const cublasLtMatmulAlgo_t* al, cublasLtMatmulAlgoConfigAttributes_t a) {
+    uint32_t v = 0;
+    size_t got = 0;
+    if (cublasLtMatmulAlgoConfigGetAttribute(al, a, &v, sizeof v, &got) != CUBLAS_STATUS_SUCCESS) return -1;
+    return (int)v;
+}
+static void sweep_algos(TimeCtx* c, const char* what0, int nalg, int reps) {
+    size_t n = c->which == 0 ? (size_t)c->M * c->N : (size_t)c->M * c->K;
+    bf16* out = c->which == 0 ? c->y : c->dx;
+    uint16_t* ref = (uint16_t*)malloc_check(n * 2);
+    uint16_t* cur = (uint16_t*)malloc_check(n * 2);
+    for (int i = 0; i < nalg; i++) {
+        matmul_free();
+        matmul_init();
+        g_matmul_force = i;
+        run_one(c);
+        if (g_matmul_nplans == 0) break;   /* the list had fewer choices */
+        CUDA_CHECK(cudaDeviceSynchronize());
+        const cublasLtMatmulAlgo_t* al = &g_matmul_plans[0].algo;
+        int same = -1;
+        if (c->which < 2) {
+            CUDA_CHECK(cudaMemcpy(i == 0 ? ref : cur, out, n * 2, cudaMemcpyDeviceToHost));
+            same = i == 0 ? 1 : memcmp(ref, cur, n * 2) == 0;
+        }
+        float ms = time_kernel(run_one, c, reps);
+        printf("  %-40s algo#%d id %d tile %d stages %d splitK %d swizzle %d custom %d: %.4f ms %.1f TFLOP/s%s\n", what0,
+               i, algo_cfg_(al, CUBLASLT_ALGO_CONFIG_ID), algo_cfg_(al, CUBLASLT_ALGO_CONFIG_TILE_ID),
+               algo_cfg_(al, CUBLASLT_ALGO_CONFIG_STAGES_ID), algo_cfg_(al, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+               algo_cfg_(al, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING), algo_cfg_(al, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
+               ms, 2.0 * c->M * c->N * c->K / (ms * 1e9), same < 0 ? "" : same ? " same bits" : " OTHER BITS");
+    }
+    g_matmul_force = -1;
+    matmul_free();
+    matmul_init();
+    free(ref);
+    free(cur);
+}
+
 static void time_shape(int v, const char* name, int M, int N, int K, int reps) {
     TimeCtx c;
     c.mm = version_fn(v);
@@ -184,8 +224,15 @@ static void time_shape(int v, const char* name, int M, int N, int K, int reps) {
     const char* use[3] = {"fwd", "dx", "dW+="};
     double flops = 2.0 * M * N * K;
     double bytes[3] = {2.0 * (nx + nW + ny), 2.0 * (ny + nW + nx), 2.0 * (ny + nx) + 8.0 * nW};
+    const char* sweep = getenv("MATMUL_ALGOS");
     for (int w = 0; w < 3; w++) {
         c.which = w;
+        if (sweep && v == 2) {
+            char what[96];
+            snprintf(what, sizeof what, "%-7s %-4s M=%d N=%d K=%d", name, use[w], M, N, K);
+            sweep_algos(&c, what, atoi(sweep), reps);
+            continue;
+        }
         float ms = time_kernel(run_one, &c, v == 1 ? 3 : reps);
         char what[96];
         snprintf(what, sizeof what, "v%d %-7s %-4s M=%d N=%d K=%d", v, name, use[w], M, N, K);
