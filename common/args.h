@@ -422,7 +422,7 @@ static inline int train_options_table(TrainOptions* o, ArgSpec* out) {
         {NULL, "--bench-steps", ARG_INT, &o->bench_steps, "timed steps in --bench", 1, 1e6, NULL},
         {NULL, "--warmup-bench", ARG_INT, &o->warmup_bench, "untimed warm-up steps in --bench", 0, 1e6, NULL},
         {NULL, "--recompute", ARG_INT, &o->recompute, "activation recomputation: 0 none, 1 cheap, 2 max", 0, 2, NULL},
-        {NULL, "--profile", ARG_FLAG, &o->profile, "with --bench: per-kernel time shares of one more step (CUPTI)", 0, 0, NULL},
+        {NULL, "--profile", ARG_FLAG, &o->profile, "with --bench: per-kernel time shares of one more step and the device's idle gaps in it (CUPTI)", 0, 0, NULL},
         {NULL, "--sample", ARG_STR, &o->sample_path, "generate -g tokens from this checkpoint after --prompt, then exit", 0, 0, NULL},
         {NULL, "--prompt", ARG_STR, &o->prompt, "text that --sample continues (default: an end-of-text token)", 0, 0, NULL},
         {NULL, "--temperature", ARG_FLOAT, &o->temperature, "sampling temperature (0: greedy)", 0, 100, NULL},
