@@ -85,14 +85,14 @@ static inline void matmul_init(void) {
     g_matmul_nplans = 0;
 }
 
+static inline void matmul_plan_destroy_(MatmulPlan* p) {
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->la));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lc));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->desc));
+}
 static inline void matmul_free(void) {
-    for (int i = 0; i < g_matmul_nplans; i++) {
-        MatmulPlan* p = &g_matmul_plans[i];
-        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->la));
-        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lb));
-        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lc));
-        CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->desc));
-    }
+    for (int i = 0; i < g_matmul_nplans; i++) matmul_plan_destroy_(&g_matmul_plans[i]);
     g_matmul_nplans = 0;
     if (g_matmul_workspace) CUDA_CHECK(cudaFree(g_matmul_workspace));
     if (g_matmul_hash) CUDA_CHECK(cudaFree(g_matmul_hash));
@@ -156,10 +156,7 @@ static inline MatmulPlan* matmul_plan_(int M, int N, int K, int lda, int ldb, in
     p->ncand = 0;
     if (g_matmul_force >= 0) {
         if (g_matmul_force >= found) {   /* the sweep asked past the end of the list */
-            CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->la));
-            CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lb));
-            CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->lc));
-            CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->desc));
+            matmul_plan_destroy_(p);
             return NULL;
         }
         p->algo = h[g_matmul_force].algo;

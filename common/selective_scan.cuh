@@ -709,7 +709,6 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
         // w lives in slot (o + s w) mod NW; c1's map mirrors c2's (s1 = -s2), which makes the slots line up.
         static_assert((NW & (NW - 1)) == 0, "slot maps wrap with a mask");
         Stager pf1;
-        float* sTD2 = sTD;   // (TD() reads sTD: pass 2's inputs)
         float h1[G];
         int o1 = 0, s1 = 1, o2 = 0, s2 = 1;
         // inputs of event k of pair c2: pass-2 window (t2, n2 steps) and pass-1 window (t1, n1); n = 0: none
@@ -731,7 +730,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 const int w2 = nw2 - 1 - k, ts = t2, kn = n2;
                 __syncthreads();   // the previous event's readers of the staging buffers are done
                 if (!PF) { pf.load(p, dy, row0, t2, n2, d_base, 2); pf1.load(p, dy, row0, t1, n1, d_base, 1); }
-                pf.store(sTD2, sBC, p, n2, d_base, 2);
+                pf.store(sTD, sBC, p, n2, d_base, 2);
                 pf1.store(sTD1, sBC1, p, n1, d_base, 1);
                 __syncthreads();
                 if (k + 1 < nev) ev_in(c2, k + 1, t2, n2, t1, n1);
@@ -868,11 +867,22 @@ __global__ void selective_scan_reduce_params_kernel(float* dA_log, float* dD, fl
 
 #define SCAN_MAX_SEG 4   // backward time segments at most (scan_bwd_pick_seg)
 static inline int scan_max_segments(int T) { const int n = scan_num_chunks(T); return n < SCAN_MAX_SEG ? n : SCAN_MAX_SEG; }
-// partBC [nblk][B*T][2N], then per (b, segment): partA [Di][N], partD, partBias [Di]; carry [2][B][nseg][Di][N]
+// The backward's workspace, offsets in floats: partBC [nblk][B*T][2N], then per (b, segment) partA [Di][N],
+// partD [Di], partBias [Di]; then carry [2][B][nseg][Di][N]; end = the floats in all.
+struct ScanBwdWs { size_t bc, A, D, bias, carry, end; };
+static inline ScanBwdWs scan_bwd_ws(int nblk, int B, int T, int Di, int N, int nseg) {
+    ScanBwdWs w;
+    const size_t Bs = (size_t)B * nseg;
+    w.bc = 0;
+    w.A = w.bc + (size_t)nblk * B * T * 2 * N;
+    w.D = w.A + Bs * Di * N;
+    w.bias = w.D + Bs * Di;
+    w.carry = w.bias + Bs * Di;
+    w.end = w.carry + 2 * Bs * Di * N;
+    return w;
+}
 static inline size_t scan_workspace_bytes_g(int B, int T, int Di, int N, int G) {
-    const size_t S = (size_t)scan_max_segments(T);
-    return ((size_t)scan_dblocks(Di, N, G) * B * T * 2 * N + S * ((size_t)B * Di * N + 2 * (size_t)B * Di)
-            + 2 * S * (size_t)B * Di * N) * sizeof(float);
+    return scan_bwd_ws(scan_dblocks(Di, N, G), B, T, Di, N, scan_max_segments(T)).end * sizeof(float);
 }
 static inline int scan_pick_g(int N, int G) { return G < N ? G : N; }
 static inline size_t scan_workspace_bytes(int B, int T, int Di, int N) {
@@ -918,14 +928,8 @@ static void scan_fwd_launch(bf16* y, float* saved, const ScanArgs& a, cudaStream
 template <int N, int G, int W, int F>
 static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, float* ws, const bf16* dy,
                             const float* saved, const ScanArgs& a, cudaStream_t s) {
-    constexpr int DL = SCAN_THREADS / (N / G);
-    const int nblk = (a.Di + DL - 1) / DL;
-    const size_t BT = (size_t)a.B * a.T;
-    float* partBC = ws;
-    float* partA = partBC + (size_t)nblk * BT * 2 * N;
-    float* partD = partA + (size_t)a.B * a.nseg * a.Di * N;
-    float* partBias = partD + (size_t)a.B * a.nseg * a.Di;
-    const float* carry = partBias + (size_t)a.B * a.nseg * a.Di;
+    const int nblk = scan_dblocks(a.Di, N, G);
+    const ScanBwdWs o = scan_bwd_ws(nblk, a.B, a.T, a.Di, N, a.nseg);
     const size_t smem = scan_bwd_smem_bytes<N, G, W, F>();
     static int attr_set = 0;   // per template instance
     if (!attr_set) {
@@ -934,8 +938,9 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
         attr_set = 1;
     }
     dim3 grid(nblk, a.B, a.nseg);
-    selective_scan_bwd_kernel<N, G, W, F><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, partBC, partA,
-                                                                      partD, partBias, dy, saved, carry, a);
+    selective_scan_bwd_kernel<N, G, W, F><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, ws + o.bc,
+                                                                      ws + o.A, ws + o.D, ws + o.bias, dy, saved,
+                                                                      ws + o.carry, a);
     CUDA_KERNEL_CHECK();
 }
 template <int N, int G>
@@ -946,6 +951,17 @@ static void scan_bwd_carry_launch(float* carry, const bf16* dy, const ScanArgs& 
     CUDA_KERNEL_CHECK();
 }
 
+/* the current device's SM count (asked once: the pick functions below run on every call) */
+static inline int scan_num_sms(void) {
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    }
+    return sms;
+}
+
 /* Time segments for the backward (see selective_scan_bwd_carry_kernel): the count whose estimated time is least,
  * in units of one full-length block at 2 blocks per SM: ceil(blocks * S / slots) / S waves of 1/S-length blocks,
  * plus the carry pass over (S-1)/S of the sequence at about 0.12 of the backward's cost per element. mamba-370m
@@ -953,7 +969,7 @@ static void scan_bwd_carry_launch(float* carry, const bf16* dy, const ScanArgs& 
  * B=4 T=8192 (128): 2. SCAN_BWD_SEG=1..4 in the environment fixes it (dev knob). The bits depend on the count
  * (another association of the dh sums), so it depends only on the shape and the device. */
 static inline int scan_bwd_pick_seg(int B, int T, int Di, int N) {
-    static int env = -1, sms = 0;
+    static int env = -1;
     if (env < 0) {
         const char* e = getenv("SCAN_BWD_SEG");
         env = 0;
@@ -962,12 +978,9 @@ static inline int scan_bwd_pick_seg(int B, int T, int Di, int N) {
             if (env < 1 || env > SCAN_MAX_SEG) die("SCAN_BWD_SEG=%s: the backward's time segments are 1..%d", e, SCAN_MAX_SEG);
             fprintf(stderr, "selective_scan: SCAN_BWD_SEG=%d, the backward's time segments fixed\n", env);
         }
-        int dev = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     }
     if (env) return env;
-    const double blocks = (double)B * scan_dblocks(Di, N, scan_pick_g(N, SCAN_G_BWD)), slots = 2.0 * sms;
+    const double blocks = (double)B * scan_dblocks(Di, N, scan_pick_g(N, SCAN_G_BWD)), slots = 2.0 * scan_num_sms();
     int best = 1;
     double best_t = ceil(blocks / slots);
     for (int S = 2; S <= scan_max_segments(T); S++) {
@@ -1019,7 +1032,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     scan_check_ld(dz, ld_dz, "dz");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
     float* w = (float*)ws;
-    const int gg = scan_pick_g(N, G), nblk = scan_dblocks(Di, N, gg);
+    const int nblk = scan_dblocks(Di, N, scan_pick_g(N, G));
     const size_t BT = (size_t)B * T;
     // time segments (nseg <= 0: pick): whole chunks, none empty; only the paired event loop takes them
     if (!(prefetch & SCAN_BF_PAIR)) nseg = 1;
@@ -1027,9 +1040,9 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     nseg = nseg < scan_max_segments(T) ? nseg : scan_max_segments(T);
     a.cps = (a.nch + nseg - 1) / nseg;
     a.nseg = (a.nch + a.cps - 1) / a.cps;
+    const ScanBwdWs o = scan_bwd_ws(nblk, B, T, Di, N, a.nseg);
     if (a.nseg > 1) {
-        float* carry = w + (size_t)nblk * BT * 2 * N + (size_t)a.nseg * ((size_t)B * Di * N + 2 * (size_t)B * Di);
-#define SCAN_CARRY_CALL(n_, g_) scan_bwd_carry_launch<n_, g_>(carry, dy, a, s)
+#define SCAN_CARRY_CALL(n_, g_) scan_bwd_carry_launch<n_, g_>(w + o.carry, dy, a, s)
         SCAN_DISPATCH(N, SCAN_G_FWD, SCAN_CARRY_CALL);
 #undef SCAN_CARRY_CALL
     }
@@ -1063,14 +1076,11 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     }
 #undef SCAN_BWD_L
 #undef SCAN_BWD_CALL
-    const float* partA = w + (size_t)nblk * BT * 2 * N;
-    const float* partD = partA + (size_t)B * a.nseg * Di * N;
-    const float* partBias = partD + (size_t)B * a.nseg * Di;
     const size_t nbc = BT * 2 * N;
-    selective_scan_reduce_bc_kernel<<<(unsigned)((nbc + 255) / 256), 256, 0, s>>>(dB, dC, ld_dbc, w, nblk, BT, N);
+    selective_scan_reduce_bc_kernel<<<(unsigned)((nbc + 255) / 256), 256, 0, s>>>(dB, dC, ld_dbc, w + o.bc, nblk, BT, N);
     CUDA_KERNEL_CHECK();
-    selective_scan_reduce_params_kernel<<<(Di * N + 255) / 256, 256, 0, s>>>(dA_log, dDskip, ddt_bias, partA, partD,
-                                                                             partBias, A_log, B * a.nseg, Di, N);
+    selective_scan_reduce_params_kernel<<<(Di * N + 255) / 256, 256, 0, s>>>(dA_log, dDskip, ddt_bias, w + o.A, w + o.D,
+                                                                             w + o.bias, A_log, B * a.nseg, Di, N);
     CUDA_KERNEL_CHECK();
 }
 
@@ -1085,7 +1095,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
  * environment overrides the choice (dev knob, to time both in the model). The output bits depend on G (another
  * lane sum), so the choice depends only on the shape and the device: same shape, same bits. */
 static inline int scan_fwd_pick_g(int B, int Di, int N) {
-    static int env = -1, sms = 0;
+    static int env = -1;
     if (env < 0) {
         const char* e = getenv("SCAN_FWD_G");
         env = 0;
@@ -1094,13 +1104,10 @@ static inline int scan_fwd_pick_g(int B, int Di, int N) {
             env = atoi(e);
             fprintf(stderr, "selective_scan: SCAN_FWD_G=%d, the forward's states per lane fixed\n", env);
         }
-        int dev = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     }
     if (env) return scan_pick_g(N, env);
     const int g = scan_pick_g(N, SCAN_G_FWD);
-    return 2L * B * scan_dblocks(Di, N, g) <= sms ? scan_pick_g(N, SCAN_G_FWD_SMALL) : g;
+    return 2L * B * scan_dblocks(Di, N, g) <= scan_num_sms() ? scan_pick_g(N, SCAN_G_FWD_SMALL) : g;
 }
 
 // y [B,T,Di] bf16 (gated output); saved: scan_saved_bytes; ws: unused by the forward (may be NULL)

@@ -5,8 +5,9 @@
 # own, and a short whole run of each trainer (synthetic task: training, validation, sampling, checkpoints; what
 # test_train.sh runs at length), so that the host-side paths around the kernels are covered too. Many small jobs
 # let the slow tools (racecheck, initcheck: 10-100x slower than memcheck, and bound by the CPU) spread over the
-# machine's cores instead of running one program after another. racecheck and initcheck run with MATMUL_SIMPLE=1 and NO_CUDNN=1 (common/matmul.cuh and
-# common/cudnn_ops.cuh say why): they check this project's kernels; memcheck runs the production path.
+# machine's cores instead of running one program after another. racecheck and initcheck run with
+# MATMUL_SIMPLE=1 and NO_CUDNN=1 (common/matmul.cuh and common/cudnn_ops.cuh say why): they check this
+# project's kernels; memcheck runs the production path.
 #
 # usage: test/sanitize.sh [tool ...]      (default: memcheck racecheck initcheck)
 # env:   SANITIZE_JOBS (parallel jobs, default: the number of CPUs), TEST_TIMEOUT (s per job, default 900),
