@@ -43,6 +43,8 @@ typedef struct {
  *   1: also rerun the norm (ln, rstd into one slot) and the selective scan forward (y and the chunk states into
  *      one slot): 4D+2X = 4288 B.
  *   2: also rerun x_proj: only the fp32 residual stream is kept, 4D = 4096 B.
+ * At any level, --keep-xz N keeps xz for layers 0..N-1 as well (4Di B per token each: 0.25 GiB a layer at mamba-370m,
+ * B=16, T=2048), and their backward skips in_proj: memory for time, layer by layer, with the same bits.
  * (Keeping everything, as before levels existed, was 27844 B.)
  * Recomputed buffers and the backward's scratch live in one workspace `ws`, which also serves as the classifier's
  * logits scratch: the classifier runs after the last layer's forward and before the first layer's backward, when
@@ -66,8 +68,9 @@ typedef struct {
     bf16* dres_bf;
     bf16* dln;          /* [M,D] */
     float* dres;        /* [M,D] fp32 residual-stream gradient */
+    bf16* xz_kept;      /* [keep_xz,M,2Di] in_proj output of the layers that keep it (--keep-xz) */
     /* recomputed, one slot (in ws) */
-    bf16* xz;           /* [M,2Di] in_proj output: x | z */
+    bf16* xz;           /* [M,2Di] in_proj output: x | z (the layers that do not keep it; absent when all do) */
     bf16* u;            /* [M,Di] conv1d + SiLU output */
     bf16* dt;           /* [M,Di] dt_proj output (before bias and softplus) */
     /* backward scratch (in ws) */
@@ -88,6 +91,7 @@ typedef struct {
     int X;
     int B, T;
     int recompute;      /* 0, 1, 2: see MambaActs */
+    int keep_xz;        /* layers 0..keep_xz-1 keep in_proj's output for the backward (0..L) */
     ParamTable pt;
     ParamBuffers p;
     size_t embed, final_norm, lm_head;
@@ -176,7 +180,7 @@ static size_t mamba_layout_ws(MambaModel* m, char* base) {
         CARVE(&cv, a->rstd, M);
         CARVE(&cv, a->ln, M * D);
     }
-    CARVE(&cv, a->xz, M * 2 * Di);
+    if (m->keep_xz < m->c.L) CARVE(&cv, a->xz, M * 2 * Di);
     CARVE(&cv, a->u, M * Di);
     CARVE(&cv, a->dt, M * Di);
     if (m->recompute >= 1) {
@@ -206,6 +210,7 @@ static void mamba_build_acts(MambaModel* m) {
         ACT(at, a->scan_saved, L * m->scan_saved_per_layer);
     }
     if (m->recompute < 2) ACT(at, a->xdbl, L * M * m->X);
+    if (m->keep_xz) ACT(at, a->xz_kept, (size_t)m->keep_xz * M * 2 * Di);
     ACT(at, a->res_final, M * D);
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
@@ -234,6 +239,10 @@ static bf16* y_of(MambaModel* m, int l) { return m->a.y + act_slot(m->recompute,
 static char* saved_of(MambaModel* m, int l) { return m->a.scan_saved + act_slot(m->recompute, 1, l, m->scan_saved_per_layer); }
 static bf16* ln_of(MambaModel* m, int l) { return m->a.ln + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * m->c.D); }
 static float* rstd_of(MambaModel* m, int l) { return m->a.rstd + act_slot(m->recompute, 1, l, (size_t)m->B * m->T); }
+static int xz_kept(const MambaModel* m, int l) { return l < m->keep_xz; }
+static bf16* xz_of(MambaModel* m, int l) {
+    return xz_kept(m, l) ? m->a.xz_kept + (size_t)l * m->B * m->T * 2 * m->c.Di : m->a.xz;
+}
 
 /* the block norm: ln = RMSNorm(res[l]). The forward builds res[l] = in_resid + in_delta (the fused residual add; at
  * l = 0 it normalises the embedding in place); at levels >= 1 the backward recomputes ln and rstd from the kept res[l]. */
@@ -246,26 +255,28 @@ static void mamba_norm(MambaModel* m, int l, const float* in_resid, const bf16* 
 
 /* Mixer of layer l up to y (mamba.md 1.2): ln -> in_proj -> conv1d+SiLU -> x_proj -> dt_proj -> selective scan
  * (softplus, D skip, silu(z) gate). The forward runs all of it; the backward reruns what its level did not keep:
- * x_proj (x_proj = 0: xdbl is kept) and the scan (scan = 0: y and the chunk states are kept). */
-static void mamba_mixer_core_forward(MambaModel* m, int l, int x_proj, int scan, cudaStream_t s) {
+ * in_proj (in_proj = 0: xz is kept), x_proj (x_proj = 0: xdbl is kept) and the scan (scan = 0: y and the chunk
+ * states are kept). */
+static void mamba_mixer_core_forward(MambaModel* m, int l, int in_proj, int x_proj, int scan, cudaStream_t s) {
     const MambaConfig* c = &m->c;
     const MambaLayerParams* lp = &m->lp[l];
     MambaActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
     bf16* xdbl = xdbl_of(m, l);
-    linear_forward(a->xz, ln_of(m, l), W_(m, lp->w_in), M, 2 * Di, D, s);
+    bf16* xz = xz_of(m, l);
+    if (in_proj) linear_forward(xz, ln_of(m, l), W_(m, lp->w_in), M, 2 * Di, D, s);
     if (m->decoding) /* one new token per sequence: the conv's recurrent form on the carried window */
-        conv1d_silu_step(a->u, m->dec_conv + (size_t)l * Di * (c->W - 1), a->xz, 2 * Di, F_(m, lp->conv_w),
+        conv1d_silu_step(a->u, m->dec_conv + (size_t)l * Di * (c->W - 1), xz, 2 * Di, F_(m, lp->conv_w),
                          F_(m, lp->conv_b), B, Di, c->W, s);
     else
-        conv1d_silu_forward(a->u, a->xz, 2 * Di, F_(m, lp->conv_w), F_(m, lp->conv_b), B, T, Di, c->W, s);
+        conv1d_silu_forward(a->u, xz, 2 * Di, F_(m, lp->conv_w), F_(m, lp->conv_b), B, T, Di, c->W, s);
     if (x_proj) matmul(xdbl, 0, X, a->u, Di, 0, W_(m, lp->w_x), Di, 1, M, R + 2 * N, Di, 1.0f, 0.0f, s);
     matmul(a->dt, 0, Di, xdbl, X, 0, W_(m, lp->w_dt), R, 1, M, Di, R, 1.0f, 0.0f, s);
     if (scan && m->decoding) /* ... and the scan's, on the carried state */
-        selective_scan_step(y_of(m, l), m->dec_h + (size_t)l * Di * N, a->u, Di, a->dt, a->xz + Di, 2 * Di, xdbl + R,
+        selective_scan_step(y_of(m, l), m->dec_h + (size_t)l * Di * N, a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R,
                             xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, Di, N, s);
     else if (scan)
-        selective_scan_forward(y_of(m, l), saved_of(m, l), a->u, Di, a->dt, a->xz + Di, 2 * Di, xdbl + R, xdbl + R + N,
+        selective_scan_forward(y_of(m, l), saved_of(m, l), a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R, xdbl + R + N,
                                X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, T, Di, N, a->scan_ws, s);
 }
 
@@ -278,7 +289,7 @@ static void mamba_forward_body(MambaModel* m, const int* d_ids, cudaStream_t s) 
     for (int l = 0; l < m->c.L; l++) {
         if (l == 0) mamba_norm(m, 0, NULL, NULL, s);
         else mamba_norm(m, l, a->res + (size_t)(l - 1) * M * D, a->delta, s);
-        mamba_mixer_core_forward(m, l, 1, 1, s);
+        mamba_mixer_core_forward(m, l, 1, 1, 1, s);
         linear_forward(a->delta, y_of(m, l), W_(m, m->lp[l].w_out), M, D, m->c.Di, s);
     }
     rmsnorm_forward(a->lnf, a->rstd_final, a->res_final, a->res + (size_t)(m->c.L - 1) * M * D, a->delta,
@@ -295,14 +306,15 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     MambaActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
     if (m->recompute >= 1) mamba_norm(m, l, NULL, NULL, s);
-    mamba_mixer_core_forward(m, l, m->recompute >= 2, m->recompute >= 1, s);
+    mamba_mixer_core_forward(m, l, !xz_kept(m, l), m->recompute >= 2, m->recompute >= 1, s);
     bf16* xdbl = xdbl_of(m, l);
+    bf16* xz = xz_of(m, l);
     bf16* y = y_of(m, l);
     bf16* ddt = y; /* y is dead once out_proj's backward has run */
     /* dres_bf: dres rounded to bf16 by the norm backward that last updated dres (the final norm's, or layer l+1's) */
     linear_backward(a->dy, G_(m, lp->w_out), a->dres_bf, y, W_(m, lp->w_out), M, D, Di, s);
     selective_scan_backward(a->du, Di, ddt, a->dxz + Di, 2 * Di, a->dxdbl + R, a->dxdbl + R + N, X, G_(m, lp->A_log),
-                            G_(m, lp->Dskip), G_(m, lp->dt_bias), a->dy, saved_of(m, l), a->u, Di, a->dt, a->xz + Di,
+                            G_(m, lp->Dskip), G_(m, lp->dt_bias), a->dy, saved_of(m, l), a->u, Di, a->dt, xz + Di,
                             2 * Di, xdbl + R, xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias),
                             B, T, Di, N, a->scan_ws, s);
     /* dt_proj: dt = dt_low w_dt^T */
@@ -311,7 +323,7 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     /* x_proj: xdbl = u w_x^T; du gets the second path added (beta = 1) */
     matmul(a->du, 0, Di, a->dxdbl, X, 0, W_(m, lp->w_x), Di, 0, M, Di, R + 2 * N, 1.0f, 1.0f, s);
     matmul(G_(m, lp->w_x), 1, Di, a->dxdbl, X, 1, a->u, Di, 0, R + 2 * N, Di, M, 1.0f, 1.0f, s);
-    conv1d_silu_backward(a->dxz, 2 * Di, G_(m, lp->conv_w), G_(m, lp->conv_b), a->du, a->xz, 2 * Di, F_(m, lp->conv_w),
+    conv1d_silu_backward(a->dxz, 2 * Di, G_(m, lp->conv_w), G_(m, lp->conv_b), a->du, xz, 2 * Di, F_(m, lp->conv_w),
                          F_(m, lp->conv_b), B, T, Di, c->W, a->conv_scratch, s);
     linear_backward(a->dln, G_(m, lp->w_in), a->dxz, ln_of(m, l), W_(m, lp->w_in), M, 2 * Di, D, s);
     rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, lp->norm), a->dln, a->res + (size_t)l * M * D, rstd_of(m, l), F_(m, lp->norm),
@@ -372,15 +384,16 @@ static void mamba_decode_forward(void* model, const int* d_token, cudaStream_t s
 }
 
 /* ------------------------------------------------------------------ lifetime */
-/* Builds the tables and allocates everything for micro-batches of B x T at recompute level 0..2 (see MambaActs);
- * parameters are initialised from seed (mamba.md 1.4). */
-static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, int recompute, uint64_t seed) {
+/* Builds the tables and allocates everything for micro-batches of B x T at recompute level 0..2 with the first
+ * keep_xz layers keeping xz (see MambaActs; < 0 or above L: all); parameters are initialised from seed (mamba.md 1.4). */
+static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, int recompute, int keep_xz, uint64_t seed) {
     memset(m, 0, sizeof *m);
     m->c = *c;
     m->B = B;
     m->T = T;
     if (recompute < 0 || recompute > 2) die("Mamba: recompute level %d (0, 1 or 2)", recompute);
     m->recompute = recompute;
+    m->keep_xz = keep_xz < 0 || keep_xz > c->L ? c->L : keep_xz;
     mamba_derive(m);
     mamba_build_params(m);
     m->p = param_buffers_alloc(&m->pt);
@@ -405,6 +418,7 @@ static struct {
     const char* preset;
     int D, L, Di, N, R, W, vocab, tied;
     float expand;
+    int keep_xz;
 } mamba_opt;
 
 /* the model flags' bounds, which also bound the sizes a file's config may give (mamba_param_table) */
@@ -427,6 +441,9 @@ static int mamba_options(ArgSpec* out) {
         {NULL, "--conv", ARG_INT, &mamba_opt.W, "causal conv width: 2, 3 or 4 (0: 4)", 0, MAMBA_MAX_CONV, NULL},
         {NULL, "--vocab", ARG_INT, &mamba_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, MAMBA_MAX_VOCAB, NULL},
         {NULL, "--tied", ARG_INT, &mamba_opt.tied, "1: lm_head shares the embedding, 0: separate (-1: preset, tied)", -1, 1, NULL},
+        {NULL, "--keep-xz", ARG_INT, &mamba_opt.keep_xz,
+         "layers that keep in_proj's output for the backward instead of rerunning in_proj (-1: all; 0.25 GiB each at mamba-370m -b 16 -t 2048)",
+         -1, MAMBA_MAX_L, NULL},
     };
     memcpy(out, rows, sizeof rows);
     return (int)(sizeof rows / sizeof rows[0]);
@@ -519,7 +536,7 @@ static void mamba_fill_handle(ModelHandle* h, MambaModel* m) {
 }
 
 static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
-    mamba_create(&mamba_model, &mamba_cfg, B, T, recompute, seed);
+    mamba_create(&mamba_model, &mamba_cfg, B, T, recompute, mamba_opt.keep_xz, seed);
     mamba_fill_handle(h, &mamba_model);
 }
 

@@ -2,7 +2,8 @@
  * test_mamba.cu — the CUDA Mamba model against the double-precision reference (test/ref_mamba.h):
  * logits, per-token losses and every parameter gradient on tiny configs, including T longer than the
  * CUDA scan chunk (state carried across chunks), T odd, tied and untied heads, ignored targets, every
- * recompute level (what backward reruns must match what forward kept); and bit-exact determinism.
+ * recompute level (what backward reruns must match what forward kept), in_proj outputs kept for some or all
+ * layers (--keep-xz); and bit-exact determinism.
  * Needs a GPU; prints SKIP without one.
  */
 #define TESTING
@@ -10,7 +11,7 @@
 #include "ref_mamba.h"
 #include "model_check.cuh"
 
-typedef struct { const char* tag; RefMambaConfig c; int B, T, recompute; } MambaCase;
+typedef struct { const char* tag; RefMambaConfig c; int B, T, recompute, keep_xz; } MambaCase;
 
 /* moves parameters off init: larger A_log spread and dt biases so some channels forget fast */
 static void perturb(double* p, const RefMambaTensor* ts, int nt, uint64_t seed) {
@@ -36,7 +37,7 @@ static int run_case(const MambaCase* tc) {
     const RefMambaConfig* rc = &tc->c;
     MambaConfig c = {rc->Vc, rc->D, rc->L, rc->Di, rc->N, rc->R, rc->W, rc->tied, (float)rc->eps};
     MambaModel m;
-    mamba_create(&m, &c, tc->B, tc->T, tc->recompute, 1);
+    mamba_create(&m, &c, tc->B, tc->T, tc->recompute, tc->keep_xz, 1);
     ModelHandle h;
     memset(&h, 0, sizeof h);
     mamba_fill_handle(&h, &m);
@@ -54,7 +55,7 @@ static int run_case(const MambaCase* tc) {
     ModelHandle hh;
     memset(&hh, 0, sizeof hh);
     if (tc->B % 2 == 0) {
-        mamba_create(&mh, &c, tc->B / 2, tc->T, tc->recompute, 1);
+        mamba_create(&mh, &c, tc->B / 2, tc->T, tc->recompute, tc->keep_xz, 1);
         mamba_fill_handle(&hh, &mh);
     }
     int fails = check_model_case(&h, &rl, params, ref_fn, rc, tc->B, tc->T, tc->tag, tc->B % 2 == 0 ? &hh : NULL);
@@ -66,13 +67,15 @@ static int run_case(const MambaCase* tc) {
 }
 
 int main(int argc, char** argv) {
-    /* tag, {Vc, D, L, Di, N, R, W, tied, eps}, B, T, recompute level */
+    /* tag, {Vc, D, L, Di, N, R, W, tied, eps}, B, T, recompute level, layers keeping xz */
     MambaCase cases[] = {
-        {"mamba tied B=2 T=37", {72, 64, 2, 128, 16, 8, 4, 1, 1e-5}, 2, 37, 0},
-        {"mamba untied B=1 T=1100 Vc=61", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 0},
-        {"mamba untied B=1 T=1100 Vc=61 recompute=1", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 1},
-        {"mamba T=1 B=3 W=3 recompute=2", {64, 64, 1, 64, 16, 4, 3, 1, 1e-5}, 3, 1, 2},
-        {"mamba tied B=2 T=300 L=3 recompute=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 2},
+        {"mamba tied B=2 T=37", {72, 64, 2, 128, 16, 8, 4, 1, 1e-5}, 2, 37, 0, 0},
+        {"mamba untied B=1 T=1100 Vc=61", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 0, 0},
+        {"mamba untied B=1 T=1100 Vc=61 recompute=1", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 1, 0},
+        {"mamba T=1 B=3 W=3 recompute=2", {64, 64, 1, 64, 16, 4, 3, 1, 1e-5}, 3, 1, 2, 0},
+        {"mamba tied B=2 T=300 L=3 recompute=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 2, 0},
+        {"mamba tied B=2 T=300 L=3 keep-xz=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 0, 2},
+        {"mamba untied B=2 T=150 keep-xz=all recompute=1", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 2, 150, 1, -1},
     };
     const int ncases = (int)(sizeof cases / sizeof cases[0]);
     if (!model_test_begin("test_mamba", ncases, argc, argv)) return 0;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # test_train.sh — whole-program GPU tests of both trainers on tinyshakespeare (or the synthetic task
 # when no text is available): the loss falls over a few hundred steps; two runs with the same seed give
-# bit-identical losses; a run killed and resumed from its checkpoint continues with bit-identical
-# losses to an uninterrupted run; SIGTERM checkpoints and exits cleanly; SIGKILL at any instant loses
-# nothing beyond the newest complete checkpoint. Prints PASS/FAIL lines; run by `make test` on a GPU machine.
+# bit-identical losses, and so do the memory modes (activations kept or recomputed); a run killed and
+# resumed from its checkpoint continues with bit-identical losses to an uninterrupted run; SIGTERM
+# checkpoints and exits cleanly; SIGKILL at any instant loses nothing beyond the newest complete checkpoint. Prints PASS/FAIL lines; run by `make test` on a GPU machine.
 # gpus: 1
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,15 @@ for model in gla mamba; do
     $bin "${common[@]}" "${fixed[@]}" -x 30 -n 0 -o "$tmp/$model.b" >/dev/null 2>&1
     cmp -s <(losses "$tmp/$model.a") <(losses "$tmp/$model.b") && [ -s "$tmp/$model.a/log.jsonl" ]
     check "$model two runs with the same seed are bit-identical" $? "losses differ"
+
+    # 2a. the memory modes keep or recompute the same values: same bits as the default
+    if [ $model = gla ]; then modes=("--keep-states 0" "--recompute 1"); else modes=("--keep-xz -1" "--keep-xz 2 --recompute 1"); fi
+    for mode in "${modes[@]}"; do
+        $bin "${common[@]}" "${fixed[@]}" -x 30 -n 0 $mode -o "$tmp/$model.mode" >/dev/null 2>&1
+        cmp -s <(losses "$tmp/$model.a") <(losses "$tmp/$model.mode") && [ -s "$tmp/$model.mode/log.jsonl" ]
+        check "$model $mode gives the default's losses bit for bit" $? "losses differ"
+        rm -rf "$tmp/$model.mode"
+    done
 
     # 2b. gradient accumulation: B=4 with 2 micro-steps sees the same 8 sequences in the first step as B=8,
     #     so that step's loss and gradient norm agree up to summation order and bf16 rounding (1e-3
