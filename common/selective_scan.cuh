@@ -25,8 +25,10 @@
  * the staged per-(t, d) values are packed per channel (one vector load per lane and step: 2.95 -> 2.93 ms).
  * ~3 exp per (t, d, n) in the backward, 1 in the forward. Where (B, channel blocks) do not fill the GPU, the
  * backward also splits time into segments of whole chunks: a cheap forward-time pass gives each later segment's
- * contribution to dh and its decay product, so every segment starts with its dh (selective_scan_bwd_carry_kernel;
- * mamba-130m layer 2.59 -> 2.47 ms, B=4 T=8192 4.66 -> 3.49).
+ * contribution to dh and its decay product, so every segment starts with its dh (selective_scan_carry_kernel;
+ * mamba-130m layer 2.59 -> 2.47 ms, B=4 T=8192 4.66 -> 3.49). The forward splits time the same way where its grid is
+ * small (selective_scan_carry_kernel<FWD>: each earlier segment's end state from a zero start and its decay
+ * product, so every segment starts from its true state; scan_fwd_pick).
  * Deterministic: dB, dC (sums over d) are reduced in-warp by a shuffle reduce-scatter, across warps in shared
  * memory in fixed order, written as per-block partials to the workspace (134 MB at the 370m shape) and summed in
  * block order by a second kernel; dA, dD, ddt_bias partials per (b, d) are summed over b in order by a third.
@@ -350,15 +352,19 @@ static size_t scan_fwd_smem_bytes() {
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL);
     return sizeof(float) * ((size_t)K * 2 * N + 4 * K * DL + (size_t)K * DL);
 }
+// Grid (ceil(Di / DL), B, nseg): block z walks the time segment z (whole chunks, see the carry kernel below),
+// starting from the state its earlier segments leave: carry [2][B][nseg][Di][N] (nseg = 1: from 0, carry unused).
 template <int N, int G>
 __global__ void __launch_bounds__(SCAN_THREADS)
-selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const ScanArgs p) {
+selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const float* __restrict__ carry,
+                          const ScanArgs p) {
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL);
     extern __shared__ __align__(16) float smem[];   // scan_fwd_smem_bytes
     float* sBC = smem;                              // [K][2N]
     float* sTD = sBC + K * 2 * N;                   // [4][K][DL] delta, delta*u, silu(z), D*u*silu(z)
     float* sY = sTD + 4 * K * DL;                   // [K][DL] y rows
     const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = blockIdx.y;
+    const int seg = blockIdx.z, t0 = seg * p.cps * SCAN_CHUNK, t1 = min(p.T, t0 + p.cps * SCAN_CHUNK);
     const bool valid = d < p.Di;
     const int dc = valid ? d : p.Di - 1;   // idle lanes compute on a real channel and store nothing
     const float LOG2E = 1.4426950408889634f;
@@ -368,16 +374,22 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
         A2[i] = -expf(p.A_log[(size_t)dc * N + g * G + i]) * LOG2E;
         h[i] = 0.0f;
     }
+    const size_t half = (size_t)p.B * p.nseg * p.Di * N;
+    for (int s2 = 0; s2 < seg; s2++) {   // h_in(seg) = own(seg-1) + q(seg-1) h_in(seg-1), h_in(0) = 0
+        const size_t o = (((size_t)b * p.nseg + s2) * p.Di + dc) * N + g * G;
+#pragma unroll
+        for (int i = 0; i < G; i++) h[i] = fmaf(carry[half + o + i], h[i], carry[o + i]);
+    }
     const size_t row0 = (size_t)b * p.T;
     const int d_base = blockIdx.x * DL;
     ScanPrefetch<K, DL, N> pf;
     pf.init(p, d_base);
-    pf.load(p, NULL, row0, 0, min(K, p.T), d_base, 0);
-    for (int tb = 0; tb < p.T; tb += K) {
-        const int kn = min(K, p.T - tb);
+    pf.load(p, NULL, row0, t0, min(K, t1 - t0), d_base, 0);
+    for (int tb = t0; tb < t1; tb += K) {
+        const int kn = min(K, t1 - tb);
         pf.store(sTD, sBC, p, kn, d_base, 0);
         __syncthreads();
-        if (tb + K < p.T) pf.load(p, NULL, row0, tb + K, min(K, p.T - tb - K), d_base, 0);   // in flight below
+        if (tb + K < t1) pf.load(p, NULL, row0, tb + K, min(K, t1 - tb - K), d_base, 0);   // in flight below
 #pragma unroll
         for (int j = 0; j < K; j++) {
             const float delta = sTD[(0 * K + j) * DL + dl], du = sTD[(1 * K + j) * DL + dl];
@@ -407,22 +419,26 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
 // ---------------------------------------------------------------------------------------------------------------
 // backward
 
-// Time segments. The backward's grid is (channel blocks, B), too few blocks to fill the GPU at small B (B=4
-// T=8192: 128 for 264 slots) or a wave and a half at mamba-130m (384 blocks). Only the reverse recurrence's dh
-// crosses time, and linearly: over steps t0..t1 of a segment (dh += dyv_t C_t, then dh *= a_t, a_t =
-// exp(delta_t A)), dh_out = sum_t dyv_t C_t q_t + q_t1 dh_in with q_t = a_t0 ... a_t. So with the time split into
-// segments of whole chunks, this kernel first gives, for every segment s >= 1, its own part (the sum, from dh = 0)
-// and q over the segment, walking forward in time (q is a running product: nothing is divided); the backward
-// block of segment s then starts from dh_in(s) = own(s+1) + q(s+1) dh_in(s+1), dh_in(last) = 0.
-// carry [2][B][nseg][Di][N] (own, q). Grid (ceil(Di / DL), B, nseg - 1); staging as in the forward (mode 3).
-template <int N, int G>
+// Time segments. The scan kernels' grids are (channel blocks, B): too few blocks to fill the GPU at small B (B=4
+// T=8192: 128 backward blocks for 264 slots, 64 forward ones) or a wave and a half at mamba-130m (384 backward
+// blocks). Only the recurrences cross time, and linearly. Forward: over steps t0..t1 of a segment (h = a_t h +
+// delta_t B_t u_t, a_t = exp(delta_t A)), h_out = own + q h_in, where own is the segment's end state from h = 0 and
+// q = a_t0 ... a_t1. Backward (dh += dyv_t C_t, then dh *= a_t): dh_out = sum_t dyv_t C_t q_t + q_t1 dh_in with
+// q_t = a_t0 ... a_t. So with the time split into segments of whole chunks, this kernel first gives every segment
+// whose state another one needs (forward: all but the last; backward: all but the first) its own part, from zero,
+// and q, walking forward in time (q is a running product: nothing is divided); the segment's block in the scan
+// kernel then starts from h_in(s) = own(s-1) + q(s-1) h_in(s-1), h_in(0) = 0 (forward), or dh_in(s) = own(s+1) +
+// q(s+1) dh_in(s+1), dh_in(last) = 0 (backward).
+// carry [2][B][nseg][Di][N] (own, q). Grid (ceil(Di / DL), B, nseg - 1); staging as in the forward (mode 1: delta,
+// delta*u; mode 3: delta, dy*silu(z)).
+template <int N, int G, bool FWD>
 __global__ void __launch_bounds__(SCAN_THREADS)
-selective_scan_bwd_carry_kernel(float* __restrict__ carry, const bf16* __restrict__ dy, const ScanArgs p) {
-    constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL);
+selective_scan_carry_kernel(float* __restrict__ carry, const bf16* __restrict__ dy, const ScanArgs p) {
+    constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL), MODE = FWD ? 1 : 3;
     __shared__ __align__(16) float sBC[K * 2 * N];
-    __shared__ __align__(16) float sTD[2 * K * DL];   // delta, dy*silu(z)
+    __shared__ __align__(16) float sTD[2 * K * DL];   // delta, then delta*u (FWD) or dy*silu(z)
     const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = blockIdx.y;
-    const int seg = blockIdx.z + 1, t0 = seg * p.cps * SCAN_CHUNK, t1 = min(p.T, t0 + p.cps * SCAN_CHUNK);
+    const int seg = blockIdx.z + (FWD ? 0 : 1), t0 = seg * p.cps * SCAN_CHUNK, t1 = min(p.T, t0 + p.cps * SCAN_CHUNK);
     const bool valid = d < p.Di;
     const int dc = valid ? d : p.Di - 1;
     const float LOG2E = 1.4426950408889634f;
@@ -437,21 +453,23 @@ selective_scan_bwd_carry_kernel(float* __restrict__ carry, const bf16* __restric
     const int d_base = blockIdx.x * DL;
     ScanPrefetch<K, DL, N> pf;
     pf.init(p, d_base);
-    pf.load(p, dy, row0, t0, min(K, t1 - t0), d_base, 3);
+    pf.load(p, dy, row0, t0, min(K, t1 - t0), d_base, MODE);
     for (int tb = t0; tb < t1; tb += K) {
         const int kn = min(K, t1 - tb);
-        pf.store(sTD, sBC, p, kn, d_base, 3);
+        pf.store(sTD, sBC, p, kn, d_base, MODE);
         __syncthreads();
-        if (tb + K < t1) pf.load(p, dy, row0, tb + K, min(K, t1 - tb - K), d_base, 3);   // in flight below
+        if (tb + K < t1) pf.load(p, dy, row0, tb + K, min(K, t1 - tb - K), d_base, MODE);   // in flight below
 #pragma unroll
-        for (int j = 0; j < K; j++) {   // padded steps: delta = 0, dyv = 0: no change
-            const float delta = sTD[j * DL + dl], dyv = sTD[(K + j) * DL + dl];
-            float Cv[G];
-            scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
+        for (int j = 0; j < K; j++) {   // padded steps: delta = 0 and no input: no change
+            const float delta = sTD[j * DL + dl], v = sTD[(K + j) * DL + dl];   // v: delta*u (FWD) or dyv
+            float X[G];   // B (FWD) or C
+            scan_lds<G>(X, sBC + j * 2 * N + (FWD ? 0 : N) + g * G);
 #pragma unroll
             for (int i = 0; i < G; i++) {
-                q[i] *= exp2_ftz(delta * A2[i]);
-                own[i] = fmaf(dyv * Cv[i], q[i], own[i]);
+                const float a = exp2_ftz(delta * A2[i]);
+                q[i] *= a;
+                if constexpr (FWD) own[i] = a * own[i] + X[i] * v;
+                else own[i] = fmaf(v * X[i], q[i], own[i]);
             }
         }
         __syncthreads();
@@ -919,10 +937,10 @@ static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_ra
 }
 
 template <int N, int G>
-static void scan_fwd_launch(bf16* y, float* saved, const ScanArgs& a, cudaStream_t s) {
+static void scan_fwd_launch(bf16* y, float* saved, const float* carry, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = SCAN_THREADS / (N / G);
-    dim3 grid((a.Di + DL - 1) / DL, a.B);
-    selective_scan_fwd_kernel<N, G><<<grid, SCAN_THREADS, scan_fwd_smem_bytes<N, G>(), s>>>(y, saved, a);
+    dim3 grid((a.Di + DL - 1) / DL, a.B, a.nseg);
+    selective_scan_fwd_kernel<N, G><<<grid, SCAN_THREADS, scan_fwd_smem_bytes<N, G>(), s>>>(y, saved, carry, a);
     CUDA_KERNEL_CHECK();
 }
 template <int N, int G, int W, int F>
@@ -943,11 +961,11 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
                                                                       ws + o.carry, a);
     CUDA_KERNEL_CHECK();
 }
-template <int N, int G>
-static void scan_bwd_carry_launch(float* carry, const bf16* dy, const ScanArgs& a, cudaStream_t s) {
+template <int N, int G, bool FWD>
+static void scan_carry_launch(float* carry, const bf16* dy, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = SCAN_THREADS / (N / G);
     dim3 grid((a.Di + DL - 1) / DL, a.B, a.nseg - 1);
-    selective_scan_bwd_carry_kernel<N, G><<<grid, SCAN_THREADS, 0, s>>>(carry, dy, a);
+    selective_scan_carry_kernel<N, G, FWD><<<grid, SCAN_THREADS, 0, s>>>(carry, dy, a);
     CUDA_KERNEL_CHECK();
 }
 
@@ -962,7 +980,22 @@ static inline int scan_num_sms(void) {
     return sms;
 }
 
-/* Time segments for the backward (see selective_scan_bwd_carry_kernel): the count whose estimated time is least,
+/* a dev knob from the environment: 0 when unset, else its value in lo..hi (read once into *cache) */
+static inline int scan_env_knob(const char* name, int lo, int hi, int* cache) {
+    if (*cache < 0) {
+        const char* e = getenv(name);
+        *cache = 0;
+        if (e && *e) {
+            char* end = NULL;
+            long v = strtol(e, &end, 10);
+            if (*end || v < lo || v > hi) die("%s=%s: expected an integer in %d..%d", name, e, lo, hi);
+            *cache = (int)v;
+            fprintf(stderr, "selective_scan: %s=%d fixed from the environment\n", name, *cache);
+        }
+    }
+    return *cache;
+}
+/* Time segments for the backward (see selective_scan_carry_kernel): the count whose estimated time is least,
  * in units of one full-length block at 2 blocks per SM: ceil(blocks * S / slots) / S waves of 1/S-length blocks,
  * plus the carry pass over (S-1)/S of the sequence at about 0.12 of the backward's cost per element. mamba-370m
  * (512 blocks, 264 slots): 1; mamba-130m (384): 2 (3 waves of half-length blocks against 2 of full ones);
@@ -970,16 +1003,7 @@ static inline int scan_num_sms(void) {
  * (another association of the dh sums), so it depends only on the shape and the device. */
 static inline int scan_bwd_pick_seg(int B, int T, int Di, int N) {
     static int env = -1;
-    if (env < 0) {
-        const char* e = getenv("SCAN_BWD_SEG");
-        env = 0;
-        if (e && *e) {
-            env = atoi(e);
-            if (env < 1 || env > SCAN_MAX_SEG) die("SCAN_BWD_SEG=%s: the backward's time segments are 1..%d", e, SCAN_MAX_SEG);
-            fprintf(stderr, "selective_scan: SCAN_BWD_SEG=%d, the backward's time segments fixed\n", env);
-        }
-    }
-    if (env) return env;
+    if (scan_env_knob("SCAN_BWD_SEG", 1, SCAN_MAX_SEG, &env)) return env;
     const double blocks = (double)B * scan_dblocks(Di, N, scan_pick_g(N, SCAN_G_BWD)), slots = 2.0 * scan_num_sms();
     int best = 1;
     double best_t = ceil(blocks / slots);
@@ -1004,16 +1028,32 @@ static inline int scan_bwd_pick_seg(int B, int T, int Di, int N) {
         else die("selective_scan: no kernel for N=%d with %d states per lane", N_, gg_);              \
     } while (0)
 
-// forward with an explicit states-per-lane count G (4, 8, or N <= 16)
+// nseg time segments of whole chunks for a T-step scan (clamped to 1..chunks, none empty): a.cps, a.nseg
+static inline void scan_set_segments(ScanArgs* a, int nseg) {
+    nseg = nseg < 1 ? 1 : nseg < scan_max_segments(a->T) ? nseg : scan_max_segments(a->T);
+    a->cps = (a->nch + nseg - 1) / nseg;
+    a->nseg = (a->nch + a->cps - 1) / a->cps;
+}
+
+// forward with an explicit states-per-lane count G (4, 8, or N <= 16) and nseg time segments (1: none; more need
+// ws, which holds their carries: scan_workspace_bytes)
 static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
                                             const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                             const float* A_log, const float* Dskip, const float* dt_bias,
-                                            int B, int T, int Di, int N, int G, cudaStream_t s) {
+                                            int B, int T, int Di, int N, int G, int nseg, void* ws, cudaStream_t s) {
     scan_check_args(B, T, Di, N);
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
     scan_check_ld(y, Di, "y");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
-#define SCAN_FWD_CALL(n_, g_) scan_fwd_launch<n_, g_>(y, (float*)saved, a, s)
+    scan_set_segments(&a, nseg);
+    float* carry = (float*)ws;   // [2][B][nseg][Di][N] at the workspace's start (the backward is not running)
+    if (a.nseg > 1) {
+        if (!carry) die("selective_scan: the forward's %d time segments need a workspace", a.nseg);
+#define SCAN_CARRY_CALL(n_, g_) scan_carry_launch<n_, g_, true>(carry, NULL, a, s)
+        SCAN_DISPATCH(N, G, SCAN_CARRY_CALL);
+#undef SCAN_CARRY_CALL
+    }
+#define SCAN_FWD_CALL(n_, g_) scan_fwd_launch<n_, g_>(y, (float*)saved, carry, a, s)
     SCAN_DISPATCH(N, G, SCAN_FWD_CALL);
 #undef SCAN_FWD_CALL
 }
@@ -1037,12 +1077,10 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     // time segments (nseg <= 0: pick): whole chunks, none empty; only the paired event loop takes them
     if (!(prefetch & SCAN_BF_PAIR)) nseg = 1;
     else if (nseg <= 0) nseg = scan_bwd_pick_seg(B, T, Di, N);
-    nseg = nseg < scan_max_segments(T) ? nseg : scan_max_segments(T);
-    a.cps = (a.nch + nseg - 1) / nseg;
-    a.nseg = (a.nch + a.cps - 1) / a.cps;
+    scan_set_segments(&a, nseg);
     const ScanBwdWs o = scan_bwd_ws(nblk, B, T, Di, N, a.nseg);
     if (a.nseg > 1) {
-#define SCAN_CARRY_CALL(n_, g_) scan_bwd_carry_launch<n_, g_>(w + o.carry, dy, a, s)
+#define SCAN_CARRY_CALL(n_, g_) scan_carry_launch<n_, g_, false>(w + o.carry, dy, a, s)
         SCAN_DISPATCH(N, SCAN_G_FWD, SCAN_CARRY_CALL);
 #undef SCAN_CARRY_CALL
     }
@@ -1087,37 +1125,51 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
 // ---------------------------------------------------------------------------------------------------------------
 // production API (design.md "selective_scan.cuh")
 
-/* The forward's states per lane. A block holds SCAN_THREADS / (N/G) channels of one sequence and walks all of T,
- * so at small B * Di G=8 leaves SMs empty. Measured on the H200 (dev/selective_scan_fwd v2 = G 4, v3 = G 8):
- * one G=8 block per SM is as fast as two G=4 blocks (B=4 T=4096 d_inner 4096, 128 blocks: 1.024 vs 1.016 ms;
- * mamba-1.4b 467.2 vs 470.3 ms per step), but with half the SMs empty G=4 wins (B=4 T=8192 d_inner 2048, 64
- * blocks: 2.000 vs 1.822 ms; mamba-370m at that shape 487.9 vs 479.9 ms per step). SCAN_FWD_G=4|8 in the
- * environment overrides the choice (dev knob, to time both in the model). The output bits depend on G (another
- * lane sum), so the choice depends only on the shape and the device: same shape, same bits. */
-static inline int scan_fwd_pick_g(int B, int Di, int N) {
-    static int env = -1;
-    if (env < 0) {
-        const char* e = getenv("SCAN_FWD_G");
-        env = 0;
-        if (e && *e) {
-            if (strcmp(e, "4") && strcmp(e, "8")) die("SCAN_FWD_G=%s: the scan forward's states per lane are 4 or 8", e);
-            env = atoi(e);
-            fprintf(stderr, "selective_scan: SCAN_FWD_G=%d, the forward's states per lane fixed\n", env);
-        }
+/* The forward's states per lane G and time segments S. A block holds SCAN_THREADS / (N/G) channels of one sequence
+ * and walks its segment of T, so at small B * Di one segment leaves SMs empty. Measured on the H200
+ * (dev/selective_scan_fwd, session 11: v3 = G 8 one segment, v4 / v5 = 2 / 4 segments, v2 = G 4): a block alone
+ * on its SM takes a time tau for its length; two at once take 1.66 tau (370m layer, 256 blocks: 0.558 ms; 1.4b,
+ * 128 blocks for 132 SMs: 0.671); segments cut the length to 1/S for S times the blocks, and the carry kernel
+ * over S-1 of them costs 0.73 of the forward per element. Estimate per S (scan_fwd_time, in tau) and take the
+ * least by a margin: mamba-370m, 130m and 1.4b keep one segment (1.4b two: 0.789 against 0.671 ms measured);
+ * B=4 T=8192 (64 blocks) takes 4 (0.957 ms, against 1.333 at one segment and G = 8, 1.087 with G = 4). With one
+ * segment, G = 4 where G = 8 would leave more than half the SMs without a block. SCAN_FWD_G=4|8 and
+ * SCAN_FWD_SEG=1..4 in the environment fix either (dev knobs). The output bits depend on both (another lane sum,
+ * another association of the state), so they depend only on the shape and the device: same shape, same bits. */
+static inline double scan_fwd_waves(double blocks, int sms) {   // blocks run 2 at a time per SM, a lone one faster
+    const double n = ceil(blocks / sms);
+    return floor(n / 2) * 1.66 + fmod(n, 2.0);
+}
+static inline double scan_fwd_time(double blocks, int S, int sms) {
+    return (scan_fwd_waves(blocks * S, sms) + 0.73 * scan_fwd_waves(blocks * (S - 1), sms)) / S;
+}
+static inline void scan_fwd_pick(int B, int T, int Di, int N, int* G, int* S) {
+    static int env_g = -1, env_s = -1;
+    const int eg = scan_env_knob("SCAN_FWD_G", 4, 8, &env_g), es = scan_env_knob("SCAN_FWD_SEG", 1, SCAN_MAX_SEG, &env_s);
+    if (eg && eg != 4 && eg != 8) die("SCAN_FWD_G=%d: the scan forward's states per lane are 4 or 8", eg);
+    const int g8 = scan_pick_g(N, SCAN_G_FWD), sms = scan_num_sms();
+    const double blocks = (double)B * scan_dblocks(Di, N, g8);
+    int best = 1;
+    double best_t = scan_fwd_time(blocks, 1, sms);
+    for (int k = 2; k <= scan_max_segments(T); k++) {
+        const double t = scan_fwd_time(blocks, k, sms);
+        if (t < best_t - 0.05) { best = k; best_t = t; }
     }
-    if (env) return scan_pick_g(N, env);
-    const int g = scan_pick_g(N, SCAN_G_FWD);
-    return 2L * B * scan_dblocks(Di, N, g) <= scan_num_sms() ? scan_pick_g(N, SCAN_G_FWD_SMALL) : g;
+    *S = es ? es : best;
+    if (eg) *G = scan_pick_g(N, eg);
+    else if (*S > 1 || 2.0 * blocks > sms) *G = g8;
+    else *G = scan_pick_g(N, SCAN_G_FWD_SMALL);
 }
 
-// y [B,T,Di] bf16 (gated output); saved: scan_saved_bytes; ws: unused by the forward (may be NULL)
+// y [B,T,Di] bf16 (gated output); saved: scan_saved_bytes; ws: scan_workspace_bytes (the time segments' carries)
 static inline void selective_scan_forward(bf16* y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
                                           const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                           const float* A_log, const float* Dskip, const float* dt_bias,
                                           int B, int T, int Di, int N, void* ws, cudaStream_t s) {
-    (void)ws;
+    int G, S;
+    scan_fwd_pick(B, T, Di, N, &G, &S);
     selective_scan_forward_g(y, saved, u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N,
-                             scan_fwd_pick_g(B, Di, N), s);
+                             G, S, ws, s);
 }
 
 // du [B,T,Di] (stride ld_du), ddt_raw [B,T,Di], dz (stride ld_dz) WRITTEN; dB, dC [B,T,N] (stride ld_dbc) WRITTEN;

@@ -4,11 +4,12 @@
  * SCAN_HARNESS_NO_MAIN defined), so that both harnesses build their inputs in one place.
  *   v1: direct: 4 states per lane, N/4 lanes per channel, every lane loads its inputs from global memory and
  *       computes softplus/silu every step (kernel below). Latency-bound.
- *   v2: the production kernel with 4 states per lane (4 lanes per channel at N = 16): production where 8
- *       states per lane would leave more than half the SMs without a block (scan_fwd_pick_g: B=4 T=8192).
- *   v3: production (common/selective_scan.cuh): 8 states per lane; per-(t, d) values staged once per block in
- *       shared memory from coalesced 16-byte loads that are prefetched one time block ahead, branch-free time
- *       loop, 16-byte stores.
+ *   v2: the production kernel with 4 states per lane (4 lanes per channel at N = 16), one time segment.
+ *   v3: the production kernel (common/selective_scan.cuh) with 8 states per lane, one time segment: per-(t, d)
+ *       values staged once per block in shared memory from coalesced 16-byte loads that are prefetched one time
+ *       block ahead, branch-free time loop, 16-byte stores.
+ *   v4, v5: v3 with the time split into 2 / 4 segments (selective_scan_carry_kernel<FWD> first).
+ *   v6: production: states per lane and segments picked from the grid (scan_fwd_pick).
  * ./dev/selective_scan_fwd [version] [--check] [-B 16 -T 2048 -D 2048 -N 16]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev \
  *        dev/selective_scan_fwd.cu -o dev/selective_scan_fwd
@@ -86,8 +87,8 @@ static ScanProblem scan_problem(int B, int T, int Di, int N, uint64_t seed, size
     p.dxz = (bf16*)dmalloc(M * p.ld_dz * sizeof(bf16));
     p.dxdbl = (bf16*)dmalloc(M * p.ld_bc * sizeof(bf16));
     p.saved = dmalloc(scan_saved_bytes(B, T, Di, N));
-    p.ws_bytes = ws_bytes;
-    p.ws = dmalloc(ws_bytes);
+    p.ws_bytes = ws_bytes > scan_workspace_bytes(B, T, Di, N) ? ws_bytes : scan_workspace_bytes(B, T, Di, N);
+    p.ws = dmalloc(p.ws_bytes);   // (the forward's time segments keep their carries here too)
     return p;
 }
 static void scan_problem_free(ScanProblem* p) {
@@ -133,9 +134,10 @@ __global__ void scan_v1_fwd_kernel(bf16* y, float* saved, const ScanArgs p) {
     }
 }
 
-// forward, version v: 1 = the direct kernel above, 2 = production kernel with 4 states per lane (small grids),
-// 3 = production (SCAN_G_FWD = 8 states per lane). Explicit G, so that --check covers both at any shape.
-#define FWD_NVER 3
+// forward, version v: 1 = the direct kernel above, 2 = production kernel with 4 states per lane, 3 = 8 states per
+// lane, 4 / 5 = 8 states per lane in 2 / 4 time segments, 6 = production's pick. Explicit G and segments, so that
+// --check covers each at any shape.
+#define FWD_NVER 6
 static void scan_fwd_version(ScanProblem* p, int v) {
     if (v == 1) {
         ScanArgs a = scan_make_args(p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc, p->A_log,
@@ -145,8 +147,14 @@ static void scan_fwd_version(ScanProblem* p, int v) {
         CUDA_KERNEL_CHECK();
         return;
     }
+    if (v == 6) {
+        selective_scan_forward(p->y, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc,
+                               p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, p->ws, 0);
+        return;
+    }
     selective_scan_forward_g(p->y, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p),
-                             p->ld_bc, p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, v == 2 ? 4 : SCAN_G_FWD, 0);
+                             p->ld_bc, p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, v == 2 ? 4 : SCAN_G_FWD,
+                             v == 4 ? 2 : v == 5 ? 4 : 1, p->ws, 0);
 }
 
 // contiguous double copies of the inputs for the reference
