@@ -94,7 +94,7 @@ static inline size_t scan_saved_bytes(int B, int T, int Di, int N) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// forward. Thread = (b, d, state group g). Grid (ceil(Di / DL), B).
+// forward. Thread = (b, d, state group g). Grid (ceil(Di / DL), B, time segments).
 // Time is walked in blocks of SCAN_TB steps. Per block, the threads first stage everything that depends on (t, d)
 // only — delta = softplus(dt + bias), delta*u, silu(z), D*u*silu(z) — in shared memory, computed once per channel
 // (not once per lane) from coalesced 16-byte loads, plus B_t, C_t (fp32) for the block. Then each lane runs the
