@@ -1030,16 +1030,16 @@ static inline int scan_bwd_pick_seg(int B, int T, int Di, int N) {
 
 /* The carry kernels' states per lane. Their per-element work has no sum across lanes (each lane's states are
  * independent and the staged per-(t, d) values do not depend on G), so G changes only the thread mapping and the
- * block count, never the bits. G = 8 where its blocks (B x channel blocks x carried segments) fill the SMs, else
- * G = 4, twice the blocks (the backward's carry at B=4 T=8192: 64 blocks of G = 8 for 132 SMs). SCAN_CARRY_G=4|8
- * in the environment fixes it (dev knob). */
-static inline int scan_carry_pick_g(int B, int Di, int N, int nseg) {
+ * block count, never the bits. They run only where the grid is small (time segments), and there G = 4, twice the
+ * blocks of G = 8, measured faster at every shape tried (H200, session 11, SCAN_CARRY_G=8|4): the backward's carry
+ * at B=4 T=8192 (64 blocks of G = 8) 3.480 -> 3.253 ms for the whole backward, at mamba-130m (192 blocks) 2.456 ->
+ * 2.403; the forward's at B=4 T=8192 (192 blocks) 0.956 -> 0.886 for the whole forward. SCAN_CARRY_G=4|8 in the
+ * environment fixes it (dev knob). */
+static inline int scan_carry_pick_g(int N) {
     static int env = -1;
     const int e = scan_env_knob("SCAN_CARRY_G", 4, 8, &env);
     if (e && e != 4 && e != 8) die("SCAN_CARRY_G=%d: the carry kernels' states per lane are 4 or 8", e);
-    if (e) return scan_pick_g(N, e);
-    const double blocks = (double)B * scan_dblocks(Di, N, scan_pick_g(N, SCAN_G_FWD)) * (nseg - 1);
-    return 2.0 * blocks <= scan_num_sms() ? scan_pick_g(N, SCAN_G_FWD_SMALL) : scan_pick_g(N, SCAN_G_FWD);
+    return scan_pick_g(N, e ? e : SCAN_G_FWD_SMALL);
 }
 
 // nseg time segments of whole chunks for a T-step scan (clamped to 1..chunks, none empty): a.cps, a.nseg
@@ -1064,7 +1064,7 @@ static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u,
     if (a.nseg > 1) {
         if (!carry) die("selective_scan: the forward's %d time segments need a workspace", a.nseg);
 #define SCAN_CARRY_CALL(n_, g_) scan_carry_launch<n_, g_, true>(carry, NULL, a, s)
-        SCAN_DISPATCH(N, scan_carry_pick_g(B, Di, N, a.nseg), SCAN_CARRY_CALL);
+        SCAN_DISPATCH(N, scan_carry_pick_g(N), SCAN_CARRY_CALL);
 #undef SCAN_CARRY_CALL
     }
 #define SCAN_FWD_CALL(n_, g_) scan_fwd_launch<n_, g_>(y, (float*)saved, carry, a, s)
@@ -1095,7 +1095,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     const ScanBwdWs o = scan_bwd_ws(nblk, B, T, Di, N, a.nseg);
     if (a.nseg > 1) {
 #define SCAN_CARRY_CALL(n_, g_) scan_carry_launch<n_, g_, false>(w + o.carry, dy, a, s)
-        SCAN_DISPATCH(N, scan_carry_pick_g(B, Di, N, a.nseg), SCAN_CARRY_CALL);
+        SCAN_DISPATCH(N, scan_carry_pick_g(N), SCAN_CARRY_CALL);
 #undef SCAN_CARRY_CALL
     }
 #define SCAN_BWD_L(n_, g_, w_, f_) scan_bwd_launch<n_, g_, w_, f_>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s)
