@@ -1144,7 +1144,8 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
  * (dev/selective_scan_fwd, session 11: v3 = G 8 one segment, v4 / v5 = 2 / 4 segments, v2 = G 4): a block alone
  * on its SM takes a time tau for its length; two at once take 1.66 tau (370m layer, 256 blocks: 0.558 ms; 1.4b,
  * 128 blocks for 132 SMs: 0.671); segments cut the length to 1/S for S times the blocks, and the carry kernel
- * over S-1 of them costs 0.73 of the forward per element. Estimate per S (scan_fwd_time, in tau) and take the
+ * over S-1 of them costs 0.73 of the forward per element (fitted with G = 8 carries; at G = 4, scan_carry_pick_g,
+ * about 0.6, which picks the same S everywhere measured). Estimate per S (scan_fwd_time, in tau) and take the
  * least by a margin: mamba-370m, 130m and 1.4b keep one segment (1.4b two: 0.789 against 0.671 ms measured);
  * B=4 T=8192 (64 blocks) takes 4 (0.957 ms, against 1.333 at one segment and G = 8, 1.087 with G = 4). With one
  * segment, G = 4 where G = 8 would leave more than half the SMs without a block. SCAN_FWD_G=4|8 and
