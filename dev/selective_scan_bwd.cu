@@ -21,7 +21,7 @@
  *   v18: flags 19, the production before the pairing                                                   3.033 ms
  *   v19: v17 with the staged values packed per channel (SCAN_BF_PACK, flags 178: the production v4 since session
  *        9)                                                                  2.925 ms (v17 2.947 in the same run)
- *   v20, v21: v19 with the time split into 2 / 3 segments (selective_scan_bwd_carry_kernel; v4 picks the count from
+ *   v20, v21: v19 with the time split into 2 / 3 segments (selective_scan_carry_kernel<FWD = false>; v4 picks the count from
  *        the grid: scan_bwd_pick_seg).
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
