@@ -18,6 +18,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include "bf16.cuh"
 #include "matmul.cuh"
 
 #define CLASSIFIER_MAX_CHUNK_ROWS 8192
@@ -48,35 +49,121 @@ __device__ inline void ce_merge_(float& mx, float& sum, float mx2, float sum2) {
     sum = a + b;
 }
 
+/* ---- the CE pass: instruction-lean pieces ----
+ * Each 16-byte vector of 8 logits is read twice (the second time mostly from L2) and written once, yet the
+ * pass was bound by instructions, not bytes: the kernel before this one (kept as classifier_ce_old_kernel in
+ * dev/classifier.cu) compiled to about 163 + 129 SASS instructions per vector for its two passes (sm_90,
+ * nvcc 13.0), spent on masking every element against Vc, testing it for -inf and for being the target, and
+ * 5 instructions per __expf. These pieces bring that to about 61 + 52: only the row's last vector can be
+ * partial and only it is masked, the vector maximum is taken on packed bf16 pairs, each exponential is one
+ * FMUL and one MUFU.EX2, the one-hot touches one element per row. What is left is mostly the 2 MUFU.EX2 per
+ * element, which run at a quarter of the issue rate and are needed by the two-pass form. Each piece rounds
+ * as the old kernel did; dev/classifier.cu --check compares the two bit for bit. */
+#define CE_VEC 8                /* bf16 logits per 16-byte x128 */
+#define CE_LOG2E 1.44269504f    /* log2(e) as a float: the constant __expf multiplies by */
+
+/* e^x as __expf computes it (x times log2(e) in one FMUL, then MUFU.EX2) but flushing results below 2^-126
+ * to 0, where __expf spends three more instructions per call to keep them denormal. Same bits elsewhere.
+ * The row sums cannot tell: each thread's sum also holds its own maximum's exp(0) = 1, next to which such a
+ * term is far below rounding; only dlogits dloss * p with p below 2^-126 become exactly 0. */
+__device__ __forceinline__ float ce_exp_(float x) { return exp2_ftz(x * CE_LOG2E); }
+
+/* bf16 -> fp32 of the two halves of a packed pair: a bf16 is the upper half of its float, so one shift or one
+ * AND each (exact, NaNs and infinities included), where the conversion intrinsic spends a PRMT and a shift
+ * on every upper half */
+__device__ __forceinline__ float ce_bf16_lo_(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float ce_bf16_hi_(uint32_t w) { return __uint_as_float(w & 0xFFFF0000u); }
+/* logit k of a vector (k a compile-time constant in every caller, so this is one instruction) */
+__device__ __forceinline__ float ce_el_(const x128& v, int k) {
+    const uint32_t w = reinterpret_cast<const uint32_t*>(&v)[k / 2];
+    return k % 2 ? ce_bf16_hi_(w) : ce_bf16_lo_(w);
+}
+
+/* The largest of 8 logits as fp32; NaNs are skipped as fmaxf skips them (an all-NaN vector gives NaN, which
+ * the caller's fmaxf then skips too). max.bf16x2 is exact: 3 packed maxima instead of 8 conversions + 8 FMNMX. */
+__device__ __forceinline__ float ce_vec_max_(const x128& v) {
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+    const __nv_bfloat162 a = __hmax2(__hmax2(h[0], h[1]), __hmax2(h[2], h[3]));
+    const uint32_t w = *reinterpret_cast<const uint32_t*>(&a);
+    return fmaxf(ce_bf16_lo_(w), ce_bf16_hi_(w));
+}
+
+/* One vector into the thread's running (mx, sum of exp(x - mx)), in the order the sum always had: rescaled
+ * old sum first, then the 8 terms. While every logit so far is -inf, the max is -inf and x - max would be
+ * -inf - -inf = NaN: subtracting 0 instead gives exp(-inf) = 0 for those terms with one select per vector
+ * rather than one per element. The rescale keeps its select on mx == -inf: NaN logits among -infs leave a
+ * NaN sum with mx = -inf, which the old kernel reset to 0 there, and the results stay the old ones. */
+__device__ __forceinline__ void ce_vec_stats_(const x128& v, float& mx, float& sum) {
+    const float m = fmaxf(mx, ce_vec_max_(v));
+    const float shift = m == -INFINITY ? 0.0f : m;
+    float s = mx == -INFINITY ? 0.0f : sum * ce_exp_(mx - m);
+#pragma unroll
+    for (int k = 0; k < CE_VEC; k++) s += ce_exp_(ce_el_(v, k) - shift);
+    mx = m;
+    sum = s;
+}
+
+/* The row's last vector when Vc % 8 != 0 (n real columns): the padding columns, whatever their bits, read
+ * as -inf, which moves neither the maximum nor the sum. */
+__device__ __forceinline__ x128 ce_tail_load_(const bf16* p, int n) {
+    x128 v = load128(p);
+#pragma unroll
+    for (int k = 0; k < CE_VEC; k++)
+        if (k >= n) v[k] = f2bf(-INFINITY);
+    return v;
+}
+
+/* dloss * softmax of one vector, converted two by two (one cvt.rn.bf16x2 per pair, same rounding as f2bf).
+ * The one-hot is not here: classifier_ce_kernel rewrites the target's element afterwards. */
+__device__ __forceinline__ x128 ce_vec_grad_(const x128& v, float lse, float scale) {
+    x128 d;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&d);
+#pragma unroll
+    for (int k = 0; k < CE_VEC / 2; k++)
+        h[k] = __floats2bfloat162_rn(scale * ce_exp_(ce_el_(v, 2 * k) - lse), scale * ce_exp_(ce_el_(v, 2 * k + 1) - lse));
+    return d;
+}
+
+/* the same for the partial last vector (n real columns): the padding columns become zeros, which the
+ * dy and dW matmuls read */
+__device__ __forceinline__ x128 ce_tail_grad_(const x128& v, int n, float lse, float scale) {
+    x128 d = ce_vec_grad_(v, lse, scale);
+#pragma unroll
+    for (int k = 0; k < CE_VEC; k++)
+        if (k >= n) d[k] = f2bf(0.0f);
+    return d;
+}
+
 /* Two passes over the row in memory (the second mostly from L2); any Vc.
  * One block per row of the chunk. logits [rows, ld] bf16 in; loss[row] out; when write_grad the row is
  * overwritten with dloss * (softmax - onehot(target)) (zeros for target < 0; padding columns zeroed).
- * losses: 0 for ignored rows, NaN for a target >= Vc (a data bug should not pass silently). */
+ * losses: 0 for ignored rows, NaN for a target >= Vc (a data bug should not pass silently).
+ * Thread j walks vectors j, j + blockDim.x, ... of the Vc / 8 full ones; the partial last vector, if any,
+ * goes to the thread whose walk would reach it next, so each thread's sum is in the same order as when
+ * every vector was masked. */
 __global__ void __launch_bounds__(CLASSIFIER_CE_THREADS)
 classifier_ce_kernel(bf16* logits, int ld, float* losses, const int* targets, int Vc, float dloss, int write_grad) {
     __shared__ float s_mx[CLASSIFIER_CE_THREADS / 32], s_sum[CLASSIFIER_CE_THREADS / 32];
-    __shared__ float s_lse;
+    __shared__ float s_lse, s_lt;
     bf16* l = logits + (size_t)blockIdx.x * (size_t)ld;
     const int t = targets[blockIdx.x];
-    const int nvec = (Vc + 7) / 8;
-    /* read the target logit before anything can overwrite it (llm.c once had exactly this race) */
+    const int nfull = Vc / CE_VEC, ntail = Vc % CE_VEC;
+    const int has_target = t >= 0 && t < Vc;
+    /* read the target logit before anything can overwrite it (llm.c once had exactly this race); shared
+     * because the thread that writes the target's dlogit is in general not thread 0 */
     float lt = 0.0f;
-    if (threadIdx.x == 0 && t >= 0 && t < Vc) lt = bf2f(l[t]);
-
-    float mx = -INFINITY, sum = 0.0f;
-    for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-        x128 v = load128(l + (size_t)i * 8);
-        float x[8], vm = -INFINITY;
-        for (int k = 0; k < 8; k++) {
-            x[k] = (i * 8 + k < Vc) ? bf2f(v[k]) : -INFINITY;
-            vm = fmaxf(vm, x[k]);
-        }
-        float m = fmaxf(mx, vm);
-        float s = (mx == -INFINITY) ? 0.0f : sum * __expf(mx - m);
-        for (int k = 0; k < 8; k++) s += (x[k] == -INFINITY) ? 0.0f : __expf(x[k] - m);
-        mx = m;
-        sum = s;
+    if (threadIdx.x == 0 && has_target) {
+        lt = bf2f(l[t]);
+        s_lt = lt;
     }
+
+    /* p walks with i (p = vector i of the row): one 64-bit add per vector instead of an index product */
+    const size_t step = (size_t)blockDim.x * CE_VEC;
+    float mx = -INFINITY, sum = 0.0f;
+    int i = threadIdx.x;
+    bf16* p = l + (size_t)i * CE_VEC;
+    for (; i < nfull; i += blockDim.x, p += step) ce_vec_stats_(load128(p), mx, sum);
+    if (ntail && i == nfull) ce_vec_stats_(ce_tail_load_(p, ntail), mx, sum);
     for (int o = 16; o > 0; o >>= 1) ce_merge_(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (lane == 0) { s_mx[warp] = mx; s_sum[warp] = sum; }
@@ -96,17 +183,13 @@ classifier_ce_kernel(bf16* logits, int ld, float* losses, const int* targets, in
     if (!write_grad) return;
     const float lse = s_lse;
     const float scale = t < 0 ? 0.0f : dloss;
-    for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-        x128 v = load128(l + (size_t)i * 8);
-        x128 d;
-        for (int k = 0; k < 8; k++) {
-            int idx = i * 8 + k;
-            float p = __expf(bf2f(v[k]) - lse);
-            float g = scale * (p - (idx == t ? 1.0f : 0.0f));
-            d[k] = f2bf(idx < Vc ? g : 0.0f);
-        }
-        store128(l + (size_t)i * 8, d);
-    }
+    i = threadIdx.x;
+    p = l + (size_t)i * CE_VEC;
+    for (; i < nfull; i += blockDim.x, p += step) store128(p, ce_vec_grad_(load128(p), lse, scale));
+    if (ntail && i == nfull) store128(p, ce_tail_grad_(load128(p), ntail, lse, scale));
+    /* the one-hot: the thread that wrote the target's vector (so no other thread races this store)
+     * rewrites that element as dloss * (softmax - 1), in the operation order of the other elements */
+    if (has_target && (t / CE_VEC) % (int)blockDim.x == (int)threadIdx.x) l[t] = f2bf(scale * (ce_exp_(s_lt - lse) - 1.0f));
 }
 
 /* the CE pass over one chunk. (Register-resident variants were measured slower: dev/classifier.cu.) */

@@ -2,8 +2,9 @@
  * dev/classifier.cu — harness for common/classifier.cuh (lm_head + softmax cross-entropy, chunked over
  * rows): losses, dy and the dW increment checked against the double reference (ref_core.h) at small
  * shapes, including a vocabulary that is not a multiple of 8, ignored targets (-1), one row, and a batch
- * that spans two chunks; forward-only mode; bit-identical reruns. Timed at M=32768, D=1024, Vc=32000
- * against the floor of its three matmuls at 790 TFLOP/s.
+ * that spans two chunks; forward-only mode; bit-identical reruns. The CE pass alone is also checked bit for
+ * bit against the kernel before its instruction cut (classifier_ce_old_kernel) on random bf16 logits.
+ * Timed at M=32768, D=1024, Vc=32000 against the floor of its three matmuls at 790 TFLOP/s.
  *
  * classifier_argmax (recall accuracy for MQAR) is checked twice: the argmax pass alone on hand-made bf16
  * logits (random, never zero, with ties, NaN, -inf, +inf, one class) against a CPU argmax of the same bits,
@@ -14,7 +15,8 @@
  *
  *   ./dev/classifier [--check] [-M 32768 -D 1024 -V 32000] [--reps 20]
  *   v1: production classifier_forward_backward from common/classifier.cuh. The timing run also times the CE
- *       pass alone (production and two register-resident experiments) and the three matmuls of one chunk.
+ *       pass alone (production, the kernel before the instruction cut, two register-resident experiments)
+ *       and the three matmuls of one chunk.
  *   v2: classifier_argmax (matmul + argmax pass per chunk), timed with the argmax pass alone.
  */
 #include "../common/classifier.cuh"
@@ -22,9 +24,10 @@
 #include "ref_core.h"
 
 /* ---------------- CE-pass experiments (kept for the record; production is classifier_ce_kernel) ----------------
- * Measured on H200, 8192 rows x Vc=32000 (2026-11-29): production two-pass streaming kernel 0.416 ms (2.52 TB/s);
- * register-resident 4 x 1024 threads 0.492 ms; 8 x 512 threads 0.426 ms. Reading the row once did not pay:
- * the pass is bounded by instructions (bf16 unpacking, masking, 2 exps per element) as much as by bytes.
+ * Measured on H200, 8192 rows x Vc=32000 (2026-11-29): the two-pass streaming kernel then in production
+ * (classifier_ce_old_kernel below) 0.416 ms (2.52 TB/s); register-resident 4 x 1024 threads 0.492 ms; 8 x 512
+ * threads 0.426 ms. Reading the row once did not pay: the pass is bounded by instructions (bf16 unpacking,
+ * masking, 2 exps per element) as much as by bytes, which the production kernel now cuts instead.
  * The 4 x 1024 variant passed the --check shapes (Vc 12000, 32000) while it was the production dispatch. */
 /* block-wide reductions over THREADS threads; every thread gets the result */
 template <int THREADS>
@@ -98,6 +101,64 @@ classifier_ce_reg_kernel(bf16* logits, int ld, float* losses, const int* targets
             }
             store128(l + (size_t)i * 8, d);
         }
+    }
+}
+
+/* Experiment (the record): the production CE kernel before the instruction cut of 2026-11-30, verbatim. */
+__global__ void __launch_bounds__(CLASSIFIER_CE_THREADS)
+classifier_ce_old_kernel(bf16* logits, int ld, float* losses, const int* targets, int Vc, float dloss, int write_grad) {
+    __shared__ float s_mx[CLASSIFIER_CE_THREADS / 32], s_sum[CLASSIFIER_CE_THREADS / 32];
+    __shared__ float s_lse;
+    bf16* l = logits + (size_t)blockIdx.x * (size_t)ld;
+    const int t = targets[blockIdx.x];
+    const int nvec = (Vc + 7) / 8;
+    /* read the target logit before anything can overwrite it (llm.c once had exactly this race) */
+    float lt = 0.0f;
+    if (threadIdx.x == 0 && t >= 0 && t < Vc) lt = bf2f(l[t]);
+
+    float mx = -INFINITY, sum = 0.0f;
+    for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
+        x128 v = load128(l + (size_t)i * 8);
+        float x[8], vm = -INFINITY;
+        for (int k = 0; k < 8; k++) {
+            x[k] = (i * 8 + k < Vc) ? bf2f(v[k]) : -INFINITY;
+            vm = fmaxf(vm, x[k]);
+        }
+        float m = fmaxf(mx, vm);
+        float s = (mx == -INFINITY) ? 0.0f : sum * __expf(mx - m);
+        for (int k = 0; k < 8; k++) s += (x[k] == -INFINITY) ? 0.0f : __expf(x[k] - m);
+        mx = m;
+        sum = s;
+    }
+    for (int o = 16; o > 0; o >>= 1) ce_merge_(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) { s_mx[warp] = mx; s_sum[warp] = sum; }
+    __syncthreads();
+    if (warp == 0) {
+        const int nw = blockDim.x / 32;
+        mx = lane < nw ? s_mx[lane] : -INFINITY;
+        sum = lane < nw ? s_sum[lane] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) ce_merge_(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
+        if (lane == 0) {
+            float lse = mx + logf(sum);
+            s_lse = lse;
+            losses[blockIdx.x] = t < 0 ? 0.0f : (t < Vc ? lse - lt : NAN);
+        }
+    }
+    __syncthreads();
+    if (!write_grad) return;
+    const float lse = s_lse;
+    const float scale = t < 0 ? 0.0f : dloss;
+    for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
+        x128 v = load128(l + (size_t)i * 8);
+        x128 d;
+        for (int k = 0; k < 8; k++) {
+            int idx = i * 8 + k;
+            float p = __expf(bf2f(v[k]) - lse);
+            float g = scale * (p - (idx == t ? 1.0f : 0.0f));
+            d[k] = f2bf(idx < Vc ? g : 0.0f);
+        }
+        store128(l + (size_t)i * 8, d);
     }
 }
 
@@ -391,6 +452,87 @@ static int check_argmax(void) {
     return fails;
 }
 
+/* ---------------- the CE pass against the kernel before the instruction cut, bit for bit ---------------- */
+#define CE_CHECK_POISON 0x7F7Fu /* padding columns: bf16 3.4e38, which would dominate any row that read it */
+
+/* bf16 logits U(-8, 8) (the spread of a trained model's logits), targets with ~10% ignored; a few rows
+ * that reach the other paths: target Vc (NaN loss), target in the first and in the last column, a row a
+ * quarter -inf (masked classes), a row all -inf (NaN loss and dlogits) */
+static void make_ce_rows(uint16_t* l, int* tg, int rows, int ld, int Vc, Rng* r) {
+    for (int m = 0; m < rows; m++) {
+        uint16_t* x = l + (size_t)m * ld;
+        for (int i = 0; i < ld; i++) x[i] = i < Vc ? host_f2bf_bits((float)rng_uniform_in(r, -8.0, 8.0)) : CE_CHECK_POISON;
+        tg[m] = rng_uniform(r) < 0.1 ? -1 : (int)rng_below(r, (uint32_t)Vc);
+        const int kind = m % 16; /* one row in 16 of each special kind */
+        if (kind == 1) tg[m] = Vc;
+        if (kind == 2) tg[m] = 0;
+        if (kind == 3) tg[m] = Vc - 1;
+        if (kind == 4) for (int i = 0; i < Vc; i++) if (rng_below(r, 4) == 0) x[i] = 0xFF80u; /* -inf */
+        if (kind == 5) for (int i = 0; i < Vc; i++) x[i] = 0xFF80u;
+    }
+}
+
+/* elements of a and b (n each, `size` bytes each) whose bits differ */
+static size_t count_bit_diffs(const void* a, const void* b, size_t n, size_t size) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += memcmp((const char*)a + i * size, (const char*)b + i * size, size) != 0;
+    return bad;
+}
+
+/* classifier_ce (production) and classifier_ce_old_kernel on the same rows: losses and the rows afterwards
+ * (dlogits and padding when grad, the logits untouched otherwise) must be the same bits */
+static int check_ce_vs_old(int rows, int Vc, int grad) {
+    const int ld = classifier_padded_vocab(Vc);
+    const size_t n = (size_t)rows * ld;
+    uint16_t* l = (uint16_t*)malloc_check(n * sizeof(uint16_t));
+    uint16_t* got_new = (uint16_t*)malloc_check(n * sizeof(uint16_t));
+    uint16_t* got_old = (uint16_t*)malloc_check(n * sizeof(uint16_t));
+    float* loss_new = (float*)malloc_check(sizeof(float) * (size_t)rows);
+    float* loss_old = (float*)malloc_check(sizeof(float) * (size_t)rows);
+    int* tg = (int*)malloc_check(sizeof(int) * (size_t)rows);
+    Rng r = rng_seed(g_seed++);
+    make_ce_rows(l, tg, rows, ld, Vc, &r);
+    int nvalid = 0;
+    for (int m = 0; m < rows; m++) nvalid += tg[m] >= 0 && tg[m] < Vc;
+    const float dloss = 1.0f / (float)(nvalid ? nvalid : 1);
+    bf16* d_new = (bf16*)dmalloc(n * sizeof(uint16_t));
+    bf16* d_old = (bf16*)dmalloc(n * sizeof(uint16_t));
+    float* d_loss_new = (float*)dmalloc(sizeof(float) * (size_t)rows);
+    float* d_loss_old = (float*)dmalloc(sizeof(float) * (size_t)rows);
+    int* d_tg = upload_ints(tg, rows);
+    CUDA_CHECK(cudaMemcpy(d_new, l, n * sizeof(uint16_t), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(d_old, l, n * sizeof(uint16_t), cudaMemcpyHostToDevice));
+    poison(d_loss_new, sizeof(float) * (size_t)rows);
+    poison(d_loss_old, sizeof(float) * (size_t)rows);
+    classifier_ce(d_new, ld, d_loss_new, d_tg, rows, Vc, dloss, grad, 0);
+    classifier_ce_old_kernel<<<rows, CLASSIFIER_CE_THREADS>>>(d_old, ld, d_loss_old, d_tg, Vc, dloss, grad);
+    CUDA_KERNEL_CHECK();
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(got_new, d_new, n * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(got_old, d_old, n * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+    download_f32(loss_new, d_loss_new, (size_t)rows);
+    download_f32(loss_old, d_loss_old, (size_t)rows);
+    const size_t bad_loss = count_bit_diffs(loss_new, loss_old, (size_t)rows, sizeof(float));
+    const size_t bad_rows = count_bit_diffs(got_new, got_old, n, sizeof(uint16_t));
+    const int fail = bad_loss != 0 || bad_rows != 0;
+    printf("%s CE pass vs old kernel rows=%d Vc=%d %s: losses %zu/%d differ, %s %zu/%zu differ (bit for bit)\n",
+           fail ? "FAIL" : "PASS", rows, Vc, grad ? "fwd+bwd" : "forward", bad_loss, rows, grad ? "dlogits" : "rows",
+           bad_rows, n);
+    free(l); free(got_new); free(got_old); free(loss_new); free(loss_old); free(tg);
+    CUDA_CHECK(cudaFree(d_new)); CUDA_CHECK(cudaFree(d_old)); CUDA_CHECK(cudaFree(d_loss_new));
+    CUDA_CHECK(cudaFree(d_loss_old)); CUDA_CHECK(cudaFree(d_tg));
+    return fail;
+}
+
+static int check_ce_old(void) {
+    int fails = 0;
+    const int vc[] = {32000, 32003, 31999, 77, 5, 8, 40001}; /* the model's, tails of 3 and 7, tiny, one vector */
+    const int nvc = (int)(sizeof vc / sizeof vc[0]);
+    for (int i = 0; i < nvc; i++) fails += check_ce_vs_old(vc[i] > 1000 ? 1024 : 300, vc[i], 1);
+    fails += check_ce_vs_old(1024, 32003, 0);
+    return fails;
+}
+
 /* ---------------- timing ---------------- */
 typedef struct { Problem* p; int grad; } TimeCtx;
 static void run_timed(void* c_) {
@@ -400,12 +542,16 @@ static void run_timed(void* c_) {
                                 p->dloss, p->M, p->D, p->Vc, p->scratch, 0);
 }
 typedef struct { Problem* p; int rows, which; } CeCtx;
-/* which = 2: production (two-pass streaming kernel); 1, 3: register-resident experiments (Vc <= 32768) */
+/* which = 2: production (two-pass streaming kernel); 4: the same before the instruction cut;
+ * 1, 3: register-resident experiments (Vc <= 32768) */
 static void run_ce(void* c_) {
     CeCtx* c = (CeCtx*)c_;
     Problem* p = c->p;
     int ld = classifier_padded_vocab(p->Vc);
-    if (c->which == 1) { /* experiment: 1024 threads x 4 vectors */
+    if (c->which == 4) {
+        classifier_ce_old_kernel<<<c->rows, CLASSIFIER_CE_THREADS>>>(p->scratch, ld, p->losses, p->targets, p->Vc, p->dloss, 1);
+        CUDA_KERNEL_CHECK();
+    } else if (c->which == 1) { /* experiment: 1024 threads x 4 vectors */
         if ((p->Vc + 7) / 8 > 4 * 1024) die("register CE experiment needs Vc <= 32768");
         classifier_ce_reg_kernel<4, 1024><<<c->rows, 1024>>>(p->scratch, ld, p->losses, p->targets, p->Vc, p->dloss, 1);
         CUDA_KERNEL_CHECK();
@@ -441,13 +587,16 @@ static void time_v1(Problem* p, int reps, int reps_parts) {
     ms = time_kernel(run_timed, &c, reps);
     time_report("v1 forward only (matmul + CE)", ms, 0, mm);
     printf("   floor (1 matmul at 790 TFLOP/s) %.3f ms -> %.0f%% of floor\n", floor_ms(0, mm), 100.0 * floor_ms(0, mm) / ms);
-    /* the CE kernel alone on one chunk of real logits: a memory-bound pass (read + write bf16) */
+    /* the CE kernel alone on one chunk of logits: a memory-bound pass (read + write bf16). It works in place,
+     * so every rep after the first sees the previous rep's output; each kernel starts from the same logits. */
     int rows = classifier_chunk_rows(M, Vc);
-    classifier_logits_(p->scratch, p->y, p->W, rows, D, Vc, 0);
     char what[96];
-    const char* cename[4] = {"", "experiment regs 4x1024", "production", "experiment regs 8x512"};
-    for (int w = 1; w <= (Vc <= 32768 ? 3 : 2); w++) {
+    const char* cename[5] = {"", "experiment regs 4x1024", "production", "experiment regs 8x512", "old (before the instruction cut)"};
+    const int order[4] = {2, 4, 1, 3}; /* production beside the old kernel, then the register-resident pair */
+    for (int j = 0; j < (Vc <= 32768 ? 4 : 2); j++) {
+        const int w = order[j];
         CeCtx ce = {p, rows, w};
+        classifier_logits_(p->scratch, p->y, p->W, rows, D, Vc, 0);
         ms = time_kernel(run_ce, &ce, reps_parts);
         snprintf(what, sizeof what, "CE kernel alone, %s (%d rows)", cename[w], rows);
         time_report(what, ms, 2.0 * lbytes * rows / M, 0);
@@ -501,6 +650,7 @@ int main(int argc, char** argv) {
         fails += check_shape(64, 16, 12000, 0.1);
         fails += check_shape(48, 32, 32000, 0.1);   /* the model vocabulary */
         fails += check_shape(40, 16, 40001, 0.1);
+        fails += check_ce_old();
         fails += check_argmax();
         printf("%s classifier: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
         matmul_free();
