@@ -136,10 +136,10 @@ __device__ __forceinline__ void scan_sts(float* s, const float (&r)[C]) {
 // mode 0 (forward): delta, delta*u, silu(z), D*u*silu(z).  mode 1 (backward checkpoints): delta, delta*u.
 // mode 2 (backward): delta, u, dy*silu(z) (gradient of y_pre), softplus'(dt + bias), dy*silu'(z) (dz / y_pre).
 // mode 3 (backward segment carries): delta, dy*silu(z).
-template <int K, int DL, int N>
+template <int K, int DL, int N, int TH = SCAN_THREADS>
 struct ScanPrefetch {
-    static constexpr int VPR = DL / 8, NV = K * VPR, IT = (NV + SCAN_THREADS - 1) / SCAN_THREADS;
-    static constexpr int NBC = K * 2 * N, BCI = (NBC + SCAN_THREADS - 1) / SCAN_THREADS;
+    static constexpr int VPR = DL / 8, NV = K * VPR, IT = (NV + TH - 1) / TH;
+    static constexpr int NBC = K * 2 * N, BCI = (NBC + TH - 1) / TH;
     // The prefetched values stay raw (Bf16Raw: 8 bf16 in a uint4, B and C as bf16 bits) until store(): unpacking or
     // converting them in load() made every thread wait for its loads right there (ncu: 20% of the forward's stall
     // samples on those instructions), which undid the prefetch. dt_bias and D depend only on the thread's channels.
@@ -151,7 +151,7 @@ struct ScanPrefetch {
     __device__ __forceinline__ void init(const ScanArgs& p, int d_base) {
 #pragma unroll
         for (int it = 0; it < IT; it++) {
-            const int idx = threadIdx.x + it * SCAN_THREADS, d0 = d_base + (idx % VPR) * 8;
+            const int idx = threadIdx.x + it * TH, d0 = d_base + (idx % VPR) * 8;
             const bool ok = idx < NV && d0 < p.Di;
 #pragma unroll
             for (int c = 0; c < 8; c++) {
@@ -164,7 +164,7 @@ struct ScanPrefetch {
                                          int mode) {
 #pragma unroll
         for (int it = 0; it < IT; it++) {
-            const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, d0 = d_base + (idx % VPR) * 8;
+            const int idx = threadIdx.x + it * TH, j = idx / VPR, d0 = d_base + (idx % VPR) * 8;
             if (idx < NV && j < kn && d0 < p.Di) {
                 const size_t m = row0 + ts + j;
                 if (mode != 3) u[it] = *reinterpret_cast<const V*>(p.u + m * p.ld_u + d0);
@@ -175,7 +175,7 @@ struct ScanPrefetch {
         }
 #pragma unroll
         for (int i = 0; i < BCI; i++) {
-            const int idx = threadIdx.x + i * SCAN_THREADS, j = idx / (2 * N), e = idx % (2 * N);
+            const int idx = threadIdx.x + i * TH, j = idx / (2 * N), e = idx % (2 * N);
             bc[i] = 0;   // bf16 bits of +0.0
             if (idx < NBC && j < kn) {
                 const size_t m = row0 + ts + j;
@@ -188,7 +188,7 @@ struct ScanPrefetch {
                                           int mode) const {
 #pragma unroll
         for (int it = 0; it < IT; it++) {
-            const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, dl0 = (idx % VPR) * 8, d0 = d_base + dl0;
+            const int idx = threadIdx.x + it * TH, j = idx / VPR, dl0 = (idx % VPR) * 8, d0 = d_base + dl0;
             if (idx >= NV) continue;
             float o0[8], o1[8], o2[8], o3[8], o4[8];
 #pragma unroll
@@ -230,7 +230,7 @@ struct ScanPrefetch {
         }
 #pragma unroll
         for (int i = 0; i < BCI; i++) {
-            const int idx = threadIdx.x + i * SCAN_THREADS;
+            const int idx = threadIdx.x + i * TH;
             if (idx < NBC) sBC[idx] = bf16_raw_el<1>(bc[i], 0);
         }
     }
@@ -327,11 +327,11 @@ struct ScanStageBwd {
     }
 };
 // out[K][DL] fp32 staged rows -> bf16 rows of dst (row stride ld), steps < kn, channels < Di
-template <int K, int DL>
+template <int K, int DL, int TH = SCAN_THREADS>
 __device__ __forceinline__ void scan_store_rows(bf16* dst, int ld, const float* s, size_t row0, int ts, int kn,
                                                 int d_base, int Di) {
     constexpr int VPR = DL / 8;
-    for (int it = threadIdx.x; it < K * VPR; it += SCAN_THREADS) {
+    for (int it = threadIdx.x; it < K * VPR; it += TH) {
         const int j = it / VPR, dl0 = (it % VPR) * 8, d0 = d_base + dl0;
         if (j >= kn || d0 >= Di) continue;
         x128 o;
@@ -347,18 +347,20 @@ __device__ __forceinline__ void scan_store_rows(bf16* dst, int ld, const float* 
 static_assert(SCAN_CHUNK % 16 == 0, "chunk ends must fall on time-block ends");
 
 // one carve of dynamic shared memory (static arrays measured 1% slower: 0.553 -> 0.548 ms at the 370m layer)
-template <int N, int G>
+template <int N, int G, int TH>
 static size_t scan_fwd_smem_bytes() {
-    constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL);
+    constexpr int LC = N / G, DL = TH / LC, K = SCAN_TB(DL);
     return sizeof(float) * ((size_t)K * 2 * N + 4 * K * DL + (size_t)K * DL);
 }
 // Grid (ceil(Di / DL), B, nseg): block z walks the time segment z (whole chunks, see the carry kernel below),
 // starting from the state its earlier segments leave: carry [2][B][nseg][Di][N] (nseg = 1: from 0, carry unused).
-template <int N, int G>
-__global__ void __launch_bounds__(SCAN_THREADS)
+// TH threads per block (DL = TH / (N/G) channels): which block holds a channel changes nothing of its arithmetic,
+// so TH only sets how evenly the blocks spread over the SMs (scan_fwd_pick; at 128, four blocks must fit an SM).
+template <int N, int G, int TH>
+__global__ void __launch_bounds__(TH, TH == 128 ? 4 : 0)
 selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const float* __restrict__ carry,
                           const ScanArgs p) {
-    constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL);
+    constexpr int LC = N / G, DL = TH / LC, K = SCAN_TB(DL);
     extern __shared__ __align__(16) float smem[];   // scan_fwd_smem_bytes
     float* sBC = smem;                              // [K][2N]
     float* sTD = sBC + K * 2 * N;                   // [4][K][DL] delta, delta*u, silu(z), D*u*silu(z)
@@ -382,7 +384,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
     }
     const size_t row0 = (size_t)b * p.T;
     const int d_base = blockIdx.x * DL;
-    ScanPrefetch<K, DL, N> pf;
+    ScanPrefetch<K, DL, N, TH> pf;
     pf.init(p, d_base);
     pf.load(p, NULL, row0, t0, min(K, t1 - t0), d_base, 0);
     for (int tb = t0; tb < t1; tb += K) {
@@ -412,7 +414,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
             for (int i = 0; i < G; i++) s[i] = h[i];
         }
         __syncthreads();
-        scan_store_rows<K, DL>(y, p.Di, sY, row0, tb, kn, d_base, p.Di);
+        scan_store_rows<K, DL, TH>(y, p.Di, sY, row0, tb, kn, d_base, p.Di);
     }
 }
 
@@ -936,11 +938,11 @@ static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_ra
     return a;
 }
 
-template <int N, int G>
+template <int N, int G, int TH>
 static void scan_fwd_launch(bf16* y, float* saved, const float* carry, const ScanArgs& a, cudaStream_t s) {
-    constexpr int DL = SCAN_THREADS / (N / G);
+    constexpr int DL = TH / (N / G);
     dim3 grid((a.Di + DL - 1) / DL, a.B, a.nseg);
-    selective_scan_fwd_kernel<N, G><<<grid, SCAN_THREADS, scan_fwd_smem_bytes<N, G>(), s>>>(y, saved, carry, a);
+    selective_scan_fwd_kernel<N, G, TH><<<grid, TH, scan_fwd_smem_bytes<N, G, TH>(), s>>>(y, saved, carry, a);
     CUDA_KERNEL_CHECK();
 }
 template <int N, int G, int W, int F>
@@ -1049,12 +1051,13 @@ static inline void scan_set_segments(ScanArgs* a, int nseg) {
     a->nseg = (a->nch + a->cps - 1) / a->cps;
 }
 
-// forward with an explicit states-per-lane count G (4, 8, or N <= 16) and nseg time segments (1: none; more need
-// ws, which holds their carries: scan_workspace_bytes)
+// forward with an explicit states-per-lane count G (4, 8, or N <= 16), nseg time segments (1: none; more need
+// ws, which holds their carries: scan_workspace_bytes) and th threads per block (128 or 256; same bits either way)
 static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
                                             const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                             const float* A_log, const float* Dskip, const float* dt_bias,
-                                            int B, int T, int Di, int N, int G, int nseg, void* ws, cudaStream_t s) {
+                                            int B, int T, int Di, int N, int G, int nseg, int th, void* ws,
+                                            cudaStream_t s) {
     scan_check_args(B, T, Di, N);
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
     scan_check_ld(y, Di, "y");
@@ -1067,7 +1070,12 @@ static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u,
         SCAN_DISPATCH(N, scan_carry_pick_g(N), SCAN_CARRY_CALL);
 #undef SCAN_CARRY_CALL
     }
-#define SCAN_FWD_CALL(n_, g_) scan_fwd_launch<n_, g_>(y, (float*)saved, carry, a, s)
+    if (th != 128 && th != SCAN_THREADS) die("selective_scan: %d threads per forward block (128 or %d)", th, SCAN_THREADS);
+#define SCAN_FWD_CALL(n_, g_)                                                          \
+    do {                                                                               \
+        if (th == 128) scan_fwd_launch<n_, g_, 128>(y, (float*)saved, carry, a, s);     \
+        else scan_fwd_launch<n_, g_, SCAN_THREADS>(y, (float*)saved, carry, a, s);      \
+    } while (0)
     SCAN_DISPATCH(N, G, SCAN_FWD_CALL);
 #undef SCAN_FWD_CALL
 }
@@ -1158,10 +1166,12 @@ static inline double scan_fwd_waves(double blocks, int sms) {   // blocks run 2 
 static inline double scan_fwd_time(double blocks, int S, int sms) {
     return (scan_fwd_waves(blocks * S, sms) + 0.73 * scan_fwd_waves(blocks * (S - 1), sms)) / S;
 }
-static inline void scan_fwd_pick(int B, int T, int Di, int N, int* G, int* S) {
-    static int env_g = -1, env_s = -1;
+static inline void scan_fwd_pick(int B, int T, int Di, int N, int* G, int* S, int* TH) {
+    static int env_g = -1, env_s = -1, env_th = -1;
     const int eg = scan_env_knob("SCAN_FWD_G", 4, 8, &env_g), es = scan_env_knob("SCAN_FWD_SEG", 1, SCAN_MAX_SEG, &env_s);
+    const int eth = scan_env_knob("SCAN_FWD_TH", 128, SCAN_THREADS, &env_th);
     if (eg && eg != 4 && eg != 8) die("SCAN_FWD_G=%d: the scan forward's states per lane are 4 or 8", eg);
+    if (eth && eth != 128 && eth != SCAN_THREADS) die("SCAN_FWD_TH=%d: 128 or %d threads per block", eth, SCAN_THREADS);
     const int g8 = scan_pick_g(N, SCAN_G_FWD), sms = scan_num_sms();
     const double blocks = (double)B * scan_dblocks(Di, N, g8);
     int best = 1;
@@ -1174,6 +1184,10 @@ static inline void scan_fwd_pick(int B, int T, int Di, int N, int* G, int* S) {
     if (eg) *G = scan_pick_g(N, eg);
     else if (*S > 1 || 2.0 * blocks > sms) *G = g8;
     else *G = scan_pick_g(N, SCAN_G_FWD_SMALL);
+    // Half-size blocks (up to 4 per SM at G = 8's registers) where they take load off the busiest SM: at
+    // mamba-130m 192 full blocks put two on 60 SMs and one on 72; 384 halves put at most three on any.
+    const double full = ceil(blocks * *S / sms) * SCAN_THREADS, half = ceil(2.0 * blocks * *S / sms) * 128;
+    *TH = eth ? eth : *G == g8 && *S == 1 && half <= 4 * 128 && half < full ? 128 : SCAN_THREADS;
 }
 
 // y [B,T,Di] bf16 (gated output); saved: scan_saved_bytes; ws: scan_workspace_bytes (the time segments' carries)
@@ -1181,10 +1195,10 @@ static inline void selective_scan_forward(bf16* y, void* saved, const bf16* u, i
                                           const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                           const float* A_log, const float* Dskip, const float* dt_bias,
                                           int B, int T, int Di, int N, void* ws, cudaStream_t s) {
-    int G, S;
-    scan_fwd_pick(B, T, Di, N, &G, &S);
+    int G, S, TH;
+    scan_fwd_pick(B, T, Di, N, &G, &S, &TH);
     selective_scan_forward_g(y, saved, u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N,
-                             G, S, ws, s);
+                             G, S, TH, ws, s);
 }
 
 // du [B,T,Di] (stride ld_du), ddt_raw [B,T,Di], dz (stride ld_dz) WRITTEN; dB, dC [B,T,N] (stride ld_dbc) WRITTEN;

@@ -84,7 +84,7 @@ static int check_bwd(int v, int B, int T, int Di, int N) {
     ScanProblem p = scan_problem(B, T, Di, N, 500 + T * 3 + Di + N, bwd_ws_bytes(B, T, Di, N));
     size_t M = p.M, n = M * Di;
     poison(p.saved, scan_saved_bytes(B, T, Di, N));
-    scan_fwd_version(&p, FWD_NVER);
+    scan_fwd_version(&p, FWD_PROD);
     poison_outputs(&p);
     scan_bwd_version(&p, v);
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -149,7 +149,7 @@ static int check_bwd(int v, int B, int T, int Di, int N) {
 static int check_step(int B, int T, int Di, int N) {
     ScanProblem p = scan_problem(B, T, Di, N, 900 + T, 16);
     size_t n = p.M * Di;
-    scan_fwd_version(&p, FWD_NVER);
+    scan_fwd_version(&p, FWD_PROD);
     float* h = (float*)dmalloc((size_t)B * Di * N * sizeof(float));
     bf16* ys = (bf16*)dmalloc(n * sizeof(bf16));   // [T][B][Di] from the steps
     CUDA_CHECK(cudaMemset(h, 0, (size_t)B * Di * N * sizeof(float)));
@@ -203,7 +203,7 @@ int main(int argc, char** argv) {
     int B = (int)harness_get(&a, 'B', 16), T = (int)harness_get(&a, 'T', 2048), Di = (int)harness_get(&a, 'D', 2048);
     int N = (int)harness_get(&a, 'N', 16);
     ScanProblem p = scan_problem(B, T, Di, N, 7, bwd_ws_bytes(B, T, Di, N));
-    scan_fwd_version(&p, FWD_NVER);
+    scan_fwd_version(&p, FWD_PROD);
     double n = (double)B * T * Di;
     // bytes: u, dt, z, dy in; du, ddt, dz out (2 B each); B, C in, dB, dC out; saved in; partials out + in
     const int gp = scan_pick_g(N, SCAN_G_BWD);

@@ -9,7 +9,8 @@
  *       values staged once per block in shared memory from coalesced 16-byte loads that are prefetched one time
  *       block ahead, branch-free time loop, 16-byte stores.
  *   v4, v5: v3 with the time split into 2 / 4 segments (selective_scan_carry_kernel<FWD> first).
- *   v6: production: states per lane and segments picked from the grid (scan_fwd_pick).
+ *   v6: production: states per lane, segments and block size picked from the grid (scan_fwd_pick).
+ *   v7: v3 with blocks of 128 threads (half the channels per block; same bits as v3).
  * ./dev/selective_scan_fwd [version] [--check] [-B 16 -T 2048 -D 2048 -N 16]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev \
  *        dev/selective_scan_fwd.cu -o dev/selective_scan_fwd
@@ -135,9 +136,10 @@ __global__ void scan_v1_fwd_kernel(bf16* y, float* saved, const ScanArgs p) {
 }
 
 // forward, version v: 1 = the direct kernel above, 2 = production kernel with 4 states per lane, 3 = 8 states per
-// lane, 4 / 5 = 8 states per lane in 2 / 4 time segments, 6 = production's pick. Explicit G and segments, so that
-// --check covers each at any shape.
-#define FWD_NVER 6
+// lane, 4 / 5 = 8 states per lane in 2 / 4 time segments, 6 = production's pick, 7 = v3 in 128-thread blocks.
+// Explicit G, segments and block size, so that --check covers each at any shape.
+#define FWD_NVER 7
+#define FWD_PROD 6   // the production pick (what the backward harness runs first)
 static void scan_fwd_version(ScanProblem* p, int v) {
     if (v == 1) {
         ScanArgs a = scan_make_args(p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc, p->A_log,
@@ -154,7 +156,7 @@ static void scan_fwd_version(ScanProblem* p, int v) {
     }
     selective_scan_forward_g(p->y, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p),
                              p->ld_bc, p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, v == 2 ? 4 : SCAN_G_FWD,
-                             v == 4 ? 2 : v == 5 ? 4 : 1, p->ws, 0);
+                             v == 4 ? 2 : v == 5 ? 4 : 1, v == 7 ? 128 : SCAN_THREADS, p->ws, 0);
 }
 
 // contiguous double copies of the inputs for the reference
