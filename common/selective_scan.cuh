@@ -346,6 +346,23 @@ __device__ __forceinline__ void scan_store_rows(bf16* dst, int ld, const float* 
 #define SCAN_TB(DL) ((DL) >= 256 ? 8 : 16)
 static_assert(SCAN_CHUNK % 16 == 0, "chunk ends must fall on time-block ends");
 
+// The time segments' carries (selective_scan_carry_kernel below): carry [2][B][nseg][Di][N], own then q. The
+// offset of (b, segment s, channel d, the lane's first state), and where the q half starts.
+template <int N, int G>
+__device__ __forceinline__ size_t scan_carry_off(const ScanArgs& p, int b, int s, int d, int g) {
+    return (((size_t)b * p.nseg + s) * p.Di + d) * N + g * G;
+}
+template <int N>
+__device__ __forceinline__ size_t scan_carry_half(const ScanArgs& p) { return (size_t)p.B * p.nseg * p.Di * N; }
+// x = own(s) + q(s) x: segment s's carry applied to the state (forward h) or gradient (backward dh) entering it
+template <int N, int G>
+__device__ __forceinline__ void scan_carry_fold(float (&x)[G], const float* carry, const ScanArgs& p, int b, int s,
+                                                int d, int g) {
+    const size_t o = scan_carry_off<N, G>(p, b, s, d, g), half = scan_carry_half<N>(p);
+#pragma unroll
+    for (int i = 0; i < G; i++) x[i] = fmaf(carry[half + o + i], x[i], carry[o + i]);
+}
+
 // one carve of dynamic shared memory (static arrays measured 1% slower: 0.553 -> 0.548 ms at the 370m layer)
 template <int N, int G, int TH>
 static size_t scan_fwd_smem_bytes() {
@@ -376,12 +393,8 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
         A2[i] = -expf(p.A_log[(size_t)dc * N + g * G + i]) * LOG2E;
         h[i] = 0.0f;
     }
-    const size_t half = (size_t)p.B * p.nseg * p.Di * N;
-    for (int s2 = 0; s2 < seg; s2++) {   // h_in(seg) = own(seg-1) + q(seg-1) h_in(seg-1), h_in(0) = 0
-        const size_t o = (((size_t)b * p.nseg + s2) * p.Di + dc) * N + g * G;
-#pragma unroll
-        for (int i = 0; i < G; i++) h[i] = fmaf(carry[half + o + i], h[i], carry[o + i]);
-    }
+    // h_in(seg) = own(seg-1) + q(seg-1) h_in(seg-1), h_in(0) = 0
+    for (int s2 = 0; s2 < seg; s2++) scan_carry_fold<N, G>(h, carry, p, b, s2, dc, g);
     const size_t row0 = (size_t)b * p.T;
     const int d_base = blockIdx.x * DL;
     ScanPrefetch<K, DL, N, TH> pf;
@@ -477,7 +490,7 @@ selective_scan_carry_kernel(float* __restrict__ carry, const bf16* __restrict__ 
         __syncthreads();
     }
     if (valid) {
-        const size_t o = (((size_t)b * p.nseg + seg) * p.Di + d) * N + g * G, half = (size_t)p.B * p.nseg * p.Di * N;
+        const size_t o = scan_carry_off<N, G>(p, b, seg, d, g), half = scan_carry_half<N>(p);
 #pragma unroll
         for (int i = 0; i < G; i++) {
             carry[o + i] = own[i];
@@ -593,14 +606,8 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     const size_t row0 = (size_t)b * p.T, BT = (size_t)p.B * p.T;
     // time segment (PAIR only; nseg = 1 otherwise): chunks c_lo..c_hi; dh enters from the later segments
     const int seg = blockIdx.z, c_lo = seg * p.cps, c_hi = min(p.nch, c_lo + p.cps) - 1, bs = b * p.nseg + seg;
-    if (valid) {
-        const size_t half = (size_t)p.B * p.nseg * p.Di * N;
-        for (int s2 = p.nseg - 1; s2 > seg; s2--) {   // dh_in(seg) = own(seg+1) + q(seg+1) dh_in(seg+1)
-            const size_t o = (((size_t)b * p.nseg + s2) * p.Di + d) * N + g * G;
-#pragma unroll
-            for (int i = 0; i < G; i++) dh[i] = fmaf(carry[half + o + i], dh[i], carry[o + i]);
-        }
-    }
+    if (valid)   // dh_in(seg) = own(seg+1) + q(seg+1) dh_in(seg+1), dh_in(last) = 0
+        for (int s2 = p.nseg - 1; s2 > seg; s2--) scan_carry_fold<N, G>(dh, carry, p, b, s2, d, g);
 #define TD(a, j) sTD[((a) * W + (j)) * DL + dl]
 
     // The windows are visited as a flat sequence of events: per chunk (last first), pass 1 over windows
@@ -1147,7 +1154,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
 // ---------------------------------------------------------------------------------------------------------------
 // production API (design.md "selective_scan.cuh")
 
-/* The forward's states per lane G and time segments S. A block holds SCAN_THREADS / (N/G) channels of one sequence
+/* The forward's states per lane G, time segments S and block size. A block holds SCAN_THREADS / (N/G) channels of one sequence
  * and walks its segment of T, so at small B * Di one segment leaves SMs empty. Measured on the H200
  * (dev/selective_scan_fwd, session 11: v3 = G 8 one segment, v4 / v5 = 2 / 4 segments, v2 = G 4): a block alone
  * on its SM takes a time tau for its length; two at once take 1.66 tau (370m layer, 256 blocks: 0.558 ms; 1.4b,
@@ -1156,9 +1163,10 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
  * about 0.6, which picks the same S everywhere measured). Estimate per S (scan_fwd_time, in tau) and take the
  * least by a margin: mamba-370m, 130m and 1.4b keep one segment (1.4b two: 0.789 against 0.671 ms measured);
  * B=4 T=8192 (64 blocks) takes 4 (0.957 ms, against 1.333 at one segment and G = 8, 1.087 with G = 4). With one
- * segment, G = 4 where G = 8 would leave more than half the SMs without a block. SCAN_FWD_G=4|8 and
- * SCAN_FWD_SEG=1..4 in the environment fix either (dev knobs). The output bits depend on both (another lane sum,
- * another association of the state), so they depend only on the shape and the device: same shape, same bits. */
+ * segment, G = 4 where G = 8 would leave more than half the SMs without a block, and 128-thread blocks where they
+ * lower the busiest SM's load (mamba-130m: 0.558 -> 0.456 ms; see the kernel). SCAN_FWD_G=4|8, SCAN_FWD_SEG=1..4
+ * and SCAN_FWD_TH=128|256 in the environment fix each (dev knobs). The output bits depend on G and S (another lane sum,
+ * another association of the state), not on the block size; so they depend only on the shape and the device. */
 static inline double scan_fwd_waves(double blocks, int sms) {   // blocks run 2 at a time per SM, a lone one faster
     const double n = ceil(blocks / sms);
     return floor(n / 2) * 1.66 + fmod(n, 2.0);
