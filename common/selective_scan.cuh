@@ -1154,8 +1154,8 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
 // ---------------------------------------------------------------------------------------------------------------
 // production API (design.md "selective_scan.cuh")
 
-/* The forward's states per lane G, time segments S and block size. A block holds SCAN_THREADS / (N/G) channels of one sequence
- * and walks its segment of T, so at small B * Di one segment leaves SMs empty. Measured on the H200
+/* The forward's states per lane G, time segments S and block size. A block holds SCAN_THREADS / (N/G) channels of
+ * one sequence and walks its segment of T, so at small B * Di one segment leaves SMs empty. Measured on the H200
  * (dev/selective_scan_fwd, session 11: v3 = G 8 one segment, v4 / v5 = 2 / 4 segments, v2 = G 4): a block alone
  * on its SM takes a time tau for its length; two at once take 1.66 tau (370m layer, 256 blocks: 0.558 ms; 1.4b,
  * 128 blocks for 132 SMs: 0.671); segments cut the length to 1/S for S times the blocks, and the carry kernel
