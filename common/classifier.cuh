@@ -60,13 +60,10 @@ __device__ inline void ce_merge_(float& mx, float& sum, float mx2, float sum2) {
  * element, which run at a quarter of the issue rate and are needed by the two-pass form. Each piece rounds
  * as the old kernel did; dev/classifier.cu --check compares the two bit for bit. */
 #define CE_VEC 8                /* bf16 logits per 16-byte x128 */
-#define CE_LOG2E 1.44269504f    /* log2(e) as a float: the constant __expf multiplies by */
 
-/* e^x as __expf computes it (x times log2(e) in one FMUL, then MUFU.EX2) but flushing results below 2^-126
- * to 0, where __expf spends three more instructions per call to keep them denormal. Same bits elsewhere.
- * The row sums cannot tell: each thread's sum also holds its own maximum's exp(0) = 1, next to which such a
- * term is far below rounding; only dlogits dloss * p with p below 2^-126 become exactly 0. */
-__device__ __forceinline__ float ce_exp_(float x) { return exp2_ftz(x * CE_LOG2E); }
+/* The exponentials are exp_ftz (bf16.cuh): __expf's bits except that results below 2^-126 become 0. The row
+ * sums cannot tell: each thread's sum also holds its own maximum's exp(0) = 1, next to which such a term is far
+ * below rounding; only dlogits dloss * p with p below 2^-126 become exactly 0. */
 
 /* bf16 -> fp32 of the two halves of a packed pair: a bf16 is the upper half of its float, so one shift or one
  * AND each (exact, NaNs and infinities included), where the conversion intrinsic spends a PRMT and a shift
@@ -96,9 +93,9 @@ __device__ __forceinline__ float ce_vec_max_(const x128& v) {
 __device__ __forceinline__ void ce_vec_stats_(const x128& v, float& mx, float& sum) {
     const float m = fmaxf(mx, ce_vec_max_(v));
     const float shift = m == -INFINITY ? 0.0f : m;
-    float s = mx == -INFINITY ? 0.0f : sum * ce_exp_(mx - m);
+    float s = mx == -INFINITY ? 0.0f : sum * exp_ftz(mx - m);
 #pragma unroll
-    for (int k = 0; k < CE_VEC; k++) s += ce_exp_(ce_el_(v, k) - shift);
+    for (int k = 0; k < CE_VEC; k++) s += exp_ftz(ce_el_(v, k) - shift);
     mx = m;
     sum = s;
 }
@@ -120,7 +117,7 @@ __device__ __forceinline__ x128 ce_vec_grad_(const x128& v, float lse, float sca
     __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&d);
 #pragma unroll
     for (int k = 0; k < CE_VEC / 2; k++)
-        h[k] = __floats2bfloat162_rn(scale * ce_exp_(ce_el_(v, 2 * k) - lse), scale * ce_exp_(ce_el_(v, 2 * k + 1) - lse));
+        h[k] = __floats2bfloat162_rn(scale * exp_ftz(ce_el_(v, 2 * k) - lse), scale * exp_ftz(ce_el_(v, 2 * k + 1) - lse));
     return d;
 }
 
@@ -189,7 +186,7 @@ classifier_ce_kernel(bf16* logits, int ld, float* losses, const int* targets, in
     if (ntail && i == nfull) store128(p, ce_tail_grad_(load128(p), ntail, lse, scale));
     /* the one-hot: the thread that wrote the target's vector (so no other thread races this store)
      * rewrites that element as dloss * (softmax - 1), in the operation order of the other elements */
-    if (has_target && (t / CE_VEC) % (int)blockDim.x == (int)threadIdx.x) l[t] = f2bf(scale * (ce_exp_(s_lt - lse) - 1.0f));
+    if (has_target && (t / CE_VEC) % (int)blockDim.x == (int)threadIdx.x) l[t] = f2bf(scale * (exp_ftz(s_lt - lse) - 1.0f));
 }
 
 /* the CE pass over one chunk. (Register-resident variants were measured slower: dev/classifier.cu.) */

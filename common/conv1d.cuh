@@ -25,7 +25,6 @@
 #define CONV_DX 16   // channel groups per block (x): 128 channels forward, 64 backward
 #define CONV_TY 8    // runs per block (y): a block covers CONV_TY * CONV_TR tokens
 
-__device__ __forceinline__ float conv_sigmoid(float v) { return __fdividef(1.0f, 1.0f + __expf(-v)); }
 
 static inline int conv_rows_per_batch(int T) { return (T + CONV_TY * CONV_TR - 1) / (CONV_TY * CONV_TR); }
 static inline size_t conv1d_scratch_floats(int B, int T, int Di, int W) {
@@ -94,7 +93,7 @@ conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_
             float s = br[c];
 #pragma unroll
             for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
-            oe[c] = f2bf(s * conv_sigmoid(s));
+            oe[c] = f2bf(s * sigmoid_ftz(s));
 #pragma unroll
             for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
         }
@@ -163,7 +162,7 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
                 float s = br[c];
 #pragma unroll
                 for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
-                const float sg = conv_sigmoid(s);
+                const float sg = sigmoid_ftz(s);
                 const float dv = in ? bf16_raw_el<CPT>(g, c) * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
                 if (t < te) {
 #pragma unroll
@@ -310,7 +309,7 @@ __global__ void conv1d_silu_step_kernel(bf16* u, float* state, const bf16* x, in
     for (int k = 0; k < W - 1; k++) s += w[(size_t)d * W + k] * st[k];
     for (int k = 0; k < W - 2; k++) st[k] = st[k + 1];
     st[W - 2] = xv;
-    u[idx] = f2bf(s * conv_sigmoid(s));
+    u[idx] = f2bf(s * sigmoid_ftz(s));
 }
 static inline void conv1d_silu_step(bf16* u, float* state, const bf16* x, int ld_x, const float* w, const float* b,
                                     int B, int Di, int W, cudaStream_t s) {

@@ -32,7 +32,7 @@
 #include "errors.h"
 #include "bf16.cuh"
 #include "rmsnorm.cuh"   /* vec8_load / vec8_store, rmsnorm_load_residual, partials_colsum_add */
-#include "conv1d.cuh"    /* conv_sigmoid, conv_check_shape */
+#include "conv1d.cuh"    /* conv_check_shape */
 
 /* ---------------------------------------------------------------------------------------------
  * refusals and the handle
@@ -158,7 +158,7 @@ __global__ void cudnn_bias_silu_kernel(bf16* u, const Ty* y, const float* bias, 
 #pragma unroll
     for (int k = 0; k < 8; k++) {
         const float s = v[k] + bv[k];
-        v[k] = s * conv_sigmoid(s);
+        v[k] = s * sigmoid_ftz(s);
     }
     vec8_store(u + row * Di + c, v);
 }
@@ -185,7 +185,7 @@ cudnn_dsilu_kernel(Ty* y, float* part, const bf16* du, const float* bias, int B,
                 vec8_load(g, du + (b * T + t) * Di + c);
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
-                    const float s = v[k] + bv[k], sg = conv_sigmoid(s);
+                    const float s = v[k] + bv[k], sg = sigmoid_ftz(s);
                     v[k] = g[k] * sg * (1.0f + s * (1.0f - sg));
                     acc[k] += v[k];
                 }

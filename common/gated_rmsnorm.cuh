@@ -15,7 +15,7 @@
 #define COMMON_GATED_RMSNORM_CUH
 
 #include "rmsnorm.cuh" /* vec8_*, lane_group_*, partials_colsum_add, is_aligned16, full_wave_blocks */
-#include "swiglu.cuh"  /* swiglu_sigmoid */
+#include "swiglu.cuh"
 
 #define GRMS_THREADS 256
 #define GRMS_MAX_V 1024
@@ -64,7 +64,7 @@ gated_rmsnorm_forward_kernel(bf16* __restrict__ y, float* __restrict__ rstd, con
             for (int k = 0; k < 8; k++) g[k] = bf2f(gv[i][k]);
             vec8_load(wv, w + c);
 #pragma unroll
-            for (int k = 0; k < 8; k++) out[k] = x[i][k] * r * wv[k] * g[k] * swiglu_sigmoid(g[k]);
+            for (int k = 0; k < 8; k++) out[k] = x[i][k] * r * wv[k] * g[k] * sigmoid_ftz(g[k]);
             vec8_store(y + xo + c, out);
         }
     }
@@ -116,7 +116,7 @@ gated_rmsnorm_backward_kernel(bf16* __restrict__ d_o, bf16* __restrict__ dgt, in
                 vec8_load(wv, w + c);
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
-                    const float g = bf2f(gv[i][k]), s = swiglu_sigmoid(g), d = bf2f(dyv[i][k]);
+                    const float g = bf2f(gv[i][k]), s = sigmoid_ftz(g), d = bf2f(dyv[i][k]);
                     const float xhat = bf2f(ov[i][k]) * r;
                     dg[k] = d * xhat * wv[k] * (s + g * s * (1.f - s));
                     dyp[i][k] = d * g * s;

@@ -298,9 +298,6 @@ static inline void gla_simple_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv,
 /* the 8 row addresses of one ldmatrix hit 8 different 16-byte bank groups.                           */
 /* ================================================================================================== */
 
-/* e^x for the chunk kernels (about 170 per thread in dq/dk/dg): __expf's multiply and MUFU.EX2, flushing
- * results below 2^-126 (~1e-38) to zero (bf16.cuh); same bits as __expf for every result above 2^-126 */
-__device__ __forceinline__ float gla_exp(float x) { return exp2_ftz(x * 1.44269504088896341f); }
 __device__ __forceinline__ void gla_ldsm_x4(unsigned r[4], const bf16* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
@@ -440,7 +437,7 @@ gla_state_pass_kernel(bf16* __restrict__ hs, const bf16* __restrict__ x, int ld_
         for (int e = threadIdx.x; e < 64 * BK; e += NTHR) {
             int t = e / BK, a = e % BK;
             float xv = bf2f(st.X[e]), gt = st.G[e];
-            sm.Xs[t * LX + a] = f2bf(REV ? scale * xv * gla_exp(gt) : xv * gla_exp(sm.gl[a] - gt));
+            sm.Xs[t * LX + a] = f2bf(REV ? scale * xv * exp_ftz(gt) : xv * exp_ftz(sm.gl[a] - gt));
         }
         bf16* dst = hs + (((size_t)bh * NT + n) * K + a0) * V + c0;
         for (int v = threadIdx.x; v < BK * (VC / 8); v += NTHR) {
@@ -450,7 +447,7 @@ gla_state_pass_kernel(bf16* __restrict__ hs, const bf16* __restrict__ x, int ld_
         __syncthreads();
         // decay, then add the chunk: state[a][c] += sum_t Xs[t][a] Y[t][c]
         {
-            float d0 = gla_exp(sm.gl[wr + (lane >> 2)]), d1 = gla_exp(sm.gl[wr + (lane >> 2) + 8]);
+            float d0 = exp_ftz(sm.gl[wr + (lane >> 2)]), d1 = exp_ftz(sm.gl[wr + (lane >> 2) + 8]);
 #pragma unroll
             for (int j = 0; j < 8; j++) { acc[j][0] *= d0; acc[j][1] *= d0; acc[j][2] *= d1; acc[j][3] *= d1; }
         }
@@ -584,16 +581,16 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
             const int t = tr + (GLA_CO_THREADS / 32) * i, I = (GLA_CO_THREADS / 32) * i / 16;
             float gt = Gc[t * 36 + col], g0 = gF[I];
             float qv = bf2f(qS[t * 40 + col]), kv = bf2f(kS[t * 40 + col]);
-            Rs[t * ldr + a0 + col] = f2bf(BWD ? kv * gla_exp(gl[col] - gt) : scale * qv * gla_exp(gt));
+            Rs[t * ldr + a0 + col] = f2bf(BWD ? kv * exp_ftz(gl[col] - gt) : scale * qv * exp_ftz(gt));
             if (LOADA) continue;
-            float qe = qv * gla_exp(gt - g0);
+            float qe = qv * exp_ftz(gt - g0);
             Qs[t * 40 + col] = f2bf(qe);
             Qe[t * 36 + col] = qe;
-            Kf[t * 36 + col] = kv * gla_exp(g0 - gt);
+            Kf[t * 36 + col] = kv * exp_ftz(g0 - gt);
             wide |= (g0 - gt) >= 80.f;
 #pragma unroll
             for (int J = 1; J < 4; J++)
-                if (I < J) Ks[(gla_ks_off(J) + t) * 40 + col] = f2bf(kv * gla_exp(gF[J] - gt));
+                if (I < J) Ks[(gla_ks_off(J) + t) * 40 + col] = f2bf(kv * exp_ftz(gF[J] - gt));
         }
         wide = __syncthreads_or(wide);
         if (LOADA) continue;   // (the loop-end barrier is not needed: nothing below reads this stage)
@@ -625,7 +622,7 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
                     const float* gi = Gc + pi[r] * 36;
                     const float* gj = Gc + pj[r] * 36;
 #pragma unroll 8
-                    for (int a = 0; a < 32; a++) s += bf2f(qi[a]) * bf2f(kj[a]) * gla_exp(gi[a] - gj[a]);
+                    for (int a = 0; a < 32; a++) s += bf2f(qi[a]) * bf2f(kj[a]) * exp_ftz(gi[a] - gj[a]);
                 }
                 dacc[r] += s;
             }
@@ -778,10 +775,10 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
             float gt = sm.Gc[t * LG + a], qv = bf2f(sm.qS[t * LB + a]), kv = bf2f(sm.kS[t * LB + a]);
 #pragma unroll
             for (int J = 1; J < 4; J++)
-                if (I < J) sm.Ks[(gla_ks_off(J) + t) * LB + a] = f2bf(kv * gla_exp(gF[J] - gt));
+                if (I < J) sm.Ks[(gla_ks_off(J) + t) * LB + a] = f2bf(kv * exp_ftz(gF[J] - gt));
 #pragma unroll
             for (int J = 0; J < 3; J++)
-                if (I > J) sm.Qs[(gla_qs_off(J) + t - 16 * (J + 1)) * LB + a] = f2bf(qv * gla_exp(gt - gL[J]));
+                if (I > J) sm.Qs[(gla_qs_off(J) + t - 16 * (J + 1)) * LB + a] = f2bf(qv * exp_ftz(gt - gL[J]));
         }
     }
 
@@ -871,8 +868,8 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     float gt = sm.Gc[r * LG + c + e];
-                    sm.u.p.dq[r * LG + c + e] = scale * gla_exp(gt) * aQ[j][2 * hh + e];
-                    float dke = gla_exp(sm.gl[c + e] - gt) * aK[j][2 * hh + e];
+                    sm.u.p.dq[r * LG + c + e] = scale * exp_ftz(gt) * aQ[j][2 * hh + e];
+                    float dke = exp_ftz(sm.gl[c + e] - gt) * aK[j][2 * hh + e];
                     sm.u.p.dk[r * LG + c + e] = dke;
                     kcol[j][e] += bf2f(sm.kS[r * LB + c + e]) * dke;
                 }
@@ -911,7 +908,7 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int r = 16 * I + (lane >> 2) + (e >> 1) * 8, c = 16 * ct + 8 * j + (lane & 3) * 2 + (e & 1);
-                    sm.u.p.dq[r * LG + c] += gla_exp(sm.Gc[r * LG + c] - sm.Gc[(16 * I) * LG + c]) * acc[j][e];
+                    sm.u.p.dq[r * LG + c] += exp_ftz(sm.Gc[r * LG + c] - sm.Gc[(16 * I) * LG + c]) * acc[j][e];
                 }
         } else {     // dk rows of block J = blk from query blocks I > J
             const int J = blk;
@@ -927,7 +924,7 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int r = 16 * J + (lane >> 2) + (e >> 1) * 8, c = 16 * ct + 8 * j + (lane & 3) * 2 + (e & 1);
-                    sm.u.p.dk[r * LG + c] += gla_exp(sm.Gc[(16 * J + 15) * LG + c] - sm.Gc[r * LG + c]) * acc[j][e];
+                    sm.u.p.dk[r * LG + c] += exp_ftz(sm.Gc[(16 * J + 15) * LG + c] - sm.Gc[r * LG + c]) * acc[j][e];
                 }
         }
     }
@@ -954,7 +951,7 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
         const float* gcc = sm.Gc + 16 * I * LG + a;
         // dq rows
 #pragma unroll
-        for (int j = 0; j < 16; j++) w[j] = fast ? bf2f(kc[j * LB]) * gla_exp(gc[0] - gc[j]) : 0.f;
+        for (int j = 0; j < 16; j++) w[j] = fast ? bf2f(kc[j * LB]) * exp_ftz(gc[0] - gc[j]) : 0.f;
 #pragma unroll
         for (int i = 0; i < 16; i++) {
             const int t = 16 * I + i;
@@ -962,10 +959,10 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
             if (fast) {
 #pragma unroll
                 for (int j = 0; j <= i; j++) sq += dAd[i * 17 + j] * w[j];
-                sq *= gla_exp(gc[i] - gc[0]);
+                sq *= exp_ftz(gc[i] - gc[0]);
             } else {
 #pragma unroll 1
-                for (int j = 0; j <= i; j++) sq += dAd[i * 17 + j] * bf2f(kc[j * LB]) * gla_exp(gc[i] - gcc[j * LG]);
+                for (int j = 0; j <= i; j++) sq += dAd[i * 17 + j] * bf2f(kc[j * LB]) * exp_ftz(gc[i] - gcc[j * LG]);
             }
             const float dqv = sm.u.p.dq[t * LG + a] + sq;
             xr[i] = bf2f(sm.qS[t * LB + a]) * dqv;
@@ -974,7 +971,7 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
         }
         // dk rows
 #pragma unroll
-        for (int i = 0; i < 16; i++) w[i] = fast ? bf2f(qc[i * LB]) * gla_exp(gc[i] - gc[0]) : 0.f;
+        for (int i = 0; i < 16; i++) w[i] = fast ? bf2f(qc[i * LB]) * exp_ftz(gc[i] - gc[0]) : 0.f;
 #pragma unroll
         for (int j = 0; j < 16; j++) {
             const int t = 16 * I + j;
@@ -982,10 +979,10 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
             if (fast) {
 #pragma unroll
                 for (int i = j; i < 16; i++) sk += dAd[i * 17 + j] * w[i];
-                sk *= gla_exp(gc[0] - gc[j]);
+                sk *= exp_ftz(gc[0] - gc[j]);
             } else {
 #pragma unroll 1
-                for (int i = j; i < 16; i++) sk += dAd[i * 17 + j] * bf2f(qc[i * LB]) * gla_exp(gcc[i * LG] - gc[j]);
+                for (int i = j; i < 16; i++) sk += dAd[i * 17 + j] * bf2f(qc[i * LB]) * exp_ftz(gcc[i * LG] - gc[j]);
             }
             const float dkv = sm.u.p.dk[t * LG + a] + sk;
             xr[j] -= bf2f(sm.kS[t * LB + a]) * dkv;
@@ -1002,7 +999,7 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
         float hd = 0.f, kd = 0.f;
         for (int p = 0; p < GLA_DQK_THREADS / BK; p++) hd += sm.hdh[p * BK + a];
         for (int p = 0; p < 4; p++) kd += sm.kdk[p * BK + a];
-        float off = gla_exp(sm.gl[a]) * hd + kd;
+        float off = exp_ftz(sm.gl[a]) * hd + kd;
         for (int p = I + 1; p < 4; p++) off += sm.xt[p * BK + a];
         float* dgp = dg + ((row0 + 16 * I) * H + h) * K + a0 + a;
         const int nv = valid - 16 * I;

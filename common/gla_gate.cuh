@@ -14,7 +14,7 @@
 #define COMMON_GLA_GATE_CUH
 
 #include "rmsnorm.cuh" /* vec8_*, partials_colsum_add, is_aligned16, full_wave_blocks */
-#include "swiglu.cuh"  /* swiglu_sigmoid */
+#include "swiglu.cuh"
 
 #define GATE_BWD_ROWS 8        /* threadIdx.y: rows handled side by side in a backward block */
 #define GATE_BWD_COLS 256      /* 32 threads x 8 columns */
@@ -47,7 +47,7 @@ __device__ inline void gla_gate_bwd8(bf16* dz, float acc[8], const float* dg, co
     vec8_load_cs(d, dg);
 #pragma unroll
     for (int k = 0; k < 8; k++) {
-        d[k] *= 0.0625f * swiglu_sigmoid(-(zv[k] + bv[k]));
+        d[k] *= 0.0625f * sigmoid_ftz(-(zv[k] + bv[k]));
         acc[k] += d[k];
     }
     vec8_store(dz, d);

@@ -69,7 +69,6 @@ struct ScanArgs {
 // ---------------------------------------------------------------------------------------------------------------
 // small device helpers
 
-__device__ __forceinline__ float scan_sigmoid(float v) { return __fdividef(1.0f, 1.0f + __expf(-v)); }
 // softplus(v) = max(v, 0) + log1p(exp(-|v|)) without branches (log1pf branches); log1p by its series below 0.01,
 // where the fast log's absolute error would be a large relative error. Identity above 20, like torch.
 __device__ __forceinline__ float scan_softplus(float v) {
@@ -77,7 +76,7 @@ __device__ __forceinline__ float scan_softplus(float v) {
     const float l = x < 0.01f ? x * (1.0f - x * (0.5f - x * (1.0f / 3.0f))) : __logf(1.0f + x);
     return v > 20.0f ? v : fmaxf(v, 0.0f) + l;
 }
-__device__ __forceinline__ float scan_dsoftplus(float v) { return v <= 20.0f ? scan_sigmoid(v) : 1.0f; }
+__device__ __forceinline__ float scan_dsoftplus(float v) { return v <= 20.0f ? sigmoid_ftz(v) : 1.0f; }
 __device__ __forceinline__ float scan_ld(const bf16* p) { return __bfloat162float(__ldg(p)); }
 
 // sum over the LC lanes of one channel (lanes differ in the low log2(LC) bits); every lane gets the total
@@ -200,14 +199,14 @@ struct ScanPrefetch {
                     const float delta = scan_softplus(v);
                     o0[c] = delta;
                     if (mode == 3) {   // (the expression of ScanStageBwd's dy*silu(z): the same bits)
-                        const float zz = el(z[it], c), sz = scan_sigmoid(zz), dg = el(g[it], c);
+                        const float zz = el(z[it], c), sz = sigmoid_ftz(zz), dg = el(g[it], c);
                         o1[c] = dg * zz * sz;
                         continue;
                     }
                     const float uu = el(u[it], c);
                     o1[c] = mode == 2 ? uu : delta * uu;
                     if (mode != 1) {
-                        const float zz = el(z[it], c), sz = scan_sigmoid(zz);
+                        const float zz = el(z[it], c), sz = sigmoid_ftz(zz);
                         if (mode == 0) {
                             o2[c] = zz * sz;
                             o3[c] = dsk[it][c] * uu * zz * sz;
@@ -293,7 +292,7 @@ struct ScanStageBwd {
                     o0[c] = delta;
                     o1[c] = mode == 2 ? uu : delta * uu;
                     if (mode == 2) {
-                        const float zz = el(z[it], c), sz = scan_sigmoid(zz), dg = el(g[it], c);
+                        const float zz = el(z[it], c), sz = sigmoid_ftz(zz), dg = el(g[it], c);
                         o2[c] = dg * zz * sz;
                         o3[c] = scan_dsoftplus(v);
                         o4[c] = dg * sz * (1.0f + zz * (1.0f - sz));
@@ -1243,7 +1242,7 @@ __global__ void selective_scan_step_kernel(bf16* y, float* h, const bf16* u, int
         hp[n] = a * hp[n] + delta * bf2f(Bm[(size_t)b * ld_bc + n]) * uu;
         acc += bf2f(Cm[(size_t)b * ld_bc + n]) * hp[n];
     }
-    y[(size_t)b * Di + d] = __float2bfloat16(acc * zz * scan_sigmoid(zz));
+    y[(size_t)b * Di + d] = __float2bfloat16(acc * zz * sigmoid_ftz(zz));
 }
 static inline void selective_scan_step(bf16* y, float* h, const bf16* u, int ld_u, const bf16* dt_raw,
                                        const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,

@@ -12,10 +12,6 @@
 #include "errors.h"
 #include "bf16.cuh"
 
-/* The sigmoid of the project's SiLU-gated kernels (also gated_rmsnorm.cuh, gla_gate.cuh): 2 special-function
- * ops instead of an IEEE divide, which matters at ~1 sigmoid per byte moved. ~2 ulp; x -> -inf gives
- * exp = inf and __fdividef(1, inf) = 0, x -> +inf gives 1, no NaN. */
-__device__ inline float swiglu_sigmoid(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
 
 /* thread i: row m = i / (I/8), columns j..j+7 */
 __global__ void swiglu_forward_kernel(bf16* __restrict__ out, const bf16* __restrict__ h, size_t n8, int I) {
@@ -29,7 +25,7 @@ __global__ void swiglu_forward_kernel(bf16* __restrict__ out, const bf16* __rest
 #pragma unroll
     for (int k = 0; k < 8; k++) {
         const float av = bf2f(a[k]);
-        o[k] = f2bf(av * swiglu_sigmoid(av) * bf2f(u[k]));
+        o[k] = f2bf(av * sigmoid_ftz(av) * bf2f(u[k]));
     }
     store128(out + i * 8, o);
 }
@@ -47,7 +43,7 @@ __global__ void swiglu_backward_kernel(bf16* __restrict__ dh, bf16* __restrict__
     x128 da, du, o;
 #pragma unroll
     for (int k = 0; k < 8; k++) {
-        const float av = bf2f(a[k]), uv = bf2f(u[k]), gv = bf2f(g[k]), s = swiglu_sigmoid(av);
+        const float av = bf2f(a[k]), uv = bf2f(u[k]), gv = bf2f(g[k]), s = sigmoid_ftz(av);
         da[k] = f2bf(gv * uv * s * (1.f + av * (1.f - s)));
         du[k] = f2bf(gv * av * s);
         o[k] = f2bf(av * s * uv);

@@ -34,7 +34,7 @@ __global__ void conv_v1_fwd_kernel(bf16* u, const bf16* x, int ld_x, const float
             const int tt = t - (W - 1) + k;
             if (tt >= 0) s += w[d * W + k] * bf2f(x[((size_t)bi * T + tt) * ld_x + d]);
         }
-        u[((size_t)bi * T + t) * Di + d] = f2bf(s * conv_sigmoid(s));
+        u[((size_t)bi * T + t) * Di + d] = f2bf(s * sigmoid_ftz(s));
     }
 }
 // part [B][Di][W+1] per-b sums (reduced by conv1d_reduce_kernel over rows = B)
@@ -51,7 +51,7 @@ __global__ void conv_v1_bwd_kernel(bf16* dx, int ld_dx, float* part, const bf16*
             const int tt = t - (W - 1) + k;
             if (tt >= 0) s += w[d * W + k] * bf2f(x[((size_t)bi * T + tt) * ld_x + d]);
         }
-        const float sg = conv_sigmoid(s);
+        const float sg = sigmoid_ftz(s);
         const float dv = bf2f(du[((size_t)bi * T + t) * Di + d]) * sg * (1.0f + s * (1.0f - sg));
         for (int k = 0; k < W; k++) {
             const int tt = t - (W - 1) + k;

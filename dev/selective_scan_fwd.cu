@@ -129,7 +129,7 @@ __global__ void scan_v1_fwd_kernel(bf16* y, float* saved, const ScanArgs p) {
         }
         for (int o = 1; o < LC; o <<= 1) yp += __shfl_xor_sync(0xffffffffu, yp, o);
         const float zz = scan_ld(p.z + m * p.ld_z + dc);
-        if (valid && g == 0) y[m * p.Di + d] = __float2bfloat16((yp + p.Dskip[dc] * uu) * zz * scan_sigmoid(zz));
+        if (valid && g == 0) y[m * p.Di + d] = __float2bfloat16((yp + p.Dskip[dc] * uu) * zz * sigmoid_ftz(zz));
         if (valid && ((t + 1) % SCAN_CHUNK == 0 || t == p.T - 1))
             for (int i = 0; i < G; i++) saved[(((size_t)b * p.nch + t / SCAN_CHUNK) * p.Di + d) * p.N + g * G + i] = h[i];
     }
