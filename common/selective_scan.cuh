@@ -444,11 +444,13 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
 // kernel then starts from h_in(s) = own(s-1) + q(s-1) h_in(s-1), h_in(0) = 0 (forward), or dh_in(s) = own(s+1) +
 // q(s+1) dh_in(s+1), dh_in(last) = 0 (backward).
 // carry [2][B][nseg][Di][N] (own, q). Grid (ceil(Di / DL), B, nseg - 1); staging as in the forward (mode 1: delta,
-// delta*u; mode 3: delta, dy*silu(z)).
+// delta*u; mode 3: delta, dy*silu(z)), but in time blocks of twice the forward's steps: carries run at 4 states per
+// lane (scan_carry_pick_g), where the forward's 16 steps give only half the threads 8 channels to stage; with 32
+// all of them stage, between half as many barriers (the block size changes nothing of the per-step arithmetic).
 template <int N, int G, bool FWD>
 __global__ void __launch_bounds__(SCAN_THREADS)
 selective_scan_carry_kernel(float* __restrict__ carry, const bf16* __restrict__ dy, const ScanArgs p) {
-    constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = SCAN_TB(DL), MODE = FWD ? 1 : 3;
+    constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = 2 * SCAN_TB(DL), MODE = FWD ? 1 : 3;
     __shared__ __align__(16) float sBC[K * 2 * N];
     __shared__ __align__(16) float sTD[2 * K * DL];   // delta, then delta*u (FWD) or dy*silu(z)
     const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = blockIdx.y;
