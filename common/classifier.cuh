@@ -49,6 +49,22 @@ __device__ inline void ce_merge_(float& mx, float& sum, float mx2, float sum2) {
     sum = a + b;
 }
 
+/* Every thread's (mx, sum) merged over the block in a fixed order (butterfly within each warp, then warp 0 over
+ * the warps' results): true for the one thread (warp 0, lane 0) that then holds the row's (max, sum). Contains a
+ * barrier, so every thread of the block must call it. s_mx, s_sum: shared, one slot per warp. */
+__device__ __forceinline__ bool ce_block_merge_(float& mx, float& sum, float* s_mx, float* s_sum) {
+    for (int o = 16; o > 0; o >>= 1) ce_merge_(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) { s_mx[warp] = mx; s_sum[warp] = sum; }
+    __syncthreads();
+    if (warp != 0) return false;
+    const int nw = blockDim.x / 32;
+    mx = lane < nw ? s_mx[lane] : -INFINITY;
+    sum = lane < nw ? s_sum[lane] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) ce_merge_(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
+    return lane == 0;
+}
+
 /* ---- the CE pass: instruction-lean pieces ----
  * Each 16-byte vector of 8 logits is read twice (the second time mostly from L2) and written once, yet the
  * pass was bound by instructions, not bytes: the kernel before this one (kept as classifier_ce_old_kernel in
@@ -161,20 +177,10 @@ classifier_ce_kernel(bf16* logits, int ld, float* losses, const int* targets, in
     bf16* p = l + (size_t)i * CE_VEC;
     for (; i < nfull; i += blockDim.x, p += step) ce_vec_stats_(load128(p), mx, sum);
     if (ntail && i == nfull) ce_vec_stats_(ce_tail_load_(p, ntail), mx, sum);
-    for (int o = 16; o > 0; o >>= 1) ce_merge_(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (lane == 0) { s_mx[warp] = mx; s_sum[warp] = sum; }
-    __syncthreads();
-    if (warp == 0) {
-        const int nw = blockDim.x / 32;
-        mx = lane < nw ? s_mx[lane] : -INFINITY;
-        sum = lane < nw ? s_sum[lane] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) ce_merge_(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
-        if (lane == 0) {
-            float lse = mx + logf(sum);
-            s_lse = lse;
-            losses[blockIdx.x] = t < 0 ? 0.0f : (t < Vc ? lse - lt : NAN);
-        }
+    if (ce_block_merge_(mx, sum, s_mx, s_sum)) {
+        const float lse = mx + logf(sum);
+        s_lse = lse;
+        losses[blockIdx.x] = t < 0 ? 0.0f : (t < Vc ? lse - lt : NAN);
     }
     __syncthreads();
     if (!write_grad) return;

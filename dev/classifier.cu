@@ -130,20 +130,10 @@ classifier_ce_old_kernel(bf16* logits, int ld, float* losses, const int* targets
         mx = m;
         sum = s;
     }
-    for (int o = 16; o > 0; o >>= 1) ce_merge_(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (lane == 0) { s_mx[warp] = mx; s_sum[warp] = sum; }
-    __syncthreads();
-    if (warp == 0) {
-        const int nw = blockDim.x / 32;
-        mx = lane < nw ? s_mx[lane] : -INFINITY;
-        sum = lane < nw ? s_sum[lane] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1) ce_merge_(mx, sum, __shfl_xor_sync(0xffffffffu, mx, o), __shfl_xor_sync(0xffffffffu, sum, o));
-        if (lane == 0) {
-            float lse = mx + logf(sum);
-            s_lse = lse;
-            losses[blockIdx.x] = t < 0 ? 0.0f : (t < Vc ? lse - lt : NAN);
-        }
+    if (ce_block_merge_(mx, sum, s_mx, s_sum)) {
+        const float lse = mx + logf(sum);
+        s_lse = lse;
+        losses[blockIdx.x] = t < 0 ? 0.0f : (t < Vc ? lse - lt : NAN);
     }
     __syncthreads();
     if (!write_grad) return;
