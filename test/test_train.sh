@@ -42,6 +42,16 @@ for model in gla mamba; do
         check "$model $mode gives the default's losses bit for bit" $? "losses differ"
         rm -rf "$tmp/$model.mode"
     done
+    # 2a'. the scan's dev knobs that only move work between threads and blocks (the forward's block size, the
+    #      carries' states per lane): same bits as the default's choice (this shape takes time segments both ways)
+    if [ $model = mamba ]; then
+        for knob in SCAN_FWD_TH=128 SCAN_CARRY_G=8; do
+            env $knob $bin "${common[@]}" "${fixed[@]}" -x 30 -n 0 -o "$tmp/$model.knob" >/dev/null 2>&1
+            cmp -s <(losses "$tmp/$model.a") <(losses "$tmp/$model.knob") && [ -s "$tmp/$model.knob/log.jsonl" ]
+            check "$model $knob gives the default's losses bit for bit" $? "losses differ"
+            rm -rf "$tmp/$model.knob"
+        done
+    fi
 
     # 2b. gradient accumulation: B=4 with 2 micro-steps sees the same 8 sequences in the first step as B=8,
     #     so that step's loss and gradient norm agree up to summation order and bf16 rounding (1e-3
