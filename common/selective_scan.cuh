@@ -135,16 +135,43 @@ __device__ __forceinline__ void scan_sts(float* s, const float (&r)[C]) {
 // mode 0 (forward): delta, delta*u, silu(z), D*u*silu(z).  mode 1 (backward checkpoints): delta, delta*u.
 // mode 2 (backward): delta, u, dy*silu(z) (gradient of y_pre), softplus'(dt + bias), dy*silu'(z) (dz / y_pre).
 // mode 3 (backward segment carries): delta, dy*silu(z).
+// B and C of K steps ([K][2N]: B then C per step), loaded as raw bf16 bits and converted only in store(): a
+// conversion at the load makes the thread wait for the load right there, which undoes any prefetch (ncu: 20% of
+// the forward's stall samples in session 8; 12% of the backward's in session 13, where this still converted).
+template <int K, int N, int TH>
+struct ScanStageBC {
+    static constexpr int NBC = K * 2 * N, BCI = (NBC + TH - 1) / TH;
+    Bf16Raw<1>::T bc[BCI];
+    __device__ __forceinline__ void load(const ScanArgs& p, size_t row0, int ts, int kn) {
+#pragma unroll
+        for (int i = 0; i < BCI; i++) {
+            const int idx = threadIdx.x + i * TH, j = idx / (2 * N), e = idx % (2 * N);
+            bc[i] = 0;   // bf16 bits of +0.0
+            if (idx < NBC && j < kn) {
+                const size_t m = row0 + ts + j;
+                const bf16* src = e < N ? p.Bm + m * p.ld_bc + e : p.Cm + m * p.ld_bc + e - N;
+                bc[i] = __ldg(reinterpret_cast<const Bf16Raw<1>::T*>(src));
+            }
+        }
+    }
+    __device__ __forceinline__ void store(float* sBC) const {
+#pragma unroll
+        for (int i = 0; i < BCI; i++) {
+            const int idx = threadIdx.x + i * TH;
+            if (idx < NBC) sBC[idx] = bf16_raw_el<1>(bc[i], 0);
+        }
+    }
+};
+
 template <int K, int DL, int N, int TH = SCAN_THREADS>
 struct ScanPrefetch {
     static constexpr int VPR = DL / 8, NV = K * VPR, IT = (NV + TH - 1) / TH;
-    static constexpr int NBC = K * 2 * N, BCI = (NBC + TH - 1) / TH;
-    // The prefetched values stay raw (Bf16Raw: 8 bf16 in a uint4, B and C as bf16 bits) until store(): unpacking or
-    // converting them in load() made every thread wait for its loads right there (ncu: 20% of the forward's stall
-    // samples on those instructions), which undid the prefetch. dt_bias and D depend only on the thread's channels.
+    // The prefetched values stay raw (Bf16Raw: 8 bf16 in a uint4; B and C: ScanStageBC) until store(): unpacking
+    // them in load() made every thread wait for its loads right there (ncu: 20% of the forward's stall samples on
+    // those instructions), which undid the prefetch. dt_bias and D depend only on the thread's channels.
     typedef Bf16Raw<8>::T V;
     V u[IT], t[IT], z[IT], g[IT];
-    Bf16Raw<1>::T bc[BCI];
+    ScanStageBC<K, N, TH> bcs;
     float bias[IT][8], dsk[IT][8];
     static __device__ __forceinline__ float el(const V& v, int c) { return bf16_raw_el<8>(v, c); }
     __device__ __forceinline__ void init(const ScanArgs& p, int d_base) {
@@ -172,16 +199,7 @@ struct ScanPrefetch {
                 if (mode >= 2) g[it] = *reinterpret_cast<const V*>(dy + m * p.Di + d0);
             }
         }
-#pragma unroll
-        for (int i = 0; i < BCI; i++) {
-            const int idx = threadIdx.x + i * TH, j = idx / (2 * N), e = idx % (2 * N);
-            bc[i] = 0;   // bf16 bits of +0.0
-            if (idx < NBC && j < kn) {
-                const size_t m = row0 + ts + j;
-                const bf16* src = e < N ? p.Bm + m * p.ld_bc + e : p.Cm + m * p.ld_bc + e - N;
-                bc[i] = __ldg(reinterpret_cast<const Bf16Raw<1>::T*>(src));
-            }
-        }
+        bcs.load(p, row0, ts, kn);
     }
     __device__ __forceinline__ void store(float* sTD, float* sBC, const ScanArgs& p, int kn, int d_base,
                                           int mode) const {
@@ -227,11 +245,7 @@ struct ScanPrefetch {
             }
             if (mode == 2) scan_sts<8>(sTD + (4 * K + j) * DL + dl0, o4);
         }
-#pragma unroll
-        for (int i = 0; i < BCI; i++) {
-            const int idx = threadIdx.x + i * TH;
-            if (idx < NBC) sBC[idx] = bf16_raw_el<1>(bc[i], 0);
-        }
+        bcs.store(sBC);
     }
 };
 // Backward staging (modes 1, 2 as ScanPrefetch) spread over all SCAN_THREADS threads: each thread stages CPV
@@ -245,10 +259,9 @@ struct ScanStageBwd {
     static constexpr int CPV0 = K * DL / SCAN_THREADS;
     static constexpr int CPV = CPV0 >= 8 ? 8 : CPV0 >= 4 ? 4 : CPV0 >= 2 ? 2 : 1;
     static constexpr int VPR = DL / CPV, NV = K * VPR, IT = (NV + SCAN_THREADS - 1) / SCAN_THREADS;
-    static constexpr int NBC = K * 2 * N, BCI = (NBC + SCAN_THREADS - 1) / SCAN_THREADS;
     typedef typename Bf16Raw<CPV>::T V;
     V u[IT], t[IT], z[IT], g[IT];
-    float bc[BCI];
+    ScanStageBC<K, N, SCAN_THREADS> bcs;
     static __device__ __forceinline__ float el(const V& v, int c) { return bf16_raw_el<CPV>(v, c); }
     // dt_bias is read in store() (keeping it in registers measured no faster here: branch wip/scb2)
     __device__ __forceinline__ void init(const ScanArgs&, int) {}
@@ -265,15 +278,7 @@ struct ScanStageBwd {
                 if (mode == 2) g[it] = *reinterpret_cast<const V*>(dy + m * p.Di + d0);
             }
         }
-#pragma unroll
-        for (int i = 0; i < BCI; i++) {
-            const int idx = threadIdx.x + i * SCAN_THREADS, j = idx / (2 * N), e = idx % (2 * N);
-            bc[i] = 0.0f;
-            if (idx < NBC && j < kn) {
-                const size_t m = row0 + ts + j;
-                bc[i] = e < N ? scan_ld(p.Bm + m * p.ld_bc + e) : scan_ld(p.Cm + m * p.ld_bc + e - N);
-            }
-        }
+        bcs.load(p, row0, ts, kn);
     }
     __device__ __forceinline__ void store(float* sTD, float* sBC, const ScanArgs& p, int kn, int d_base,
                                           int mode) const {
@@ -318,11 +323,7 @@ struct ScanStageBwd {
                 }
             }
         }
-#pragma unroll
-        for (int i = 0; i < BCI; i++) {
-            const int idx = threadIdx.x + i * SCAN_THREADS;
-            if (idx < NBC) sBC[idx] = bc[i];
-        }
+        bcs.store(sBC);
     }
 };
 // out[K][DL] fp32 staged rows -> bf16 rows of dst (row stride ld), steps < kn, channels < Di
@@ -756,7 +757,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
             start_state(h1, c1);
             for (int k = 0; k < nev; k++) {
                 const int w2 = nw2 - 1 - k, ts = t2, kn = n2;
-                __syncthreads();   // the previous event's readers of the staging buffers are done
+                // no barrier here: every event ends with one after its last read of the staging buffers
                 if (!PF) { pf.load(p, dy, row0, t2, n2, d_base, 2); pf1.load(p, dy, row0, t1, n1, d_base, 1); }
                 pf.store(sTD, sBC, p, n2, d_base, 2);
                 pf1.store(sTD1, sBC1, p, n1, d_base, 1);
@@ -776,9 +777,12 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 };
                 if (k < nw2) {
                     pass2((o2 + s2 * w2) & (NW - 1), p1);
-                    __syncthreads();
+                    __syncthreads();   // stage and sO written, the staging buffers read: the next store may begin
                     flush(ts, kn, 0);
-                } else p1();
+                } else {
+                    p1();
+                    __syncthreads();
+                }
             }
             o2 = o1; s2 = s1;            // c1 becomes the pass-2 chunk; the next c1 mirrors it
             o1 = o2 + s2 * (nw1 - 1); s1 = -s2;
