@@ -50,7 +50,7 @@
 #define SCAN_G_FWD_SMALL 4 // ... except where G=8 would leave more than half the SMs without a block
 #define SCAN_G_BWD 4     // production backward: 4 states per lane (8 would not fit 2 blocks per SM)
 #ifndef SCAN_BWD_FLAGS   // (a build may pick another variant, -DSCAN_BWD_FLAGS=..., to time it in the model)
-#define SCAN_BWD_FLAGS 178 // production backward: staging over all threads, fold, paired passes, packed staging
+#define SCAN_BWD_FLAGS 179 // production backward: prefetch, staging over all threads, fold, paired passes, packed staging
 #endif
 
 // every pointer and stride a scan kernel needs (passed by value)
@@ -1137,6 +1137,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
             case 50: SCAN_BWD_L(n_, g_, 8, 50); break;                                                     \
             case 51: SCAN_BWD_L(n_, g_, 8, 51); break;                                                     \
             case 178: SCAN_BWD_L(n_, g_, 8, 178); break;                                                   \
+            case 179: SCAN_BWD_L(n_, g_, 8, 179); break;                                                   \
             default: die("selective_scan: backward flags %d unsupported", prefetch);                      \
         }                                                                                                  \
         else die("selective_scan: window %d unsupported (8, 16)", W);                                      \

@@ -7,7 +7,9 @@
  *   v4: production (SCAN_G_BWD states per lane, SCAN_WIN window, SCAN_BWD_FLAGS): 4 states per lane, window 8
  *       (128 registers, 2 blocks of 256 threads per SM), per-window staging spread over all 256 threads
  *       (ScanStageBwd), the delta/A gradient algebra folded (SCAN_BF_FOLD), the two passes paired (SCAN_BF_PAIR),
- *       the staged values packed per channel (SCAN_BF_PACK).      2.925 ms at the 370m shape (2026-11-30, session 9)
+ *       the staged values packed per channel (SCAN_BF_PACK), the next event's inputs prefetched (flags 179).
+ *       2.925 ms at the 370m shape (session 9, flags 178); 2.630 (session 13: raw B/C staging, one barrier less
+ *       per event, prefetch)
  *   v5: the previous production (ScanPrefetch staging on 64 of 256 threads, prefetch)   3.95 ms
  *   v6: v4 without prefetch 3.14.  v7: v4 + deferred dB/dC reduction (one barrier less per window) 3.27.
  *   v8: v7 without prefetch 3.30.  v9: v7 + exp(delta A) kept from the recompute (no 3rd exp) 3.32.
@@ -23,6 +25,8 @@
  *        9)                                                                  2.925 ms (v17 2.947 in the same run)
  *   v20, v21: v19 with the time split into 2 / 3 segments (selective_scan_carry_kernel<FWD = false>; v4 picks the count from
  *        the grid: scan_bwd_pick_seg).
+ *   v22: v4 without prefetch (flags 178, the production from session 9 to 13): 2.760 ms against v4's 2.630 (session
+ *        13; prefetching lost before B/C stayed raw until store, because the conversion waited for the loads anyway).
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
  * starting values) with the double reference, and runs the backward twice to check bitwise determinism.
@@ -39,8 +43,8 @@ static const int BWD_CFG[][4] = {{8, 8, 1, 1}, {4, 16, 1, 1}, {4, 8, 0, 1}, {SCA
                                  {4, 8, 1, 1}, {4, 8, 2, 1}, {4, 8, 7, 1}, {4, 8, 6, 1}, {4, 8, 15, 1},
                                  {2, 8, 7, 1}, {2, 8, 15, 1}, {2, 8, 14, 1}, {4, 8, 11, 1}, {4, 8, 10, 1}, {4, 8, 3, 1},
                                  {4, 8, 51, 1}, {4, 8, 50, 1}, {4, 8, 19, 1}, {4, 8, 178, 1},
-                                 {4, 8, 178, 2}, {4, 8, 178, 3}};
-#define BWD_NVER 21
+                                 {4, 8, 178, 2}, {4, 8, 178, 3}, {4, 8, 178, 0}};
+#define BWD_NVER 22
 static int bwd_g(int v, int N) { int g = BWD_CFG[v - 1][0]; return g == 2 && N != 16 ? 4 : g; }
 static size_t bwd_ws_bytes(int B, int T, int Di, int N) {
     size_t mx = 0;
