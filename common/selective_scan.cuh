@@ -326,12 +326,15 @@ struct ScanStageBwd {
         bcs.store(sBC);
     }
 };
-// out[K][DL] fp32 staged rows -> bf16 rows of dst (row stride ld), steps < kn, channels < Di
-template <int K, int DL, int TH = SCAN_THREADS>
+// out[K][DL] fp32 staged rows -> bf16 rows of dst (row stride ld), steps < kn, channels < Di. Item 0 goes to
+// thread FIRST: several calls in a row can start on different warps (the backward's three outputs of 64 vectors
+// each ran on warps 0-1 while the other six waited at the next barrier).
+template <int K, int DL, int TH = SCAN_THREADS, int FIRST = 0>
 __device__ __forceinline__ void scan_store_rows(bf16* dst, int ld, const float* s, size_t row0, int ts, int kn,
                                                 int d_base, int Di) {
     constexpr int VPR = DL / 8;
-    for (int it = threadIdx.x; it < K * VPR; it += TH) {
+    for (int it = FIRST % TH == 0 ? (int)threadIdx.x : ((int)threadIdx.x + TH - FIRST % TH) % TH; it < K * VPR;
+         it += TH) {
         const int j = it / VPR, dl0 = (it % VPR) * 8, d0 = d_base + dl0;
         if (j >= kn || d0 >= Di) continue;
         x128 o;
@@ -626,9 +629,10 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
             for (int wp = 0; wp < NWARP; wp++) s += stage[(j * NWARP + wp) * 2 * N + e];
             partBC[((size_t)blockIdx.x * BT + row0 + fts + j) * 2 * N + e] = s;
         }
-        scan_store_rows<W, DL>(du_out, ld_du, sO, row0, fts, fkn, d_base, p.Di);
-        scan_store_rows<W, DL>(ddt_out, p.Di, sO + W * DL, row0, fts, fkn, d_base, p.Di);
-        scan_store_rows<W, DL>(dz_out, ld_dz, sO + 2 * W * DL, row0, fts, fkn, d_base, p.Di);
+        constexpr int NV = W * DL / 8;   // 16-byte vectors per output
+        scan_store_rows<W, DL, SCAN_THREADS, 0>(du_out, ld_du, sO, row0, fts, fkn, d_base, p.Di);
+        scan_store_rows<W, DL, SCAN_THREADS, NV>(ddt_out, p.Di, sO + W * DL, row0, fts, fkn, d_base, p.Di);
+        scan_store_rows<W, DL, SCAN_THREADS, 2 * NV>(dz_out, ld_dz, sO + 2 * W * DL, row0, fts, fkn, d_base, p.Di);
     };
     // pass 1 (one window forward from hv, inputs in td / bcs) and pass 2 (the window's W states recomputed from
     // checkpoint slot `slot` into registers, then the reverse recurrence; mid() runs between the two loops)
