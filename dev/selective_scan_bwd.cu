@@ -8,8 +8,8 @@
  *       (128 registers, 2 blocks of 256 threads per SM), per-window staging spread over all 256 threads
  *       (ScanStageBwd), the delta/A gradient algebra folded (SCAN_BF_FOLD), the two passes paired (SCAN_BF_PAIR),
  *       the staged values packed per channel (SCAN_BF_PACK), the next event's inputs prefetched (flags 179).
- *       2.925 ms at the 370m shape (session 9, flags 178); 2.630 (session 13: raw B/C staging, one barrier less
- *       per event, prefetch)
+ *       2.925 ms at the 370m shape (session 9, flags 178); 2.535 (session 13: raw B/C staging, one barrier less
+ *       per event, prefetch, the flush's row stores spread over the warps)
  *   v5: the previous production (ScanPrefetch staging on 64 of 256 threads, prefetch)   3.95 ms
  *   v6: v4 without prefetch 3.14.  v7: v4 + deferred dB/dC reduction (one barrier less per window) 3.27.
  *   v8: v7 without prefetch 3.30.  v9: v7 + exp(delta A) kept from the recompute (no 3rd exp) 3.32.
