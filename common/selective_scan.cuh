@@ -126,15 +126,6 @@ __device__ __forceinline__ void scan_sts(float* s, const float (&r)[C]) {
     }
 }
 
-// Inputs of steps [ts, ts + kn) for the block's DL channels from d_base, in two halves so that the global loads
-// of the next block of steps are in flight while the current one is computed (software pipelining):
-// load() issues 16-byte loads of u, dt (, z, dy) and the B, C values into registers; store() turns them into the
-// per-(t, d) values, computed once per channel (not per lane), in sTD[a][K][DL], and B, C into sBC[K][2N] fp32.
-// Steps past kn and channels past Di get zeros: delta = 0 makes a step the identity (exp(0) = 1, no input), so
-// lanes run every step without branches.
-// mode 0 (forward): delta, delta*u, silu(z), D*u*silu(z).  mode 1 (backward checkpoints): delta, delta*u.
-// mode 2 (backward): delta, u, dy*silu(z) (gradient of y_pre), softplus'(dt + bias), dy*silu'(z) (dz / y_pre).
-// mode 3 (backward segment carries): delta, dy*silu(z).
 // B and C of K steps ([K][2N]: B then C per step), loaded as raw bf16 bits and converted only in store(): a
 // conversion at the load makes the thread wait for the load right there, which undoes any prefetch (ncu: 20% of
 // the forward's stall samples in session 8; 12% of the backward's in session 13, where this still converted).
@@ -163,6 +154,15 @@ struct ScanStageBC {
     }
 };
 
+// Inputs of steps [ts, ts + kn) for the block's DL channels from d_base, in two halves so that the global loads
+// of the next block of steps are in flight while the current one is computed (software pipelining):
+// load() issues 16-byte loads of u, dt (, z, dy) and the B, C values into registers; store() turns them into the
+// per-(t, d) values, computed once per channel (not per lane), in sTD[a][K][DL], and B, C into sBC[K][2N] fp32.
+// Steps past kn and channels past Di get zeros: delta = 0 makes a step the identity (exp(0) = 1, no input), so
+// lanes run every step without branches.
+// mode 0 (forward): delta, delta*u, silu(z), D*u*silu(z).  mode 1 (backward checkpoints): delta, delta*u.
+// mode 2 (backward): delta, u, dy*silu(z) (gradient of y_pre), softplus'(dt + bias), dy*silu'(z) (dz / y_pre).
+// mode 3 (backward segment carries): delta, dy*silu(z).
 template <int K, int DL, int N, int TH = SCAN_THREADS>
 struct ScanPrefetch {
     static constexpr int VPR = DL / 8, NV = K * VPR, IT = (NV + TH - 1) / TH;
@@ -263,7 +263,8 @@ struct ScanStageBwd {
     V u[IT], t[IT], z[IT], g[IT];
     ScanStageBC<K, N, SCAN_THREADS> bcs;
     static __device__ __forceinline__ float el(const V& v, int c) { return bf16_raw_el<CPV>(v, c); }
-    // dt_bias is read in store() (keeping it in registers measured no faster here: branch wip/scb2)
+    // dt_bias is read in store() (keeping it in registers measured no faster here: branch wip/scb2; reading it
+    // from shared memory, filled once per block, neither: session 13)
     __device__ __forceinline__ void init(const ScanArgs&, int) {}
     __device__ __forceinline__ void load(const ScanArgs& p, const bf16* dy, size_t row0, int ts, int kn, int d_base,
                                          int mode) {

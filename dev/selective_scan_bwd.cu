@@ -25,8 +25,9 @@
  *        9)                                                                  2.925 ms (v17 2.947 in the same run)
  *   v20, v21: v19 with the time split into 2 / 3 segments (selective_scan_carry_kernel<FWD = false>; v4 picks the count from
  *        the grid: scan_bwd_pick_seg).
- *   v22: v4 without prefetch (flags 178, the production from session 9 to 13): 2.760 ms against v4's 2.630 (session
- *        13; prefetching lost before B/C stayed raw until store, because the conversion waited for the loads anyway).
+ *   v22: v4 without prefetch (flags 178, the production from session 9 to 13): 2.760 ms against 2.630 with it (session
+ *        13, before the row-store spread; prefetching lost before B/C stayed raw until store, because the
+ *        conversion waited for the loads anyway).
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
  * starting values) with the double reference, and runs the backward twice to check bitwise determinism.
