@@ -15,7 +15,7 @@
 #define COMMON_GATED_RMSNORM_CUH
 
 #include "rmsnorm.cuh" /* vec8_*, lane_group_*, partials_colsum_add, is_aligned16, full_wave_blocks */
-#include "swiglu.cuh"
+#include "bf16.cuh"     /* sigmoid_ftz */
 
 #define GRMS_THREADS 256
 #define GRMS_MAX_V 1024

@@ -14,7 +14,7 @@
 #define COMMON_GLA_GATE_CUH
 
 #include "rmsnorm.cuh" /* vec8_*, partials_colsum_add, is_aligned16, full_wave_blocks */
-#include "swiglu.cuh"
+#include "bf16.cuh"     /* sigmoid_ftz */
 
 #define GATE_BWD_ROWS 8        /* threadIdx.y: rows handled side by side in a backward block */
 #define GATE_BWD_COLS 256      /* 32 threads x 8 columns */
