@@ -35,12 +35,13 @@ typedef struct {
 /* Activations. The backward of a layer needs its ln, xz, u, xdbl, dt, y and the scan's chunk states; what is not
  * kept per layer is recomputed there from what is, and the recompute level (--recompute) chooses. Bytes per token
  * per layer kept (mamba-370m: D=1024, Di=2048, X=96, N=16; scan states are 4*Di*N per 128-token chunk):
- *   0: res (4D), ln and its rstd (2D+4), xdbl (2X), y (2Di), scan states (Di*N/32): 4096+2052+192+4096+1024 =
+ *   0: res (4D), ln and its rstd (2D+4), xdbl (2X), the scan's saved y_pre (2Di) and states (Di*N/32):
+ *      4096+2052+192+4096+1024 =
  *      11460 B. Recomputed: xz (in_proj), u (conv1d), dt (dt_proj). in_proj is the largest product but per byte
  *      kept the cheapest thing to redo (0.4 ms frees 4Di B; the scan forward, 0.66 ms, frees 2Di+Di*N/32 B);
  *      keeping xz as well would be 19652 B (37 GiB in all at B=16, T=2048, above the 27.7 GiB target). Keeping ln
  *      spares the backward the norm's rerun (0.1 ms a layer for 2D B, about the same rate as in_proj).
- *   1: also rerun the norm (ln, rstd into one slot) and the selective scan forward (y and the chunk states into
+ *   1: also rerun the norm (ln, rstd into one slot) and the selective scan forward (y_pre and the chunk states into
  *      one slot): 4D+2X = 4288 B.
  *   2: also rerun x_proj: only the fp32 residual stream is kept, 4D = 4096 B.
  * At any level, --keep-xz N keeps xz for layers 0..N-1 as well (4Di B per token each: 0.25 GiB a layer at mamba-370m,
@@ -50,13 +51,12 @@ typedef struct {
  * logits scratch: the classifier runs after the last layer's forward and before the first layer's backward, when
  * nothing in ws is live. */
 typedef struct {
-    /* kept per layer; ln, rstd, xdbl, y, scan_saved have one slot (in ws) at the levels that recompute them */
+    /* kept per layer; ln, rstd, xdbl, scan_saved have one slot (in ws) at the levels that recompute them */
     float* res;         /* [L,M,D] fp32 residual stream entering each block's norm */
     float* rstd;        /* [L|1,M] */
     bf16* ln;           /* [L|1,M,D] normed block input */
     bf16* xdbl;         /* [L|1,M,X] x_proj output: dt_low | B | C */
-    bf16* y;            /* [L|1,M,Di] gated scan output, input of out_proj; the backward then writes ddt over it */
-    char* scan_saved;   /* [L|1, scan_saved_bytes] chunk-boundary states of the scan */
+    char* scan_saved;   /* [L|1, scan_saved_bytes] the scan's chunk-boundary states and y_pre */
     /* final norm */
     float* res_final;   /* [M,D] */
     float* rstd_final;  /* [M] */
@@ -73,9 +73,11 @@ typedef struct {
     bf16* xz;           /* [M,2Di] in_proj output: x | z (the layers that do not keep it; absent when all do) */
     bf16* u;            /* [M,Di] conv1d + SiLU output */
     bf16* dt;           /* [M,Di] dt_proj output (before bias and softplus) */
+    bf16* y;            /* [M,Di] gated scan output, input of out_proj; the scan backward rebuilds it from y_pre */
     /* backward scratch (in ws) */
     bf16* dy;           /* [M,Di] */
     bf16* du;           /* [M,Di] */
+    bf16* ddt;          /* [M,Di] gradient of dt */
     bf16* dxdbl;        /* [M,X] */
     bf16* dxz;          /* [M,2Di] */
     char* ws;           /* the workspace holding the buffers marked "in ws" */
@@ -183,13 +185,12 @@ static size_t mamba_layout_ws(MambaModel* m, char* base) {
     if (m->keep_xz < m->c.L) CARVE(&cv, a->xz, M * 2 * Di);
     CARVE(&cv, a->u, M * Di);
     CARVE(&cv, a->dt, M * Di);
-    if (m->recompute >= 1) {
-        CARVE(&cv, a->y, M * Di);
-        CARVE(&cv, a->scan_saved, m->scan_saved_per_layer);
-    }
+    CARVE(&cv, a->y, M * Di);
+    if (m->recompute >= 1) CARVE(&cv, a->scan_saved, m->scan_saved_per_layer);
     if (m->recompute >= 2) CARVE(&cv, a->xdbl, M * X);
     CARVE(&cv, a->dy, M * Di);
     CARVE(&cv, a->du, M * Di);
+    CARVE(&cv, a->ddt, M * Di);
     CARVE(&cv, a->dxdbl, M * X);
     CARVE(&cv, a->dxz, M * 2 * Di);
     size_t cls = classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16);
@@ -206,7 +207,6 @@ static void mamba_build_acts(MambaModel* m) {
     if (m->recompute < 1) {
         ACT(at, a->rstd, L * M);
         ACT(at, a->ln, L * M * D);
-        ACT(at, a->y, L * M * Di);
         ACT(at, a->scan_saved, L * m->scan_saved_per_layer);
     }
     if (m->recompute < 2) ACT(at, a->xdbl, L * M * m->X);
@@ -235,7 +235,6 @@ static void mamba_bind_acts(MambaModel* m) {
 /* ------------------------------------------------------------------ forward */
 /* per-layer views: slot l when the tensor is kept, slot 0 when it is recomputed */
 static bf16* xdbl_of(MambaModel* m, int l) { return m->a.xdbl + act_slot(m->recompute, 2, l, (size_t)m->B * m->T * m->X); }
-static bf16* y_of(MambaModel* m, int l) { return m->a.y + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * m->c.Di); }
 static char* saved_of(MambaModel* m, int l) { return m->a.scan_saved + act_slot(m->recompute, 1, l, m->scan_saved_per_layer); }
 static bf16* ln_of(MambaModel* m, int l) { return m->a.ln + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * m->c.D); }
 static float* rstd_of(MambaModel* m, int l) { return m->a.rstd + act_slot(m->recompute, 1, l, (size_t)m->B * m->T); }
@@ -273,10 +272,10 @@ static void mamba_mixer_core_forward(MambaModel* m, int l, int in_proj, int x_pr
     if (x_proj) matmul(xdbl, 0, X, a->u, Di, 0, W_(m, lp->w_x), Di, 1, M, R + 2 * N, Di, 1.0f, 0.0f, s);
     matmul(a->dt, 0, Di, xdbl, X, 0, W_(m, lp->w_dt), R, 1, M, Di, R, 1.0f, 0.0f, s);
     if (scan && m->decoding) /* ... and the scan's, on the carried state */
-        selective_scan_step(y_of(m, l), m->dec_h + (size_t)l * Di * N, a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R,
+        selective_scan_step(a->y, m->dec_h + (size_t)l * Di * N, a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R,
                             xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, Di, N, s);
     else if (scan)
-        selective_scan_forward(y_of(m, l), saved_of(m, l), a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R, xdbl + R + N,
+        selective_scan_forward(a->y, saved_of(m, l), a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R, xdbl + R + N,
                                X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, T, Di, N, a->scan_ws, s);
 }
 
@@ -290,7 +289,7 @@ static void mamba_forward_body(MambaModel* m, const int* d_ids, cudaStream_t s) 
         if (l == 0) mamba_norm(m, 0, NULL, NULL, s);
         else mamba_norm(m, l, a->res + (size_t)(l - 1) * M * D, a->delta, s);
         mamba_mixer_core_forward(m, l, 1, 1, 1, s);
-        linear_forward(a->delta, y_of(m, l), W_(m, m->lp[l].w_out), M, D, m->c.Di, s);
+        linear_forward(a->delta, a->y, W_(m, m->lp[l].w_out), M, D, m->c.Di, s);
     }
     rmsnorm_forward(a->lnf, a->rstd_final, a->res_final, a->res + (size_t)(m->c.L - 1) * M * D, a->delta,
                     F_(m, m->final_norm), M, D, m->c.eps, s);
@@ -309,14 +308,15 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     mamba_mixer_core_forward(m, l, !xz_kept(m, l), m->recompute >= 2, m->recompute >= 1, s);
     bf16* xdbl = xdbl_of(m, l);
     bf16* xz = xz_of(m, l);
-    bf16* y = y_of(m, l);
-    bf16* ddt = y; /* y is dead once out_proj's backward has run */
-    /* dres_bf: dres rounded to bf16 by the norm backward that last updated dres (the final norm's, or layer l+1's) */
-    linear_backward(a->dy, G_(m, lp->w_out), a->dres_bf, y, W_(m, lp->w_out), M, D, Di, s);
-    selective_scan_backward(a->du, Di, ddt, a->dxz + Di, 2 * Di, a->dxdbl + R, a->dxdbl + R + N, X, G_(m, lp->A_log),
+    bf16* ddt = a->ddt;
+    /* dres_bf: dres rounded to bf16 by the norm backward that last updated dres (the final norm's, or layer l+1's).
+     * out_proj's weight gradient waits for the scan backward, which rebuilds its input y from the saved y_pre. */
+    linear_backward(a->dy, NULL, a->dres_bf, NULL, W_(m, lp->w_out), M, D, Di, s);
+    selective_scan_backward(a->du, Di, ddt, a->dxz + Di, 2 * Di, a->y, a->dxdbl + R, a->dxdbl + R + N, X, G_(m, lp->A_log),
                             G_(m, lp->Dskip), G_(m, lp->dt_bias), a->dy, saved_of(m, l), a->u, Di, a->dt, xz + Di,
                             2 * Di, xdbl + R, xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias),
                             B, T, Di, N, a->scan_ws, s);
+    linear_backward(NULL, G_(m, lp->w_out), a->dres_bf, a->y, NULL, M, D, Di, s);
     /* dt_proj: dt = dt_low w_dt^T */
     matmul(a->dxdbl, 0, X, ddt, Di, 0, W_(m, lp->w_dt), R, 0, M, R, Di, 1.0f, 0.0f, s);
     matmul(G_(m, lp->w_dt), 1, R, ddt, Di, 1, xdbl, X, 0, Di, R, M, 1.0f, 1.0f, s);

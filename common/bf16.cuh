@@ -93,6 +93,15 @@ __device__ __forceinline__ float bf16_raw_el(const typename Bf16Raw<C>::T& v, in
     return bf2f(reinterpret_cast<const bf16*>(&v)[c]);
 }
 
+/* the inverse: C floats rounded to bf16 into one raw value, for a single C*2-byte store */
+template <int C>
+__device__ __forceinline__ typename Bf16Raw<C>::T bf16_raw_pack(const float* f) {
+    typename Bf16Raw<C>::T v;
+#pragma unroll
+    for (int c = 0; c < C; c++) reinterpret_cast<bf16*>(&v)[c] = __float2bfloat16(f[c]);
+    return v;
+}
+
 /* 2^x by MUFU.EX2 (relative error ~2^-22), flushing results below 2^-126 to zero: expf-style calls keep such
  * results denormal with three more instructions each, which the exponential-heavy scan and chunk kernels feel */
 __device__ __forceinline__ float exp2_ftz(float x) {

@@ -14,16 +14,20 @@
  * loads prefetched one block ahead; the lanes then run the steps branch-free (see ScanPrefetch; the backward uses
  * ScanStageBwd, which spreads the staging of its small 8-step windows over all threads: 3.95 -> 3.12 ms).
  *
- * Saved (forward -> backward): only the state at the end of every SCAN_CHUNK = 128 steps,
- * fp32 [B][nchunks][Di][N] (33.6 MB per layer at B=16, T=2048, Di=2048, N=16). Not saved: y_pre (needed for dz)
- * costs 2 bytes/element to store (134 MB) but is free to recompute, because the backward recomputes h anyway.
+ * Saved (forward -> backward): the state at the end of every SCAN_CHUNK = 128 steps, fp32 [B][nchunks][Di][N]
+ * (33.6 MB per layer at B=16, T=2048, Di=2048, N=16), and y_pre = C.h + D u rounded to bf16 [B][T][Di] (134 MB).
+ * The forward's output is y = bf16(y_pre_bf16 * silu(z)), so the backward rebuilds y bit for bit (out_proj's
+ * weight gradient takes it from there: the caller keeps y_pre instead of y, the same bytes) and its dz =
+ * dy silu'(z) y_pre needs no C.h of its own: that sum and its lane shuffles were ~9% of the backward's
+ * instructions (SCAN_BF_YPRE; before session 14 y_pre was recomputed there).
  * Backward, per chunk last-to-first: a forward pass from the saved start state writes checkpoints every
  * SCAN_WIN = 8 steps to shared memory (pass 1); then per window (last first) the 8 states are recomputed into
  * registers and the reverse recurrence runs over them (pass 2; mamba.md 2.2: exp(delta A) h_{t-1} is formed as
  * h_t - delta B u, never by dividing by exp(delta A)). Production pairs the passes: each pass-2 window of chunk c
  * also runs a pass-1 window of chunk c-1, so a chunk costs 16 block-wide steps, not 31 (3.03 -> 2.96 ms), and
  * the staged per-(t, d) values are packed per channel (one vector load per lane and step: 2.95 -> 2.93 ms).
- * ~3 exp per (t, d, n) in the backward, 1 in the forward. Where (B, channel blocks) do not fill the GPU, the
+ * 2 exp per (t, d, n) in the backward (the reverse loop reuses the recompute's, kept in registers: SCAN_BF_SHARE),
+ * 1 in the forward. Where (B, channel blocks) do not fill the GPU, the
  * backward also splits time into segments of whole chunks: a cheap forward-time pass gives each later segment's
  * contribution to dh and its decay product, so every segment starts with its dh (selective_scan_carry_kernel;
  * mamba-130m layer 2.59 -> 2.47 ms, B=4 T=8192 4.66 -> 3.49). The forward splits time the same way where its grid is
@@ -50,7 +54,8 @@
 #define SCAN_G_FWD_SMALL 4 // ... except where G=8 would leave more than half the SMs without a block
 #define SCAN_G_BWD 4     // production backward: 4 states per lane (8 would not fit 2 blocks per SM)
 #ifndef SCAN_BWD_FLAGS   // (a build may pick another variant, -DSCAN_BWD_FLAGS=..., to time it in the model)
-#define SCAN_BWD_FLAGS 179 // production backward: prefetch, staging over all threads, fold, paired passes, packed staging
+#define SCAN_BWD_FLAGS 251 // production backward: prefetch, staging over all threads, exp(delta A) kept from the recompute,
+                           // fold, paired passes, y_pre from the forward, packed staging
 #endif
 
 // every pointer and stride a scan kernel needs (passed by value)
@@ -62,6 +67,7 @@ struct ScanArgs {
     const float* A_log;            // [Di,N]
     const float* Dskip;            // [Di]
     const float* dt_bias;          // [Di]
+    const bf16* ypre;              // [B,T,Di] y_pre from the forward (in `saved`; the backward with SCAN_BF_YPRE)
     int B, T, Di, N, nch;
     int nseg, cps;                 // backward: time segments (grid z) of cps chunks each (1, nch: no split)
 };
@@ -88,8 +94,15 @@ __device__ __forceinline__ float scan_group_sum(float x) {
 }
 
 static inline int scan_num_chunks(int T) { return (T + SCAN_CHUNK - 1) / SCAN_CHUNK; }
-static inline size_t scan_saved_bytes(int B, int T, int Di, int N) {
+// saved = chunk states fp32 [B][nch][Di][N], then y_pre bf16 [B][T][Di]
+static inline size_t scan_saved_states_bytes(int B, int T, int Di, int N) {
     return (size_t)B * scan_num_chunks(T) * Di * N * sizeof(float);
+}
+static inline size_t scan_saved_bytes(int B, int T, int Di, int N) {
+    return scan_saved_states_bytes(B, T, Di, N) + (size_t)B * T * Di * sizeof(bf16);
+}
+static inline bf16* scan_saved_ypre(void* saved, int B, int T, int Di, int N) {
+    return (bf16*)((char*)saved + scan_saved_states_bytes(B, T, Di, N));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -160,7 +173,7 @@ struct ScanStageBC {
 // per-(t, d) values, computed once per channel (not per lane), in sTD[a][K][DL], and B, C into sBC[K][2N] fp32.
 // Steps past kn and channels past Di get zeros: delta = 0 makes a step the identity (exp(0) = 1, no input), so
 // lanes run every step without branches.
-// mode 0 (forward): delta, delta*u, silu(z), D*u*silu(z).  mode 1 (backward checkpoints): delta, delta*u.
+// mode 0 (forward): delta, delta*u, silu(z), D*u.  mode 1 (backward checkpoints): delta, delta*u.
 // mode 2 (backward): delta, u, dy*silu(z) (gradient of y_pre), softplus'(dt + bias), dy*silu'(z) (dz / y_pre).
 // mode 3 (backward segment carries): delta, dy*silu(z).
 template <int K, int DL, int N, int TH = SCAN_THREADS>
@@ -201,8 +214,10 @@ struct ScanPrefetch {
         }
         bcs.load(p, row0, ts, kn);
     }
+    // s2: where value 2 goes (default sTD's row 2; the forward alternates two buffers for silu(z))
     __device__ __forceinline__ void store(float* sTD, float* sBC, const ScanArgs& p, int kn, int d_base,
-                                          int mode) const {
+                                          int mode, float* s2 = nullptr) const {
+        if (!s2) s2 = sTD + 2 * K * DL;
 #pragma unroll
         for (int it = 0; it < IT; it++) {
             const int idx = threadIdx.x + it * TH, j = idx / VPR, dl0 = (idx % VPR) * 8, d0 = d_base + dl0;
@@ -226,8 +241,8 @@ struct ScanPrefetch {
                     if (mode != 1) {
                         const float zz = el(z[it], c), sz = sigmoid_ftz(zz);
                         if (mode == 0) {
-                            o2[c] = zz * sz;
-                            o3[c] = dsk[it][c] * uu * zz * sz;
+                            o2[c] = zz * sz;   // (ScanStageBwd's rebuild of y multiplies by this same product)
+                            o3[c] = dsk[it][c] * uu;
                         } else {
                             const float dg = el(g[it], c);
                             o2[c] = dg * zz * sz;
@@ -240,7 +255,7 @@ struct ScanPrefetch {
             scan_sts<8>(sTD + (0 * K + j) * DL + dl0, o0);
             scan_sts<8>(sTD + (1 * K + j) * DL + dl0, o1);
             if (mode == 0 || mode == 2) {
-                scan_sts<8>(sTD + (2 * K + j) * DL + dl0, o2);
+                scan_sts<8>(s2 + j * DL + dl0, o2);
                 scan_sts<8>(sTD + (3 * K + j) * DL + dl0, o3);
             }
             if (mode == 2) scan_sts<8>(sTD + (4 * K + j) * DL + dl0, o4);
@@ -254,13 +269,15 @@ struct ScanPrefetch {
 // so the softplus/silu work of a window ran on 2 warps while the other 6 waited at the barrier.
 // PK: packed layout, one vector load per lane and step: mode 2 [K][DL][4] (delta, u, dy*silu(z), softplus') then
 // [K][DL] dz/y_pre; mode 1 [K][DL][2] (delta, delta*u). Otherwise [a][K][DL] per value a.
-template <int K, int DL, int N, bool PK = false>
+// YP (SCAN_BF_YPRE, mode 2): also loads the forward's y_pre and, instead of staging dz/y_pre, writes dz and the
+// rebuilt y (y_pre silu(z), the forward's bits) straight to global memory, CPV channels per store.
+template <int K, int DL, int N, bool PK = false, bool YP = false>
 struct ScanStageBwd {
     static constexpr int CPV0 = K * DL / SCAN_THREADS;
     static constexpr int CPV = CPV0 >= 8 ? 8 : CPV0 >= 4 ? 4 : CPV0 >= 2 ? 2 : 1;
     static constexpr int VPR = DL / CPV, NV = K * VPR, IT = (NV + SCAN_THREADS - 1) / SCAN_THREADS;
     typedef typename Bf16Raw<CPV>::T V;
-    V u[IT], t[IT], z[IT], g[IT];
+    V u[IT], t[IT], z[IT], g[IT], yp[IT];
     ScanStageBC<K, N, SCAN_THREADS> bcs;
     static __device__ __forceinline__ float el(const V& v, int c) { return bf16_raw_el<CPV>(v, c); }
     // dt_bias is read in store() (keeping it in registers measured no faster here: branch wip/scb2; reading it
@@ -277,17 +294,19 @@ struct ScanStageBwd {
                 t[it] = *reinterpret_cast<const V*>(p.dt_raw + m * p.Di + d0);
                 if (mode != 1) z[it] = *reinterpret_cast<const V*>(p.z + m * p.ld_z + d0);
                 if (mode == 2) g[it] = *reinterpret_cast<const V*>(dy + m * p.Di + d0);
+                if (YP && mode == 2) yp[it] = *reinterpret_cast<const V*>(p.ypre + m * p.Di + d0);
             }
         }
         bcs.load(p, row0, ts, kn);
     }
-    __device__ __forceinline__ void store(float* sTD, float* sBC, const ScanArgs& p, int kn, int d_base,
-                                          int mode) const {
+    // y, dz, ld_dz, m0 (the row of step 0): YP's outputs in mode 2
+    __device__ __forceinline__ void store(float* sTD, float* sBC, const ScanArgs& p, int kn, int d_base, int mode,
+                                          bf16* y = nullptr, bf16* dz = nullptr, int ld_dz = 0, size_t m0 = 0) const {
 #pragma unroll
         for (int it = 0; it < IT; it++) {
             const int idx = threadIdx.x + it * SCAN_THREADS, j = idx / VPR, dl0 = (idx % VPR) * CPV, d0 = d_base + dl0;
             if (idx >= NV) continue;
-            float o0[CPV], o1[CPV], o2[CPV], o3[CPV], o4[CPV];
+            float o0[CPV], o1[CPV], o2[CPV], o3[CPV], o4[CPV], oy[CPV];
 #pragma unroll
             for (int c = 0; c < CPV; c++) { o0[c] = 0.0f; o1[c] = 0.0f; o2[c] = 0.0f; o3[c] = 0.0f; o4[c] = 0.0f; }
             if (j < kn && d0 < p.Di) {
@@ -302,7 +321,16 @@ struct ScanStageBwd {
                         o2[c] = dg * zz * sz;
                         o3[c] = scan_dsoftplus(v);
                         o4[c] = dg * sz * (1.0f + zz * (1.0f - sz));
+                        if (YP) {
+                            const float ypv = el(yp[it], c);
+                            o4[c] *= ypv;               // dz
+                            oy[c] = ypv * (zz * sz);    // y, as the forward formed it
+                        }
                     }
+                }
+                if (YP && mode == 2) {
+                    *reinterpret_cast<V*>(dz + (m0 + j) * ld_dz + d0) = bf16_raw_pack<CPV>(o4);
+                    *reinterpret_cast<V*>(y + (m0 + j) * p.Di + d0) = bf16_raw_pack<CPV>(oy);
                 }
             }
             if constexpr (PK) {
@@ -313,14 +341,14 @@ struct ScanStageBwd {
                     else
                         *reinterpret_cast<float2*>(sTD + (j * DL + dl0 + c) * 2) = make_float2(o0[c], o1[c]);
                 }
-                if (mode == 2) scan_sts<CPV>(sTD + 4 * K * DL + j * DL + dl0, o4);
+                if (mode == 2 && !YP) scan_sts<CPV>(sTD + 4 * K * DL + j * DL + dl0, o4);
             } else {
                 scan_sts<CPV>(sTD + (0 * K + j) * DL + dl0, o0);
                 scan_sts<CPV>(sTD + (1 * K + j) * DL + dl0, o1);
                 if (mode == 2) {
                     scan_sts<CPV>(sTD + (2 * K + j) * DL + dl0, o2);
                     scan_sts<CPV>(sTD + (3 * K + j) * DL + dl0, o3);
-                    scan_sts<CPV>(sTD + (4 * K + j) * DL + dl0, o4);
+                    if (!YP) scan_sts<CPV>(sTD + (4 * K + j) * DL + dl0, o4);
                 }
             }
         }
@@ -342,6 +370,26 @@ __device__ __forceinline__ void scan_store_rows(bf16* dst, int ld, const float* 
 #pragma unroll
         for (int c = 0; c < 8; c++) o[c] = __float2bfloat16(s[j * DL + dl0 + c]);
         store128(dst + (row0 + ts + j) * ld + d0, o);
+    }
+}
+
+// The forward's outputs of one time block: sy [K][DL] y_pre (fp32) -> bf16 rows of ypre, and y = bf16(bf16(y_pre)
+// silu(z)) rows of y (ss [K][DL]: silu(z)), which the backward's staging rebuilds bit for bit. Row stride Di.
+template <int K, int DL, int TH>
+__device__ __forceinline__ void scan_store_y_rows(bf16* y, bf16* ypre, const float* sy, const float* ss, size_t row0,
+                                                  int ts, int kn, int d_base, int Di) {
+    constexpr int VPR = DL / 8;
+    for (int it = threadIdx.x; it < K * VPR; it += TH) {
+        const int j = it / VPR, dl0 = (it % VPR) * 8, d0 = d_base + dl0;
+        if (j >= kn || d0 >= Di) continue;
+        x128 a, o;
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            a[c] = __float2bfloat16(sy[j * DL + dl0 + c]);
+            o[c] = __float2bfloat16(__bfloat162float(a[c]) * ss[j * DL + dl0 + c]);
+        }
+        store128(ypre + (row0 + ts + j) * Di + d0, a);
+        store128(y + (row0 + ts + j) * Di + d0, o);
     }
 }
 
@@ -371,7 +419,7 @@ __device__ __forceinline__ void scan_carry_fold(float (&x)[G], const float* carr
 template <int N, int G, int TH>
 static size_t scan_fwd_smem_bytes() {
     constexpr int LC = N / G, DL = TH / LC, K = SCAN_TB(DL);
-    return sizeof(float) * ((size_t)K * 2 * N + 4 * K * DL + (size_t)K * DL);
+    return sizeof(float) * ((size_t)K * 2 * N + 4 * K * DL + 2 * (size_t)K * DL);
 }
 // Grid (ceil(Di / DL), B, nseg): block z walks the time segment z (whole chunks, see the carry kernel below),
 // starting from the state its earlier segments leave: carry [2][B][nseg][Di][N] (nseg = 1: from 0, carry unused).
@@ -379,13 +427,15 @@ static size_t scan_fwd_smem_bytes() {
 // so TH only sets how evenly the blocks spread over the SMs (scan_fwd_pick; at 128, four blocks must fit an SM).
 template <int N, int G, int TH>
 __global__ void __launch_bounds__(TH, TH == 128 ? 4 : 0)
-selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const float* __restrict__ carry,
-                          const ScanArgs p) {
+selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, bf16* __restrict__ ypre,
+                          const float* __restrict__ carry, const ScanArgs p) {
     constexpr int LC = N / G, DL = TH / LC, K = SCAN_TB(DL);
     extern __shared__ __align__(16) float smem[];   // scan_fwd_smem_bytes
     float* sBC = smem;                              // [K][2N]
-    float* sTD = sBC + K * 2 * N;                   // [4][K][DL] delta, delta*u, silu(z), D*u*silu(z)
-    float* sY = sTD + 4 * K * DL;                   // [K][DL] y rows
+    float* sTD = sBC + K * 2 * N;                   // [4][K][DL] delta, delta*u, silu(z) (even blocks), D*u
+    float* sS1 = sTD + 4 * K * DL;                  // [K][DL] silu(z) of the odd blocks (read by the row stores
+                                                    // while the next block is staged)
+    float* sY = sS1 + K * DL;                       // [K][DL] y_pre rows
     const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = blockIdx.y;
     const int seg = blockIdx.z, t0 = seg * p.cps * SCAN_CHUNK, t1 = min(p.T, t0 + p.cps * SCAN_CHUNK);
     const bool valid = d < p.Di;
@@ -406,7 +456,8 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
     pf.load(p, NULL, row0, t0, min(K, t1 - t0), d_base, 0);
     for (int tb = t0; tb < t1; tb += K) {
         const int kn = min(K, t1 - tb);
-        pf.store(sTD, sBC, p, kn, d_base, 0);
+        float* sS = ((tb - t0) / K) % 2 ? sS1 : sTD + 2 * K * DL;
+        pf.store(sTD, sBC, p, kn, d_base, 0, sS);
         __syncthreads();
         if (tb + K < t1) pf.load(p, NULL, row0, tb + K, min(K, t1 - tb - K), d_base, 0);   // in flight below
 #pragma unroll
@@ -422,7 +473,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
                 yp += Cv[i] * h[i];
             }
             yp = scan_group_sum<LC>(yp);
-            if (g == 0) sY[j * DL + dl] = yp * sTD[(2 * K + j) * DL + dl] + sTD[(3 * K + j) * DL + dl];
+            if (g == 0) sY[j * DL + dl] = yp + sTD[(3 * K + j) * DL + dl];
         }
         const int te = tb + kn;
         if (valid && (te % SCAN_CHUNK == 0 || te == p.T)) {
@@ -431,7 +482,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, const
             for (int i = 0; i < G; i++) s[i] = h[i];
         }
         __syncthreads();
-        scan_store_rows<K, DL, TH>(y, p.Di, sY, row0, tb, kn, d_base, p.Di);
+        scan_store_y_rows<K, DL, TH>(y, ypre, sY, sS, row0, tb, kn, d_base, p.Di);
     }
 }
 
@@ -548,39 +599,44 @@ __device__ __forceinline__ void scan_warp_reduce_bc(float (&v)[2 * G], float* st
 // delta and A gradients (2 fewer FP32 instructions per state and step); bit 5 pair the passes: each pass-2 window
 // of chunk c also runs one pass-1 window of chunk c-1 (see the kernel), so a chunk costs nw events, not 2 nw - 1;
 // bit 7 the staged per-(t, d) values packed per channel (ScanStageBwd PK; needs bit 1): 1 vector load per lane and
-// step instead of 2-4 scalar ones.
+// step instead of 2-4 scalar ones; bit 6 take y_pre from the forward (ScanStageBwd YP; needs bits 1 and 7): dz and
+// the rebuilt y leave from the staging, and pass 2 skips its C.h sum.
 #define SCAN_BF_PF 1
 #define SCAN_BF_STAGE 2
 #define SCAN_BF_DEFER 4
 #define SCAN_BF_SHARE 8
 #define SCAN_BF_FOLD 16
 #define SCAN_BF_PAIR 32
+#define SCAN_BF_YPRE 64
 #define SCAN_BF_PACK 128
 template <int N, int G, int W, int F = 0>
 static size_t scan_bwd_smem_bytes() {
     constexpr int DL = SCAN_THREADS / (N / G), NB = (F & SCAN_BF_DEFER) ? 2 : 1;
+    constexpr int NTD = (F & SCAN_BF_YPRE) ? 4 : 5, NO = (F & SCAN_BF_YPRE) ? 2 : 3;   // YP: no dz rows
     constexpr size_t PAIR = (F & SCAN_BF_PAIR) ? (size_t)W * 2 * N + (size_t)2 * W * DL : 0;   // sBC1, sTD1
     return ((size_t)(SCAN_CHUNK / W) * G * SCAN_THREADS + (size_t)NB * W * (SCAN_THREADS / 32) * 2 * N
-            + (size_t)W * 2 * N + (size_t)5 * W * DL + (size_t)NB * 3 * W * DL + PAIR) * sizeof(float);
+            + (size_t)W * 2 * N + (size_t)NTD * W * DL + (size_t)NB * NO * W * DL + PAIR) * sizeof(float);
 }
 template <int G, int W> struct ScanBwdMinBlocks { static constexpr int v = G <= 2 ? 3 : (W <= 8 ? 2 : 1); };
 static inline int scan_dblocks(int Di, int N, int G) { int DL = SCAN_THREADS / (N / G); return (Di + DL - 1) / DL; }
 
-// Thread = (b, d, g); grid (ceil(Di / DL), B, nseg). Writes du, ddt_raw, dz, and partials:
+// Thread = (b, d, g); grid (ceil(Di / DL), B, nseg). Writes du, ddt_raw, dz (, y with SCAN_BF_YPRE), and partials:
 // partBC [nblk][B*T][2N], partA [B*nseg][Di][N], partD [B*nseg][Di], partBias [B*nseg][Di].
 // Per window of W steps the block stages the per-(t, d) values and B, C in shared memory (as in the forward), the
 // lanes run branch-free over the window, and du, ddt_raw, dz leave through shared memory as 16-byte stores.
 template <int N, int G, int W, int F>
 __global__ void __launch_bounds__(SCAN_THREADS, ScanBwdMinBlocks<G, W>::v)
 selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict__ ddt_out, bf16* __restrict__ dz_out,
-                          int ld_dz, float* __restrict__ partBC, float* __restrict__ partA, float* __restrict__ partD,
+                          int ld_dz, bf16* __restrict__ y_out, float* __restrict__ partBC, float* __restrict__ partA, float* __restrict__ partD,
                           float* __restrict__ partBias, const bf16* __restrict__ dy, const float* __restrict__ saved,
                           const float* __restrict__ carry, const ScanArgs p) {
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, NW = SCAN_CHUNK / W;
     constexpr int NWARP = SCAN_THREADS / 32;
     constexpr bool PF = F & SCAN_BF_PF, DEFER = F & SCAN_BF_DEFER, SHARE = F & SCAN_BF_SHARE, FOLD = F & SCAN_BF_FOLD;
-    constexpr bool PAIR = F & SCAN_BF_PAIR, PACK = F & SCAN_BF_PACK;
+    constexpr bool PAIR = F & SCAN_BF_PAIR, PACK = F & SCAN_BF_PACK, YP = F & SCAN_BF_YPRE;
+    constexpr int NTD = YP ? 4 : 5, NO = YP ? 2 : 3;   // staged rows per step and channel, output rows
     static_assert(!PACK || (F & SCAN_BF_STAGE), "the packed layout is ScanStageBwd's");
+    static_assert(!YP || PACK, "y_pre is staged by the packed ScanStageBwd");
     constexpr int NB = DEFER ? 2 : 1;
     static_assert(SCAN_CHUNK % W == 0, "windows tile a chunk");
     static_assert(!(PAIR && DEFER), "the paired event loop flushes every pass-2 window itself");
@@ -589,8 +645,8 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     float* stage0 = ck + NW * G * SCAN_THREADS;         // [NB][W][NWARP][2N] per-warp dB/dC sums
     float* sBC = stage0 + NB * W * NWARP * 2 * N;       // [W][2N] B, C of the window
     float* sTD = sBC + W * 2 * N;                       // [5][W][DL] per-(t, d) inputs (ScanPrefetch mode 2)
-    float* sO0 = sTD + 5 * W * DL;                      // [NB][3][W][DL] du, ddt_raw, dz of the window
-    float* sBC1 = sO0 + NB * 3 * W * DL;                // PAIR: [W][2N] B, C of the pass-1 window
+    float* sO0 = sTD + NTD * W * DL;                    // [NB][NO][W][DL] du, ddt_raw (, dz) of the window
+    float* sBC1 = sO0 + NB * NO * W * DL;               // PAIR: [W][2N] B, C of the pass-1 window
     float* sTD1 = sBC1 + W * 2 * N;                     // PAIR: [2][W][DL] its delta, delta*u
     int buf = 0;                                        // DEFER: buffer of the next pass-2 window
     int pend_ts = -1, pend_kn = 0, pend_buf = 0;        // DEFER: window whose reduction is pending
@@ -622,7 +678,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     // the cross-warp dB/dC sum and the du, ddt_raw, dz stores of a finished pass-2 window
     auto flush = [&](int fts, int fkn, int fb) {
         const float* stage = stage0 + fb * W * NWARP * 2 * N;
-        const float* sO = sO0 + fb * 3 * W * DL;
+        const float* sO = sO0 + fb * NO * W * DL;
         for (int k = tid; k < fkn * 2 * N; k += SCAN_THREADS) {
             const int j = k / (2 * N), e = k % (2 * N);
             float s = 0.0f;
@@ -633,7 +689,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
         constexpr int NV = W * DL / 8;   // 16-byte vectors per output
         scan_store_rows<W, DL, SCAN_THREADS, 0>(du_out, ld_du, sO, row0, fts, fkn, d_base, p.Di);
         scan_store_rows<W, DL, SCAN_THREADS, NV>(ddt_out, p.Di, sO + W * DL, row0, fts, fkn, d_base, p.Di);
-        scan_store_rows<W, DL, SCAN_THREADS, 2 * NV>(dz_out, ld_dz, sO + 2 * W * DL, row0, fts, fkn, d_base, p.Di);
+        if (!YP) scan_store_rows<W, DL, SCAN_THREADS, 2 * NV>(dz_out, ld_dz, sO + 2 * W * DL, row0, fts, fkn, d_base, p.Di);
     };
     // pass 1 (one window forward from hv, inputs in td / bcs) and pass 2 (the window's W states recomputed from
     // checkpoint slot `slot` into registers, then the reverse recurrence; mid() runs between the two loops)
@@ -660,7 +716,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     };
     auto pass2 = [&](int slot, auto&& mid) {
         float* stage = stage0 + buf * W * NWARP * 2 * N;
-        float* sO = sO0 + buf * 3 * W * DL;
+        float* sO = sO0 + buf * NO * W * DL;
         float hs[W][G], hh[G], ea[SHARE ? W : 1][G];
 #pragma unroll
         for (int i = 0; i < G; i++) hh[i] = ck[(slot * G + i) * SCAN_THREADS + tid];
@@ -670,7 +726,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
             const float delta = q.x, uu = q.y, du = delta * uu;
             float Bv[G], Cv[G];
             scan_lds<G>(Bv, sBC + j * 2 * N + g * G);
-            scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
+            if (!YP) scan_lds<G>(Cv, sBC + j * 2 * N + N + g * G);
             float acc = 0.0f;
 #pragma unroll
             for (int i = 0; i < G; i++) {
@@ -678,10 +734,12 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 if constexpr (SHARE) ea[j][i] = a;
                 hh[i] = a * hh[i] + Bv[i] * du;
                 hs[j][i] = hh[i];
-                acc += Cv[i] * hh[i];
+                if (!YP) acc += Cv[i] * hh[i];
             }
-            const float yp = scan_group_sum<LC>(acc) + Dd * uu;   // y_pre
-            if (g == 0) sO[(2 * W + j) * DL + dl] = (PACK ? sTD[4 * W * DL + j * DL + dl] : TD(4, j)) * yp;   // dz
+            if constexpr (!YP) {   // (YP: the staging wrote dz from the forward's y_pre)
+                const float yp = scan_group_sum<LC>(acc) + Dd * uu;   // y_pre
+                if (g == 0) sO[(2 * W + j) * DL + dl] = (PACK ? sTD[4 * W * DL + j * DL + dl] : TD(4, j)) * yp;   // dz
+            }
         }
         mid();   // PAIR: the pass-1 window, independent work for the scheduler
 #pragma unroll
@@ -723,7 +781,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
             }
         }
     };
-    typedef std::conditional_t<(F & SCAN_BF_STAGE) != 0, ScanStageBwd<W, DL, N, PACK>, ScanPrefetch<W, DL, N>> Stager;
+    typedef std::conditional_t<(F & SCAN_BF_STAGE) != 0, ScanStageBwd<W, DL, N, PACK, YP>, ScanPrefetch<W, DL, N>> Stager;
     Stager pf;
     auto chunk_nw = [&](int cc) { return (min(p.T, cc * SCAN_CHUNK + SCAN_CHUNK) - cc * SCAN_CHUNK + W - 1) / W; };
     auto ev_ts = [&](int cc, int ww) { return cc * SCAN_CHUNK + ww * W; };
@@ -764,7 +822,8 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                 const int w2 = nw2 - 1 - k, ts = t2, kn = n2;
                 // no barrier here: every event ends with one after its last read of the staging buffers
                 if (!PF) { pf.load(p, dy, row0, t2, n2, d_base, 2); pf1.load(p, dy, row0, t1, n1, d_base, 1); }
-                pf.store(sTD, sBC, p, n2, d_base, 2);
+                if constexpr (YP) pf.store(sTD, sBC, p, n2, d_base, 2, y_out, dz_out, ld_dz, row0 + ts);
+                else pf.store(sTD, sBC, p, n2, d_base, 2);
                 pf1.store(sTD1, sBC1, p, n1, d_base, 1);
                 __syncthreads();
                 if (k + 1 < nev) ev_in(c2, k + 1, t2, n2, t1, n1);
@@ -811,7 +870,8 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
             }
             __syncthreads();   // the previous event's readers of sTD / sBC are done
             if (!PF) pf.load(p, dy, row0, ts, kn, d_base, ph);
-            pf.store(sTD, sBC, p, kn, d_base, ph);
+            if constexpr (YP) pf.store(sTD, sBC, p, kn, d_base, ph, y_out, dz_out, ld_dz, row0 + ts);
+            else pf.store(sTD, sBC, p, kn, d_base, ph);
             __syncthreads();
             // next event, prefetched now
             int nc = c, nph = ph, nwn = w;
@@ -949,6 +1009,7 @@ static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_ra
     ScanArgs a;
     a.u = u; a.ld_u = ld_u; a.dt_raw = dt_raw; a.z = z; a.ld_z = ld_z; a.Bm = Bm; a.Cm = Cm; a.ld_bc = ld_bc;
     a.A_log = A_log; a.Dskip = Dskip; a.dt_bias = dt_bias; a.B = B; a.T = T; a.Di = Di; a.N = N;
+    a.ypre = NULL;
     a.nch = scan_num_chunks(T);
     a.nseg = 1;
     a.cps = a.nch;
@@ -956,14 +1017,21 @@ static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_ra
 }
 
 template <int N, int G, int TH>
-static void scan_fwd_launch(bf16* y, float* saved, const float* carry, const ScanArgs& a, cudaStream_t s) {
+static void scan_fwd_launch(bf16* y, float* saved, bf16* ypre, const float* carry, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = TH / (N / G);
+    const size_t smem = scan_fwd_smem_bytes<N, G, TH>();
+    static int attr_set = 0;   // per template instance (G = 8, 256 threads: 51 KB, above the default 48)
+    if (!attr_set) {
+        CUDA_CHECK(cudaFuncSetAttribute(selective_scan_fwd_kernel<N, G, TH>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem));
+        attr_set = 1;
+    }
     dim3 grid((a.Di + DL - 1) / DL, a.B, a.nseg);
-    selective_scan_fwd_kernel<N, G, TH><<<grid, TH, scan_fwd_smem_bytes<N, G, TH>(), s>>>(y, saved, carry, a);
+    selective_scan_fwd_kernel<N, G, TH><<<grid, TH, smem, s>>>(y, saved, ypre, carry, a);
     CUDA_KERNEL_CHECK();
 }
 template <int N, int G, int W, int F>
-static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, float* ws, const bf16* dy,
+static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, bf16* y, float* ws, const bf16* dy,
                             const float* saved, const ScanArgs& a, cudaStream_t s) {
     const int nblk = scan_dblocks(a.Di, N, G);
     const ScanBwdWs o = scan_bwd_ws(nblk, a.B, a.T, a.Di, N, a.nseg);
@@ -975,7 +1043,7 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
         attr_set = 1;
     }
     dim3 grid(nblk, a.B, a.nseg);
-    selective_scan_bwd_kernel<N, G, W, F><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, ws + o.bc,
+    selective_scan_bwd_kernel<N, G, W, F><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, y, ws + o.bc,
                                                                       ws + o.A, ws + o.D, ws + o.bias, dy, saved,
                                                                       ws + o.carry, a);
     CUDA_KERNEL_CHECK();
@@ -1080,6 +1148,8 @@ static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u,
     scan_check_ld(y, Di, "y");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
     scan_set_segments(&a, nseg);
+    bf16* ypre = scan_saved_ypre(saved, B, T, Di, N);
+    scan_check_ld(ypre, Di, "saved");
     float* carry = (float*)ws;   // [2][B][nseg][Di][N] at the workspace's start (the backward is not running)
     if (a.nseg > 1) {
         if (!carry) die("selective_scan: the forward's %d time segments need a workspace", a.nseg);
@@ -1090,14 +1160,14 @@ static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u,
     if (th != 128 && th != SCAN_THREADS) die("selective_scan: %d threads per forward block (128 or %d)", th, SCAN_THREADS);
 #define SCAN_FWD_CALL(n_, g_)                                                          \
     do {                                                                               \
-        if (th == 128) scan_fwd_launch<n_, g_, 128>(y, (float*)saved, carry, a, s);     \
-        else scan_fwd_launch<n_, g_, SCAN_THREADS>(y, (float*)saved, carry, a, s);      \
+        if (th == 128) scan_fwd_launch<n_, g_, 128>(y, (float*)saved, ypre, carry, a, s);     \
+        else scan_fwd_launch<n_, g_, SCAN_THREADS>(y, (float*)saved, ypre, carry, a, s);      \
     } while (0)
     SCAN_DISPATCH(N, G, SCAN_FWD_CALL);
 #undef SCAN_FWD_CALL
 }
 
-static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz,
+static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, bf16* y,
                                              bf16* dB, bf16* dC, int ld_dbc, float* dA_log, float* dDskip,
                                              float* ddt_bias, const bf16* dy, const void* saved,
                                              const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
@@ -1109,7 +1179,10 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
     scan_check_ld(dy, Di, "dy"); scan_check_ld(du, ld_du, "du"); scan_check_ld(ddt_raw, Di, "ddt_raw");
     scan_check_ld(dz, ld_dz, "dz");
+    if (prefetch & SCAN_BF_YPRE) scan_check_ld(y, Di, "y");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
+    a.ypre = scan_saved_ypre((void*)saved, B, T, Di, N);
+    scan_check_ld(a.ypre, Di, "saved");
     float* w = (float*)ws;
     const int nblk = scan_dblocks(Di, N, scan_pick_g(N, G));
     const size_t BT = (size_t)B * T;
@@ -1123,7 +1196,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
         SCAN_DISPATCH(N, scan_carry_pick_g(N), SCAN_CARRY_CALL);
 #undef SCAN_CARRY_CALL
     }
-#define SCAN_BWD_L(n_, g_, w_, f_) scan_bwd_launch<n_, g_, w_, f_>(du, ld_du, ddt_raw, dz, ld_dz, w, dy, (const float*)saved, a, s)
+#define SCAN_BWD_L(n_, g_, w_, f_) scan_bwd_launch<n_, g_, w_, f_>(du, ld_du, ddt_raw, dz, ld_dz, y, w, dy, (const float*)saved, a, s)
 #define SCAN_BWD_CALL(n_, g_)                                                                              \
     do {                                                                                                   \
         if (W == 16) SCAN_BWD_L(n_, g_, 16, 1);                                                            \
@@ -1143,6 +1216,8 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
             case 51: SCAN_BWD_L(n_, g_, 8, 51); break;                                                     \
             case 178: SCAN_BWD_L(n_, g_, 8, 178); break;                                                   \
             case 179: SCAN_BWD_L(n_, g_, 8, 179); break;                                                   \
+            case 243: SCAN_BWD_L(n_, g_, 8, 243); break;                                                   \
+            case 251: SCAN_BWD_L(n_, g_, 8, 251); break;                                                   \
             default: die("selective_scan: backward flags %d unsupported", prefetch);                      \
         }                                                                                                  \
         else die("selective_scan: window %d unsupported (8, 16)", W);                                      \
@@ -1209,7 +1284,7 @@ static inline void scan_fwd_pick(int B, int T, int Di, int N, int* G, int* S, in
     *TH = eth ? eth : *G == g8 && *S == 1 && half <= 4 * 128 && half < full ? 128 : SCAN_THREADS;
 }
 
-// y [B,T,Di] bf16 (gated output); saved: scan_saved_bytes; ws: scan_workspace_bytes (the time segments' carries)
+// y [B,T,Di] bf16 (gated output); saved: scan_saved_bytes (chunk states, y_pre); ws: scan_workspace_bytes (the time segments' carries)
 static inline void selective_scan_forward(bf16* y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
                                           const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                           const float* A_log, const float* Dskip, const float* dt_bias,
@@ -1222,14 +1297,16 @@ static inline void selective_scan_forward(bf16* y, void* saved, const bf16* u, i
 
 // du [B,T,Di] (stride ld_du), ddt_raw [B,T,Di], dz (stride ld_dz) WRITTEN; dB, dC [B,T,N] (stride ld_dbc) WRITTEN;
 // dA_log [Di,N], dDskip [Di], ddt_bias [Di] ACCUMULATED. dy = gradient of the gated output y. ws: scan_workspace_bytes.
-static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz,
+// y [B,T,Di] WRITTEN: the forward's output again, bit for bit, rebuilt from the y_pre in `saved` (for out_proj's
+// weight gradient, so that the caller need not keep y).
+static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, bf16* y,
                                            bf16* dB, bf16* dC, int ld_dbc, float* dA_log, float* dDskip,
                                            float* ddt_bias, const bf16* dy, const void* saved,
                                            const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
                                            const bf16* Bm, const bf16* Cm, int ld_bc, const float* A_log,
                                            const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
                                            void* ws, cudaStream_t s) {
-    selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
+    selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, y, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
                               ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G_BWD, SCAN_WIN,
                               SCAN_BWD_FLAGS, 0, ws, s);
 }

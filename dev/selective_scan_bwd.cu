@@ -7,9 +7,11 @@
  *   v4: production (SCAN_G_BWD states per lane, SCAN_WIN window, SCAN_BWD_FLAGS): 4 states per lane, window 8
  *       (128 registers, 2 blocks of 256 threads per SM), per-window staging spread over all 256 threads
  *       (ScanStageBwd), the delta/A gradient algebra folded (SCAN_BF_FOLD), the two passes paired (SCAN_BF_PAIR),
- *       the staged values packed per channel (SCAN_BF_PACK), the next event's inputs prefetched (flags 179).
- *       2.925 ms at the 370m shape (session 9, flags 178); 2.535 (session 13: raw B/C staging, one barrier less
- *       per event, prefetch, the flush's row stores spread over the warps)
+ *       the staged values packed per channel (SCAN_BF_PACK), the next event's inputs prefetched, y_pre taken
+ *       from the forward (SCAN_BF_YPRE), the window's exp(delta A) kept from the recompute (SCAN_BF_SHARE; flags
+ *       251). 2.925 ms at the 370m shape (session 9, flags 178); 2.535
+ *       (session 13: raw B/C staging, one barrier less per event, prefetch, the flush's row stores spread over the
+ *       warps)
  *   v5: the previous production (ScanPrefetch staging on 64 of 256 threads, prefetch)   3.95 ms
  *   v6: v4 without prefetch 3.14.  v7: v4 + deferred dB/dC reduction (one barrier less per window) 3.27.
  *   v8: v7 without prefetch 3.30.  v9: v7 + exp(delta A) kept from the recompute (no 3rd exp) 3.32.
@@ -28,6 +30,10 @@
  *   v22: v4 without prefetch (flags 178, the production from session 9 to 13): 2.760 ms against 2.630 with it (session
  *        13, before the row-store spread; prefetching lost before B/C stayed raw until store, because the
  *        conversion waited for the loads anyway).
+ *   v23: flags 179, the production of session 13 (y_pre recomputed in pass 2)                            2.533 ms
+ *   v24: flags 243: v23 with y_pre from the forward (SCAN_BF_YPRE), which also rebuilds y (--check compares it bit
+ *        for bit with the forward's)                                                                    2.380 ms
+ *        and v24 with the exp kept (flags 251, now v4): 2.353 ms (session 14, H200, --reps 20, two rounds)
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
  * starting values) with the double reference, and runs the backward twice to check bitwise determinism.
@@ -44,8 +50,9 @@ static const int BWD_CFG[][4] = {{8, 8, 1, 1}, {4, 16, 1, 1}, {4, 8, 0, 1}, {SCA
                                  {4, 8, 1, 1}, {4, 8, 2, 1}, {4, 8, 7, 1}, {4, 8, 6, 1}, {4, 8, 15, 1},
                                  {2, 8, 7, 1}, {2, 8, 15, 1}, {2, 8, 14, 1}, {4, 8, 11, 1}, {4, 8, 10, 1}, {4, 8, 3, 1},
                                  {4, 8, 51, 1}, {4, 8, 50, 1}, {4, 8, 19, 1}, {4, 8, 178, 1},
-                                 {4, 8, 178, 2}, {4, 8, 178, 3}, {4, 8, 178, 0}};
-#define BWD_NVER 22
+                                 {4, 8, 178, 2}, {4, 8, 178, 3}, {4, 8, 178, 0}, {4, 8, 179, 0},
+                                 {4, 8, 243, 0}};
+#define BWD_NVER 24
 static int bwd_g(int v, int N) { int g = BWD_CFG[v - 1][0]; return g == 2 && N != 16 ? 4 : g; }
 static size_t bwd_ws_bytes(int B, int T, int Di, int N) {
     size_t mx = 0;
@@ -57,7 +64,7 @@ static size_t bwd_ws_bytes(int B, int T, int Di, int N) {
 }
 
 static void scan_bwd_version(ScanProblem* p, int v) {
-    selective_scan_backward_g(p->du, p->ld_du, p->ddt, p->dxz + p->Di, p->ld_dz, p->dxdbl + p->R,
+    selective_scan_backward_g(p->du, p->ld_du, p->ddt, p->dxz + p->Di, p->ld_dz, p->yb, p->dxdbl + p->R,
                               p->dxdbl + p->R + p->N, p->ld_bc, p->dA_log, p->dD, p->ddt_bias, p->dy, p->saved, p->u,
                               p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc, p->A_log, p->Dskip,
                               p->dt_bias, p->B, p->T, p->Di, p->N, bwd_g(v, p->N), BWD_CFG[v - 1][1], BWD_CFG[v - 1][2],
@@ -73,6 +80,7 @@ static void poison_outputs(ScanProblem* p) {
     poison(p->ddt, p->M * p->Di * sizeof(bf16));
     poison(p->dxz, p->M * p->ld_dz * sizeof(bf16));
     poison(p->dxdbl, p->M * p->ld_bc * sizeof(bf16));
+    poison(p->yb, p->M * p->Di * sizeof(bf16));
     poison(p->ws, p->ws_bytes);
 }
 
@@ -119,6 +127,17 @@ static int check_bwd(int v, int B, int T, int Di, int N) {
     download_f32(got, p.dD, Di);                         REPORT("dD+=", dD, Di, 2e-3);
     download_f32(got, p.ddt_bias, Di);                   REPORT("ddt_bias+=", db, Di, 2e-3);
 #undef REPORT
+    if (BWD_CFG[v - 1][2] & SCAN_BF_YPRE) {   // the rebuilt y: the forward's bits
+        bf16* h1 = (bf16*)malloc_check(n * sizeof(bf16));
+        bf16* h2 = (bf16*)malloc_check(n * sizeof(bf16));
+        CUDA_CHECK(cudaMemcpy(h1, p.y, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(h2, p.yb, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+        const int same = memcmp(h1, h2, n * sizeof(bf16)) == 0;
+        printf("%s scan bwd v%d rebuilt y == forward y (bitwise) B=%d T=%d Di=%d N=%d\n", same ? "PASS" : "FAIL", v, B, T,
+               Di, N);
+        fails += !same;
+        free(h1); free(h2);
+    }
     // determinism: twice from the same starting parameter gradients => identical bits everywhere
     {
         size_t bytes_dx = M * p.ld_bc * sizeof(bf16), bytes_du = M * p.ld_du * sizeof(bf16);
@@ -210,11 +229,11 @@ int main(int argc, char** argv) {
     ScanProblem p = scan_problem(B, T, Di, N, 7, bwd_ws_bytes(B, T, Di, N));
     scan_fwd_version(&p, FWD_PROD);
     double n = (double)B * T * Di;
-    // bytes: u, dt, z, dy in; du, ddt, dz out (2 B each); B, C in, dB, dC out; saved in; partials out + in
+    // bytes: u, dt, z, dy in; du, ddt, dz out (2 B each); B, C in, dB, dC out; saved (states, y_pre) in; partials out, in
     const int gp = scan_pick_g(N, SCAN_G_BWD);
     double part = (double)scan_dblocks(Di, N, gp) * B * T * 2 * N * 4;
     double bytes = n * 14 + (double)B * T * 4 * N * 2 + (double)scan_saved_bytes(B, T, Di, N) + 2 * part;
-    double exps = n * N * (3.0 - (double)SCAN_WIN / SCAN_CHUNK);
+    double exps = n * N * (2.0 - (double)SCAN_WIN / SCAN_CHUNK);   // pass 1 (all windows but a chunk's last), recompute
     double fl_mem = floor_ms(bytes, 0), fl_ex2 = exps / SCAN_EX2_PER_S * 1e3;
     printf("selective_scan_bwd B=%d T=%d Di=%d N=%d  saved %.1f MB, workspace %.1f MB  floor: bytes %.4f ms, "
            "ex2 %.4f ms (%.2e ex2)\n", B, T, Di, N, scan_saved_bytes(B, T, Di, N) / 1e6,

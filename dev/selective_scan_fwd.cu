@@ -11,6 +11,7 @@
  *   v4, v5: v3 with the time split into 2 / 4 segments (selective_scan_carry_kernel<FWD> first).
  *   v6: production: states per lane, segments and block size picked from the grid (scan_fwd_pick).
  *   v7: v3 with blocks of 128 threads (half the channels per block; same bits as v3).
+ * v2-v7 also save y_pre (bf16, after the chunk states) and form y from it (session 14); --check covers both.
  * ./dev/selective_scan_fwd [version] [--check] [-B 16 -T 2048 -D 2048 -N 16]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev \
  *        dev/selective_scan_fwd.cu -o dev/selective_scan_fwd
@@ -31,6 +32,7 @@ typedef struct {
     bf16 *u, *dt, *zbuf, *xdbl, *dy;     // zbuf [M][2Di]: z in the second half (like xz); xdbl [M][R+2N]
     float *A_log, *Dskip, *dt_bias;
     bf16 *y, *du, *ddt, *dxz, *dxdbl;    // outputs: dz into the second half of dxz, dB/dC into dxdbl
+    bf16* yb;                            // the backward's rebuilt y (SCAN_BF_YPRE)
     float *dA_log, *dD, *ddt_bias;
     void *saved, *ws;
     size_t ws_bytes;
@@ -83,6 +85,7 @@ static ScanProblem scan_problem(int B, int T, int Di, int N, uint64_t seed, size
     p.dD = upload_f32(p.hdD0, Di);
     p.ddt_bias = upload_f32(p.hdb0, Di);
     p.y = (bf16*)dmalloc(M * Di * sizeof(bf16));
+    p.yb = (bf16*)dmalloc(M * Di * sizeof(bf16));
     p.du = (bf16*)dmalloc(M * p.ld_du * sizeof(bf16));
     p.ddt = (bf16*)dmalloc(M * Di * sizeof(bf16));
     p.dxz = (bf16*)dmalloc(M * p.ld_dz * sizeof(bf16));
@@ -97,7 +100,7 @@ static void scan_problem_free(ScanProblem* p) {
     free(p->hdA0); free(p->hdD0); free(p->hdb0);
     cudaFree(p->u); cudaFree(p->dt); cudaFree(p->zbuf); cudaFree(p->xdbl); cudaFree(p->dy); cudaFree(p->A_log);
     cudaFree(p->Dskip); cudaFree(p->dt_bias); cudaFree(p->dA_log); cudaFree(p->dD); cudaFree(p->ddt_bias);
-    cudaFree(p->y); cudaFree(p->du); cudaFree(p->ddt); cudaFree(p->dxz); cudaFree(p->dxdbl); cudaFree(p->saved);
+    cudaFree(p->y); cudaFree(p->yb); cudaFree(p->du); cudaFree(p->ddt); cudaFree(p->dxz); cudaFree(p->dxdbl); cudaFree(p->saved);
     cudaFree(p->ws);
 }
 static const bf16* prob_z(const ScanProblem* p) { return p->zbuf + p->Di; }
@@ -207,9 +210,10 @@ static int check_fwd(int v, int B, int T, int Di, int N) {
     ScanRefIn r = scan_ref_inputs(&p);
     int nch = scan_num_chunks(T);
     double* y = (double*)malloc_check(n * sizeof(double));
+    double* yp = (double*)malloc_check(n * sizeof(double));
     double* hc = (double*)malloc_check((size_t)B * Di * nch * N * sizeof(double));
     double* hc2 = (double*)malloc_check((size_t)B * Di * nch * N * sizeof(double));
-    ref_selective_scan_forward_chunked(y, NULL, hc, r.u, r.dt, r.z, r.Bm, r.Cm, r.A, r.D, r.bias, B, T, Di, N,
+    ref_selective_scan_forward_chunked(y, yp, hc, r.u, r.dt, r.z, r.Bm, r.Cm, r.A, r.D, r.bias, B, T, Di, N,
                                        SCAN_CHUNK);
     // ours: [B][nch][Di][N]; reference: [B][Di][nch][N]
     for (int b = 0; b < B; b++)
@@ -226,7 +230,12 @@ static int check_fwd(int v, int B, int T, int Di, int N) {
     download_f32(got, (const float*)p.saved, (size_t)B * Di * nch * N);
     snprintf(what, sizeof what, "scan fwd v%d saved B=%d T=%d Di=%d N=%d", v, B, T, Di, N);
     fails += check_report(what, hc2, got, (size_t)B * Di * nch * N, 1e-4);
-    free(y); free(hc); free(hc2); free(got);
+    if (v > 1) {   // y_pre, saved after the states (v1, the direct kernel, saves only states)
+        download_bf16(got, scan_saved_ypre(p.saved, B, T, Di, N), n);
+        snprintf(what, sizeof what, "scan fwd v%d y_pre B=%d T=%d Di=%d N=%d", v, B, T, Di, N);
+        fails += check_report(what, yp, got, n, 1e-2);
+    }
+    free(y); free(yp); free(hc); free(hc2); free(got);
     scan_ref_free(&r);
     scan_problem_free(&p);
     return fails;
