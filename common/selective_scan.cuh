@@ -52,6 +52,7 @@
 #define SCAN_THREADS 256 // threads per block, both directions
 #define SCAN_G_FWD 8     // production forward: states per lane (N/G lanes per channel); measured: 8 beats 4 ...
 #define SCAN_G_FWD_SMALL 4 // ... except where G=8 would leave more than half the SMs without a block
+#define SCAN_FWD_DB 0    // production forward: single-buffered staging (dev/selective_scan_fwd v8, v9: doubled)
 #define SCAN_G_BWD 4     // production backward: 4 states per lane (8 would not fit 2 blocks per SM)
 #ifndef SCAN_BWD_FLAGS   // (a build may pick another variant, -DSCAN_BWD_FLAGS=..., to time it in the model)
 #define SCAN_BWD_FLAGS 251 // production backward: prefetch, staging over all threads, exp(delta A) kept from the recompute,
@@ -416,26 +417,32 @@ __device__ __forceinline__ void scan_carry_fold(float (&x)[G], const float* carr
 }
 
 // one carve of dynamic shared memory (static arrays measured 1% slower: 0.553 -> 0.548 ms at the 370m layer)
-template <int N, int G, int TH>
+// DB: the staging buffers doubled (one barrier per time block, see the kernel)
+template <int N, int G, int TH, bool DB = false>
 static size_t scan_fwd_smem_bytes() {
-    constexpr int LC = N / G, DL = TH / LC, K = SCAN_TB(DL);
-    return sizeof(float) * ((size_t)K * 2 * N + 4 * K * DL + 2 * (size_t)K * DL);
+    constexpr int LC = N / G, DL = TH / LC, K = SCAN_TB(DL), NB = DB ? 2 : 1;
+    return sizeof(float) * (NB * ((size_t)K * 2 * N + 4 * K * DL) + (size_t)K * DL + NB * (size_t)K * DL);
 }
 // Grid (ceil(Di / DL), B, nseg): block z walks the time segment z (whole chunks, see the carry kernel below),
 // starting from the state its earlier segments leave: carry [2][B][nseg][Di][N] (nseg = 1: from 0, carry unused).
 // TH threads per block (DL = TH / (N/G) channels): which block holds a channel changes nothing of its arithmetic,
 // so TH only sets how evenly the blocks spread over the SMs (scan_fwd_pick; at 128, four blocks must fit an SM).
-template <int N, int G, int TH>
+// DB: two sets of staging buffers (NB = 2) and three silu(z) slots, so that one barrier per time block suffices:
+// block i stages into set i%2 while slower threads may still run block i-1 on the other set, and block i-1's row
+// stores (from its y_pre rows and silu slot) run after block i's barrier. Without DB, a second barrier before
+// the row stores (the silu slot alternates, since the next block's staging may begin during the stores).
+template <int N, int G, int TH, bool DB = false>
 __global__ void __launch_bounds__(TH, TH == 128 ? 4 : 0)
 selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, bf16* __restrict__ ypre,
                           const float* __restrict__ carry, const ScanArgs p) {
-    constexpr int LC = N / G, DL = TH / LC, K = SCAN_TB(DL);
+    constexpr int LC = N / G, DL = TH / LC, K = SCAN_TB(DL), NB = DB ? 2 : 1, NS = NB + 1;
     extern __shared__ __align__(16) float smem[];   // scan_fwd_smem_bytes
-    float* sBC = smem;                              // [K][2N]
-    float* sTD = sBC + K * 2 * N;                   // [4][K][DL] delta, delta*u, silu(z) (even blocks), D*u
-    float* sS1 = sTD + 4 * K * DL;                  // [K][DL] silu(z) of the odd blocks (read by the row stores
-                                                    // while the next block is staged)
-    float* sY = sS1 + K * DL;                       // [K][DL] y_pre rows
+    float* sBC0 = smem;                             // [NB][K][2N]
+    float* sTD0 = sBC0 + NB * K * 2 * N;            // [NB][4][K][DL] delta, delta*u, (silu slot), D*u
+    float* sSx = sTD0 + NB * 4 * K * DL;            // [K][DL] the last silu(z) slot
+    float* sY0 = sSx + K * DL;                      // [NB][K][DL] y_pre rows
+    // silu(z) slot s of NS: row 2 of staging set s, or sSx
+    auto slot = [&](int s) { return s < NB ? sTD0 + (s * 4 + 2) * K * DL : sSx; };
     const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = blockIdx.y;
     const int seg = blockIdx.z, t0 = seg * p.cps * SCAN_CHUNK, t1 = min(p.T, t0 + p.cps * SCAN_CHUNK);
     const bool valid = d < p.Di;
@@ -454,12 +461,17 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, bf16*
     ScanPrefetch<K, DL, N, TH> pf;
     pf.init(p, d_base);
     pf.load(p, NULL, row0, t0, min(K, t1 - t0), d_base, 0);
-    for (int tb = t0; tb < t1; tb += K) {
-        const int kn = min(K, t1 - tb);
-        float* sS = ((tb - t0) / K) % 2 ? sS1 : sTD + 2 * K * DL;
+    int ib = 0;   // time block index in the segment
+    for (int tb = t0; tb < t1; tb += K, ib++) {
+        const int kn = min(K, t1 - tb), set = DB ? ib & 1 : 0;
+        float *sBC = sBC0 + set * K * 2 * N, *sTD = sTD0 + set * 4 * K * DL, *sY = sY0 + set * K * DL;
+        float* sS = slot(ib % NS);
         pf.store(sTD, sBC, p, kn, d_base, 0, sS);
         __syncthreads();
         if (tb + K < t1) pf.load(p, NULL, row0, tb + K, min(K, t1 - tb - K), d_base, 0);   // in flight below
+        if (DB && ib > 0)   // the previous block (a full one) leaves while this one computes
+            scan_store_y_rows<K, DL, TH>(y, ypre, sY0 + (set ^ 1) * K * DL, slot((ib - 1) % NS), row0, tb - K, K,
+                                         d_base, p.Di);
 #pragma unroll
         for (int j = 0; j < K; j++) {
             const float delta = sTD[(0 * K + j) * DL + dl], du = sTD[(1 * K + j) * DL + dl];
@@ -481,8 +493,10 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, bf16*
 #pragma unroll
             for (int i = 0; i < G; i++) s[i] = h[i];
         }
-        __syncthreads();
-        scan_store_y_rows<K, DL, TH>(y, ypre, sY, sS, row0, tb, kn, d_base, p.Di);
+        if (!DB || tb + K >= t1) {   // DB: only the last block's rows leave here
+            __syncthreads();
+            scan_store_y_rows<K, DL, TH>(y, ypre, sY, sS, row0, tb, kn, d_base, p.Di);
+        }
     }
 }
 
@@ -1016,18 +1030,18 @@ static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_ra
     return a;
 }
 
-template <int N, int G, int TH>
+template <int N, int G, int TH, bool DB>
 static void scan_fwd_launch(bf16* y, float* saved, bf16* ypre, const float* carry, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = TH / (N / G);
-    const size_t smem = scan_fwd_smem_bytes<N, G, TH>();
+    const size_t smem = scan_fwd_smem_bytes<N, G, TH, DB>();
     static int attr_set = 0;   // per template instance (G = 8, 256 threads: 51 KB, above the default 48)
     if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(selective_scan_fwd_kernel<N, G, TH>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(selective_scan_fwd_kernel<N, G, TH, DB>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_set = 1;
     }
     dim3 grid((a.Di + DL - 1) / DL, a.B, a.nseg);
-    selective_scan_fwd_kernel<N, G, TH><<<grid, TH, smem, s>>>(y, saved, ypre, carry, a);
+    selective_scan_fwd_kernel<N, G, TH, DB><<<grid, TH, smem, s>>>(y, saved, ypre, carry, a);
     CUDA_KERNEL_CHECK();
 }
 template <int N, int G, int W, int F>
@@ -1137,11 +1151,12 @@ static inline void scan_set_segments(ScanArgs* a, int nseg) {
 }
 
 // forward with an explicit states-per-lane count G (4, 8, or N <= 16), nseg time segments (1: none; more need
-// ws, which holds their carries: scan_workspace_bytes) and th threads per block (128 or 256; same bits either way)
+// ws, which holds their carries: scan_workspace_bytes), th threads per block (128 or 256) and db (double-buffered
+// staging, one barrier per time block; th and db do not change the bits)
 static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
                                             const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                             const float* A_log, const float* Dskip, const float* dt_bias,
-                                            int B, int T, int Di, int N, int G, int nseg, int th, void* ws,
+                                            int B, int T, int Di, int N, int G, int nseg, int th, int db, void* ws,
                                             cudaStream_t s) {
     scan_check_args(B, T, Di, N);
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
@@ -1158,13 +1173,16 @@ static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u,
 #undef SCAN_CARRY_CALL
     }
     if (th != 128 && th != SCAN_THREADS) die("selective_scan: %d threads per forward block (128 or %d)", th, SCAN_THREADS);
-#define SCAN_FWD_CALL(n_, g_)                                                          \
-    do {                                                                               \
-        if (th == 128) scan_fwd_launch<n_, g_, 128>(y, (float*)saved, ypre, carry, a, s);     \
-        else scan_fwd_launch<n_, g_, SCAN_THREADS>(y, (float*)saved, ypre, carry, a, s);      \
+#define SCAN_FWD_L(n_, g_, th_, db_) scan_fwd_launch<n_, g_, th_, db_>(y, (float*)saved, ypre, carry, a, s)
+#define SCAN_FWD_CALL(n_, g_)                                                                   \
+    do {                                                                                        \
+        if (th == 128) { if (db) SCAN_FWD_L(n_, g_, 128, true); else SCAN_FWD_L(n_, g_, 128, false); } \
+        else if (db) SCAN_FWD_L(n_, g_, SCAN_THREADS, true);                                    \
+        else SCAN_FWD_L(n_, g_, SCAN_THREADS, false);                                           \
     } while (0)
     SCAN_DISPATCH(N, G, SCAN_FWD_CALL);
 #undef SCAN_FWD_CALL
+#undef SCAN_FWD_L
 }
 
 static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, bf16* y,
@@ -1292,7 +1310,7 @@ static inline void selective_scan_forward(bf16* y, void* saved, const bf16* u, i
     int G, S, TH;
     scan_fwd_pick(B, T, Di, N, &G, &S, &TH);
     selective_scan_forward_g(y, saved, u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N,
-                             G, S, TH, ws, s);
+                             G, S, TH, SCAN_FWD_DB, ws, s);
 }
 
 // du [B,T,Di] (stride ld_du), ddt_raw [B,T,Di], dz (stride ld_dz) WRITTEN; dB, dC [B,T,N] (stride ld_dbc) WRITTEN;

@@ -11,6 +11,9 @@
  *   v4, v5: v3 with the time split into 2 / 4 segments (selective_scan_carry_kernel<FWD> first).
  *   v6: production: states per lane, segments and block size picked from the grid (scan_fwd_pick).
  *   v7: v3 with blocks of 128 threads (half the channels per block; same bits as v3).
+ *   v8, v9: v3, v7 with the staging double-buffered: one barrier per time block instead of two (same bits). No
+ *       faster (session 14, H200: 0.5521 against 0.5528 ms at the 370m layer, 0.4614 against 0.4530 at d_inner
+ *       1536, 0.6916 against 0.6699 at mamba-1.4b's B4 T4096 Di4096), so not the production (SCAN_FWD_DB 0).
  * v2-v7 also save y_pre (bf16, after the chunk states) and form y from it (session 14); --check covers both.
  * ./dev/selective_scan_fwd [version] [--check] [-B 16 -T 2048 -D 2048 -N 16]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev \
@@ -139,9 +142,10 @@ __global__ void scan_v1_fwd_kernel(bf16* y, float* saved, const ScanArgs p) {
 }
 
 // forward, version v: 1 = the direct kernel above, 2 = production kernel with 4 states per lane, 3 = 8 states per
-// lane, 4 / 5 = 8 states per lane in 2 / 4 time segments, 6 = production's pick, 7 = v3 in 128-thread blocks.
+// lane, 4 / 5 = 8 states per lane in 2 / 4 time segments, 6 = production's pick, 7 = v3 in 128-thread blocks,
+// 8 / 9 = v3 / v7 double-buffered.
 // Explicit G, segments and block size, so that --check covers each at any shape.
-#define FWD_NVER 7
+#define FWD_NVER 9
 #define FWD_PROD 6   // the production pick (what the backward harness runs first)
 static void scan_fwd_version(ScanProblem* p, int v) {
     if (v == 1) {
@@ -159,7 +163,7 @@ static void scan_fwd_version(ScanProblem* p, int v) {
     }
     selective_scan_forward_g(p->y, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p),
                              p->ld_bc, p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, v == 2 ? 4 : SCAN_G_FWD,
-                             v == 4 ? 2 : v == 5 ? 4 : 1, v == 7 ? 128 : SCAN_THREADS, p->ws, 0);
+                             v == 4 ? 2 : v == 5 ? 4 : 1, v == 7 || v == 9 ? 128 : SCAN_THREADS, v >= 8, p->ws, 0);
 }
 
 // contiguous double copies of the inputs for the reference
