@@ -73,13 +73,14 @@ typedef struct {
     bf16* xz;           /* [M,2Di] in_proj output: x | z (the layers that do not keep it; absent when all do) */
     bf16* u;            /* [M,Di] conv1d + SiLU output */
     bf16* dt;           /* [M,Di] dt_proj output (before bias and softplus) */
-    bf16* y;            /* [M,Di] gated scan output, input of out_proj; the scan backward rebuilds it from y_pre */
     /* backward scratch (in ws) */
     bf16* dy;           /* [M,Di] */
     bf16* du;           /* [M,Di] */
     bf16* ddt;          /* [M,Di] gradient of dt */
     bf16* dxdbl;        /* [M,X] */
-    bf16* dxz;          /* [M,2Di] */
+    bf16* dxz;          /* [M,2Di]; its first half (row stride 2Di) also holds y, the gated scan output that out_proj
+                         * reads: written by the scan forward, and in the backward rebuilt from y_pre by the scan
+                         * backward for out_proj's weight gradient, before the conv1d backward writes dx there */
     char* ws;           /* the workspace holding the buffers marked "in ws" */
     bf16* cls_scratch;  /* = ws */
     float* norm_scratch;
@@ -185,7 +186,6 @@ static size_t mamba_layout_ws(MambaModel* m, char* base) {
     if (m->keep_xz < m->c.L) CARVE(&cv, a->xz, M * 2 * Di);
     CARVE(&cv, a->u, M * Di);
     CARVE(&cv, a->dt, M * Di);
-    CARVE(&cv, a->y, M * Di);
     if (m->recompute >= 1) CARVE(&cv, a->scan_saved, m->scan_saved_per_layer);
     if (m->recompute >= 2) CARVE(&cv, a->xdbl, M * X);
     CARVE(&cv, a->dy, M * Di);
@@ -272,10 +272,11 @@ static void mamba_mixer_core_forward(MambaModel* m, int l, int in_proj, int x_pr
     if (x_proj) matmul(xdbl, 0, X, a->u, Di, 0, W_(m, lp->w_x), Di, 1, M, R + 2 * N, Di, 1.0f, 0.0f, s);
     matmul(a->dt, 0, Di, xdbl, X, 0, W_(m, lp->w_dt), R, 1, M, Di, R, 1.0f, 0.0f, s);
     if (scan && m->decoding) /* ... and the scan's, on the carried state */
-        selective_scan_step(a->y, m->dec_h + (size_t)l * Di * N, a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R,
-                            xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, Di, N, s);
+        selective_scan_step(a->dxz /* B = 1: one row, its stride does not matter */, m->dec_h + (size_t)l * Di * N,
+                            a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R, xdbl + R + N, X, F_(m, lp->A_log),
+                            F_(m, lp->Dskip), F_(m, lp->dt_bias), B, Di, N, s);
     else if (scan)
-        selective_scan_forward(a->y, saved_of(m, l), a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R, xdbl + R + N,
+        selective_scan_forward(a->dxz, 2 * Di, saved_of(m, l), a->u, Di, a->dt, xz + Di, 2 * Di, xdbl + R, xdbl + R + N,
                                X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias), B, T, Di, N, a->scan_ws, s);
 }
 
@@ -289,7 +290,7 @@ static void mamba_forward_body(MambaModel* m, const int* d_ids, cudaStream_t s) 
         if (l == 0) mamba_norm(m, 0, NULL, NULL, s);
         else mamba_norm(m, l, a->res + (size_t)(l - 1) * M * D, a->delta, s);
         mamba_mixer_core_forward(m, l, 1, 1, 1, s);
-        linear_forward(a->delta, a->y, W_(m, m->lp[l].w_out), M, D, m->c.Di, s);
+        linear_forward_ld(a->delta, D, a->dxz, 2 * m->c.Di, W_(m, m->lp[l].w_out), M, D, m->c.Di, s);
     }
     rmsnorm_forward(a->lnf, a->rstd_final, a->res_final, a->res + (size_t)(m->c.L - 1) * M * D, a->delta,
                     F_(m, m->final_norm), M, D, m->c.eps, s);
@@ -312,11 +313,11 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     /* dres_bf: dres rounded to bf16 by the norm backward that last updated dres (the final norm's, or layer l+1's).
      * out_proj's weight gradient waits for the scan backward, which rebuilds its input y from the saved y_pre. */
     linear_backward(a->dy, NULL, a->dres_bf, NULL, W_(m, lp->w_out), M, D, Di, s);
-    selective_scan_backward(a->du, Di, ddt, a->dxz + Di, 2 * Di, a->y, a->dxdbl + R, a->dxdbl + R + N, X, G_(m, lp->A_log),
+    selective_scan_backward(a->du, Di, ddt, a->dxz + Di, 2 * Di, a->dxz, 2 * Di, a->dxdbl + R, a->dxdbl + R + N, X, G_(m, lp->A_log),
                             G_(m, lp->Dskip), G_(m, lp->dt_bias), a->dy, saved_of(m, l), a->u, Di, a->dt, xz + Di,
                             2 * Di, xdbl + R, xdbl + R + N, X, F_(m, lp->A_log), F_(m, lp->Dskip), F_(m, lp->dt_bias),
                             B, T, Di, N, a->scan_ws, s);
-    linear_backward(NULL, G_(m, lp->w_out), a->dres_bf, a->y, NULL, M, D, Di, s);
+    linear_backward_ld(NULL, 0, G_(m, lp->w_out), a->dres_bf, D, a->dxz, 2 * Di, NULL, M, D, Di, s);   /* y */
     /* dt_proj: dt = dt_low w_dt^T */
     matmul(a->dxdbl, 0, X, ddt, Di, 0, W_(m, lp->w_dt), R, 0, M, R, Di, 1.0f, 0.0f, s);
     matmul(G_(m, lp->w_dt), 1, R, ddt, Di, 1, xdbl, X, 0, Di, R, M, 1.0f, 1.0f, s);

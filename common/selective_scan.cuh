@@ -69,6 +69,7 @@ struct ScanArgs {
     const float* Dskip;            // [Di]
     const float* dt_bias;          // [Di]
     const bf16* ypre;              // [B,T,Di] y_pre from the forward (in `saved`; the backward with SCAN_BF_YPRE)
+    int ld_y;                      // row stride of y (the forward's output, the backward's rebuild)
     int B, T, Di, N, nch;
     int nseg, cps;                 // backward: time segments (grid z) of cps chunks each (1, nch: no split)
 };
@@ -331,7 +332,7 @@ struct ScanStageBwd {
                 }
                 if (YP && mode == 2) {
                     *reinterpret_cast<V*>(dz + (m0 + j) * ld_dz + d0) = bf16_raw_pack<CPV>(o4);
-                    *reinterpret_cast<V*>(y + (m0 + j) * p.Di + d0) = bf16_raw_pack<CPV>(oy);
+                    *reinterpret_cast<V*>(y + (m0 + j) * p.ld_y + d0) = bf16_raw_pack<CPV>(oy);
                 }
             }
             if constexpr (PK) {
@@ -375,10 +376,10 @@ __device__ __forceinline__ void scan_store_rows(bf16* dst, int ld, const float* 
 }
 
 // The forward's outputs of one time block: sy [K][DL] y_pre (fp32) -> bf16 rows of ypre, and y = bf16(bf16(y_pre)
-// silu(z)) rows of y (ss [K][DL]: silu(z)), which the backward's staging rebuilds bit for bit. Row stride Di.
+// silu(z)) rows of y (ss [K][DL]: silu(z)), which the backward's staging rebuilds bit for bit. Row strides ld_y, Di.
 template <int K, int DL, int TH>
-__device__ __forceinline__ void scan_store_y_rows(bf16* y, bf16* ypre, const float* sy, const float* ss, size_t row0,
-                                                  int ts, int kn, int d_base, int Di) {
+__device__ __forceinline__ void scan_store_y_rows(bf16* y, int ld_y, bf16* ypre, const float* sy, const float* ss,
+                                                  size_t row0, int ts, int kn, int d_base, int Di) {
     constexpr int VPR = DL / 8;
     for (int it = threadIdx.x; it < K * VPR; it += TH) {
         const int j = it / VPR, dl0 = (it % VPR) * 8, d0 = d_base + dl0;
@@ -390,7 +391,7 @@ __device__ __forceinline__ void scan_store_y_rows(bf16* y, bf16* ypre, const flo
             o[c] = __float2bfloat16(__bfloat162float(a[c]) * ss[j * DL + dl0 + c]);
         }
         store128(ypre + (row0 + ts + j) * Di + d0, a);
-        store128(y + (row0 + ts + j) * Di + d0, o);
+        store128(y + (row0 + ts + j) * ld_y + d0, o);
     }
 }
 
@@ -470,7 +471,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, bf16*
         __syncthreads();
         if (tb + K < t1) pf.load(p, NULL, row0, tb + K, min(K, t1 - tb - K), d_base, 0);   // in flight below
         if (DB && ib > 0)   // the previous block (a full one) leaves while this one computes
-            scan_store_y_rows<K, DL, TH>(y, ypre, sY0 + (set ^ 1) * K * DL, slot((ib - 1) % NS), row0, tb - K, K,
+            scan_store_y_rows<K, DL, TH>(y, p.ld_y, ypre, sY0 + (set ^ 1) * K * DL, slot((ib - 1) % NS), row0, tb - K, K,
                                          d_base, p.Di);
 #pragma unroll
         for (int j = 0; j < K; j++) {
@@ -495,7 +496,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, bf16*
         }
         if (!DB || tb + K >= t1) {   // DB: only the last block's rows leave here
             __syncthreads();
-            scan_store_y_rows<K, DL, TH>(y, ypre, sY, sS, row0, tb, kn, d_base, p.Di);
+            scan_store_y_rows<K, DL, TH>(y, p.ld_y, ypre, sY, sS, row0, tb, kn, d_base, p.Di);
         }
     }
 }
@@ -1024,6 +1025,7 @@ static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_ra
     a.u = u; a.ld_u = ld_u; a.dt_raw = dt_raw; a.z = z; a.ld_z = ld_z; a.Bm = Bm; a.Cm = Cm; a.ld_bc = ld_bc;
     a.A_log = A_log; a.Dskip = Dskip; a.dt_bias = dt_bias; a.B = B; a.T = T; a.Di = Di; a.N = N;
     a.ypre = NULL;
+    a.ld_y = Di;
     a.nch = scan_num_chunks(T);
     a.nseg = 1;
     a.cps = a.nch;
@@ -1153,15 +1155,16 @@ static inline void scan_set_segments(ScanArgs* a, int nseg) {
 // forward with an explicit states-per-lane count G (4, 8, or N <= 16), nseg time segments (1: none; more need
 // ws, which holds their carries: scan_workspace_bytes), th threads per block (128 or 256) and db (double-buffered
 // staging, one barrier per time block; th and db do not change the bits)
-static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
+static inline void selective_scan_forward_g(bf16* y, int ld_y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
                                             const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                             const float* A_log, const float* Dskip, const float* dt_bias,
                                             int B, int T, int Di, int N, int G, int nseg, int th, int db, void* ws,
                                             cudaStream_t s) {
     scan_check_args(B, T, Di, N);
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
-    scan_check_ld(y, Di, "y");
+    scan_check_ld(y, ld_y, "y");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
+    a.ld_y = ld_y;
     scan_set_segments(&a, nseg);
     bf16* ypre = scan_saved_ypre(saved, B, T, Di, N);
     scan_check_ld(ypre, Di, "saved");
@@ -1185,7 +1188,7 @@ static inline void selective_scan_forward_g(bf16* y, void* saved, const bf16* u,
 #undef SCAN_FWD_L
 }
 
-static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, bf16* y,
+static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, bf16* y, int ld_y,
                                              bf16* dB, bf16* dC, int ld_dbc, float* dA_log, float* dDskip,
                                              float* ddt_bias, const bf16* dy, const void* saved,
                                              const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
@@ -1197,8 +1200,9 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
     scan_check_ld(dy, Di, "dy"); scan_check_ld(du, ld_du, "du"); scan_check_ld(ddt_raw, Di, "ddt_raw");
     scan_check_ld(dz, ld_dz, "dz");
-    if (prefetch & SCAN_BF_YPRE) scan_check_ld(y, Di, "y");
+    if (prefetch & SCAN_BF_YPRE) scan_check_ld(y, ld_y, "y");
     ScanArgs a = scan_make_args(u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N);
+    a.ld_y = ld_y;
     a.ypre = scan_saved_ypre((void*)saved, B, T, Di, N);
     scan_check_ld(a.ypre, Di, "saved");
     float* w = (float*)ws;
@@ -1302,29 +1306,30 @@ static inline void scan_fwd_pick(int B, int T, int Di, int N, int* G, int* S, in
     *TH = eth ? eth : *G == g8 && *S == 1 && half <= 4 * 128 && half < full ? 128 : SCAN_THREADS;
 }
 
-// y [B,T,Di] bf16 (gated output); saved: scan_saved_bytes (chunk states, y_pre); ws: scan_workspace_bytes (the time segments' carries)
-static inline void selective_scan_forward(bf16* y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
+// y [B,T,Di] bf16 (gated output, row stride ld_y); saved: scan_saved_bytes (chunk states, y_pre); ws:
+// scan_workspace_bytes (the time segments' carries)
+static inline void selective_scan_forward(bf16* y, int ld_y, void* saved, const bf16* u, int ld_u, const bf16* dt_raw,
                                           const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                           const float* A_log, const float* Dskip, const float* dt_bias,
                                           int B, int T, int Di, int N, void* ws, cudaStream_t s) {
     int G, S, TH;
     scan_fwd_pick(B, T, Di, N, &G, &S, &TH);
-    selective_scan_forward_g(y, saved, u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N,
-                             G, S, TH, SCAN_FWD_DB, ws, s);
+    selective_scan_forward_g(y, ld_y, saved, u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di,
+                             N, G, S, TH, SCAN_FWD_DB, ws, s);
 }
 
 // du [B,T,Di] (stride ld_du), ddt_raw [B,T,Di], dz (stride ld_dz) WRITTEN; dB, dC [B,T,N] (stride ld_dbc) WRITTEN;
 // dA_log [Di,N], dDskip [Di], ddt_bias [Di] ACCUMULATED. dy = gradient of the gated output y. ws: scan_workspace_bytes.
-// y [B,T,Di] WRITTEN: the forward's output again, bit for bit, rebuilt from the y_pre in `saved` (for out_proj's
-// weight gradient, so that the caller need not keep y).
-static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, bf16* y,
+// y [B,T,Di] (row stride ld_y) WRITTEN: the forward's output again, bit for bit, rebuilt from the y_pre in `saved`
+// (for out_proj's weight gradient, so that the caller need not keep y).
+static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, bf16* y, int ld_y,
                                            bf16* dB, bf16* dC, int ld_dbc, float* dA_log, float* dDskip,
                                            float* ddt_bias, const bf16* dy, const void* saved,
                                            const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
                                            const bf16* Bm, const bf16* Cm, int ld_bc, const float* A_log,
                                            const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
                                            void* ws, cudaStream_t s) {
-    selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, y, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
+    selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, y, ld_y, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
                               ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G_BWD, SCAN_WIN,
                               SCAN_BWD_FLAGS, 0, ws, s);
 }

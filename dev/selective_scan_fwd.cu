@@ -34,8 +34,8 @@ typedef struct {
     float *hu, *hdt, *hz, *hx, *hA, *hD, *hbias, *hdy, *hdA0, *hdD0, *hdb0;   // hz: [M][ld_z] with z at col 0
     bf16 *u, *dt, *zbuf, *xdbl, *dy;     // zbuf [M][2Di]: z in the second half (like xz); xdbl [M][R+2N]
     float *A_log, *Dskip, *dt_bias;
-    bf16 *y, *du, *ddt, *dxz, *dxdbl;    // outputs: dz into the second half of dxz, dB/dC into dxdbl
-    bf16* yb;                            // the backward's rebuilt y (SCAN_BF_YPRE)
+    bf16 *y, *du, *ddt, *dxz, *dxdbl;    // outputs: dz into the second half of dxz (the backward's rebuilt y into
+                                         // the first, as in the trainer), dB/dC into dxdbl
     float *dA_log, *dD, *ddt_bias;
     void *saved, *ws;
     size_t ws_bytes;
@@ -88,7 +88,6 @@ static ScanProblem scan_problem(int B, int T, int Di, int N, uint64_t seed, size
     p.dD = upload_f32(p.hdD0, Di);
     p.ddt_bias = upload_f32(p.hdb0, Di);
     p.y = (bf16*)dmalloc(M * Di * sizeof(bf16));
-    p.yb = (bf16*)dmalloc(M * Di * sizeof(bf16));
     p.du = (bf16*)dmalloc(M * p.ld_du * sizeof(bf16));
     p.ddt = (bf16*)dmalloc(M * Di * sizeof(bf16));
     p.dxz = (bf16*)dmalloc(M * p.ld_dz * sizeof(bf16));
@@ -103,7 +102,7 @@ static void scan_problem_free(ScanProblem* p) {
     free(p->hdA0); free(p->hdD0); free(p->hdb0);
     cudaFree(p->u); cudaFree(p->dt); cudaFree(p->zbuf); cudaFree(p->xdbl); cudaFree(p->dy); cudaFree(p->A_log);
     cudaFree(p->Dskip); cudaFree(p->dt_bias); cudaFree(p->dA_log); cudaFree(p->dD); cudaFree(p->ddt_bias);
-    cudaFree(p->y); cudaFree(p->yb); cudaFree(p->du); cudaFree(p->ddt); cudaFree(p->dxz); cudaFree(p->dxdbl); cudaFree(p->saved);
+    cudaFree(p->y); cudaFree(p->du); cudaFree(p->ddt); cudaFree(p->dxz); cudaFree(p->dxdbl); cudaFree(p->saved);
     cudaFree(p->ws);
 }
 static const bf16* prob_z(const ScanProblem* p) { return p->zbuf + p->Di; }
@@ -157,11 +156,11 @@ static void scan_fwd_version(ScanProblem* p, int v) {
         return;
     }
     if (v == 6) {
-        selective_scan_forward(p->y, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc,
+        selective_scan_forward(p->y, p->Di, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc,
                                p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, p->ws, 0);
         return;
     }
-    selective_scan_forward_g(p->y, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p),
+    selective_scan_forward_g(p->y, p->Di, p->saved, p->u, p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p),
                              p->ld_bc, p->A_log, p->Dskip, p->dt_bias, p->B, p->T, p->Di, p->N, v == 2 ? 4 : SCAN_G_FWD,
                              v == 4 ? 2 : v == 5 ? 4 : 1, v == 7 || v == 9 ? 128 : SCAN_THREADS, v >= 8, p->ws, 0);
 }
