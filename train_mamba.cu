@@ -32,7 +32,8 @@ typedef struct {
     size_t norm, w_in, conv_w, conv_b, w_x, w_dt, dt_bias, A_log, Dskip, w_out;
 } MambaLayerParams;
 
-/* Activations. The backward of a layer needs its ln, xz, u, xdbl, dt, y and the scan's chunk states; what is not
+/* Activations. The backward of a layer needs its ln, xz, u, xdbl, dt and the scan's saved y_pre and chunk states
+ * (the scan backward rebuilds y, out_proj's input, from y_pre); what is not
  * kept per layer is recomputed there from what is, and the recompute level (--recompute) chooses. Bytes per token
  * per layer kept (mamba-370m: D=1024, Di=2048, X=96, N=16; scan states are 4*Di*N per 128-token chunk):
  *   0: res (4D), ln and its rstd (2D+4), xdbl (2X), the scan's saved y_pre (2Di) and states (Di*N/32):
@@ -254,8 +255,8 @@ static void mamba_norm(MambaModel* m, int l, const float* in_resid, const bf16* 
 
 /* Mixer of layer l up to y (mamba.md 1.2): ln -> in_proj -> conv1d+SiLU -> x_proj -> dt_proj -> selective scan
  * (softplus, D skip, silu(z) gate). The forward runs all of it; the backward reruns what its level did not keep:
- * in_proj (in_proj = 0: xz is kept), x_proj (x_proj = 0: xdbl is kept) and the scan (scan = 0: y and the chunk
- * states are kept). */
+ * in_proj (in_proj = 0: xz is kept), x_proj (x_proj = 0: xdbl is kept) and the scan (scan = 0: y_pre and the
+ * chunk states are kept). */
 static void mamba_mixer_core_forward(MambaModel* m, int l, int in_proj, int x_proj, int scan, cudaStream_t s) {
     const MambaConfig* c = &m->c;
     const MambaLayerParams* lp = &m->lp[l];
