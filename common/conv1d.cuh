@@ -85,19 +85,18 @@ conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_
         } else {
             v = conv_ldv_cs<CPT>(xn);
         }
-        V o;
-        bf16* oe = reinterpret_cast<bf16*>(&o);
+        float oe[CPT];
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
             xw[W - 1][c] = bf16_raw_el<CPT>(v, c);
             float s = br[c];
 #pragma unroll
             for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
-            oe[c] = f2bf(s * sigmoid_ftz(s));
+            oe[c] = s * sigmoid_ftz(s);
 #pragma unroll
             for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
         }
-        *reinterpret_cast<V*>(up) = o;
+        *reinterpret_cast<V*>(up) = bf16_raw_pack<CPT>(oe);
     }
 }
 
@@ -177,16 +176,15 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
             }
             const int tp = t - (W - 1);   // dx(tp) = sum_k w[k] dxc(tp + W-1-k) = sum_k w[k] dq[W-1-k]
             if (tp >= ts) {
-                V o;
-                bf16* oe = reinterpret_cast<bf16*>(&o);
+                float oe[CPT];
 #pragma unroll
                 for (int c = 0; c < CPT; c++) {
                     float s = 0.0f;
 #pragma unroll
                     for (int k = 0; k < W; k++) s += wr[c][k] * dq[W - 1 - k][c];
-                    oe[c] = f2bf(s);
+                    oe[c] = s;
                 }
-                *reinterpret_cast<V*>(dxp) = o;
+                *reinterpret_cast<V*>(dxp) = bf16_raw_pack<CPT>(oe);
                 dxp += ld_dx;
             }
         }
