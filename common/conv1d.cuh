@@ -4,13 +4,16 @@
  *
  *   xc[b,t,d] = b[d] + sum_{k<W} w[d,k] x[b, t-(W-1)+k, d]   (x at t < 0 is 0),   u = silu(xc)
  *
- * Token-major rows make channels contiguous, so a thread owns 4 channels (one 8-byte load/store per token: fewer
- * registers per thread than 8 channels with 16-byte loads, so more blocks per SM, which measured faster) and
- * a run of CONV_TR consecutive tokens, keeping the last W-1 inputs in registers: every input is read once (plus
- * a W-1 halo per run). The backward recomputes the pre-activation (nothing is saved) and produces dx for its own
- * run from the dxc of the run and the next W-1 tokens (recomputed halo). dw, db: per-thread sums, reduced over the
- * CONV_TY runs of a block in shared memory, written as per-block partials [rows][Di][W+1] to `scratch` and summed in
- * row order by a second kernel — deterministic, no float atomics.
+ * Token-major rows make channels contiguous. A block owns CONV_TILE_C channels x CONV_TY runs of CONV_TR tokens; it
+ * copies its whole input tile (with the W-1 halo rows it needs on each side) global -> shared by cp.async at once,
+ * so all of the block's bytes are in flight together, then each thread (one warp per run) walks its run out of
+ * shared memory, 2 channels (one 4-byte word) at a time, keeping the last W-1 inputs in registers. (The kernels
+ * that streamed each thread's tokens through registers, one or two loads ahead, left DRAM idle between a thread's
+ * loads: 30% slower forward, 50% slower backward; they are versions of dev/conv1d now.) The backward recomputes the
+ * pre-activation (nothing is saved) and produces dx for its own run from the dxc of the run and the next W-1 tokens
+ * (recomputed halo). dw, db: per-thread sums, reduced over the CONV_TY runs of a block in shared memory, written as
+ * per-block partials [rows][Di][W+1] to `scratch` and summed in row order by a second kernel: deterministic, no
+ * float atomics.
  * Requires Di, ld_x, ld_dx multiples of 8 and 16-byte aligned base pointers (checked).
  */
 #ifndef COMMON_CONV1D_CUH
@@ -20,75 +23,83 @@
 #include <stdint.h>
 #include "errors.h"
 #include "bf16.cuh"
+#include "cp_async.cuh"
 
-#define CONV_TR 32   // tokens per thread
-#define CONV_DX 16   // channel groups per block (x): 128 channels forward, 64 backward
-#define CONV_TY 8    // runs per block (y): a block covers CONV_TY * CONV_TR tokens
-
+#define CONV_TR 32       // tokens per thread (a run)
+#define CONV_TY 8        // runs per block: a block covers CONV_TY * CONV_TR tokens (one dw/db partial row)
+#define CONV_TILE_C 64   // channels per block: 32 threads x 2
 
 static inline int conv_rows_per_batch(int T) { return (T + CONV_TY * CONV_TR - 1) / (CONV_TY * CONV_TR); }
 static inline size_t conv1d_scratch_floats(int B, int T, int Di, int W) {
     return (size_t)B * conv_rows_per_batch(T) * Di * (W + 1);
 }
 
-// CPT bf16 channels of one token as one load (16 or 8 bytes), kept raw (Bf16Raw, bf16.cuh) until used
-template <int CPT>
-__device__ __forceinline__ typename Bf16Raw<CPT>::T conv_ldv(const bf16* p) {
-    return *reinterpret_cast<const typename Bf16Raw<CPT>::T*>(p);
-}
-template <int CPT>
-__device__ __forceinline__ typename Bf16Raw<CPT>::T conv_ldv_cs(const bf16* p) {   // read-once data: evict first
-    return __ldcs(reinterpret_cast<const typename Bf16Raw<CPT>::T*>(p));
+// shared memory: forward x rows [t0-(W-1), t0+TB); backward x rows [t0-(W-1), t0+TB+W-1) and du rows [t0, t0+TB+W-1),
+// then the dw/db partials of the block's runs in the same space
+template <int W>
+static size_t conv_tile_fwd_smem() { return (size_t)(CONV_TY * CONV_TR + W - 1) * CONV_TILE_C * sizeof(bf16); }
+template <int W>
+static size_t conv_tile_bwd_smem() {
+    size_t tiles = (size_t)(2 * (CONV_TY * CONV_TR) + 3 * (W - 1)) * CONV_TILE_C * sizeof(bf16);
+    size_t red = (size_t)CONV_TY * CONV_TILE_C * (W + 1) * sizeof(float);
+    return tiles > red ? tiles : red;
 }
 
-// Forward, CPT channels per thread (one 16- or 8-byte load per token); the loads of the next PFD tokens are in
-// flight while a token is computed (PFD 0: none; dev/conv1d v2 against v4-v6 measures the choices). x is read
-// once: streaming loads.
-template <int W, int CPT = 8, int PFD = 0>
-__global__ void __launch_bounds__(CONV_DX * CONV_TY)
-conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_x, const float* __restrict__ w,
-                       const float* __restrict__ bias, int T, int Di) {
-    typedef typename Bf16Raw<CPT>::T V;
-    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * CPT;
-    const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
-    if (d0 >= Di || ts >= T) return;
-    const int te = min(T, ts + CONV_TR);
-    float wr[CPT][W], br[CPT], xw[W][CPT];   // xw[k] = x at t-(W-1)+k
-#pragma unroll
-    for (int c = 0; c < CPT; c++) {
-        br[c] = bias[d0 + c];
-#pragma unroll
-        for (int k = 0; k < W; k++) wr[c][k] = w[(size_t)(d0 + c) * W + k];
+// rows [0, nrows) of the tile: token t0 + r of src (row stride ld) into dst (CONV_TILE_C bf16 per row); rows outside
+// [0, T) and channel chunks outside [0, Di) are zero-filled. 16-byte copies, 8 per row.
+__device__ __forceinline__ void conv_tile_load(bf16* dst, const bf16* src, int ld, int t0, int nrows, int T, int d_base,
+                                               int Di, int tid, int nthr) {
+    for (int i = tid; i < nrows * 8; i += nthr) {
+        const int r = i >> 3, ch = (i & 7) * 8, t = t0 + r;
+        const bool ok = t >= 0 && t < T && d_base + ch < Di;
+        cp_async16(dst + r * CONV_TILE_C + ch, ok ? src + (size_t)t * ld + d_base + ch : src, ok);
     }
-    const bf16* xb = x + (size_t)b * T * ld_x + d0;
-    const V zero = {};
+}
+__device__ __forceinline__ float2 conv_word(const bf16* p) {   // 2 channels of one token from shared memory
+    const unsigned v = *reinterpret_cast<const unsigned*>(p);
+    return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+}
+
+template <int W>
+__global__ void __launch_bounds__(32 * CONV_TY)
+conv1d_silu_fwd_tile_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_x, const float* __restrict__ w,
+                            const float* __restrict__ bias, int T, int Di) {
+    extern __shared__ __align__(16) bf16 xs_f[];   // [CONV_TY*CONV_TR + W-1][CONV_TILE_C]: row r = token t0-(W-1)+r
+    const int tid = threadIdx.y * 32 + threadIdx.x, b = blockIdx.z;
+    const int d_base = blockIdx.x * CONV_TILE_C, t0 = blockIdx.y * CONV_TY * CONV_TR;
+    conv_tile_load(xs_f, x + (size_t)b * T * ld_x, ld_x, t0 - (W - 1), CONV_TY * CONV_TR + W - 1, T, d_base, Di, tid,
+                   32 * CONV_TY);
+    cp_async_commit();
+    const int d = d_base + 2 * threadIdx.x, ts = t0 + threadIdx.y * CONV_TR;
+    float wr[2][W], br[2];
+    if (d < Di) {
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            br[c] = bias[d + c];
+#pragma unroll
+            for (int k = 0; k < W; k++) wr[c][k] = w[(size_t)(d + c) * W + k];
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    if (d >= Di || ts >= T) return;
+    const int te = min(T, ts + CONV_TR);
+    const bf16* xr = xs_f + (ts - t0) * CONV_TILE_C + 2 * threadIdx.x;   // token ts-(W-1)
+    bf16* up = u + ((size_t)b * T + ts) * Di + d;
+    float xw[W][2];
 #pragma unroll
     for (int k = 0; k < W - 1; k++) {
-        const int t = ts - (W - 1) + k;
-        V v = t >= 0 ? conv_ldv_cs<CPT>(xb + (size_t)t * ld_x) : zero;
-#pragma unroll
-        for (int c = 0; c < CPT; c++) xw[k][c] = bf16_raw_el<CPT>(v, c);
+        const float2 v = conv_word(xr + k * CONV_TILE_C);
+        xw[k][0] = v.x; xw[k][1] = v.y;
     }
-    V ahead[PFD > 0 ? PFD : 1];   // at token t: x of t .. t+PFD-1, loaded before t-1 was computed
 #pragma unroll
-    for (int i = 0; i < PFD; i++) ahead[i] = ts + i < te ? conv_ldv_cs<CPT>(xb + (size_t)(ts + i) * ld_x) : zero;
-    const bf16* xn = xb + (size_t)(ts + PFD) * ld_x;   // x of token t + PFD (running addresses: no products per token)
-    bf16* up = u + ((size_t)b * T + ts) * Di + d0;
-#pragma unroll 4   // W-1 inputs shift by one register per token: unrolled, the shifts become renaming
-    for (int t = ts; t < te; t++, xn += ld_x, up += Di) {
-        V v;
-        if constexpr (PFD > 0) {
-            v = ahead[0];
+    for (int j = 0; j < CONV_TR; j++) {
+        if (ts + j >= te) break;
+        const float2 v = conv_word(xr + (j + W - 1) * CONV_TILE_C);
+        xw[W - 1][0] = v.x; xw[W - 1][1] = v.y;
+        float oe[2];
 #pragma unroll
-            for (int i = 0; i + 1 < PFD; i++) ahead[i] = ahead[i + 1];
-            ahead[PFD - 1] = t + PFD < te ? conv_ldv_cs<CPT>(xn) : zero;
-        } else {
-            v = conv_ldv_cs<CPT>(xn);
-        }
-        float oe[CPT];
-#pragma unroll
-        for (int c = 0; c < CPT; c++) {
-            xw[W - 1][c] = bf16_raw_el<CPT>(v, c);
+        for (int c = 0; c < 2; c++) {
             float s = br[c];
 #pragma unroll
             for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
@@ -96,73 +107,68 @@ conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_
 #pragma unroll
             for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
         }
-        *reinterpret_cast<V*>(up) = bf16_raw_pack<CPT>(oe);
+        *reinterpret_cast<unsigned*>(up + (size_t)j * Di) = bf16_raw_pack<2>(oe);
     }
 }
 
-// Backward, CPT channels per thread (4 in production: 96 registers against 168 at 8, so 5 blocks per SM instead
-// of 3), PF: the next token's x and du are loaded before the current token is computed, so the loads of one token
-// overlap the arithmetic of the one before (production; dev/conv1d v2 against v4-v6 measures both choices).
-template <int W, int CPT = 8, bool PF = false>
-__global__ void __launch_bounds__(CONV_DX * CONV_TY)
-conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ part /*[rows][Di][W+1]*/,
-                       const bf16* __restrict__ du, const bf16* __restrict__ x, int ld_x,
-                       const float* __restrict__ w, const float* __restrict__ bias, int T, int Di) {
-    typedef typename Bf16Raw<CPT>::T V;
-    __shared__ float red[CONV_TY][CONV_DX * CPT][W + 1];
-    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * CPT;
-    const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
-    const bool active = d0 < Di && ts < T;
-    float acc[CPT][W + 1];   // dw[k] for k < W, db at W
+template <int W>
+__global__ void __launch_bounds__(32 * CONV_TY)
+conv1d_silu_bwd_tile_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ part /*[rows][Di][W+1]*/,
+                            const bf16* __restrict__ du, const bf16* __restrict__ x, int ld_x,
+                            const float* __restrict__ w, const float* __restrict__ bias, int T, int Di) {
+    constexpr int TB = CONV_TY * CONV_TR;
+    extern __shared__ __align__(16) bf16 tile_b[];
+    bf16* xs = tile_b;                                  // [TB + 2(W-1)][C]: row r = token t0-(W-1)+r
+    bf16* gs = tile_b + (TB + 2 * (W - 1)) * CONV_TILE_C;   // [TB + W-1][C]: row r = token t0+r (du)
+    float(*red)[CONV_TILE_C][W + 1] = reinterpret_cast<float(*)[CONV_TILE_C][W + 1]>(tile_b);   // after the walk
+    const int tid = threadIdx.y * 32 + threadIdx.x, b = blockIdx.z;
+    const int d_base = blockIdx.x * CONV_TILE_C, t0 = blockIdx.y * TB;
+    conv_tile_load(xs, x + (size_t)b * T * ld_x, ld_x, t0 - (W - 1), TB + 2 * (W - 1), T, d_base, Di, tid, 32 * CONV_TY);
+    conv_tile_load(gs, du + (size_t)b * T * Di, Di, t0, TB + W - 1, T, d_base, Di, tid, 32 * CONV_TY);
+    cp_async_commit();
+    const int d = d_base + 2 * threadIdx.x, ts = t0 + threadIdx.y * CONV_TR;
+    const bool active = d < Di && ts < T;
+    float wr[2][W], br[2], acc[2][W + 1];   // acc: dw[k] for k < W, db at W
 #pragma unroll
-    for (int c = 0; c < CPT; c++)
+    for (int c = 0; c < 2; c++) {
 #pragma unroll
         for (int k = 0; k <= W; k++) acc[c][k] = 0.0f;
+        if (active) {
+            br[c] = bias[d + c];
+#pragma unroll
+            for (int k = 0; k < W; k++) wr[c][k] = w[(size_t)(d + c) * W + k];
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();
     if (active) {
         const int te = min(T, ts + CONV_TR);
-        float wr[CPT][W], br[CPT], xw[W][CPT], dq[W][CPT];   // xw[k] = x(t-(W-1)+k), dq[k] = dxc(t-(W-1)+k)
+        const bf16* xr = xs + (ts - t0) * CONV_TILE_C + 2 * threadIdx.x;   // token ts-(W-1)
+        const bf16* gr = gs + (ts - t0) * CONV_TILE_C + 2 * threadIdx.x;   // token ts
+        bf16* dxp = dx + ((size_t)b * T + ts) * ld_dx + d;
+        float xw[W][2], dq[W][2];   // xw[k] = x(t-(W-1)+k), dq[k] = dxc(t-(W-1)+k)
 #pragma unroll
-        for (int c = 0; c < CPT; c++) {
-            br[c] = bias[d0 + c];
-#pragma unroll
-            for (int k = 0; k < W; k++) { wr[c][k] = w[(size_t)(d0 + c) * W + k]; dq[k][c] = 0.0f; }
-        }
-        const bf16* xb = x + (size_t)b * T * ld_x + d0;
-        const bf16* gb = du + (size_t)b * T * Di + d0;
-        const V zero = {};
-#pragma unroll
-        for (int k = 0; k < W - 1; k++) {
-            const int t = ts - (W - 1) + k;
-            V v = t >= 0 ? conv_ldv<CPT>(xb + (size_t)t * ld_x) : zero;
-#pragma unroll
-            for (int c = 0; c < CPT; c++) xw[k][c] = bf16_raw_el<CPT>(v, c);
-        }
-        V vn = zero, gn = zero;   // PF: the next token's x and du
-        if (PF && ts < T) { vn = conv_ldv<CPT>(xb + (size_t)ts * ld_x); gn = conv_ldv<CPT>(gb + (size_t)ts * Di); }
-        // running addresses of the token loaded next (t+1 with PF, else t) and of dx(tp)
-        const bf16* xn = xb + (size_t)(ts + PF) * ld_x;
-        const bf16* gp = gb + (size_t)(ts + PF) * Di;
-        bf16* dxp = dx + ((size_t)b * T + ts) * ld_dx + d0;
-        for (int t = ts; t < te + W - 1; t++, xn += ld_x, gp += Di) {
-            const bool in = t < T;
-            V v, g;
-            if (PF) {
-                v = vn; g = gn;
-                const bool nin = t + 1 < T && t + 1 < te + W - 1;
-                vn = nin ? conv_ldv<CPT>(xn) : zero;
-                gn = nin ? conv_ldv<CPT>(gp) : zero;
-            } else {
-                v = in ? conv_ldv<CPT>(xn) : zero;
-                g = in ? conv_ldv<CPT>(gp) : zero;
+        for (int k = 0; k < W; k++) {
+            dq[k][0] = dq[k][1] = 0.0f;
+            if (k < W - 1) {
+                const float2 v = conv_word(xr + k * CONV_TILE_C);
+                xw[k][0] = v.x; xw[k][1] = v.y;
             }
+        }
 #pragma unroll
-            for (int c = 0; c < CPT; c++) {
-                xw[W - 1][c] = bf16_raw_el<CPT>(v, c);
+        for (int j = 0; j < CONV_TR + W - 1; j++) {
+            const int t = ts + j;
+            if (t >= te + W - 1) break;
+            const float2 v = conv_word(xr + (j + W - 1) * CONV_TILE_C), g = conv_word(gr + j * CONV_TILE_C);
+            const float gv[2] = {g.x, g.y};
+            xw[W - 1][0] = v.x; xw[W - 1][1] = v.y;
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
                 float s = br[c];
 #pragma unroll
                 for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
                 const float sg = sigmoid_ftz(s);
-                const float dv = in ? bf16_raw_el<CPT>(g, c) * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
+                const float dv = t < T ? gv[c] * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
                 if (t < te) {
 #pragma unroll
                     for (int k = 0; k < W; k++) acc[c][k] += dv * xw[k][c];
@@ -174,36 +180,34 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
 #pragma unroll
                 for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
             }
-            const int tp = t - (W - 1);   // dx(tp) = sum_k w[k] dxc(tp + W-1-k) = sum_k w[k] dq[W-1-k]
-            if (tp >= ts) {
-                float oe[CPT];
+            if (j >= W - 1) {   // dx(tp) = sum_k w[k] dxc(tp + W-1-k), tp = t-(W-1) < te
+                float oe[2];
 #pragma unroll
-                for (int c = 0; c < CPT; c++) {
+                for (int c = 0; c < 2; c++) {
                     float s = 0.0f;
 #pragma unroll
                     for (int k = 0; k < W; k++) s += wr[c][k] * dq[W - 1 - k][c];
                     oe[c] = s;
                 }
-                *reinterpret_cast<V*>(dxp) = bf16_raw_pack<CPT>(oe);
-                dxp += ld_dx;
+                *reinterpret_cast<unsigned*>(dxp + (size_t)(j - (W - 1)) * ld_dx) = bf16_raw_pack<2>(oe);
             }
         }
     }
+    __syncthreads();   // the tiles are read: red reuses their space
 #pragma unroll
-    for (int c = 0; c < CPT; c++)
+    for (int c = 0; c < 2; c++)
 #pragma unroll
-        for (int k = 0; k <= W; k++) red[threadIdx.y][threadIdx.x * CPT + c][k] = acc[c][k];
+        for (int k = 0; k <= W; k++) red[threadIdx.y][2 * threadIdx.x + c][k] = acc[c][k];
     __syncthreads();
-    // one thread per (channel, k) of the block sums the CONV_TY runs in order
-    const int nval = CONV_DX * CPT * (W + 1);
+    const int nval = CONV_TILE_C * (W + 1);
     const size_t row = (size_t)b * gridDim.y + blockIdx.y;
-    for (int i = threadIdx.y * CONV_DX + threadIdx.x; i < nval; i += CONV_DX * CONV_TY) {
-        const int cl = i / (W + 1), k = i % (W + 1), d = blockIdx.x * CONV_DX * CPT + cl;
-        if (d >= Di) continue;
+    for (int i = tid; i < nval; i += 32 * CONV_TY) {
+        const int cl = i / (W + 1), k = i % (W + 1), dd = d_base + cl;
+        if (dd >= Di) continue;
         float s = 0.0f;
 #pragma unroll
         for (int y = 0; y < CONV_TY; y++) s += red[y][cl][k];
-        part[(row * Di + d) * (W + 1) + k] = s;
+        part[(row * Di + dd) * (W + 1) + k] = s;
     }
 }
 
@@ -216,6 +220,12 @@ __global__ void conv1d_reduce_kernel(float* dw, float* db, const float* part, in
     const int d = i / (W + 1), k = i % (W + 1);
     if (k < W) dw[(size_t)d * W + k] += s;
     else db[d] += s;
+}
+// the partials of B * conv_rows_per_batch(T) rows in `part` into dw, db
+static inline void conv1d_reduce(float* dw, float* db, const float* part, int B, int T, int Di, int W, cudaStream_t s) {
+    const int n = Di * (W + 1);
+    conv1d_reduce_kernel<<<(n + 255) / 256, 256, 0, s>>>(dw, db, part, B * conv_rows_per_batch(T), Di, W);
+    CUDA_KERNEL_CHECK();
 }
 
 static inline void conv_check(const void* p, int ld, const char* what) {
@@ -236,62 +246,66 @@ static inline void conv_check_shape(int B, int T, int Di, int W) {
     if (conv1d_shape_error(B, T, Di, W, why, sizeof why)) die("conv1d: %s", why);
 }
 
-// u [B,T,Di] = silu(conv(x) + b);  x [B,T,Di] row stride ld_x;  w [Di,W], b [Di] fp32. variant (dev/conv1d): 0
-// production (4 channels per thread, two tokens ahead: 64 registers, 8 blocks per SM), 1: 8 channels, none ahead
-// (the production until 2026-11-30; 95 registers, 5 blocks), 2: 8 channels, one ahead, 3: 4 channels, one ahead.
-// The variants give the same bits.
-static inline void conv1d_silu_forward_v(bf16* u, const bf16* x, int ld_x, const float* w, const float* b,
-                                         int B, int T, int Di, int W, int variant, cudaStream_t s) {
+// launches; the backward's dynamic shared memory passes 48 KB, which each kernel instance must allow once
+template <int W>
+static void conv_tile_fwd_w(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T, int Di,
+                            cudaStream_t s) {
+    static bool ready = false;
+    const size_t smem = conv_tile_fwd_smem<W>();
+    if (!ready) {
+        CUDA_CHECK(cudaFuncSetAttribute(conv1d_silu_fwd_tile_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        ready = true;
+    }
+    dim3 grid((Di + CONV_TILE_C - 1) / CONV_TILE_C, conv_rows_per_batch(T), B);
+    conv1d_silu_fwd_tile_kernel<W><<<grid, dim3(32, CONV_TY), smem, s>>>(u, x, ld_x, w, b, T, Di);
+}
+template <int W>
+static void conv_tile_bwd_w(bf16* dx, int ld_dx, float* scratch, const bf16* du, const bf16* x, int ld_x,
+                            const float* w, const float* b, int B, int T, int Di, cudaStream_t s) {
+    static bool ready = false;
+    const size_t smem = conv_tile_bwd_smem<W>();
+    if (!ready) {
+        CUDA_CHECK(cudaFuncSetAttribute(conv1d_silu_bwd_tile_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        ready = true;
+    }
+    dim3 grid((Di + CONV_TILE_C - 1) / CONV_TILE_C, conv_rows_per_batch(T), B);
+    conv1d_silu_bwd_tile_kernel<W><<<grid, dim3(32, CONV_TY), smem, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di);
+}
+static inline void conv_tile_launch_fwd(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T,
+                                        int Di, int W, cudaStream_t s) {
+    if (W == 4) conv_tile_fwd_w<4>(u, x, ld_x, w, b, B, T, Di, s);
+    else if (W == 3) conv_tile_fwd_w<3>(u, x, ld_x, w, b, B, T, Di, s);
+    else conv_tile_fwd_w<2>(u, x, ld_x, w, b, B, T, Di, s);
+    CUDA_KERNEL_CHECK();
+}
+static inline void conv_tile_launch_bwd(bf16* dx, int ld_dx, float* scratch, const bf16* du, const bf16* x, int ld_x,
+                                        const float* w, const float* b, int B, int T, int Di, int W, cudaStream_t s) {
+    if (W == 4) conv_tile_bwd_w<4>(dx, ld_dx, scratch, du, x, ld_x, w, b, B, T, Di, s);
+    else if (W == 3) conv_tile_bwd_w<3>(dx, ld_dx, scratch, du, x, ld_x, w, b, B, T, Di, s);
+    else conv_tile_bwd_w<2>(dx, ld_dx, scratch, du, x, ld_x, w, b, B, T, Di, s);
+    CUDA_KERNEL_CHECK();
+}
+
+// u [B,T,Di] = silu(conv(x) + b);  x [B,T,Di] row stride ld_x;  w [Di,W], b [Di] fp32
+static inline void conv1d_silu_forward(bf16* u, const bf16* x, int ld_x, const float* w, const float* b,
+                                       int B, int T, int Di, int W, cudaStream_t s) {
     conv_check_shape(B, T, Di, W);
     conv_check(x, ld_x, "x");
     conv_check(u, Di, "u");
-    const int cpt = variant == 0 || variant == 3 ? 4 : 8;
-    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * cpt - 1) / (CONV_DX * cpt), conv_rows_per_batch(T), B);
-#define CONV_FWD(W_, C_, P_) conv1d_silu_fwd_kernel<W_, C_, P_><<<grid, block, 0, s>>>(u, x, ld_x, w, b, T, Di)
-#define CONV_FWD_W(C_, P_) do { if (W == 4) CONV_FWD(4, C_, P_); else if (W == 3) CONV_FWD(3, C_, P_); else CONV_FWD(2, C_, P_); } while (0)
-    if (variant == 0) CONV_FWD_W(4, 2);
-    else if (variant == 1) CONV_FWD_W(8, 0);
-    else if (variant == 2) CONV_FWD_W(8, 1);
-    else CONV_FWD_W(4, 1);
-#undef CONV_FWD_W
-#undef CONV_FWD
-    CUDA_KERNEL_CHECK();
-}
-static inline void conv1d_silu_forward(bf16* u, const bf16* x, int ld_x, const float* w, const float* b,
-                                       int B, int T, int Di, int W, cudaStream_t s) {
-    conv1d_silu_forward_v(u, x, ld_x, w, b, B, T, Di, W, 0, s);
+    conv_tile_launch_fwd(u, x, ld_x, w, b, B, T, Di, W, s);
 }
 
 // dx [B,T,Di] (row stride ld_dx) WRITTEN; dw [Di,W], db [Di] ACCUMULATED; du [B,T,Di] contiguous;
-// scratch: conv1d_scratch_floats(B,T,Di,W) floats. variant (dev/conv1d): 0 production (4 channels per thread +
-// next-token prefetch), 1: 8 channels, no prefetch (the production of 2026-11-29), 2: 4 channels, no prefetch,
-// 3: 8 channels + prefetch.
-static inline void conv1d_silu_backward_v(bf16* dx, int ld_dx, float* dw, float* db, const bf16* du,
-                                          const bf16* x, int ld_x, const float* w, const float* b,
-                                          int B, int T, int Di, int W, float* scratch, int variant, cudaStream_t s) {
+// scratch: conv1d_scratch_floats(B,T,Di,W) floats
+static inline void conv1d_silu_backward(bf16* dx, int ld_dx, float* dw, float* db, const bf16* du,
+                                        const bf16* x, int ld_x, const float* w, const float* b,
+                                        int B, int T, int Di, int W, float* scratch, cudaStream_t s) {
     conv_check_shape(B, T, Di, W);
     conv_check(x, ld_x, "x");
     conv_check(dx, ld_dx, "dx");
     conv_check(du, Di, "du");
-    const int cpt = variant == 0 || variant == 2 ? 4 : 8, pf = variant == 0 || variant == 3;
-    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * cpt - 1) / (CONV_DX * cpt), conv_rows_per_batch(T), B);
-#define CONV_BWD(W_, C_, P_) conv1d_silu_bwd_kernel<W_, C_, P_><<<grid, block, 0, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di)
-#define CONV_BWD_W(C_, P_) do { if (W == 4) CONV_BWD(4, C_, P_); else if (W == 3) CONV_BWD(3, C_, P_); else CONV_BWD(2, C_, P_); } while (0)
-    if (cpt == 8 && !pf) CONV_BWD_W(8, false);
-    else if (cpt == 8) CONV_BWD_W(8, true);
-    else if (!pf) CONV_BWD_W(4, false);
-    else CONV_BWD_W(4, true);
-#undef CONV_BWD_W
-#undef CONV_BWD
-    CUDA_KERNEL_CHECK();
-    const int n = Di * (W + 1);
-    conv1d_reduce_kernel<<<(n + 255) / 256, 256, 0, s>>>(dw, db, scratch, B * conv_rows_per_batch(T), Di, W);
-    CUDA_KERNEL_CHECK();
-}
-static inline void conv1d_silu_backward(bf16* dx, int ld_dx, float* dw, float* db, const bf16* du,
-                                        const bf16* x, int ld_x, const float* w, const float* b,
-                                        int B, int T, int Di, int W, float* scratch, cudaStream_t s) {
-    conv1d_silu_backward_v(dx, ld_dx, dw, db, du, x, ld_x, w, b, B, T, Di, W, scratch, 0, s);
+    conv_tile_launch_bwd(dx, ld_dx, scratch, du, x, ld_x, w, b, B, T, Di, W, s);
+    conv1d_reduce(dw, db, scratch, B, T, Di, W, s);
 }
 
 // single token: u [B,Di] = silu(b + sum_{k<W-1} w[k] state[k] + w[W-1] x); state [B,Di,W-1] fp32 (oldest first)

@@ -2,13 +2,13 @@
  * dev/conv1d.cu — harness for the depthwise causal conv1d + bias + SiLU (common/conv1d.cuh), forward and backward.
  *   v1: one thread per (b, channel) walking t with scalar loads; dw/db summed by the same thread into per-b
  *       partials (teaching version: uncoalesced 2-byte loads, B*Di threads only).
- *   v2: production (common/conv1d.cuh): 32 tokens per thread, 4 channels (8-byte loads), the next tokens'
- *       loads in flight (forward two, backward one), block partials.
+ *   v2: production (common/conv1d.cuh): a block's input tile (64 channels x 256 tokens and halos) by cp.async into
+ *       shared memory, then 32 tokens x 2 channels per thread out of it; block partials.
  *   v3: cuDNN's grouped convolution + our bias/SiLU kernels (common/cudnn_ops.cuh); only in USE_CUDNN builds,
  *       which the Makefile makes whenever it finds cuDNN. Its timing adds the cuDNN calls alone.
- *   v4-v6: other variants (conv1d_silu_forward_v / _backward_v 1..3). Forward: v4 8 channels, no prefetch (the
- *       production until 2026-11-30), v5 8 channels, one token ahead, v6 4 channels, one ahead. Backward: v4 8
- *       channels, no prefetch (the production until 2026-11-30), v5 4 channels, no prefetch, v6 8 channels + prefetch.
+ *   v4-v7: the register-streaming kernels (below; the production until session 15 was v7, v4 the one before):
+ *       32 tokens x 4 or 8 channels per thread, streamed through registers one or two tokens ahead.
+ *       --check also asks each of them for v2's bits (u, dx, dw, db).
  * ./dev/conv1d [version] [--check] [-B 16 -T 2048 -D 2048 -W 4]   (D = d_inner)
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/conv1d.cu -o dev/conv1d
  */
@@ -20,7 +20,7 @@
 #endif
 
 #define V_CUDNN 3
-#define CONV_NVER 6   // v4-v6: variants 1..3 of common/conv1d.cuh (conv1d_silu_forward_v, conv1d_silu_backward_v)
+#define CONV_NVER 7   // v4-v7: the register-streaming kernels of this file
 
 // ---------------- v1: one thread per (b, d) ----------------
 __global__ void conv_v1_fwd_kernel(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T,
@@ -66,6 +66,223 @@ __global__ void conv_v1_bwd_kernel(bf16* dx, int ld_dx, float* part, const bf16*
         dq[0] = dv;
     }
     for (int k = 0; k <= W; k++) part[((size_t)bi * Di + d) * (W + 1) + k] = acc[k];
+}
+
+// ---------------- v4-v7: the register-streaming kernels (common/conv1d.cuh's production until session 15) ----------------
+// Each thread owns CPT channels (one 8- or 16-byte load per token) of a run of CONV_TR tokens and streams it through
+// registers, one or two tokens' loads ahead; the same partition into runs, arithmetic and partials as the tiled
+// production, so the same bits. Forward: v4 8 channels, none ahead, v5 8 channels, one ahead, v6 4 channels, one
+// ahead, v7 4 channels, two ahead. Backward: v4 8 channels, no prefetch, v5 4 channels, no prefetch, v6 8 channels +
+// next-token prefetch, v7 4 channels + prefetch.
+#define CONV_DX 16   // channel groups per block (x)
+
+// CPT bf16 channels of one token as one load (16 or 8 bytes), kept raw (Bf16Raw, bf16.cuh) until used
+template <int CPT>
+__device__ __forceinline__ typename Bf16Raw<CPT>::T conv_ldv(const bf16* p) {
+    return *reinterpret_cast<const typename Bf16Raw<CPT>::T*>(p);
+}
+template <int CPT>
+__device__ __forceinline__ typename Bf16Raw<CPT>::T conv_ldv_cs(const bf16* p) {   // read-once data: evict first
+    return __ldcs(reinterpret_cast<const typename Bf16Raw<CPT>::T*>(p));
+}
+
+// Forward, CPT channels per thread (one 16- or 8-byte load per token); the loads of the next PFD tokens are in
+// flight while a token is computed (PFD 0: none). x is read
+// once: streaming loads.
+template <int W, int CPT = 8, int PFD = 0>
+__global__ void __launch_bounds__(CONV_DX * CONV_TY)
+conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_x, const float* __restrict__ w,
+                       const float* __restrict__ bias, int T, int Di) {
+    typedef typename Bf16Raw<CPT>::T V;
+    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * CPT;
+    const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
+    if (d0 >= Di || ts >= T) return;
+    const int te = min(T, ts + CONV_TR);
+    float wr[CPT][W], br[CPT], xw[W][CPT];   // xw[k] = x at t-(W-1)+k
+#pragma unroll
+    for (int c = 0; c < CPT; c++) {
+        br[c] = bias[d0 + c];
+#pragma unroll
+        for (int k = 0; k < W; k++) wr[c][k] = w[(size_t)(d0 + c) * W + k];
+    }
+    const bf16* xb = x + (size_t)b * T * ld_x + d0;
+    const V zero = {};
+#pragma unroll
+    for (int k = 0; k < W - 1; k++) {
+        const int t = ts - (W - 1) + k;
+        V v = t >= 0 ? conv_ldv_cs<CPT>(xb + (size_t)t * ld_x) : zero;
+#pragma unroll
+        for (int c = 0; c < CPT; c++) xw[k][c] = bf16_raw_el<CPT>(v, c);
+    }
+    V ahead[PFD > 0 ? PFD : 1];   // at token t: x of t .. t+PFD-1, loaded before t-1 was computed
+#pragma unroll
+    for (int i = 0; i < PFD; i++) ahead[i] = ts + i < te ? conv_ldv_cs<CPT>(xb + (size_t)(ts + i) * ld_x) : zero;
+    const bf16* xn = xb + (size_t)(ts + PFD) * ld_x;   // x of token t + PFD (running addresses: no products per token)
+    bf16* up = u + ((size_t)b * T + ts) * Di + d0;
+#pragma unroll 4   // W-1 inputs shift by one register per token: unrolled, the shifts become renaming
+    for (int t = ts; t < te; t++, xn += ld_x, up += Di) {
+        V v;
+        if constexpr (PFD > 0) {
+            v = ahead[0];
+#pragma unroll
+            for (int i = 0; i + 1 < PFD; i++) ahead[i] = ahead[i + 1];
+            ahead[PFD - 1] = t + PFD < te ? conv_ldv_cs<CPT>(xn) : zero;
+        } else {
+            v = conv_ldv_cs<CPT>(xn);
+        }
+        float oe[CPT];
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            xw[W - 1][c] = bf16_raw_el<CPT>(v, c);
+            float s = br[c];
+#pragma unroll
+            for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
+            oe[c] = s * sigmoid_ftz(s);
+#pragma unroll
+            for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
+        }
+        *reinterpret_cast<V*>(up) = bf16_raw_pack<CPT>(oe);
+    }
+}
+
+// Backward, CPT channels per thread (4 in v7: 96 registers against 168 at 8, so 5 blocks per SM instead of 3), PF: the next token's x and du are loaded before the current token is computed, so the loads of one token
+// overlap the arithmetic of the one before (v6, v7).
+template <int W, int CPT = 8, bool PF = false>
+__global__ void __launch_bounds__(CONV_DX * CONV_TY)
+conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ part /*[rows][Di][W+1]*/,
+                       const bf16* __restrict__ du, const bf16* __restrict__ x, int ld_x,
+                       const float* __restrict__ w, const float* __restrict__ bias, int T, int Di) {
+    typedef typename Bf16Raw<CPT>::T V;
+    __shared__ float red[CONV_TY][CONV_DX * CPT][W + 1];
+    const int d0 = (blockIdx.x * CONV_DX + threadIdx.x) * CPT;
+    const int ts = (blockIdx.y * CONV_TY + threadIdx.y) * CONV_TR, b = blockIdx.z;
+    const bool active = d0 < Di && ts < T;
+    float acc[CPT][W + 1];   // dw[k] for k < W, db at W
+#pragma unroll
+    for (int c = 0; c < CPT; c++)
+#pragma unroll
+        for (int k = 0; k <= W; k++) acc[c][k] = 0.0f;
+    if (active) {
+        const int te = min(T, ts + CONV_TR);
+        float wr[CPT][W], br[CPT], xw[W][CPT], dq[W][CPT];   // xw[k] = x(t-(W-1)+k), dq[k] = dxc(t-(W-1)+k)
+#pragma unroll
+        for (int c = 0; c < CPT; c++) {
+            br[c] = bias[d0 + c];
+#pragma unroll
+            for (int k = 0; k < W; k++) { wr[c][k] = w[(size_t)(d0 + c) * W + k]; dq[k][c] = 0.0f; }
+        }
+        const bf16* xb = x + (size_t)b * T * ld_x + d0;
+        const bf16* gb = du + (size_t)b * T * Di + d0;
+        const V zero = {};
+#pragma unroll
+        for (int k = 0; k < W - 1; k++) {
+            const int t = ts - (W - 1) + k;
+            V v = t >= 0 ? conv_ldv<CPT>(xb + (size_t)t * ld_x) : zero;
+#pragma unroll
+            for (int c = 0; c < CPT; c++) xw[k][c] = bf16_raw_el<CPT>(v, c);
+        }
+        V vn = zero, gn = zero;   // PF: the next token's x and du
+        if (PF && ts < T) { vn = conv_ldv<CPT>(xb + (size_t)ts * ld_x); gn = conv_ldv<CPT>(gb + (size_t)ts * Di); }
+        // running addresses of the token loaded next (t+1 with PF, else t) and of dx(tp)
+        const bf16* xn = xb + (size_t)(ts + PF) * ld_x;
+        const bf16* gp = gb + (size_t)(ts + PF) * Di;
+        bf16* dxp = dx + ((size_t)b * T + ts) * ld_dx + d0;
+        for (int t = ts; t < te + W - 1; t++, xn += ld_x, gp += Di) {
+            const bool in = t < T;
+            V v, g;
+            if (PF) {
+                v = vn; g = gn;
+                const bool nin = t + 1 < T && t + 1 < te + W - 1;
+                vn = nin ? conv_ldv<CPT>(xn) : zero;
+                gn = nin ? conv_ldv<CPT>(gp) : zero;
+            } else {
+                v = in ? conv_ldv<CPT>(xn) : zero;
+                g = in ? conv_ldv<CPT>(gp) : zero;
+            }
+#pragma unroll
+            for (int c = 0; c < CPT; c++) {
+                xw[W - 1][c] = bf16_raw_el<CPT>(v, c);
+                float s = br[c];
+#pragma unroll
+                for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
+                const float sg = sigmoid_ftz(s);
+                const float dv = in ? bf16_raw_el<CPT>(g, c) * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
+                if (t < te) {
+#pragma unroll
+                    for (int k = 0; k < W; k++) acc[c][k] += dv * xw[k][c];
+                    acc[c][W] += dv;
+                }
+#pragma unroll
+                for (int k = 0; k < W - 1; k++) dq[k][c] = dq[k + 1][c];
+                dq[W - 1][c] = dv;
+#pragma unroll
+                for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
+            }
+            const int tp = t - (W - 1);   // dx(tp) = sum_k w[k] dxc(tp + W-1-k) = sum_k w[k] dq[W-1-k]
+            if (tp >= ts) {
+                float oe[CPT];
+#pragma unroll
+                for (int c = 0; c < CPT; c++) {
+                    float s = 0.0f;
+#pragma unroll
+                    for (int k = 0; k < W; k++) s += wr[c][k] * dq[W - 1 - k][c];
+                    oe[c] = s;
+                }
+                *reinterpret_cast<V*>(dxp) = bf16_raw_pack<CPT>(oe);
+                dxp += ld_dx;
+            }
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < CPT; c++)
+#pragma unroll
+        for (int k = 0; k <= W; k++) red[threadIdx.y][threadIdx.x * CPT + c][k] = acc[c][k];
+    __syncthreads();
+    // one thread per (channel, k) of the block sums the CONV_TY runs in order
+    const int nval = CONV_DX * CPT * (W + 1);
+    const size_t row = (size_t)b * gridDim.y + blockIdx.y;
+    for (int i = threadIdx.y * CONV_DX + threadIdx.x; i < nval; i += CONV_DX * CONV_TY) {
+        const int cl = i / (W + 1), k = i % (W + 1), d = blockIdx.x * CONV_DX * CPT + cl;
+        if (d >= Di) continue;
+        float s = 0.0f;
+#pragma unroll
+        for (int y = 0; y < CONV_TY; y++) s += red[y][cl][k];
+        part[(row * Di + d) * (W + 1) + k] = s;
+    }
+}
+
+// the variants' choices, v4..v7
+typedef struct { int cpt, fwd_ahead, bwd_cpt, bwd_pf; } ConvStream;
+static const ConvStream conv_stream[4] = {{8, 0, 8, 0}, {8, 1, 4, 0}, {4, 1, 8, 1}, {4, 2, 4, 1}};
+
+static void conv_stream_forward(const ConvStream* k, bf16* u, const bf16* x, int ld_x, const float* w, const float* b,
+                                int B, int T, int Di, int W) {
+    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * k->cpt - 1) / (CONV_DX * k->cpt), conv_rows_per_batch(T), B);
+#define CONV_FWD(W_, C_, P_) conv1d_silu_fwd_kernel<W_, C_, P_><<<grid, block>>>(u, x, ld_x, w, b, T, Di)
+#define CONV_FWD_W(C_, P_) do { if (W == 4) CONV_FWD(4, C_, P_); else if (W == 3) CONV_FWD(3, C_, P_); else CONV_FWD(2, C_, P_); } while (0)
+    if (k->cpt == 8 && k->fwd_ahead == 0) CONV_FWD_W(8, 0);
+    else if (k->cpt == 8) CONV_FWD_W(8, 1);
+    else if (k->fwd_ahead == 1) CONV_FWD_W(4, 1);
+    else CONV_FWD_W(4, 2);
+#undef CONV_FWD_W
+#undef CONV_FWD
+    CUDA_KERNEL_CHECK();
+}
+static void conv_stream_backward(const ConvStream* k, bf16* dx, int ld_dx, float* dw, float* db, const bf16* du,
+                                 const bf16* x, int ld_x, const float* w, const float* b, int B, int T, int Di, int W,
+                                 float* scratch) {
+    const int cpt = k->bwd_cpt;
+    dim3 block(CONV_DX, CONV_TY), grid((Di + CONV_DX * cpt - 1) / (CONV_DX * cpt), conv_rows_per_batch(T), B);
+#define CONV_BWD(W_, C_, P_) conv1d_silu_bwd_kernel<W_, C_, P_><<<grid, block>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di)
+#define CONV_BWD_W(C_, P_) do { if (W == 4) CONV_BWD(4, C_, P_); else if (W == 3) CONV_BWD(3, C_, P_); else CONV_BWD(2, C_, P_); } while (0)
+    if (cpt == 8 && !k->bwd_pf) CONV_BWD_W(8, false);
+    else if (cpt == 8) CONV_BWD_W(8, true);
+    else if (!k->bwd_pf) CONV_BWD_W(4, false);
+    else CONV_BWD_W(4, true);
+#undef CONV_BWD_W
+#undef CONV_BWD
+    CUDA_KERNEL_CHECK();
+    conv1d_reduce(dw, db, scratch, B, T, Di, W, 0);
 }
 
 typedef struct {
@@ -124,8 +341,11 @@ static void run_fwd(ConvCtx* c) {
         cudnn_conv1d_forward((CudnnConv1d*)c->dnn, c->u, c->x, c->w, c->b, 0);
 #endif
     } else {
-        conv1d_silu_forward_v(c->u, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W,
-                              c->version > V_CUDNN ? c->version - V_CUDNN : 0, 0);
+        if (c->version > V_CUDNN)
+            conv_stream_forward(&conv_stream[c->version - V_CUDNN - 1], c->u, c->x, c->ld_x, c->w, c->b, c->B, c->T,
+                                c->Di, c->W);
+        else
+            conv1d_silu_forward(c->u, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W, 0);
     }
 }
 static void run_bwd(ConvCtx* c) {
@@ -141,8 +361,12 @@ static void run_bwd(ConvCtx* c) {
         cudnn_conv1d_backward((CudnnConv1d*)c->dnn, c->dx, c->dw, c->db, c->du, c->x, c->w, c->b, 0);
 #endif
     } else {
-        conv1d_silu_backward_v(c->dx, c->ld_dx, c->dw, c->db, c->du, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di,
-                               c->W, c->scratch, c->version > V_CUDNN ? c->version - V_CUDNN : 0, 0);
+        if (c->version > V_CUDNN)
+            conv_stream_backward(&conv_stream[c->version - V_CUDNN - 1], c->dx, c->ld_dx, c->dw, c->db, c->du, c->x,
+                                 c->ld_x, c->w, c->b, c->B, c->T, c->Di, c->W, c->scratch);
+        else
+            conv1d_silu_backward(c->dx, c->ld_dx, c->dw, c->db, c->du, c->x, c->ld_x, c->w, c->b, c->B, c->T, c->Di,
+                                 c->W, c->scratch, 0);
     }
 }
 static void fwd_fn(void* p) { run_fwd((ConvCtx*)p); }
@@ -189,6 +413,43 @@ static void free_ctx(ConvCtx* c) {
     cudaFree(c->x); cudaFree(c->du); cudaFree(c->w); cudaFree(c->b); cudaFree(c->dw); cudaFree(c->db);
     cudaFree(c->u); cudaFree(c->dx); cudaFree(c->scratch);
     detach_cudnn(c);
+}
+
+// the variants do the production's arithmetic in its order: u, dx, dw and db must be v2's bit for bit
+static int same_bits_as_production(ConvCtx* c, const float* hdw0, const float* hdb0) {
+    const size_t M = (size_t)c->B * c->T, nu = M * c->Di, ndx = M * c->ld_dx, nw = (size_t)c->Di * c->W;
+    const size_t bytes = (nu + ndx) * sizeof(bf16) + (nw + c->Di) * sizeof(float);
+    char* run[2];
+    for (int r = 0; r < 2; r++) {
+        const int v = c->version;
+        if (r == 1) c->version = 2;
+        CUDA_CHECK(cudaMemcpy(c->dw, hdw0, nw * sizeof(float), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(c->db, hdb0, c->Di * sizeof(float), cudaMemcpyHostToDevice));
+        poison(c->u, nu * sizeof(bf16));
+        poison(c->dx, ndx * sizeof(bf16));
+        run_fwd(c);
+        run_bwd(c);
+        c->version = v;
+        CUDA_CHECK(cudaDeviceSynchronize());
+        char* h = run[r] = (char*)malloc_check(bytes);
+        CUDA_CHECK(cudaMemcpy(h, c->u, nu * sizeof(bf16), cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(h + nu * sizeof(bf16), c->dx, ndx * sizeof(bf16), cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(h + (nu + ndx) * sizeof(bf16), c->dw, nw * sizeof(float), cudaMemcpyDeviceToHost));
+        CUDA_CHECK(cudaMemcpy(h + (nu + ndx) * sizeof(bf16) + nw * sizeof(float), c->db, c->Di * sizeof(float),
+                              cudaMemcpyDeviceToHost));
+    }
+    // dx's padding columns (ld_dx > Di) are written by neither: compare the rows' first Di only
+    int same = memcmp(run[0], run[1], nu * sizeof(bf16)) == 0 &&
+               memcmp(run[0] + (nu + ndx) * sizeof(bf16), run[1] + (nu + ndx) * sizeof(bf16),
+                      (nw + c->Di) * sizeof(float)) == 0;
+    for (size_t m = 0; m < M && same; m++)
+        same = memcmp(run[0] + (nu + m * c->ld_dx) * sizeof(bf16), run[1] + (nu + m * c->ld_dx) * sizeof(bf16),
+                      c->Di * sizeof(bf16)) == 0;
+    printf("%s conv v%d u, dx, dw, db bitwise equal to v2 B=%d T=%d Di=%d W=%d\n", same ? "PASS" : "FAIL", c->version,
+           c->B, c->T, c->Di, c->W);
+    free(run[0]);
+    free(run[1]);
+    return !same;
 }
 
 static int check_shape(int version, int B, int T, int Di, int W) {
@@ -253,6 +514,7 @@ static int check_shape(int version, int B, int T, int Di, int W) {
         fails += !same;
         free(a1); free(a2);
     }
+    if (version > V_CUDNN) fails += same_bits_as_production(&c, hdw0, hdb0);
     free(x); free(w); free(b); free(du); free(dw); free(db); free(u); free(dx); free(got); free(g2);
     free(hx); free(hw); free(hb); free(hdu); free(hdw0); free(hdb0);
     free_ctx(&c);
