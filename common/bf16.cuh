@@ -3,7 +3,7 @@
  * Packed128<T> moves 16 bytes per thread per instruction, which is what memory-bound kernels need to
  * approach the card's bandwidth. Also: stochastic rounding of fp32 to bf16 (used by AdamW so that tiny
  * updates are not systematically lost when the bf16 working copy is refreshed). And the exponentials every kernel
- * uses: exp2_ftz (one MUFU.EX2), exp_ftz and sigmoid_ftz on top of it.
+ * uses: exp2_ftz (one MUFU.EX2), exp_ftz and sigmoid_ftz on top of it, log_ftz (one MUFU.LG2).
  */
 #ifndef COMMON_BF16_CUH
 #define COMMON_BF16_CUH
@@ -112,6 +112,13 @@ __device__ __forceinline__ float exp2_ftz(float x) {
 /* e^x as __expf computes it (one FMUL by log2(e) as a float, then MUFU.EX2) but flushing results below 2^-126
  * to zero: the same bits as __expf for every result above 2^-126, two instructions instead of five */
 __device__ __forceinline__ float exp_ftz(float x) { return exp2_ftz(x * 1.44269504f); }
+/* ln x as __logf computes it (MUFU.LG2, then one FMUL by ln 2 as a float) but with denormal inputs taken as 0:
+ * the same bits as __logf for every x >= 2^-126, two instructions instead of five */
+__device__ __forceinline__ float log_ftz(float x) {
+    float y;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y * 0.693147182f;
+}
 /* 1 / (1 + e^-v) in 2 special-function ops instead of an IEEE divide (~2 ulp; v -> -inf gives e = inf and
  * 1/inf = 0, v -> +inf gives 1, no NaN). Bit for bit the __expf form's: an e below 2^-126 cannot move 1 + e. */
 __device__ __forceinline__ float sigmoid_ftz(float v) { return __fdividef(1.0f, 1.0f + exp_ftz(-v)); }

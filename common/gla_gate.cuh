@@ -4,7 +4,7 @@
  *     dz = dg * sigmoid(-(z + b)) / 16 ,   db += sum over rows of dz (deterministic, partials as in
  *     rmsnorm.cuh; the fp32 value is summed, not its bf16 rounding).
  * logsigmoid(x) = min(x,0) - log1p(e), e = exp(-|x|) in (0,1]: never overflows. log1p(e) is taken as
- * __logf(1+e) for e >= 2^-6 (abs. error < 4e-7, rel. < 3e-5) and as a 4-term series below (rel. < 2e-8),
+ * ln(1+e) (log_ftz) for e >= 2^-6 (abs. error < 4e-7, rel. < 3e-5) and as a 4-term series below (rel. < 2e-8),
  * because log1pf's ~20 instructions per element make the forward partly compute-bound (H200, M=32768,
  * Dk=512: 31.6 us with log1pf, 29.5 us with this; dev/gla_gate.cu v2 vs v3).
  * Elementwise and memory-bound: 8 columns per thread, 16-byte accesses. Requirements (checked):
@@ -22,9 +22,11 @@
 /* log1p(e) for e in [0, 1] */
 __device__ inline float gla_log1p_unit(float e) {
     const float series = e * (1.f - e * (0.5f - e * (0.33333334f - e * 0.25f)));
-    return e < 0.015625f ? series : __logf(1.f + e);
+    return e < 0.015625f ? series : log_ftz(1.f + e);
 }
-__device__ inline float gla_logsigmoid(float x) { return fminf(x, 0.f) - gla_log1p_unit(__expf(-fabsf(x))); }
+/* (the ftz exponential and log give __expf's and __logf's bits, the log's input being in [1, 2], except where e
+ * would be below 2^-126, |x| > 87: there logsigmoid is x, or -0 instead of a denormal for x > 87) */
+__device__ inline float gla_logsigmoid(float x) { return fminf(x, 0.f) - gla_log1p_unit(exp_ftz(-fabsf(x))); }
 
 /* one thread per 8 consecutive elements of the flat [M*Dk] arrays */
 __global__ void gla_gate_forward_kernel(float* __restrict__ g, const bf16* __restrict__ z, const float* __restrict__ b,
