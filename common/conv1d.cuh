@@ -60,6 +60,51 @@ __device__ __forceinline__ float2 conv_word(const bf16* p) {   // 2 channels of 
     return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
 }
 
+// The per-token arithmetic, in one place for the kernels here and dev/conv1d's register-streaming versions (same
+// order, so the same bits). Windows hold C channels: xw[k][c] = x(t-(W-1)+k) with x(t) already in xw[W-1],
+// dq[k][c] = dxc(t-(W-1)+k). Each call shifts the windows by one token.
+// forward: u(t) of channel c
+template <int W, int C>
+__device__ __forceinline__ float conv_fwd_token(float (&xw)[W][C], const float (&wr)[C][W], const float (&br)[C], int c) {
+    float s = br[c];
+#pragma unroll
+    for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
+    const float u = s * sigmoid_ftz(s);
+#pragma unroll
+    for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
+    return u;
+}
+// backward: dxc(t) = du(t) silu'(pre-activation) into dq (0 for a token past T: in = false); a token of the thread's
+// own run (own) adds its terms to dw, db (acc[c][k < W], acc[c][W])
+template <int W, int C>
+__device__ __forceinline__ void conv_bwd_token(float (&xw)[W][C], float (&dq)[W][C], float (&acc)[C][W + 1],
+                                               const float (&wr)[C][W], const float (&br)[C], int c, float du, bool in,
+                                               bool own) {
+    float s = br[c];
+#pragma unroll
+    for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
+    const float sg = sigmoid_ftz(s);
+    const float dv = in ? du * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
+    if (own) {
+#pragma unroll
+        for (int k = 0; k < W; k++) acc[c][k] += dv * xw[k][c];
+        acc[c][W] += dv;
+    }
+#pragma unroll
+    for (int k = 0; k < W - 1; k++) dq[k][c] = dq[k + 1][c];
+    dq[W - 1][c] = dv;
+#pragma unroll
+    for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
+}
+// dx(t-(W-1)) = sum_k w[k] dxc(t-k) of channel c, from the window after conv_bwd_token of token t
+template <int W, int C>
+__device__ __forceinline__ float conv_dx_token(const float (&dq)[W][C], const float (&wr)[C][W], int c) {
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < W; k++) s += wr[c][k] * dq[W - 1 - k][c];
+    return s;
+}
+
 template <int W>
 __global__ void __launch_bounds__(32 * CONV_TY)
 conv1d_silu_fwd_tile_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_x, const float* __restrict__ w,
@@ -97,16 +142,7 @@ conv1d_silu_fwd_tile_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, in
         if (ts + j >= te) break;
         const float2 v = conv_word(xr + (j + W - 1) * CONV_TILE_C);
         xw[W - 1][0] = v.x; xw[W - 1][1] = v.y;
-        float oe[2];
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            float s = br[c];
-#pragma unroll
-            for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
-            oe[c] = s * sigmoid_ftz(s);
-#pragma unroll
-            for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
-        }
+        const float oe[2] = {conv_fwd_token<W, 2>(xw, wr, br, 0), conv_fwd_token<W, 2>(xw, wr, br, 1)};
         *reinterpret_cast<unsigned*>(up + (size_t)j * Di) = bf16_raw_pack<2>(oe);
     }
 }
@@ -160,35 +196,11 @@ conv1d_silu_bwd_tile_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict_
             const int t = ts + j;
             if (t >= te + W - 1) break;
             const float2 v = conv_word(xr + (j + W - 1) * CONV_TILE_C), g = conv_word(gr + j * CONV_TILE_C);
-            const float gv[2] = {g.x, g.y};
             xw[W - 1][0] = v.x; xw[W - 1][1] = v.y;
-#pragma unroll
-            for (int c = 0; c < 2; c++) {
-                float s = br[c];
-#pragma unroll
-                for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
-                const float sg = sigmoid_ftz(s);
-                const float dv = t < T ? gv[c] * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
-                if (t < te) {
-#pragma unroll
-                    for (int k = 0; k < W; k++) acc[c][k] += dv * xw[k][c];
-                    acc[c][W] += dv;
-                }
-#pragma unroll
-                for (int k = 0; k < W - 1; k++) dq[k][c] = dq[k + 1][c];
-                dq[W - 1][c] = dv;
-#pragma unroll
-                for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
-            }
-            if (j >= W - 1) {   // dx(tp) = sum_k w[k] dxc(tp + W-1-k), tp = t-(W-1) < te
-                float oe[2];
-#pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    float s = 0.0f;
-#pragma unroll
-                    for (int k = 0; k < W; k++) s += wr[c][k] * dq[W - 1 - k][c];
-                    oe[c] = s;
-                }
+            conv_bwd_token<W, 2>(xw, dq, acc, wr, br, 0, g.x, t < T, t < te);
+            conv_bwd_token<W, 2>(xw, dq, acc, wr, br, 1, g.y, t < T, t < te);
+            if (j >= W - 1) {   // dx(t-(W-1)), a token of this run
+                const float oe[2] = {conv_dx_token<W, 2>(dq, wr, 0), conv_dx_token<W, 2>(dq, wr, 1)};
                 *reinterpret_cast<unsigned*>(dxp + (size_t)(j - (W - 1)) * ld_dx) = bf16_raw_pack<2>(oe);
             }
         }

@@ -134,12 +134,7 @@ conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_
 #pragma unroll
         for (int c = 0; c < CPT; c++) {
             xw[W - 1][c] = bf16_raw_el<CPT>(v, c);
-            float s = br[c];
-#pragma unroll
-            for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
-            oe[c] = s * sigmoid_ftz(s);
-#pragma unroll
-            for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
+            oe[c] = conv_fwd_token<W, CPT>(xw, wr, br, c);
         }
         *reinterpret_cast<V*>(up) = bf16_raw_pack<CPT>(oe);
     }
@@ -202,32 +197,13 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
 #pragma unroll
             for (int c = 0; c < CPT; c++) {
                 xw[W - 1][c] = bf16_raw_el<CPT>(v, c);
-                float s = br[c];
-#pragma unroll
-                for (int k = 0; k < W; k++) s += wr[c][k] * xw[k][c];
-                const float sg = sigmoid_ftz(s);
-                const float dv = in ? bf16_raw_el<CPT>(g, c) * sg * (1.0f + s * (1.0f - sg)) : 0.0f;
-                if (t < te) {
-#pragma unroll
-                    for (int k = 0; k < W; k++) acc[c][k] += dv * xw[k][c];
-                    acc[c][W] += dv;
-                }
-#pragma unroll
-                for (int k = 0; k < W - 1; k++) dq[k][c] = dq[k + 1][c];
-                dq[W - 1][c] = dv;
-#pragma unroll
-                for (int k = 0; k < W - 1; k++) xw[k][c] = xw[k + 1][c];
+                conv_bwd_token<W, CPT>(xw, dq, acc, wr, br, c, bf16_raw_el<CPT>(g, c), in, t < te);
             }
             const int tp = t - (W - 1);   // dx(tp) = sum_k w[k] dxc(tp + W-1-k) = sum_k w[k] dq[W-1-k]
             if (tp >= ts) {
                 float oe[CPT];
 #pragma unroll
-                for (int c = 0; c < CPT; c++) {
-                    float s = 0.0f;
-#pragma unroll
-                    for (int k = 0; k < W; k++) s += wr[c][k] * dq[W - 1 - k][c];
-                    oe[c] = s;
-                }
+                for (int c = 0; c < CPT; c++) oe[c] = conv_dx_token<W, CPT>(dq, wr, c);
                 *reinterpret_cast<V*>(dxp) = bf16_raw_pack<CPT>(oe);
                 dxp += ld_dx;
             }
