@@ -1,5 +1,5 @@
 /*
- * cp_async.cuh — asynchronous global -> shared copies (cp.async, sm_80+), used by the chunked GLA kernels. A copy
+ * cp_async.cuh — asynchronous global -> shared copies (cp.async, sm_80+), used by the chunked GLA and conv1d kernels. A copy
  * stays in flight while the thread goes on, without holding a register for the data: tiles for the next step of a
  * loop load while the current one is computed, and the thread waits only where it reads the tile (cp_async_wait,
  * then a barrier, since other threads wrote it).
