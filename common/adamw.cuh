@@ -32,6 +32,7 @@
 
 struct AdamWArgs {
     float lr, beta1, beta2, eps, wd, bc1, bc2; /* bc = 1 - beta^t */
+    float wd_decay;    /* adamw_kernel_runs: the wd of the runs that decay */
     uint32_t seed, t;
     uint64_t index0;   /* noise index of element 0 (a shard of a range continues the range's noise) */
 };
@@ -91,7 +92,7 @@ static inline void adamw_update_at(float* master, bf16* copy, const float* grad,
     if (t < 1) die("adamw_update: step t must be >= 1 (got %d)", t);
     if (n == 0) return;
     AdamWArgs a;
-    a.lr = lr; a.beta1 = beta1; a.beta2 = beta2; a.eps = eps; a.wd = wd;
+    a.lr = lr; a.beta1 = beta1; a.beta2 = beta2; a.eps = eps; a.wd = wd; a.wd_decay = wd;
     a.bc1 = (float)(1.0 - pow((double)beta1, (double)t));
     a.bc2 = (float)(1.0 - pow((double)beta2, (double)t));
     a.seed = (uint32_t)seed;
@@ -116,6 +117,85 @@ static inline void adamw_update(float* master, bf16* copy, const float* grad, fl
                                 float beta1, float beta2, float eps, float wd, const float* grad_scale_dev, int t,
                                 unsigned seed, cudaStream_t s) {
     adamw_update_at(master, copy, grad, m, v, n, lr, beta1, beta2, eps, wd, grad_scale_dev, t, seed, 0, s);
+}
+
+/* ---------------- all runs in one launch ---------------- */
+/* A run: the elements [begin, end) of the flat parameter layout that share a weight-decay setting (decay: wd
+ * applies) and one rounding-noise stream (seed; element e draws its noise at index e - begin). The trainer's
+ * runs alternate decay / no decay tensor by tensor (norm weights, biases), about 6 per layer: one launch per
+ * run was ~290 launches a mamba-370m step, most of them for a few thousand elements. adamw_update_runs updates
+ * the slice [lo, hi) of every run in one launch with the arithmetic of adamw_update_at per run, element for
+ * element, so the same bits. */
+typedef struct {
+    size_t begin, end;   /* global element range (unclipped: the noise index counts from begin) */
+    uint32_t seed;
+    int decay;
+} AdamWRun;
+
+#define ADAMW_RUN_ITERS 16   /* vectors per thread: a block owns ADAMW_THREADS * ADAMW_RUN_ITERS consecutive ones */
+
+/* master, m, v [hi - lo] (the slice); copy, grad indexed by global element. lo % 4 == 0, pointers 16-byte
+ * aligned (checked by the launcher). Elements of the slice in no run (padding between runs) are left alone. */
+__global__ void __launch_bounds__(ADAMW_THREADS)
+adamw_kernel_runs(float* master, bf16* copy, const float* grad, float* m, float* v, size_t lo, size_t hi,
+                  const AdamWRun* runs, int nruns, const float* grad_scale_dev, AdamWArgs a) {
+    const float scale = *grad_scale_dev;
+    if (!isfinite(scale)) return;
+    const size_t n4 = (hi - lo + 3) / 4, q0 = (size_t)blockIdx.x * ADAMW_THREADS * ADAMW_RUN_ITERS + threadIdx.x;
+    if (q0 >= n4) return;
+    int r = 0, hi_r = nruns;   /* the first run that ends after this thread's first element */
+    const size_t e0 = lo + q0 * 4;
+    while (r < hi_r) {
+        const int mid = (r + hi_r) / 2;
+        if (runs[mid].end <= e0) r = mid + 1; else hi_r = mid;
+    }
+    for (int it = 0; it < ADAMW_RUN_ITERS; it++) {
+        const size_t q = q0 + (size_t)it * ADAMW_THREADS, e = lo + q * 4;
+        if (q >= n4) break;
+        while (r < nruns && runs[r].end <= e) r++;
+        if (r == nruns) break;
+        const AdamWRun run = runs[r];
+        if (e + 4 <= run.begin) continue;   /* padding before the run */
+        a.wd = run.decay ? a.wd_decay : 0.0f;
+        const uint32_t key = hash_u32(a.t, run.seed);
+        const size_t i = q * 4;   /* in the slice */
+        if (e >= run.begin && e + 4 <= run.end && e + 4 <= hi) {
+            f128 g = load128cs(grad + e), mm = load128cs(m + i), vv = load128cs(v + i), p = load128cs(master + i);
+            bf16 c[4];
+            for (int k = 0; k < 4; k++) adamw_one_(p[k], mm[k], vv[k], c[k], g[k] * scale, a, key, e + k - run.begin);
+            store128cs(m + i, mm);
+            store128cs(v + i, vv);
+            store128cs(master + i, p);
+            *reinterpret_cast<uint2*>(copy + e) = *reinterpret_cast<const uint2*>(c);
+        } else {   /* a vector the run's end, its start or the slice's end cuts (the per-run launches' scalar tail) */
+            for (int k = 0; k < 4; k++) {
+                const size_t ek = e + k;
+                if (ek < run.begin || ek >= run.end || ek >= hi) continue;
+                adamw_one_(master[i + k], m[i + k], v[i + k], copy[ek], grad[ek] * scale, a, key, ek - run.begin);
+            }
+        }
+    }
+}
+
+/* runs_dev [nruns] sorted by begin, disjoint (device copy of the host table); wd is applied to the decay runs */
+static inline void adamw_update_runs(float* master, bf16* copy, const float* grad, float* m, float* v, size_t lo,
+                                     size_t hi, const AdamWRun* runs_dev, int nruns, float lr, float beta1, float beta2,
+                                     float eps, float wd, const float* grad_scale_dev, int t, cudaStream_t s) {
+    if (t < 1) die("adamw_update_runs: step t must be >= 1 (got %d)", t);
+    if (hi <= lo || nruns == 0) return;
+    uintptr_t al = (uintptr_t)master | (uintptr_t)grad | (uintptr_t)m | (uintptr_t)v | ((uintptr_t)copy << 1);
+    if ((al & 15) || (lo % 4)) die("adamw_update_runs: needs 16-byte aligned buffers and a slice starting at a multiple of 4");
+    AdamWArgs a;
+    a.lr = lr; a.beta1 = beta1; a.beta2 = beta2; a.eps = eps; a.wd = 0.0f; a.wd_decay = wd;
+    a.bc1 = (float)(1.0 - pow((double)beta1, (double)t));
+    a.bc2 = (float)(1.0 - pow((double)beta2, (double)t));
+    a.seed = 0;
+    a.t = (uint32_t)t;
+    a.index0 = 0;
+    const size_t n4 = (hi - lo + 3) / 4, per = (size_t)ADAMW_THREADS * ADAMW_RUN_ITERS;
+    adamw_kernel_runs<<<(unsigned)((n4 + per - 1) / per), ADAMW_THREADS, 0, s>>>(master, copy, grad, m, v, lo, hi, runs_dev,
+                                                                              nruns, grad_scale_dev, a);
+    CUDA_KERNEL_CHECK();
 }
 
 /* ---------------- global norm, clip factor, non-finite flag ---------------- */

@@ -118,16 +118,38 @@ typedef struct {
     float* norm2;       /* device scalar: squared global grad norm */
     float* scale;       /* device scalar: clip factor (NaN when the norm is not finite) */
     float* scratch;     /* global-norm partials */
+    AdamWRun* runs;     /* device [nruns]: the runs of opt_runs, built at the first step */
+    int nruns;
 } OptState;
 
 static void opt_state_alloc(OptState* os) {
     CUDA_CHECK(cudaMalloc((void**)&os->norm2, sizeof(float)));
     CUDA_CHECK(cudaMalloc((void**)&os->scale, sizeof(float)));
     CUDA_CHECK(cudaMalloc((void**)&os->scratch, sizeof(float) * global_norm_scratch_floats()));
+    os->runs = NULL;
+    os->nruns = 0;
 }
 
-/* Global-norm clipping, then AdamW over runs of consecutive tensors that share a weight-decay setting
- * (padding between tensors is zero and stays zero). With several ranks (ZeRO-1, common/nccl.cuh) the
+/* The runs AdamW updates: maximal sequences of consecutive tensors that share a weight-decay setting (padding
+ * between tensors is zero and stays zero), those that reach into this rank's slice [lo, hi), each with its own
+ * noise seed. Built once (the table and the seed do not change), kept on the device. */
+static void opt_runs(OptState* os, const ParamTable* pt, size_t lo, size_t hi, unsigned seed) {
+    AdamWRun* h = (AdamWRun*)malloc_check(sizeof(AdamWRun) * (size_t)(pt->n + 1));
+    int n = 0;
+    for (int i = 0; i < pt->n;) {
+        int j = i;
+        while (j + 1 < pt->n && pt->t[j + 1].decay == pt->t[i].decay) j++;
+        const size_t begin = pt->t[i].offset, end = pt->t[j].offset + pt->t[j].numel;
+        if (begin < hi && end > lo) h[n++] = (AdamWRun){begin, end, seed * 7919u + (unsigned)begin, pt->t[i].decay};
+        i = j + 1;
+    }
+    CUDA_CHECK(cudaMalloc((void**)&os->runs, sizeof(AdamWRun) * (size_t)(n ? n : 1)));
+    CUDA_CHECK(cudaMemcpy(os->runs, h, sizeof(AdamWRun) * (size_t)n, cudaMemcpyHostToDevice));
+    os->nruns = n;
+    free(h);
+}
+
+/* Global-norm clipping, then AdamW over the runs of opt_runs in one launch. With several ranks (ZeRO-1, common/nccl.cuh) the
  * gradients are first reduce-scattered, each rank updates the parts of the runs inside its slice (with
  * the noise indices the whole run would use, so rounding matches one GPU), and the updated master and
  * bf16 copy are all-gathered (the master into the spent gradient buffer, from which the tensors kernels
@@ -141,18 +163,9 @@ static float optimizer_step(ModelHandle* h, OptState* os, const TrainOptions* o,
     global_norm_squared(os->norm2, pb->grad + lo, pb->shard, os->scratch, s);
     if (dist_multi(d)) dist_allreduce_f32(d, os->norm2, 1, s);
     clip_factor(os->scale, os->norm2, o->clip, s);
-    int i = 0;
-    while (i < pt->n) {
-        int j = i;
-        while (j + 1 < pt->n && pt->t[j + 1].decay == pt->t[i].decay) j++;
-        size_t begin = pt->t[i].offset, end = pt->t[j].offset + pt->t[j].numel;
-        size_t b = begin > lo ? begin : lo, e = end < hi ? end : hi;
-        if (b < e)
-            adamw_update_at(pb->master + (b - lo), pb->copy + b, pb->grad + b, pb->m + (b - lo), pb->v + (b - lo), e - b, lr,
-                            o->beta1, o->beta2, o->adam_eps, pt->t[i].decay ? o->wd : 0.0f, os->scale, t,
-                            (unsigned)(o->seed * 7919u + (unsigned)begin), b - begin, s);
-        i = j + 1;
-    }
+    if (!os->runs) opt_runs(os, pt, lo, hi, (unsigned)o->seed);
+    adamw_update_runs(pb->master, pb->copy, pb->grad, pb->m, pb->v, lo, hi, os->runs, os->nruns, lr, o->beta1, o->beta2,
+                      o->adam_eps, o->wd, os->scale, t, s);
     if (dist_multi(d)) {   /* the gradients are spent: their buffer receives the whole master */
         dist_all_gather_into_f32(d, pb->master, pb->grad, pb->shard, s);
         param_refresh_f32(pb, pb->grad, s);

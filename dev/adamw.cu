@@ -6,7 +6,9 @@
  * Timed on 374,475,776 parameters (GLA-340M untied) against the bytes it must move.
  *
  *   ./dev/adamw [--check] [-N 374475776] [--reps 20]
- *   v1: production adamw_update from common/adamw.cuh
+ *   v1: adamw_update from common/adamw.cuh over one range; also times adamw_update_runs (the trainer's path since
+ *       session 15) over the same elements cut into the run table of a mamba-370m model (290 runs), against 290
+ *       adamw_update_at launches. --check: adamw_update_runs against per-run launches, bit for bit.
  */
 #include "../common/adamw.cuh"
 #include "harness.h"
@@ -130,6 +132,52 @@ static int check_case(size_t n, int off, float scale, int t) {
     return fails;
 }
 
+/* adamw_update_runs against one adamw_update_at per run (the trainer's loop before session 15), clipped to the
+ * slice [lo, hi), bit for bit: master, m, v of the slice and the whole copy. The runs: decay / no decay alternating,
+ * odd lengths, padding between them, as the trainer's table has. */
+static int check_runs(size_t lo, size_t hi, float scale, int t) {
+    const size_t n = 20011;   /* layout size; the slice [lo, hi) of it */
+    const AdamWRun runs[] = {{0, 1030, 11u, 1}, {1032, 1037, 22u, 0}, {1040, 5000, 33u, 1}, {5000, 5013, 44u, 0},
+                             {5016, 12001, 55u, 1}, {12008, 12011, 66u, 0}, {12016, 20011, 77u, 1}};
+    const int nr = (int)(sizeof runs / sizeof runs[0]);
+    State s = make_state(n);
+    uint16_t* c[2];
+    float* f[2];
+    const size_t ns = hi - lo;
+    for (int way = 0; way < 2; way++) {
+        load_state(&s, 0, scale);
+        CUDA_CHECK(cudaMemset(s.copy, 0, sizeof(bf16) * n));
+        /* master, m, v as slices: the layout's [lo, hi) moved to the front, as a rank holds them */
+        CUDA_CHECK(cudaMemcpy(s.p, s.hp + lo, sizeof(float) * ns, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(s.m, s.hm + lo, sizeof(float) * ns, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(s.v, s.hv + lo, sizeof(float) * ns, cudaMemcpyHostToDevice));
+        if (way == 0) {
+            AdamWRun* d = (AdamWRun*)dmalloc(sizeof runs);
+            CUDA_CHECK(cudaMemcpy(d, runs, sizeof runs, cudaMemcpyHostToDevice));
+            adamw_update_runs(s.p, s.copy, s.g, s.m, s.v, lo, hi, d, nr, LR, B1, B2, EPS, WD, s.scale, t, 0);
+            CUDA_CHECK(cudaDeviceSynchronize());
+            CUDA_CHECK(cudaFree(d));
+        } else {
+            for (int r = 0; r < nr; r++) {
+                const size_t b = runs[r].begin > lo ? runs[r].begin : lo, e = runs[r].end < hi ? runs[r].end : hi;
+                if (b < e)
+                    adamw_update_at(s.p + (b - lo), s.copy + b, s.g + b, s.m + (b - lo), s.v + (b - lo), e - b, LR, B1, B2,
+                                    EPS, runs[r].decay ? WD : 0.0f, s.scale, t, runs[r].seed, b - runs[r].begin, 0);
+            }
+        }
+        c[way] = (uint16_t*)malloc_check(sizeof(uint16_t) * n);
+        f[way] = (float*)malloc_check(sizeof(float) * 3 * ns);
+        CUDA_CHECK(cudaMemcpy(c[way], s.copy, sizeof(uint16_t) * n, cudaMemcpyDeviceToHost));
+        download_f32(f[way], s.p, ns); download_f32(f[way] + ns, s.m, ns); download_f32(f[way] + 2 * ns, s.v, ns);
+    }
+    const int same = !memcmp(c[0], c[1], sizeof(uint16_t) * n) && !memcmp(f[0], f[1], sizeof(float) * 3 * ns);
+    printf("%s adamw_update_runs == per-run adamw_update_at bit for bit, slice [%zu, %zu) of %zu, scale %.2f, t=%d\n",
+           same ? "PASS" : "FAIL", lo, hi, n, scale, t);
+    for (int w = 0; w < 2; w++) { free(c[w]); free(f[w]); }
+    free_state(&s);
+    return !same;
+}
+
 /* device-side random fill for the timing run (host RNG over 4 x 374M values would take longer than the timing) */
 __global__ void fill_dev_kernel(float* x, size_t n, uint32_t seed, float lo, float hi) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -140,11 +188,46 @@ static void fill_dev(float* x, size_t n, uint32_t seed, float lo, float hi) {
     CUDA_KERNEL_CHECK();
 }
 
-typedef struct { State* s; int t; } Ctx;
+typedef struct { State* s; int t; const AdamWRun* runs; const AdamWRun* runs_dev; int nruns; } Ctx;
 static void run_step(void* c_) {
     Ctx* c = (Ctx*)c_;
     State* s = c->s;
     adamw_update(s->p, s->copy, s->g, s->m, s->v, s->n, LR, B1, B2, EPS, WD, s->scale, ++c->t, 1234u, 0);
+}
+static void run_per_run(void* c_) {   /* one launch per run (the trainer before session 15) */
+    Ctx* c = (Ctx*)c_;
+    State* s = c->s;
+    ++c->t;
+    for (int r = 0; r < c->nruns; r++) {
+        const AdamWRun* u = &c->runs[r];
+        adamw_update_at(s->p + u->begin, s->copy + u->begin, s->g + u->begin, s->m + u->begin, s->v + u->begin,
+                        u->end - u->begin, LR, B1, B2, EPS, u->decay ? WD : 0.0f, s->scale, c->t, u->seed, 0, 0);
+    }
+}
+static void run_runs(void* c_) {   /* the same runs in one launch */
+    Ctx* c = (Ctx*)c_;
+    State* s = c->s;
+    adamw_update_runs(s->p, s->copy, s->g, s->m, s->v, 0, s->n, c->runs_dev, c->nruns, LR, B1, B2, EPS, WD, s->scale, ++c->t, 0);
+}
+/* mamba-370m's run table (untied, vocab 32000): per layer norm | in_proj, conv w | conv b | x_proj, dt_proj |
+ * dt bias, A_log, D | out_proj, then the final norm and lm_head after the embedding; offsets rounded to 8 */
+static int mamba370m_runs(AdamWRun* out, size_t* total) {
+    size_t off = 0;
+    int n = 0;
+    auto add = [&](size_t numel, int decay) {
+        off = (off + 7) & ~(size_t)7;
+        if (n > 0 && out[n - 1].decay == decay) out[n - 1].end = off + numel;
+        else out[n++] = (AdamWRun){off, off + numel, 1234u * 7919u + (unsigned)off, decay};
+        off += numel;
+    };
+    add((size_t)32000 * 1024, 1);
+    for (int l = 0; l < 48; l++) {
+        add(1024, 0); add((size_t)4096 * 1024, 1); add(2048 * 4, 1); add(2048, 0); add((size_t)96 * 2048, 1);
+        add((size_t)2048 * 64, 1); add(2048, 0); add((size_t)2048 * 16, 0); add(2048, 0); add((size_t)1024 * 2048, 1);
+    }
+    add(1024, 0); add((size_t)32000 * 1024, 1);
+    *total = off;
+    return n;
 }
 
 int main(int argc, char** argv) {
@@ -156,6 +239,10 @@ int main(int argc, char** argv) {
         fails += check_case(1000, 0, 0.5f, 1);
         fails += check_case(1001, 1, 1.0f, 7);          /* unaligned + odd length: scalar path */
         fails += check_case(4 * 1000003 + 3, 0, 0.25f, 100); /* vector path + scalar tail */
+        fails += check_runs(0, 20011, 1.0f, 3);            /* one rank: the whole layout (its end cuts a vector) */
+        fails += check_runs(1024, 12032, 0.5f, 9);         /* a middle slice: runs cut at both ends */
+        fails += check_runs(4992, 5008, 1.0f, 2);          /* inside two runs and their padding */
+        fails += check_runs(12032, 20011, 0.7f, 1);
         printf("%s adamw: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
         return fails ? 1 : 0;
     }
@@ -171,11 +258,26 @@ int main(int argc, char** argv) {
     fill_dev(s.m, n, 3, -0.1f, 0.1f); fill_dev(s.v, n, 4, 0.0f, 0.05f);
     float scale = 0.7f;
     CUDA_CHECK(cudaMemcpy(s.scale, &scale, sizeof(float), cudaMemcpyHostToDevice));
-    Ctx c = {&s, 0};
+    Ctx c = {&s, 0, NULL, NULL, 0};
     float ms = time_kernel(run_step, &c, a.reps < 20 ? a.reps : 20);
     char what[96];
     snprintf(what, sizeof what, "v1 adamw_update n=%zu", n);
     time_report(what, ms, 30.0 * n, 0); /* read p,m,v,g (16 B), write p,m,v (12 B), copy (2 B) */
+    static AdamWRun runs[1024];
+    size_t total;
+    c.nruns = mamba370m_runs(runs, &total);
+    if (total <= n) {
+        c.runs = runs;
+        AdamWRun* d = (AdamWRun*)dmalloc(sizeof(AdamWRun) * c.nruns);
+        CUDA_CHECK(cudaMemcpy(d, runs, sizeof(AdamWRun) * c.nruns, cudaMemcpyHostToDevice));
+        c.runs_dev = d;
+        s.n = total;
+        snprintf(what, sizeof what, "  %d runs (mamba-370m), one launch each", c.nruns);
+        time_report(what, time_kernel(run_per_run, &c, a.reps < 20 ? a.reps : 20), 30.0 * total, 0);
+        snprintf(what, sizeof what, "  %d runs (mamba-370m), adamw_update_runs", c.nruns);
+        time_report(what, time_kernel(run_runs, &c, a.reps < 20 ? a.reps : 20), 30.0 * total, 0);
+        CUDA_CHECK(cudaFree(d));
+    }
     free_state(&s);
     return 0;
 }
