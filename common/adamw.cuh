@@ -32,7 +32,6 @@
 
 struct AdamWArgs {
     float lr, beta1, beta2, eps, wd, bc1, bc2; /* bc = 1 - beta^t */
-    float wd_decay;    /* adamw_kernel_runs: the wd of the runs that decay */
     uint32_t seed, t;
     uint64_t index0;   /* noise index of element 0 (a shard of a range continues the range's noise) */
 };
@@ -46,6 +45,18 @@ __device__ inline void adamw_one_(float& p, float& m, float& v, bf16& copy, floa
     copy = stochastic_round_bf16(p, hash_u32((uint32_t)i, key ^ (uint32_t)(i >> 32) * 0x85ebca6bu));
 }
 
+/* 4 consecutive elements with 16-byte accesses (all pointers 16-byte aligned); noise indices idx .. idx+3 */
+__device__ __forceinline__ void adamw_four_(float* master, bf16* copy, const float* grad, float* m, float* v, float scale,
+                                            const AdamWArgs& a, uint32_t key, size_t idx) {
+    f128 g = load128cs(grad), mm = load128cs(m), vv = load128cs(v), p = load128cs(master);
+    bf16 c[4];
+    for (int k = 0; k < 4; k++) adamw_one_(p[k], mm[k], vv[k], c[k], g[k] * scale, a, key, idx + k);
+    store128cs(m, mm);
+    store128cs(v, vv);
+    store128cs(master, p);
+    *reinterpret_cast<uint2*>(copy) = *reinterpret_cast<const uint2*>(c);
+}
+
 /* 4 elements per thread with 16-byte loads: all pointers 16-byte aligned, n4 = n / 4 */
 __global__ void __launch_bounds__(ADAMW_THREADS)
 adamw_kernel_vec(float* master, bf16* copy, const float* grad, float* m, float* v, size_t n4,
@@ -55,13 +66,7 @@ adamw_kernel_vec(float* master, bf16* copy, const float* grad, float* m, float* 
     const uint32_t key = hash_u32(a.t, a.seed);
     for (size_t q = (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < n4; q += (size_t)gridDim.x * blockDim.x) {
         const size_t i = q * 4;
-        f128 g = load128cs(grad + i), mm = load128cs(m + i), vv = load128cs(v + i), p = load128cs(master + i);
-        bf16 c[4];
-        for (int k = 0; k < 4; k++) adamw_one_(p[k], mm[k], vv[k], c[k], g[k] * scale, a, key, a.index0 + i + k);
-        store128cs(m + i, mm);
-        store128cs(v + i, vv);
-        store128cs(master + i, p);
-        *reinterpret_cast<uint2*>(copy + i) = *reinterpret_cast<const uint2*>(c);
+        adamw_four_(master + i, copy + i, grad + i, m + i, v + i, scale, a, key, a.index0 + i);
     }
 }
 
@@ -74,6 +79,20 @@ adamw_kernel_scalar(float* master, bf16* copy, const float* grad, float* m, floa
     const uint32_t key = hash_u32(a.t, a.seed);
     for (size_t i = start + (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         adamw_one_(master[i], m[i], v[i], copy[i], grad[i] * scale, a, key, a.index0 + i);
+}
+
+/* the step's arguments: bias corrections from t (>= 1), noise seed, index of the first element */
+static inline AdamWArgs adamw_args_(float lr, float beta1, float beta2, float eps, float wd, int t, unsigned seed,
+                                    size_t index0) {
+    if (t < 1) die("adamw_update: step t must be >= 1 (got %d)", t);
+    AdamWArgs a;
+    a.lr = lr; a.beta1 = beta1; a.beta2 = beta2; a.eps = eps; a.wd = wd;
+    a.bc1 = (float)(1.0 - pow((double)beta1, (double)t));
+    a.bc2 = (float)(1.0 - pow((double)beta2, (double)t));
+    a.seed = (uint32_t)seed;
+    a.t = (uint32_t)t;
+    a.index0 = index0;
+    return a;
 }
 
 static inline int adamw_grid_(size_t work) {
@@ -89,15 +108,8 @@ static inline int adamw_grid_(size_t work) {
 static inline void adamw_update_at(float* master, bf16* copy, const float* grad, float* m, float* v, size_t n, float lr,
                                    float beta1, float beta2, float eps, float wd, const float* grad_scale_dev, int t,
                                    unsigned seed, size_t index0, cudaStream_t s) {
-    if (t < 1) die("adamw_update: step t must be >= 1 (got %d)", t);
+    const AdamWArgs a = adamw_args_(lr, beta1, beta2, eps, wd, t, seed, index0);
     if (n == 0) return;
-    AdamWArgs a;
-    a.lr = lr; a.beta1 = beta1; a.beta2 = beta2; a.eps = eps; a.wd = wd; a.wd_decay = wd;
-    a.bc1 = (float)(1.0 - pow((double)beta1, (double)t));
-    a.bc2 = (float)(1.0 - pow((double)beta2, (double)t));
-    a.seed = (uint32_t)seed;
-    a.t = (uint32_t)t;
-    a.index0 = index0;
     uintptr_t al = (uintptr_t)master | (uintptr_t)grad | (uintptr_t)m | (uintptr_t)v | ((uintptr_t)copy << 1);
     size_t done = 0;
     if ((al & 15) == 0 && n >= 4) {
@@ -156,22 +168,17 @@ adamw_kernel_runs(float* master, bf16* copy, const float* grad, float* m, float*
         if (r == nruns) break;
         const AdamWRun run = runs[r];
         if (e + 4 <= run.begin) continue;   /* padding before the run */
-        a.wd = run.decay ? a.wd_decay : 0.0f;
+        AdamWArgs ar = a;                   /* a.wd is the decaying runs' */
+        if (!run.decay) ar.wd = 0.0f;
         const uint32_t key = hash_u32(a.t, run.seed);
         const size_t i = q * 4;   /* in the slice */
         if (e >= run.begin && e + 4 <= run.end && e + 4 <= hi) {
-            f128 g = load128cs(grad + e), mm = load128cs(m + i), vv = load128cs(v + i), p = load128cs(master + i);
-            bf16 c[4];
-            for (int k = 0; k < 4; k++) adamw_one_(p[k], mm[k], vv[k], c[k], g[k] * scale, a, key, e + k - run.begin);
-            store128cs(m + i, mm);
-            store128cs(v + i, vv);
-            store128cs(master + i, p);
-            *reinterpret_cast<uint2*>(copy + e) = *reinterpret_cast<const uint2*>(c);
+            adamw_four_(master + i, copy + e, grad + e, m + i, v + i, scale, ar, key, e - run.begin);
         } else {   /* a vector the run's end, its start or the slice's end cuts (the per-run launches' scalar tail) */
             for (int k = 0; k < 4; k++) {
                 const size_t ek = e + k;
                 if (ek < run.begin || ek >= run.end || ek >= hi) continue;
-                adamw_one_(master[i + k], m[i + k], v[i + k], copy[ek], grad[ek] * scale, a, key, ek - run.begin);
+                adamw_one_(master[i + k], m[i + k], v[i + k], copy[ek], grad[ek] * scale, ar, key, ek - run.begin);
             }
         }
     }
@@ -181,17 +188,10 @@ adamw_kernel_runs(float* master, bf16* copy, const float* grad, float* m, float*
 static inline void adamw_update_runs(float* master, bf16* copy, const float* grad, float* m, float* v, size_t lo,
                                      size_t hi, const AdamWRun* runs_dev, int nruns, float lr, float beta1, float beta2,
                                      float eps, float wd, const float* grad_scale_dev, int t, cudaStream_t s) {
-    if (t < 1) die("adamw_update_runs: step t must be >= 1 (got %d)", t);
+    const AdamWArgs a = adamw_args_(lr, beta1, beta2, eps, wd, t, 0, 0);   /* seeds and indices: per run */
     if (hi <= lo || nruns == 0) return;
     uintptr_t al = (uintptr_t)master | (uintptr_t)grad | (uintptr_t)m | (uintptr_t)v | ((uintptr_t)copy << 1);
     if ((al & 15) || (lo % 4)) die("adamw_update_runs: needs 16-byte aligned buffers and a slice starting at a multiple of 4");
-    AdamWArgs a;
-    a.lr = lr; a.beta1 = beta1; a.beta2 = beta2; a.eps = eps; a.wd = 0.0f; a.wd_decay = wd;
-    a.bc1 = (float)(1.0 - pow((double)beta1, (double)t));
-    a.bc2 = (float)(1.0 - pow((double)beta2, (double)t));
-    a.seed = 0;
-    a.t = (uint32_t)t;
-    a.index0 = 0;
     const size_t n4 = (hi - lo + 3) / 4, per = (size_t)ADAMW_THREADS * ADAMW_RUN_ITERS;
     adamw_kernel_runs<<<(unsigned)((n4 + per - 1) / per), ADAMW_THREADS, 0, s>>>(master, copy, grad, m, v, lo, hi, runs_dev,
                                                                               nruns, grad_scale_dev, a);
