@@ -258,30 +258,24 @@ static inline void conv_check_shape(int B, int T, int Di, int W) {
     if (conv1d_shape_error(B, T, Di, W, why, sizeof why)) die("conv1d: %s", why);
 }
 
-// launches; the backward's dynamic shared memory passes 48 KB, which each kernel instance must allow once
+// launches: a block per (64 channels, 256 tokens, sequence); the backward's 67 KB of shared memory needs opting in
+static inline dim3 conv_tile_grid(int B, int T, int Di) {
+    return dim3((Di + CONV_TILE_C - 1) / CONV_TILE_C, conv_rows_per_batch(T), B);
+}
 template <int W>
 static void conv_tile_fwd_w(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T, int Di,
                             cudaStream_t s) {
-    static bool ready = false;
     const size_t smem = conv_tile_fwd_smem<W>();
-    if (!ready) {
-        CUDA_CHECK(cudaFuncSetAttribute(conv1d_silu_fwd_tile_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        ready = true;
-    }
-    dim3 grid((Di + CONV_TILE_C - 1) / CONV_TILE_C, conv_rows_per_batch(T), B);
-    conv1d_silu_fwd_tile_kernel<W><<<grid, dim3(32, CONV_TY), smem, s>>>(u, x, ld_x, w, b, T, Di);
+    smem_opt_in(conv1d_silu_fwd_tile_kernel<W>, smem);
+    conv1d_silu_fwd_tile_kernel<W><<<conv_tile_grid(B, T, Di), dim3(32, CONV_TY), smem, s>>>(u, x, ld_x, w, b, T, Di);
 }
 template <int W>
 static void conv_tile_bwd_w(bf16* dx, int ld_dx, float* scratch, const bf16* du, const bf16* x, int ld_x,
                             const float* w, const float* b, int B, int T, int Di, cudaStream_t s) {
-    static bool ready = false;
     const size_t smem = conv_tile_bwd_smem<W>();
-    if (!ready) {
-        CUDA_CHECK(cudaFuncSetAttribute(conv1d_silu_bwd_tile_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        ready = true;
-    }
-    dim3 grid((Di + CONV_TILE_C - 1) / CONV_TILE_C, conv_rows_per_batch(T), B);
-    conv1d_silu_bwd_tile_kernel<W><<<grid, dim3(32, CONV_TY), smem, s>>>(dx, ld_dx, scratch, du, x, ld_x, w, b, T, Di);
+    smem_opt_in(conv1d_silu_bwd_tile_kernel<W>, smem);
+    conv1d_silu_bwd_tile_kernel<W><<<conv_tile_grid(B, T, Di), dim3(32, CONV_TY), smem, s>>>(dx, ld_dx, scratch, du, x,
+                                                                                             ld_x, w, b, T, Di);
 }
 static inline void conv_tile_launch_fwd(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T,
                                         int Di, int W, cudaStream_t s) {

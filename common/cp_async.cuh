@@ -8,6 +8,7 @@
 #define COMMON_CP_ASYNC_CUH
 
 #include <cuda_runtime.h>
+#include "errors.h"
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 /* 16 bytes; with valid false the destination is zero-filled (source size 0) and src must still be a valid address */
@@ -19,5 +20,12 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 /* wait until at most N of this thread's committed groups are still in flight */
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+/* Tiled kernels want more dynamic shared memory than the 48 KB a launch gets without asking: allow `bytes` for
+ * this kernel (host side, before its launch; nothing to do below 48 KB) */
+template <typename F>
+static inline void smem_opt_in(F* kernel, size_t bytes) {
+    if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
 
 #endif /* COMMON_CP_ASYNC_CUH */

@@ -1024,16 +1024,11 @@ static inline size_t gla_workspace_bytes(int B, int T, int H, int K, int V) {
     return 2 * (size_t)B * H * gla_num_chunks(T) * K * V * sizeof(bf16);
 }
 
-template <typename F>
-static inline void gla_set_smem(F* kernel, size_t bytes) {
-    if (bytes > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-}
-
 template <bool REV, int BK, int VC>
 static inline void gla_state_pass_launch(bf16* hs, const bf16* x, int ld_x, const bf16* y, int ld_y, const float* g,
                                          int B, int T, int H, int K, int V, float scale, cudaStream_t s) {
     const size_t smem = sizeof(GlaSpSmem<BK, VC>);
-    gla_set_smem(gla_state_pass_kernel<REV, BK, VC>, smem);
+    smem_opt_in(gla_state_pass_kernel<REV, BK, VC>, smem);
     gla_state_pass_kernel<REV, BK, VC><<<dim3(V / VC, K / BK, B * H), 32 * (BK / 16) * (VC / 64), smem, s>>>(
         hs, x, ld_x, y, ld_y, g, T, H, K, V, scale);
     CUDA_KERNEL_CHECK();
@@ -1058,7 +1053,7 @@ static inline void gla_chunk_out_launch(bf16* out, int ld_out, const bf16* q, co
                                         int ld_xv, const float* g, const bf16* hs, bf16* Aio, int B, int T, int H, int K,
                                         int V, float scale, cudaStream_t s) {
     const size_t smem = gla_chunk_out_smem(K);
-    gla_set_smem(gla_chunk_out_kernel<BWD, LOADA>, smem);
+    smem_opt_in(gla_chunk_out_kernel<BWD, LOADA>, smem);
     gla_chunk_out_kernel<BWD, LOADA><<<dim3(gla_num_chunks(T), B * H), GLA_CO_THREADS, smem, s>>>(
         out, ld_out, q, k, ld_qk, xv, ld_xv, g, hs, Aio, T, H, K, V, scale);
     CUDA_KERNEL_CHECK();
@@ -1108,12 +1103,12 @@ static inline void gla_chunk_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv, 
         gla_chunk_out_launch<true, false>(dv, ld_dv, q, k, ld_qk, d_o, H * V, g, dhs, NULL, B, T, H, K, V, scale, s);
     if (K % 64 == 0) {
         size_t sm = sizeof(GlaDqkSmem<64>);
-        gla_set_smem(gla_dqk_kernel<64>, sm);
+        smem_opt_in(gla_dqk_kernel<64>, sm);
         gla_dqk_kernel<64><<<dim3(K / 64, NT, B * H), GLA_DQK_THREADS, sm, s>>>(
             dq, dk, ld_dqk, dg, d_o, q, k, ld_qk, v, ld_v, g, hs, dhs, T, H, K, V, scale);
     } else {
         size_t sm = sizeof(GlaDqkSmem<32>);
-        gla_set_smem(gla_dqk_kernel<32>, sm);
+        smem_opt_in(gla_dqk_kernel<32>, sm);
         gla_dqk_kernel<32><<<dim3(K / 32, NT, B * H), GLA_DQK_THREADS, sm, s>>>(
             dq, dk, ld_dqk, dg, d_o, q, k, ld_qk, v, ld_v, g, hs, dhs, T, H, K, V, scale);
     }
