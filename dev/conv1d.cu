@@ -86,6 +86,21 @@ __device__ __forceinline__ typename Bf16Raw<CPT>::T conv_ldv_cs(const bf16* p) {
     return __ldcs(reinterpret_cast<const typename Bf16Raw<CPT>::T*>(p));
 }
 
+// xw[k] = x of token ts-(W-1)+k for k < W-1 (0 before the sequence), from xb (token 0, row stride ld); CS: streaming loads
+template <int W, int CPT, bool CS>
+__device__ __forceinline__ void conv_ld_halo(float (&xw)[W][CPT], const bf16* xb, int ts, int ld) {
+    typedef typename Bf16Raw<CPT>::T V;
+    const V zero = {};
+#pragma unroll
+    for (int k = 0; k < W - 1; k++) {
+        const int t = ts - (W - 1) + k;
+        const bf16* p = xb + (size_t)t * ld;
+        V v = t >= 0 ? (CS ? conv_ldv_cs<CPT>(p) : conv_ldv<CPT>(p)) : zero;
+#pragma unroll
+        for (int c = 0; c < CPT; c++) xw[k][c] = bf16_raw_el<CPT>(v, c);
+    }
+}
+
 // Forward, CPT channels per thread (one 16- or 8-byte load per token); the loads of the next PFD tokens are in
 // flight while a token is computed (PFD 0: none). x is read
 // once: streaming loads.
@@ -107,13 +122,7 @@ conv1d_silu_fwd_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_
     }
     const bf16* xb = x + (size_t)b * T * ld_x + d0;
     const V zero = {};
-#pragma unroll
-    for (int k = 0; k < W - 1; k++) {
-        const int t = ts - (W - 1) + k;
-        V v = t >= 0 ? conv_ldv_cs<CPT>(xb + (size_t)t * ld_x) : zero;
-#pragma unroll
-        for (int c = 0; c < CPT; c++) xw[k][c] = bf16_raw_el<CPT>(v, c);
-    }
+    conv_ld_halo<W, CPT, true>(xw, xb, ts, ld_x);
     V ahead[PFD > 0 ? PFD : 1];   // at token t: x of t .. t+PFD-1, loaded before t-1 was computed
 #pragma unroll
     for (int i = 0; i < PFD; i++) ahead[i] = ts + i < te ? conv_ldv_cs<CPT>(xb + (size_t)(ts + i) * ld_x) : zero;
@@ -169,13 +178,7 @@ conv1d_silu_bwd_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ par
         const bf16* xb = x + (size_t)b * T * ld_x + d0;
         const bf16* gb = du + (size_t)b * T * Di + d0;
         const V zero = {};
-#pragma unroll
-        for (int k = 0; k < W - 1; k++) {
-            const int t = ts - (W - 1) + k;
-            V v = t >= 0 ? conv_ldv<CPT>(xb + (size_t)t * ld_x) : zero;
-#pragma unroll
-            for (int c = 0; c < CPT; c++) xw[k][c] = bf16_raw_el<CPT>(v, c);
-        }
+        conv_ld_halo<W, CPT, false>(xw, xb, ts, ld_x);
         V vn = zero, gn = zero;   // PF: the next token's x and du
         if (PF && ts < T) { vn = conv_ldv<CPT>(xb + (size_t)ts * ld_x); gn = conv_ldv<CPT>(gb + (size_t)ts * Di); }
         // running addresses of the token loaded next (t+1 with PF, else t) and of dx(tp)
