@@ -49,9 +49,10 @@ typedef struct {
  *   2: also rerun the mixer up to o (projection, gate, chunked GLA forward) in backward.
  * Per-layer buffers have L slots when kept and 1 slot (reused) when recomputed. */
 typedef struct {
-    /* always kept, per layer */
-    float* res_attn;    /* [L,M,D] fp32 residual stream entering the layer */
-    bf16* dattn;        /* [L,M,D] mixer output; res_attn + dattn (the stream entering the MLP) is re-added where needed */
+    /* always kept, per layer: of the two norms' inputs only xhat = input * rstd in bf16 (their backward needs nothing
+     * else of the fp32 stream, and ln = bf16(xhat) w is rebuilt from it), half the bytes of the stream itself */
+    bf16* xhat_attn;    /* [L,M,D] */
+    bf16* xhat_mlp;     /* [L,M,D] */
     float* rstd_attn;   /* [L,M] */
     float* rstd_mlp;    /* [L,M] */
     float* rstd_gate;   /* [L,M*H] rstd of the per-head output norm */
@@ -60,8 +61,9 @@ typedef struct {
     bf16* o;            /* [L|1,M,Dv] chunked GLA output */
     char* gla_saved;    /* [L|1, gla_saved_bytes] */
     bf16* h;            /* [L|1,M,2I] MLP gate | up */
+    float* stream;      /* [M,D] fp32 residual stream: each norm adds the sublayer output before it in place; the final
+                         * norm's too, whose backward then reads it as its input */
     /* final norm */
-    float* res_final;   /* [M,D] */
     float* rstd_final;  /* [M] */
     bf16* lnf;          /* [M,D] */
     /* scratch shared by all layers */
@@ -70,7 +72,7 @@ typedef struct {
     bf16* gz;           /* [M,Dk] forget-gate pre-activation (before bias): z1 gk1_w^T, recomputed */
     float* g;           /* [M,Dk] fp32 log forget gate */
     float* dg;          /* [M,Dk] */
-    bf16* delta;        /* [M,D] MLP output before it joins the residual stream */
+    bf16* delta;        /* [M,D] a sublayer's output before it joins the stream (the mixer's, then the MLP's) */
     bf16* act;          /* [M,I] SwiGLU output */
     bf16* dact;         /* [M,I] */
     bf16* dh;           /* [M,2I] */
@@ -79,13 +81,12 @@ typedef struct {
     bf16* d_o;          /* [M,Dv] */
     bf16* dy;           /* [M,Dv] */
     bf16* dln;          /* [M,D] */
-    bf16* dres_bf;      /* [M,D] residual gradient rounded for matrix products */
+    bf16* dres_bf;      /* [M,D] residual gradient rounded for matrix products (= delta: backward only, delta forward only) */
     float* dres;        /* [M,D] fp32 residual-stream gradient */
     float* norm_scratch;
     char* gla_ws;
     void* emb_scratch;
     void* bwd_ws;       /* classifier scratch, dact, dh, gla_ws, dproj: gla_layout_bwd_ws */
-    void* act_ws;       /* act, res_final: gla_layout_act_ws */
     bf16* cls_scratch;
 } GLAActs;
 
@@ -155,13 +156,9 @@ static void gla_build_params(GLAModel* m) {
     m->lm_head = c->tied ? m->embed : param_add(pt, "lm_head", 2, c->Vc, c->D, 0, 1, INIT_NORMAL, std);
 }
 
-/* Buffers whose lifetimes do not overlap share memory, carved from two table entries (base NULL: only
- * measures; each returns its entry's bytes):
- *   bwd_ws: the classifier's scratch (dead before the layers' backward starts) over
- *           [dact, dh (MLP backward) | gla_ws (mixer backward, and the forward's in recompute modes)], dproj;
- *   act_ws: act (each layer's SwiGLU output, rebuilt in the MLP backward) and res_final (the final norm's
- *           input: written after the last layer's act is consumed, read by the final norm's backward before
- *           any layer's backward rebuilds act). */
+/* Buffers whose lifetimes do not overlap share memory, carved from one table entry (base NULL: only measures;
+ * returns the entry's bytes), bwd_ws: the classifier's scratch (dead before the layers' backward starts) over
+ * [dact, dh (MLP backward) | gla_ws (mixer backward, and the forward's in recompute modes)], dproj. */
 static size_t gla_layout_bwd_ws(GLAModel* m, char* base) {
     GLAActs* a = &m->a;
     size_t M = (size_t)m->B * m->T;
@@ -175,14 +172,6 @@ static size_t gla_layout_bwd_ws(GLAModel* m, char* base) {
     size_t cls = classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16);
     return cv.off > cls ? cv.off : cls;
 }
-static size_t gla_layout_act_ws(GLAModel* m, char* base) {
-    GLAActs* a = &m->a;
-    size_t M = (size_t)m->B * m->T;
-    ActCarve c1 = {base, 0}, c2 = {base, 0};
-    CARVE(&c1, a->act, M * m->I);
-    CARVE(&c2, a->res_final, M * m->c.D);
-    return c1.off > c2.off ? c1.off : c2.off;
-}
 
 /* the chunk states are recomputed in backward, not kept: level 1, and level 0 with --keep-states 0 (level 2
  * refills one slot in its rerun forward) */
@@ -195,8 +184,8 @@ static void gla_build_acts(GLAModel* m) {
     size_t M = (size_t)m->B * m->T, L = (size_t)c->L, D = (size_t)c->D;
     size_t Lmix = m->recompute >= 2 ? 1 : L, Lmlp = m->recompute >= 1 ? 1 : L;
     m->gla_saved_per_layer = gla_saved_bytes(m->B, m->T, c->H, m->K, m->V);
-    ACT(at, a->res_attn, L * M * D);
-    ACT(at, a->dattn, L * M * D);
+    ACT(at, a->xhat_attn, L * M * D);
+    ACT(at, a->xhat_mlp, L * M * D);
     ACT(at, a->rstd_attn, L * M);
     ACT(at, a->rstd_mlp, L * M);
     ACT(at, a->rstd_gate, L * M * c->H);
@@ -204,6 +193,7 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->o, Lmix * M * m->Dv);
     ACT(at, a->gla_saved, (gla_states_recomputed(m) ? 0 : Lmix) * m->gla_saved_per_layer);
     ACT(at, a->h, Lmlp * M * 2 * m->I);
+    ACT(at, a->stream, M * D);
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
     ACT(at, a->ln, M * D);
@@ -212,13 +202,12 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->g, M * m->Dk);
     ACT(at, a->dg, M * m->Dk);
     ACT(at, a->delta, M * D);
-    act_add(at, "act_ws", (void**)&a->act_ws, gla_layout_act_ws(m, NULL));
+    ACT(at, a->act, M * m->I);
     act_add(at, "bwd_ws", (void**)&a->bwd_ws, gla_layout_bwd_ws(m, NULL));
     ACT(at, a->dgz, M * m->Dk);
     ACT(at, a->d_o, M * m->Dv);
     ACT(at, a->dy, M * m->Dv);
     ACT(at, a->dln, M * D);
-    ACT(at, a->dres_bf, M * D);
     ACT(at, a->dres, M * D);
     /* one scratch for the deterministic weight-gradient partials of the norms and the gate bias */
     size_t ns = rmsnorm_scratch_floats((int)M, (int)D);
@@ -229,10 +218,10 @@ static void gla_build_acts(GLAModel* m) {
     act_add(at, "emb_scratch", (void**)&a->emb_scratch, embedding_scratch_bytes((int)M, c->Vc));
 }
 
-/* after act_alloc: the pointers into bwd_ws and act_ws */
+/* after act_alloc: the pointers into bwd_ws and the buffers that share memory */
 static void gla_bind_acts(GLAModel* m) {
     gla_layout_bwd_ws(m, (char*)m->a.bwd_ws);
-    gla_layout_act_ws(m, (char*)m->a.act_ws);
+    m->a.dres_bf = m->a.delta;
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -281,26 +270,23 @@ static void gla_gated_norm_forward(GLAModel* m, int l, cudaStream_t s) {
                           m->V, m->c.eps, s);
 }
 
-/* The residual stream is stored once per layer, in fp32, where it enters the layer (res_attn[l]); the
- * point between mixer and MLP is res_attn[l] + dattn[l], added again wherever it is needed (the same fp32
- * sums, so the same bits as storing it). */
-/* the attention norm: ln = RMSNorm(res_attn[l]). The forward builds res_attn[l] (l >= 1) from the
- * previous layer: res_attn[l-1] + dattn[l-1] + its MLP output delta. */
-static void gla_norm_attn(GLAModel* m, int l, int build, cudaStream_t s) {
-    size_t MD = (size_t)m->B * m->T * m->c.D;
-    float* ra = m->a.res_attn + (size_t)l * MD;
-    if (build && l > 0)
-        rmsnorm_forward2(m->a.ln, m->a.rstd_attn + (size_t)l * m->B * m->T, ra, ra - MD, m->a.dattn + (size_t)(l - 1) * MD,
-                         m->a.delta, F_(m, m->lp[l].attn_norm), m->B * m->T, m->c.D, m->c.eps, s);
-    else
-        rmsnorm_forward(m->a.ln, m->a.rstd_attn + (size_t)l * m->B * m->T, ra, ra, NULL, F_(m, m->lp[l].attn_norm),
-                        m->B * m->T, m->c.D, m->c.eps, s);
+/* A sublayer norm: in the forward (rerun = 0) stream += delta (the sublayer output before it; none for the first
+ * layer's attention norm, whose stream holds the embedding), ln = RMSNorm(stream), keeping xhat and rstd; in a
+ * backward's rerun (rerun = 1) ln rebuilt from the kept xhat. */
+static void gla_norm(GLAModel* m, bf16* xhat, float* rstd, size_t w, int first, int rerun, cudaStream_t s) {
+    int M = m->B * m->T, D = m->c.D;
+    float* st = m->a.stream;
+    if (rerun) rmsnorm_apply_weight(m->a.ln, xhat, F_(m, w), M, D, s);
+    else rmsnorm_forward_xhat(m->a.ln, xhat, rstd, first ? NULL : st, st, first ? NULL : m->a.delta, F_(m, w), M, D,
+                              m->c.eps, s);
 }
-/* the MLP norm: ln = RMSNorm(res_attn[l] + dattn[l]); the sum is not stored */
-static void gla_norm_mlp(GLAModel* m, int l, cudaStream_t s) {
-    size_t MD = (size_t)m->B * m->T * m->c.D;
-    rmsnorm_forward(m->a.ln, m->a.rstd_mlp + (size_t)l * m->B * m->T, NULL, m->a.res_attn + (size_t)l * MD,
-                    m->a.dattn + (size_t)l * MD, F_(m, m->lp[l].mlp_norm), m->B * m->T, m->c.D, m->c.eps, s);
+static void gla_norm_attn(GLAModel* m, int l, int rerun, cudaStream_t s) {
+    size_t M = (size_t)m->B * m->T;
+    gla_norm(m, m->a.xhat_attn + l * M * m->c.D, m->a.rstd_attn + l * M, m->lp[l].attn_norm, l == 0, rerun, s);
+}
+static void gla_norm_mlp(GLAModel* m, int l, int rerun, cudaStream_t s) {
+    size_t M = (size_t)m->B * m->T;
+    gla_norm(m, m->a.xhat_mlp + l * M * m->c.D, m->a.rstd_mlp + l * M, m->lp[l].mlp_norm, 0, rerun, s);
 }
 
 /* Forward through the final norm. Each block adds its output into the fp32 residual stream inside the
@@ -308,21 +294,19 @@ static void gla_norm_mlp(GLAModel* m, int l, cudaStream_t s) {
 static void gla_forward_body(GLAModel* m, const int* d_ids, cudaStream_t s) {
     GLAActs* a = &m->a;
     int M = m->B * m->T, D = m->c.D, I = m->I;
-    embedding_forward(a->res_attn, d_ids, F_(m, m->embed), M, D, s);
+    embedding_forward(a->stream, d_ids, F_(m, m->embed), M, D, s);
     for (int l = 0; l < m->c.L; l++) {
         const GLALayerParams* lp = &m->lp[l];
-        gla_norm_attn(m, l, 1, s);
+        gla_norm_attn(m, l, 0, s);
         gla_mixer_core_forward(m, l, s);
         gla_gated_norm_forward(m, l, s);
-        linear_forward(a->dattn + (size_t)l * M * D, a->y, W_(m, lp->w_o), M, D, m->Dv, s);
-        gla_norm_mlp(m, l, s);
+        linear_forward(a->delta, a->y, W_(m, lp->w_o), M, D, m->Dv, s);
+        gla_norm_mlp(m, l, 0, s);
         linear_forward(h_of(m, l), a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
         swiglu_forward(a->act, h_of(m, l), M, I, s);
         linear_forward(a->delta, a->act, W_(m, lp->w_down), M, D, I, s);
     }
-    size_t last = (size_t)(m->c.L - 1) * M * D;
-    rmsnorm_forward2(a->lnf, a->rstd_final, a->res_final, a->res_attn + last, a->dattn + last, a->delta,
-                     F_(m, m->final_norm), M, D, m->c.eps, s);
+    rmsnorm_forward(a->lnf, a->rstd_final, a->stream, a->stream, a->delta, F_(m, m->final_norm), M, D, m->c.eps, s);
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -334,16 +318,16 @@ static void gla_mlp_backward(GLAModel* m, int l, cudaStream_t s) {
     size_t MD = (size_t)M * D;
     bf16* h = h_of(m, l);
     if (m->recompute >= 1) {                    /* h is not kept: rerun the norm and the up projection */
-        gla_norm_mlp(m, l, s);
+        gla_norm_mlp(m, l, 1, s);
         linear_forward(h, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
     }
     linear_backward(a->dact, NULL, a->dres_bf, NULL, W_(m, lp->w_down), M, D, I, s);
     swiglu_backward_rebuild(a->dh, a->act, a->dact, h, M, I, s);   /* also rebuilds act for the next product */
     linear_backward(NULL, G_(m, lp->w_down), a->dres_bf, a->act, NULL, M, D, I, s);
     linear_backward(a->dln, NULL, a->dh, NULL, W_(m, lp->w_gateup), M, 2 * I, D, s);
-    /* the norm redoes its input res_attn + dattn and rebuilds ln for the weight gradient after it */
-    rmsnorm_backward_fused(a->dres, a->dres_bf, G_(m, lp->mlp_norm), a->ln, a->dln, a->res_attn + (size_t)l * MD,
-                           a->dattn + (size_t)l * MD, a->rstd_mlp + (size_t)l * M, F_(m, lp->mlp_norm), M, D, a->norm_scratch, s);
+    /* the norm backward rebuilds ln for the weight gradient after it */
+    rmsnorm_backward_xhat(a->dres, a->dres_bf, G_(m, lp->mlp_norm), a->ln, a->dln, a->xhat_mlp + (size_t)l * MD,
+                          a->rstd_mlp + (size_t)l * M, F_(m, lp->mlp_norm), M, D, a->norm_scratch, s);
     linear_backward(NULL, G_(m, lp->w_gateup), a->dh, a->ln, NULL, M, 2 * I, D, s);
 }
 
@@ -352,8 +336,8 @@ static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     const GLALayerParams* lp = &m->lp[l];
     GLAActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = m->c.D, H = m->c.H, P = m->P, Dk = m->Dk, Dv = m->Dv, R = GLA_GATE_RANK;
-    if (m->recompute >= 2) {                    /* rerun the mixer from its norm (res_attn[l] is kept) */
-        gla_norm_attn(m, l, 0, s);
+    if (m->recompute >= 2) {                    /* rerun the mixer from its norm (xhat_attn[l] is kept) */
+        gla_norm_attn(m, l, 1, s);
         gla_mixer_core_forward(m, l, s);
     } else {
         gla_gate_from_proj(m, l, s);
@@ -375,8 +359,8 @@ static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     matmul(G_(m, lp->gk1_w), 1, R, a->dgz, Dk, 1, z1, P, 0, Dk, R, M, 1.0f, 1.0f, s);
     linear_backward(a->dln, NULL, a->dproj, NULL, W_(m, lp->w_in), M, P, D, s);
     /* the norm backward rebuilds ln for the weight gradient after it (no forward rerun of the norm) */
-    rmsnorm_backward_fused(a->dres, a->dres_bf, G_(m, lp->attn_norm), a->ln, a->dln, a->res_attn + (size_t)l * M * D, NULL,
-                           a->rstd_attn + (size_t)l * M, F_(m, lp->attn_norm), M, D, a->norm_scratch, s);
+    rmsnorm_backward_xhat(a->dres, a->dres_bf, G_(m, lp->attn_norm), a->ln, a->dln, a->xhat_attn + (size_t)l * M * D,
+                          a->rstd_attn + (size_t)l * M, F_(m, lp->attn_norm), M, D, a->norm_scratch, s);
     linear_backward(NULL, G_(m, lp->w_in), a->dproj, a->ln, NULL, M, P, D, s);
 }
 
@@ -393,7 +377,7 @@ static void gla_step(void* model, const int* d_ids, const int* d_targets, float 
                                 W_(m, m->lm_head), d_targets, dloss, M, D, m->c.Vc, a->cls_scratch, s);
     if (!train) return;
     CUDA_CHECK(cudaMemsetAsync(a->dres, 0, sizeof(float) * (size_t)M * D, s));
-    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, m->final_norm), a->dln, a->res_final, a->rstd_final,
+    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, m->final_norm), a->dln, a->stream, a->rstd_final,
                           F_(m, m->final_norm), M, D, a->norm_scratch, s);
     /* from here on every norm backward leaves dres and its bf16 copy dres_bf for the next product */
     for (int l = m->c.L - 1; l >= 0; l--) {

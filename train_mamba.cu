@@ -32,19 +32,21 @@ typedef struct {
     size_t norm, w_in, conv_w, conv_b, w_x, w_dt, dt_bias, A_log, Dskip, w_out;
 } MambaLayerParams;
 
-/* Activations. The backward of a layer needs its ln, xz, u, xdbl, dt and the scan's saved y_pre and chunk states
- * (the scan backward rebuilds y, out_proj's input, from y_pre); what is not
- * kept per layer is recomputed there from what is, and the recompute level (--recompute) chooses. Bytes per token
- * per layer kept (mamba-370m: D=1024, Di=2048, X=96, N=16; scan states are 4*Di*N per 128-token chunk):
- *   0: res (4D), ln and its rstd (2D+4), xdbl (2X), the scan's saved y_pre (2Di) and states (Di*N/32):
- *      4096+2052+192+4096+1024 =
- *      11460 B. Recomputed: xz (in_proj), u (conv1d), dt (dt_proj). in_proj is the largest product but per byte
- *      kept the cheapest thing to redo (0.4 ms frees 4Di B; the scan forward, 0.66 ms, frees 2Di+Di*N/32 B);
- *      keeping xz as well would be 19652 B (37 GiB in all at B=16, T=2048, above the 27.7 GiB target). Keeping ln
- *      spares the backward the norm's rerun (0.1 ms a layer for 2D B, about the same rate as in_proj).
- *   1: also rerun the norm (ln, rstd into one slot) and the selective scan forward (y_pre and the chunk states into
- *      one slot): 4D+2X = 4288 B.
- *   2: also rerun x_proj: only the fp32 residual stream is kept, 4D = 4096 B.
+/* Activations. The backward of a layer needs its norm's xhat and rstd, ln, xz, u, xdbl, dt and the scan's saved
+ * y_pre and chunk states (the scan backward rebuilds y, out_proj's input, from y_pre); what is not kept per layer
+ * is recomputed there from what is, and the recompute level (--recompute) chooses. The fp32 residual stream lives
+ * in one buffer, updated in place by each block norm; per layer the norm keeps xhat = stream * rstd in bf16 (its
+ * backward needs nothing else of the stream, and ln = bf16(xhat) w is rebuilt from it), half the bytes of keeping
+ * the stream itself. Bytes per token per layer kept (mamba-370m: D=1024, Di=2048, X=96, N=16; scan states are
+ * 4*Di*N per 128-token chunk):
+ *   0: xhat and rstd (2D+4), ln (2D), xdbl (2X), the scan's saved y_pre (2Di) and states (Di*N/32):
+ *      2052+2048+192+4096+1024 = 9412 B. Recomputed: xz (in_proj), u (conv1d), dt (dt_proj). in_proj is the
+ *      largest product but per byte kept the cheapest thing to redo (0.33 ms frees 4Di B; the scan forward, 0.55
+ *      ms, frees 2Di+Di*N/32 B); keeping xz as well would be 17604 B (26 GiB of activations in all at B=16,
+ *      T=2048; --keep-xz chooses how many layers). Keeping ln spares the backward a pass over xhat (2D B).
+ *   1: also rebuild ln from xhat (one slot) and rerun the selective scan forward (y_pre and the chunk states into
+ *      one slot): 2D+4+2X = 2244 B.
+ *   2: also rerun x_proj: only xhat and rstd are kept, 2D+4 = 2052 B.
  * At any level, --keep-xz N keeps xz for layers 0..N-1 as well (4Di B per token each: 0.25 GiB a layer at mamba-370m,
  * B=16, T=2048), and their backward skips in_proj: memory for time, layer by layer, with the same bits.
  * (Keeping everything, as before levels existed, was 27844 B.)
@@ -52,14 +54,15 @@ typedef struct {
  * logits scratch: the classifier runs after the last layer's forward and before the first layer's backward, when
  * nothing in ws is live. */
 typedef struct {
-    /* kept per layer; ln, rstd, xdbl, scan_saved have one slot (in ws) at the levels that recompute them */
-    float* res;         /* [L,M,D] fp32 residual stream entering each block's norm */
-    float* rstd;        /* [L|1,M] */
-    bf16* ln;           /* [L|1,M,D] normed block input */
+    /* kept per layer; ln, xdbl, scan_saved have one slot (in ws) at the levels that recompute them */
+    bf16* xhat;         /* [L,M,D] each block norm's input times its rstd, rounded to bf16 */
+    float* rstd;        /* [L,M] */
+    bf16* ln;           /* [L|1,M,D] normed block input, bf16(xhat) * norm weight */
     bf16* xdbl;         /* [L|1,M,X] x_proj output: dt_low | B | C */
     char* scan_saved;   /* [L|1, scan_saved_bytes] the scan's chunk-boundary states and y_pre */
+    float* stream;      /* [M,D] fp32 residual stream: each block norm adds the previous block's output in place; the
+                         * final norm's too, whose backward then reads it as its input */
     /* final norm */
-    float* res_final;   /* [M,D] */
     float* rstd_final;  /* [M] */
     bf16* lnf;          /* [M,D] */
     /* delta (forward: block output before it joins the stream) and dres_bf (backward: dres rounded to bf16 by
@@ -180,10 +183,7 @@ static size_t mamba_layout_ws(MambaModel* m, char* base) {
     MambaActs* a = &m->a;
     size_t M = (size_t)m->B * m->T, D = (size_t)m->c.D, Di = (size_t)m->c.Di, X = (size_t)m->X;
     ActCarve cv = {base, 0};
-    if (m->recompute >= 1) {
-        CARVE(&cv, a->rstd, M);
-        CARVE(&cv, a->ln, M * D);
-    }
+    if (m->recompute >= 1) CARVE(&cv, a->ln, M * D);
     if (m->keep_xz < m->c.L) CARVE(&cv, a->xz, M * 2 * Di);
     CARVE(&cv, a->u, M * Di);
     CARVE(&cv, a->dt, M * Di);
@@ -204,15 +204,15 @@ static void mamba_build_acts(MambaModel* m) {
     MambaActs* a = &m->a;
     size_t M = (size_t)m->B * m->T, L = (size_t)c->L, D = (size_t)c->D, Di = (size_t)c->Di;
     m->scan_saved_per_layer = scan_saved_bytes(m->B, m->T, c->Di, c->N);
-    ACT(at, a->res, L * M * D);
+    ACT(at, a->xhat, L * M * D);
+    ACT(at, a->rstd, L * M);
     if (m->recompute < 1) {
-        ACT(at, a->rstd, L * M);
         ACT(at, a->ln, L * M * D);
         ACT(at, a->scan_saved, L * m->scan_saved_per_layer);
     }
     if (m->recompute < 2) ACT(at, a->xdbl, L * M * m->X);
     if (m->keep_xz) ACT(at, a->xz_kept, (size_t)m->keep_xz * M * 2 * Di);
-    ACT(at, a->res_final, M * D);
+    ACT(at, a->stream, M * D);
     ACT(at, a->rstd_final, M);
     ACT(at, a->lnf, M * D);
     ACT(at, a->delta, M * D);
@@ -238,19 +238,20 @@ static void mamba_bind_acts(MambaModel* m) {
 static bf16* xdbl_of(MambaModel* m, int l) { return m->a.xdbl + act_slot(m->recompute, 2, l, (size_t)m->B * m->T * m->X); }
 static char* saved_of(MambaModel* m, int l) { return m->a.scan_saved + act_slot(m->recompute, 1, l, m->scan_saved_per_layer); }
 static bf16* ln_of(MambaModel* m, int l) { return m->a.ln + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * m->c.D); }
-static float* rstd_of(MambaModel* m, int l) { return m->a.rstd + act_slot(m->recompute, 1, l, (size_t)m->B * m->T); }
 static int xz_kept(const MambaModel* m, int l) { return l < m->keep_xz; }
 static bf16* xz_of(MambaModel* m, int l) {
     return xz_kept(m, l) ? m->a.xz_kept + (size_t)l * m->B * m->T * 2 * m->c.Di : m->a.xz;
 }
 
-/* the block norm: ln = RMSNorm(res[l]). The forward builds res[l] = in_resid + in_delta (the fused residual add; at
- * l = 0 it normalises the embedding in place); at levels >= 1 the backward recomputes ln and rstd from the kept res[l]. */
-static void mamba_norm(MambaModel* m, int l, const float* in_resid, const bf16* in_delta, cudaStream_t s) {
-    int M = m->B * m->T, D = m->c.D;
-    float* r = m->a.res + (size_t)l * M * D;
-    rmsnorm_forward(ln_of(m, l), rstd_of(m, l), r, in_resid ? in_resid : r, in_delta, F_(m, m->lp[l].norm), M, D,
-                    m->c.eps, s);
+static bf16* xhat_of(MambaModel* m, int l) { return m->a.xhat + (size_t)l * m->B * m->T * m->c.D; }
+static float* rstd_of(MambaModel* m, int l) { return m->a.rstd + (size_t)l * m->B * m->T; }
+
+/* the block norm: stream += in_delta (the previous block's output; NULL at l = 0, where the stream holds the
+ * embedding), then ln = RMSNorm(stream), keeping xhat[l] and rstd[l] for the backward */
+static void mamba_norm(MambaModel* m, int l, const bf16* in_delta, cudaStream_t s) {
+    float* st = m->a.stream;
+    rmsnorm_forward_xhat(ln_of(m, l), xhat_of(m, l), rstd_of(m, l), in_delta ? st : NULL, st, in_delta,
+                         F_(m, m->lp[l].norm), m->B * m->T, m->c.D, m->c.eps, s);
 }
 
 /* Mixer of layer l up to y (mamba.md 1.2): ln -> in_proj -> conv1d+SiLU -> x_proj -> dt_proj -> selective scan
@@ -286,15 +287,13 @@ static void mamba_mixer_core_forward(MambaModel* m, int l, int in_proj, int x_pr
 static void mamba_forward_body(MambaModel* m, const int* d_ids, cudaStream_t s) {
     MambaActs* a = &m->a;
     int M = m->B * m->T, D = m->c.D;
-    embedding_forward(a->res, d_ids, F_(m, m->embed), M, D, s);
+    embedding_forward(a->stream, d_ids, F_(m, m->embed), M, D, s);
     for (int l = 0; l < m->c.L; l++) {
-        if (l == 0) mamba_norm(m, 0, NULL, NULL, s);
-        else mamba_norm(m, l, a->res + (size_t)(l - 1) * M * D, a->delta, s);
+        mamba_norm(m, l, l == 0 ? NULL : a->delta, s);
         mamba_mixer_core_forward(m, l, 1, 1, 1, s);
         linear_forward_ld(a->delta, D, a->dxz, 2 * m->c.Di, W_(m, m->lp[l].w_out), M, D, m->c.Di, s);
     }
-    rmsnorm_forward(a->lnf, a->rstd_final, a->res_final, a->res + (size_t)(m->c.L - 1) * M * D, a->delta,
-                    F_(m, m->final_norm), M, D, m->c.eps, s);
+    rmsnorm_forward(a->lnf, a->rstd_final, a->stream, a->stream, a->delta, F_(m, m->final_norm), M, D, m->c.eps, s);
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -306,7 +305,7 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     const MambaLayerParams* lp = &m->lp[l];
     MambaActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
-    if (m->recompute >= 1) mamba_norm(m, l, NULL, NULL, s);
+    if (m->recompute >= 1) rmsnorm_apply_weight(ln_of(m, l), xhat_of(m, l), F_(m, lp->norm), M, D, s);
     mamba_mixer_core_forward(m, l, !xz_kept(m, l), m->recompute >= 2, m->recompute >= 1, s);
     bf16* xdbl = xdbl_of(m, l);
     bf16* xz = xz_of(m, l);
@@ -328,7 +327,7 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     conv1d_silu_backward(a->dxz, 2 * Di, G_(m, lp->conv_w), G_(m, lp->conv_b), a->du, xz, 2 * Di, F_(m, lp->conv_w),
                          F_(m, lp->conv_b), B, T, Di, c->W, a->conv_scratch, s);
     linear_backward(a->dln, G_(m, lp->w_in), a->dxz, ln_of(m, l), W_(m, lp->w_in), M, 2 * Di, D, s);
-    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, lp->norm), a->dln, a->res + (size_t)l * M * D, rstd_of(m, l), F_(m, lp->norm),
+    rmsnorm_backward_xhat(a->dres, a->dres_bf, G_(m, lp->norm), NULL, a->dln, xhat_of(m, l), rstd_of(m, l), F_(m, lp->norm),
                           M, D, a->norm_scratch, s);
 }
 
@@ -345,7 +344,7 @@ static void mamba_step(void* model, const int* d_ids, const int* d_targets, floa
                                 W_(m, m->lm_head), d_targets, dloss, M, D, m->c.Vc, a->cls_scratch, s);
     if (!train) return;
     CUDA_CHECK(cudaMemsetAsync(a->dres, 0, sizeof(float) * (size_t)M * D, s));
-    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, m->final_norm), a->dln, a->res_final, a->rstd_final,
+    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, m->final_norm), a->dln, a->stream, a->rstd_final,
                           F_(m, m->final_norm), M, D, a->norm_scratch, s);
     for (int l = m->c.L - 1; l >= 0; l--) mamba_layer_backward(m, l, s);
     embedding_backward(G_(m, m->embed), a->dres, d_ids, M, D, m->c.Vc, a->emb_scratch, s);

@@ -177,12 +177,14 @@ __device__ inline void rmsnorm_load_residual(float v[8], const float* resid_in, 
 }
 
 /* resid_out[M,C] = resid_in + delta + delta2 (resid_out NULL: not stored) ; out[M,C] = resid_out*rstd*w ; rstd[M].
- * resid_out may equal resid_in (in place): all loads of a row precede its stores, same thread. */
+ * resid_out may equal resid_in (in place): all loads of a row precede its stores, same thread.
+ * xhat_out (or NULL): also stores xhat = resid_out*rstd rounded to bf16, and out is then formed from that rounded
+ * xhat (out = bf16(xhat) * w), so that the backward, given only xhat, rebuilds out bit for bit. */
 template <int NCH, int GT>
 __global__ void __launch_bounds__(RMSNORM_THREADS)
-rmsnorm_forward_kernel(bf16* __restrict__ out, float* __restrict__ rstd, float* resid_out, const float* resid_in,
-                       const bf16* __restrict__ delta, const bf16* __restrict__ delta2, const float* __restrict__ w, int M,
-                       int C, float eps) {
+rmsnorm_forward_kernel(bf16* __restrict__ out, bf16* __restrict__ xhat_out, float* __restrict__ rstd, float* resid_out,
+                       const float* resid_in, const bf16* __restrict__ delta, const bf16* __restrict__ delta2,
+                       const float* __restrict__ w, int M, int C, float eps) {
     __shared__ float red[RMSNORM_THREADS / 32];
     const int t = threadIdx.x % GT;
     const int row = blockIdx.x * (RMSNORM_THREADS / GT) + threadIdx.x / GT;
@@ -210,19 +212,25 @@ rmsnorm_forward_kernel(bf16* __restrict__ out, float* __restrict__ rstd, float* 
             float wv[8], y[8];
             vec8_load(wv, w + c);
             if (resid_out) vec8_store(resid_out + base + c, x[i]);
+            float xh[8];
 #pragma unroll
-            for (int k = 0; k < 8; k++) y[k] = x[i][k] * r * wv[k];
+            for (int k = 0; k < 8; k++) xh[k] = xhat_out ? bf2f(f2bf(x[i][k] * r)) : x[i][k] * r;
+            if (xhat_out) vec8_store(xhat_out + base + c, xh);
+#pragma unroll
+            for (int k = 0; k < 8; k++) y[k] = xh[k] * wv[k];
             vec8_store(out + base + c, y);
         }
     }
 }
 
 template <int NCH, int GT>
-static void rmsnorm_forward_launch(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
-                                   const bf16* delta2, const float* w, int M, int C, float eps, cudaStream_t s) {
+static void rmsnorm_forward_launch(bf16* out, bf16* xhat, float* rstd, float* resid_out, const float* resid_in,
+                                   const bf16* delta, const bf16* delta2, const float* w, int M, int C, float eps,
+                                   cudaStream_t s) {
     const int rows_per_block = RMSNORM_THREADS / GT;
     const int grid = (M + rows_per_block - 1) / rows_per_block;
-    rmsnorm_forward_kernel<NCH, GT><<<grid, RMSNORM_THREADS, 0, s>>>(out, rstd, resid_out, resid_in, delta, delta2, w, M, C, eps);
+    rmsnorm_forward_kernel<NCH, GT><<<grid, RMSNORM_THREADS, 0, s>>>(out, xhat, rstd, resid_out, resid_in, delta, delta2, w,
+                                                                      M, C, eps);
     CUDA_KERNEL_CHECK();
 }
 
@@ -239,30 +247,70 @@ static inline void rmsnorm_check_args(const char* who, int M, int C) {
     if (rmsnorm_shape_error(C, why, sizeof why)) die("%s: %s", who, why);
 }
 
-/* out[M,C] bf16, rstd[M] fp32 (may be NULL), resid_out[M,C] fp32 = resid_in[M,C] fp32 (NULL => 0)
- * + delta[M,C] bf16 (NULL => 0) + delta2[M,C] bf16 (NULL => 0), added in that order; resid_out may be
- * resid_in, or NULL when nothing reads the sum later. w[C] fp32. Two deltas: the residual stream can
- * skip a stored point (x + mixer output + MLP output, the same fp32 sums as storing x + mixer output). */
-static inline void rmsnorm_forward2(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
-                                    const bf16* delta2, const float* w, int M, int C, float eps, cudaStream_t s) {
+/* The general form. out[M,C] bf16, xhat[M,C] bf16 (or NULL; see the kernel), rstd[M] fp32 (may be NULL),
+ * resid_out[M,C] fp32 = resid_in[M,C] fp32 (NULL => 0) + delta[M,C] bf16 (NULL => 0) + delta2[M,C] bf16
+ * (NULL => 0), added in that order; resid_out may be resid_in, or NULL when nothing reads the sum later. w[C]
+ * fp32. Two deltas: the residual stream can skip a stored point (x + mixer output + MLP output, the same fp32
+ * sums as storing x + mixer output). */
+static inline void rmsnorm_forward_xhat2(bf16* out, bf16* xhat, float* rstd, float* resid_out, const float* resid_in,
+                                         const bf16* delta, const bf16* delta2, const float* w, int M, int C, float eps,
+                                         cudaStream_t s) {
     rmsnorm_check_args("rmsnorm_forward", M, C);
     if (!resid_in && !delta) die("rmsnorm_forward: resid_in and delta are both NULL");
-    if (!is_aligned16(out) || !is_aligned16(resid_out) || !is_aligned16(resid_in) || !is_aligned16(delta) ||
-        !is_aligned16(delta2) || !is_aligned16(w))
+    if (!is_aligned16(out) || !is_aligned16(xhat) || !is_aligned16(resid_out) || !is_aligned16(resid_in) ||
+        !is_aligned16(delta) || !is_aligned16(delta2) || !is_aligned16(w))
         die("rmsnorm_forward: pointers must be 16-byte aligned");
     if (M == 0) return;
     const int gt = rmsnorm_group_threads(C), nch = (C + gt * 8 - 1) / (gt * 8);
-#define RMSNORM_FWD_CASE(N, G) if (nch == N && gt == G) { rmsnorm_forward_launch<N, G>(out, rstd, resid_out, resid_in, delta, delta2, w, M, C, eps, s); return; }
+#define RMSNORM_FWD_CASE(N, G) if (nch == N && gt == G) { rmsnorm_forward_launch<N, G>(out, xhat, rstd, resid_out, resid_in, delta, delta2, w, M, C, eps, s); return; }
     RMSNORM_FWD_CASE(1, 32) RMSNORM_FWD_CASE(2, 32) RMSNORM_FWD_CASE(3, 32) RMSNORM_FWD_CASE(4, 32)
     RMSNORM_FWD_CASE(3, 64) RMSNORM_FWD_CASE(4, 64) RMSNORM_FWD_CASE(3, 128) RMSNORM_FWD_CASE(4, 128)
     RMSNORM_FWD_CASE(3, 256) RMSNORM_FWD_CASE(4, 256)
 #undef RMSNORM_FWD_CASE
     die("rmsnorm_forward: no kernel for C=%d", C);
 }
+/* without xhat */
+static inline void rmsnorm_forward2(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
+                                    const bf16* delta2, const float* w, int M, int C, float eps, cudaStream_t s) {
+    rmsnorm_forward_xhat2(out, NULL, rstd, resid_out, resid_in, delta, delta2, w, M, C, eps, s);
+}
 /* the one-delta form: resid_out = resid_in + delta */
 static inline void rmsnorm_forward(bf16* out, float* rstd, float* resid_out, const float* resid_in, const bf16* delta,
                                    const float* w, int M, int C, float eps, cudaStream_t s) {
-    rmsnorm_forward2(out, rstd, resid_out, resid_in, delta, NULL, w, M, C, eps, s);
+    rmsnorm_forward_xhat2(out, NULL, rstd, resid_out, resid_in, delta, NULL, w, M, C, eps, s);
+}
+/* The trainers' block norms: the one-delta form that also keeps xhat (bf16) for the backward instead of the fp32
+ * stream (half the bytes; the stream itself then lives in one buffer, updated in place). */
+static inline void rmsnorm_forward_xhat(bf16* out, bf16* xhat, float* rstd, float* resid_out, const float* resid_in,
+                                        const bf16* delta, const float* w, int M, int C, float eps, cudaStream_t s) {
+    if (!xhat) die("rmsnorm_forward_xhat: xhat is NULL");
+    rmsnorm_forward_xhat2(out, xhat, rstd, resid_out, resid_in, delta, NULL, w, M, C, eps, s);
+}
+
+/* out[M,C] = bf16(xhat * w): a norm's output rebuilt from its kept xhat, bit for bit what rmsnorm_forward_xhat
+ * wrote (for the recompute levels, whose backward needs the output before the norm's own backward runs).
+ * 8 columns a thread; memory-bound, one pass. */
+__global__ void rmsnorm_apply_weight_kernel(bf16* __restrict__ out, const bf16* __restrict__ xhat,
+                                            const float* __restrict__ w, size_t n8, int C) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n8; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t off = i * 8;
+        float xv[8], wv[8];
+        vec8_load_cs(xv, xhat + off);
+        vec8_load(wv, w + off % C);
+#pragma unroll
+        for (int k = 0; k < 8; k++) xv[k] *= wv[k];
+        vec8_store(out + off, xv);
+    }
+}
+static inline void rmsnorm_apply_weight(bf16* out, const bf16* xhat, const float* w, int M, int C, cudaStream_t s) {
+    rmsnorm_check_args("rmsnorm_apply_weight", M, C);
+    if (!is_aligned16(out) || !is_aligned16(xhat) || !is_aligned16(w)) die("rmsnorm_apply_weight: pointers must be 16-byte aligned");
+    const size_t n8 = (size_t)M * C / 8;
+    if (n8 == 0) return;
+    const size_t want = (n8 + 255) / 256;
+    const int grid = (int)(want < 4096 ? want : 4096);
+    rmsnorm_apply_weight_kernel<<<grid, 256, 0, s>>>(out, xhat, w, n8, C);
+    CUDA_KERNEL_CHECK();
 }
 
 /* dresid[M,C] += rstd*(w*dy - xhat*mean(xhat*w*dy)), xhat = x*rstd ; part[blockIdx.x, C] = this block's
@@ -275,8 +323,8 @@ template <int NCH, int GT>
 __global__ void __launch_bounds__(RMSNORM_THREADS)
 rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf, float* __restrict__ part,
                         bf16* __restrict__ out, const bf16* __restrict__ dout, const float* __restrict__ x,
-                        const bf16* __restrict__ xdelta, const float* __restrict__ rstd, const float* __restrict__ w,
-                        int M, int C) {
+                        const bf16* __restrict__ xdelta, const bf16* __restrict__ xhat, const float* __restrict__ rstd,
+                        const float* __restrict__ w, int M, int C) {
     extern __shared__ float4 sdw4[];  /* float4: 16-byte aligned for the final store128 copy */
     float* sdw = (float*)sdw4;
     __shared__ float red[RMSNORM_THREADS / 32];
@@ -303,7 +351,8 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
             const int c = (i * GT + t) * 8;
             if (live && c < C) {
                 dy[i] = load128cs(dout + base + c);
-                rmsnorm_load_residual(xv[i], x, xdelta, NULL, base + c);
+                if (xhat) vec8_load_cs(xv[i], xhat + base + c);   /* already x * rstd */
+                else rmsnorm_load_residual(xv[i], x, xdelta, NULL, base + c);
             }
         }
 #pragma unroll
@@ -314,14 +363,14 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
                 vec8_load(wv, w + c);
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
-                    const float xhat = xv[i][k] * r, g = bf2f(dy[i][k]);
-                    c1 += xhat * wv[k] * g;
-                    dw[i][k] += g * xhat;
+                    const float xh = xhat ? xv[i][k] : xv[i][k] * r, g = bf2f(dy[i][k]);
+                    c1 += xh * wv[k] * g;
+                    dw[i][k] += g * xh;
                 }
-                if (out) {   /* exactly the forward's y = x * r * w */
+                if (out) {   /* exactly the forward's y = (x * r) * w */
                     float y[8];
 #pragma unroll
-                    for (int k = 0; k < 8; k++) y[k] = xv[i][k] * r * wv[k];
+                    for (int k = 0; k < 8; k++) y[k] = (xhat ? xv[i][k] : xv[i][k] * r) * wv[k];
                     vec8_store(out + base + c, y);
                 }
             }
@@ -335,7 +384,7 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
                 vec8_load(wv, w + c);
                 vec8_load(d, dresid + base + c);
 #pragma unroll
-                for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - xv[i][k] * r * c1);
+                for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - (xhat ? xv[i][k] : xv[i][k] * r) * c1);
                 vec8_store(dresid + base + c, d);
                 if (dresid_bf) vec8_store(dresid_bf + base + c, d);
             }
@@ -368,7 +417,7 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
 }
 
 typedef void (*rmsnorm_backward_kernel_t)(float*, bf16*, float*, bf16*, const bf16*, const float*, const bf16*,
-                                          const float*, const float*, int, int);
+                                          const bf16*, const float*, const float*, int, int);
 
 /* the instantiation for this C: GT threads per row, NCH chunks of 8 per thread */
 static inline rmsnorm_backward_kernel_t rmsnorm_backward_kernel_for(int C) {
@@ -398,19 +447,26 @@ static inline size_t rmsnorm_scratch_floats(int M, int C) {
 }
 
 /* The whole backward, with an explicit number of partial rows P (scratch must hold P*C floats; the dev
- * harness times other P). dresid_bf, xdelta and out may be NULL (see rmsnorm_backward_fused). */
+ * harness times other P). dresid_bf, xdelta and out may be NULL (see rmsnorm_backward_fused). The input is
+ * either x (fp32, with xdelta) or the forward's xhat (bf16, rmsnorm_forward_xhat; x and xdelta NULL). */
+static inline void rmsnorm_backward_parts2(float* dresid, bf16* dresid_bf, float* dw, bf16* out, const bf16* dout,
+                                           const float* x, const bf16* xdelta, const bf16* xhat, const float* rstd,
+                                           const float* w, int M, int C, float* scratch, int P, cudaStream_t s) {
+    rmsnorm_check_args("rmsnorm_backward", M, C);
+    if (!is_aligned16(dresid) || !is_aligned16(dresid_bf) || !is_aligned16(out) || !is_aligned16(dout) || !is_aligned16(x) ||
+        !is_aligned16(xdelta) || !is_aligned16(xhat) || !is_aligned16(w) || !is_aligned16(scratch))
+        die("rmsnorm_backward: pointers must be 16-byte aligned");
+    if (!x == !xhat || (xhat && xdelta)) die("rmsnorm_backward: give either x (and xdelta) or xhat");
+    if (M == 0) return;
+    rmsnorm_backward_kernel_for(C)<<<P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s>>>(dresid, dresid_bf, scratch, out, dout,
+                                                                                          x, xdelta, xhat, rstd, w, M, C);
+    CUDA_KERNEL_CHECK();
+    partials_colsum_add(dw, scratch, P, C, s);
+}
 static inline void rmsnorm_backward_parts(float* dresid, bf16* dresid_bf, float* dw, bf16* out, const bf16* dout,
                                           const float* x, const bf16* xdelta, const float* rstd, const float* w, int M,
                                           int C, float* scratch, int P, cudaStream_t s) {
-    rmsnorm_check_args("rmsnorm_backward", M, C);
-    if (!is_aligned16(dresid) || !is_aligned16(dresid_bf) || !is_aligned16(out) || !is_aligned16(dout) || !is_aligned16(x) ||
-        !is_aligned16(xdelta) || !is_aligned16(w) || !is_aligned16(scratch))
-        die("rmsnorm_backward: pointers must be 16-byte aligned");
-    if (M == 0) return;
-    rmsnorm_backward_kernel_for(C)<<<P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s>>>(dresid, dresid_bf, scratch, out, dout,
-                                                                                          x, xdelta, rstd, w, M, C);
-    CUDA_KERNEL_CHECK();
-    partials_colsum_add(dw, scratch, P, C, s);
+    rmsnorm_backward_parts2(dresid, dresid_bf, dw, out, dout, x, xdelta, NULL, rstd, w, M, C, scratch, P, s);
 }
 
 /* dresid[M,C] fp32 += dx ; dw[C] fp32 += sum over rows of dout*xhat (deterministic).
@@ -434,6 +490,15 @@ static inline void rmsnorm_backward_fused(float* dresid, bf16* dresid_bf, float*
                                           const float* x, const bf16* xdelta, const float* rstd, const float* w, int M,
                                           int C, float* scratch, cudaStream_t s) {
     rmsnorm_backward_parts(dresid, dresid_bf, dw, out, dout, x, xdelta, rstd, w, M, C, scratch, rmsnorm_bwd_parts(M, C), s);
+}
+
+/* The backward of rmsnorm_forward_xhat, from the kept xhat[M,C] bf16 (and rstd): as rmsnorm_backward_bf16, and with
+ * out non-NULL also rebuilds the forward's output bf16(xhat * w) into out[M,C] for the weight gradient after it. */
+static inline void rmsnorm_backward_xhat(float* dresid, bf16* dresid_bf, float* dw, bf16* out, const bf16* dout,
+                                         const bf16* xhat, const float* rstd, const float* w, int M, int C, float* scratch,
+                                         cudaStream_t s) {
+    rmsnorm_backward_parts2(dresid, dresid_bf, dw, out, dout, NULL, NULL, xhat, rstd, w, M, C, scratch,
+                            rmsnorm_bwd_parts(M, C), s);
 }
 
 #endif /* COMMON_RMSNORM_CUH */

@@ -5,7 +5,8 @@
  *   ./dev/rmsnorm [version] [--check] [-B 16 -T 2048 -C 1024] [--reps 50]
  * versions: 1 = simple (one block per row, scalar accesses, dw by one thread per column over all rows)
  *           2 = production (common/rmsnorm.cuh); also its fused backward (rmsnorm_backward_fused: the residual
- *               add redone and the forward's output rebuilt inside the backward, as the trainers call it)
+ *               add redone and the forward's output rebuilt inside the backward) and, in --check, the xhat forms
+ *               the trainers' block norms use (rmsnorm_forward_xhat, rmsnorm_apply_weight, rmsnorm_backward_xhat)
  *           3 = cuDNN's RMSNorm through its graph API + our residual add and accumulations (common/cudnn_ops.cuh);
  *               only in USE_CUDNN builds, which the Makefile makes whenever it finds cuDNN. Its timing adds
  *               cuDNN's norm calls alone.
@@ -428,6 +429,93 @@ static int check_two_deltas(int M, int C, uint64_t seed) {
     return !ok;
 }
 
+/* The trainers' block norms keep xhat = bf16(x * rstd) instead of the fp32 stream (production only):
+ * rmsnorm_forward_xhat must give the plain forward's stream and rstd bit for bit, xhat and out = bf16(xhat) * w
+ * bit for bit what the host forms from those, and out within the reference's tolerance; rmsnorm_apply_weight and
+ * the xhat backward's rebuilt out must equal that out bit for bit; the xhat backward must match the double
+ * reference (looser than the fp32 backward's: it sees x * rstd rounded to bf16) and be deterministic.
+ * in_place: the stream updated in place, as the trainers do. */
+static int check_xhat(int M, int C, int in_place, uint64_t seed) {
+    const size_t n = (size_t)M * C;
+    float *h_res = (float*)malloc_check(n * 4), *h_delta = (float*)malloc_check(n * 4), *h_w = (float*)malloc_check(C * 4);
+    float *h_dout = (float*)malloc_check(n * 4), *h_dres0 = (float*)malloc_check(n * 4), *h_dw0 = (float*)malloc_check(C * 4);
+    fill_normal(h_res, n, 1.0f, seed);
+    fill_normal(h_delta, n, 0.5f, seed + 1);
+    round_to_bf16(h_delta, n);
+    fill_uniform(h_w, C, 0.5f, 1.5f, seed + 2);
+    fill_normal(h_dout, n, 1.0f, seed + 3);
+    round_to_bf16(h_dout, n);
+    fill_normal(h_dres0, n, 0.1f, seed + 4);
+    fill_normal(h_dw0, C, 1.0f, seed + 5);
+    double* x = (double*)malloc_check(n * 8);
+    for (size_t i = 0; i < n; i++) x[i] = (double)h_res[i] + (double)h_delta[i];
+    double *ry = (double*)malloc_check(n * 8), *rr = (double*)malloc_check(M * 8), *rw = to_double(h_w, C);
+    ref_rmsnorm_forward(ry, rr, x, rw, M, C, 1e-6);
+    double *rdx = to_double(h_dres0, n), *rdw = to_double(h_dw0, C), *rdy = to_double(h_dout, n);
+    ref_rmsnorm_backward(rdx, rdw, rdy, x, rr, rw, M, C);
+
+    float *d_res = upload_f32(h_res, n), *d_res2 = upload_f32(h_res, n), *d_w = upload_f32(h_w, C);
+    float* st = in_place ? d_res : (float*)dmalloc(n * 4);
+    bf16 *d_delta = upload_bf16(h_delta, n), *d_dout = upload_bf16(h_dout, n);
+    bf16 *out = (bf16*)dmalloc(n * 2), *xh = (bf16*)dmalloc(n * 2), *out2 = (bf16*)dmalloc(n * 2), *plain = (bf16*)dmalloc(n * 2);
+    float *r = (float*)dmalloc(M * 4), *rp = (float*)dmalloc(M * 4), *stp = (float*)dmalloc(n * 4);
+    float *dres = (float*)dmalloc(n * 4), *dw = (float*)dmalloc(C * 4), *scratch = (float*)dmalloc(rmsnorm_scratch_floats(M, C) * 4);
+    poison(out, n * 2); poison(xh, n * 2); poison(r, M * 4);
+    if (!in_place) poison(st, n * 4);
+    rmsnorm_forward(plain, rp, stp, d_res2, d_delta, d_w, M, C, 1e-6f, 0);
+    rmsnorm_forward_xhat(out, xh, r, st, d_res, d_delta, d_w, M, C, 1e-6f, 0);
+    float *g_st = (float*)malloc_check(n * 4), *g_stp = (float*)malloc_check(n * 4), *g_r = (float*)malloc_check(M * 4);
+    float *g_rp = (float*)malloc_check(M * 4), *g_xh = (float*)malloc_check(n * 4), *g_out = (float*)malloc_check(n * 4);
+    float* g_o2 = (float*)malloc_check(n * 4);
+    download_f32(g_st, st, n); download_f32(g_stp, stp, n); download_f32(g_r, r, M); download_f32(g_rp, rp, M);
+    download_bf16(g_xh, xh, n); download_bf16(g_out, out, n);
+    int fails = 0, ok = !memcmp(g_st, g_stp, n * 4) && !memcmp(g_r, g_rp, M * 4), okx = 1;
+    for (size_t i = 0; i < n && okx; i++) {
+        const float want_xh = host_bf_bits2f(host_f2bf_bits(g_st[i] * g_r[i / C]));
+        okx = g_xh[i] == want_xh && g_out[i] == host_bf_bits2f(host_f2bf_bits(want_xh * h_w[i % C]));
+    }
+    printf("%s v2 fwd xhat (%s) stream, rstd == plain forward's; xhat = bf16(x r), out = bf16(xhat w) bit for bit M=%d C=%d\n",
+           ok && okx ? "PASS" : "FAIL", in_place ? "in place" : "out of place", M, C);
+    fails += !(ok && okx);
+    char what[160];
+    snprintf(what, sizeof what, "v2 fwd xhat out M=%-5d C=%-5d", M, C);
+    fails += check_report(what, ry, g_out, n, 5e-3);
+    poison(out2, n * 2);
+    rmsnorm_apply_weight(out2, xh, d_w, M, C, 0);
+    download_bf16(g_o2, out2, n);
+    ok = !memcmp(g_o2, g_out, n * 4);
+    printf("%s v2 apply_weight(xhat) == forward's out bit for bit M=%d C=%d\n", ok ? "PASS" : "FAIL", M, C);
+    fails += !ok;
+    float *gd[2] = {(float*)malloc_check(n * 4), (float*)malloc_check(n * 4)}, *gw[2] = {(float*)malloc_check(C * 4), (float*)malloc_check(C * 4)};
+    int same_o = 1;
+    for (int rep = 0; rep < 2; rep++) {
+        CUDA_CHECK(cudaMemcpy(dres, h_dres0, n * 4, cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(dw, h_dw0, C * 4, cudaMemcpyHostToDevice));
+        poison(out2, n * 2);
+        poison(scratch, rmsnorm_scratch_floats(M, C) * 4);
+        rmsnorm_backward_xhat(dres, NULL, dw, out2, d_dout, xh, r, d_w, M, C, scratch, 0);
+        download_f32(gd[rep], dres, n);
+        download_f32(gw[rep], dw, C);
+        download_bf16(g_o2, out2, n);
+        same_o = same_o && !memcmp(g_o2, g_out, n * 4);
+    }
+    snprintf(what, sizeof what, "v2 bwd xhat dresid M=%-5d C=%-5d", M, C);
+    fails += check_report(what, rdx, gd[0], n, 3e-3);
+    snprintf(what, sizeof what, "v2 bwd xhat dw     M=%-5d C=%-5d", M, C);
+    fails += check_report(what, rdw, gw[0], C, 3e-3);
+    ok = !memcmp(gd[0], gd[1], n * 4) && !memcmp(gw[0], gw[1], C * 4);
+    printf("%s v2 bwd xhat deterministic (2 runs bit-identical); rebuilt out %s forward's M=%d C=%d\n",
+           ok && same_o ? "PASS" : "FAIL", same_o ? "==" : "!=", M, C);
+    fails += !(ok && same_o);
+    free(h_res); free(h_delta); free(h_w); free(h_dout); free(h_dres0); free(h_dw0); free(x); free(ry); free(rr); free(rw);
+    free(rdx); free(rdw); free(rdy); free(g_st); free(g_stp); free(g_r); free(g_rp); free(g_xh); free(g_out); free(g_o2);
+    for (int i = 0; i < 2; i++) { free(gd[i]); free(gw[i]); }
+    if (!in_place) CUDA_CHECK(cudaFree(st));
+    void* dev[] = {d_res, d_res2, d_w, d_delta, d_dout, out, xh, out2, plain, r, rp, stp, dres, dw, scratch};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) CUDA_CHECK(cudaFree(dev[i]));
+    return fails;
+}
+
 int main(int argc, char** argv) {
     HarnessArgs a = harness_args(argc, argv);
     require_gpu_or_skip("rmsnorm");
@@ -448,6 +536,10 @@ int main(int argc, char** argv) {
                 fails += check_two_deltas(33, 1024, seed += 17);
                 fails += check_two_deltas(5001, 1024, seed += 17);
                 fails += check_two_deltas(9, 8192, seed += 17);
+                fails += check_xhat(33, 768, 1, seed += 17);
+                fails += check_xhat(5001, 1024, 1, seed += 17);
+                fails += check_xhat(257, 2048, 0, seed += 17);
+                fails += check_xhat(9, 8192, 1, seed += 17);
             }
         }
         printf("rmsnorm --check: %s (%d failed)\n", fails ? "FAIL" : "PASS", fails);
