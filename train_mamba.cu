@@ -43,7 +43,9 @@ typedef struct {
  *      2052+2048+192+4096+1024 = 9412 B. Recomputed: xz (in_proj), u (conv1d), dt (dt_proj). in_proj is the
  *      largest product but per byte kept the cheapest thing to redo (0.33 ms frees 4Di B; the scan forward, 0.55
  *      ms, frees 2Di+Di*N/32 B); keeping xz as well would be 17604 B (26 GiB of activations in all at B=16,
- *      T=2048; --keep-xz chooses how many layers). Keeping ln spares the backward a pass over xhat (2D B).
+ *      T=2048; --keep-xz chooses how many layers). Keeping ln spares the backward a pass over xhat (2D B; 0.04 ms
+ *      a layer at mamba-370m for 64 MiB: per byte the dearest of these, and --keep-ln 0 rebuilds it instead,
+ *      which pays where the memory goes to --keep-xz: 2 ms a step frees room for 12 more layers' xz).
  *   1: also rebuild ln from xhat (one slot) and rerun the selective scan forward (y_pre and the chunk states into
  *      one slot): 2D+4+2X = 2244 B.
  *   2: also rerun x_proj: only xhat and rstd are kept, 2D+4 = 2052 B.
@@ -57,7 +59,7 @@ typedef struct {
     /* kept per layer; ln, xdbl, scan_saved have one slot (in ws) at the levels that recompute them */
     bf16* xhat;         /* [L,M,D] each block norm's input times its rstd, rounded to bf16 */
     float* rstd;        /* [L,M] */
-    bf16* ln;           /* [L|1,M,D] normed block input, bf16(xhat) * norm weight */
+    bf16* ln;           /* [L|1,M,D] normed block input, bf16(xhat) * norm weight (one slot unless level 0 keeps it) */
     bf16* xdbl;         /* [L|1,M,X] x_proj output: dt_low | B | C */
     char* scan_saved;   /* [L|1, scan_saved_bytes] the scan's chunk-boundary states and y_pre */
     float* stream;      /* [M,D] fp32 residual stream: each block norm adds the previous block's output in place; the
@@ -99,6 +101,7 @@ typedef struct {
     int B, T;
     int recompute;      /* 0, 1, 2: see MambaActs */
     int keep_xz;        /* layers 0..keep_xz-1 keep in_proj's output for the backward (0..L) */
+    int keep_ln;        /* level 0 keeps ln per layer (1) or rebuilds it from xhat (0); see MambaActs */
     ParamTable pt;
     ParamBuffers p;
     size_t embed, final_norm, lm_head;
@@ -177,13 +180,15 @@ static void mamba_init_custom(MambaModel* m, uint64_t seed) {
     free(alog);
 }
 
+static int mamba_ln_kept(const MambaModel* m) { return m->recompute == 0 && m->keep_ln; }
+
 /* Lays out the workspace ws from base (NULL: only measures; pointers are left NULL) and returns its bytes: the
  * recomputed one-slot buffers and the backward scratch, at least the classifier's scratch. */
 static size_t mamba_layout_ws(MambaModel* m, char* base) {
     MambaActs* a = &m->a;
     size_t M = (size_t)m->B * m->T, D = (size_t)m->c.D, Di = (size_t)m->c.Di, X = (size_t)m->X;
     ActCarve cv = {base, 0};
-    if (m->recompute >= 1) CARVE(&cv, a->ln, M * D);
+    if (!mamba_ln_kept(m)) CARVE(&cv, a->ln, M * D);
     if (m->keep_xz < m->c.L) CARVE(&cv, a->xz, M * 2 * Di);
     CARVE(&cv, a->u, M * Di);
     CARVE(&cv, a->dt, M * Di);
@@ -206,10 +211,8 @@ static void mamba_build_acts(MambaModel* m) {
     m->scan_saved_per_layer = scan_saved_bytes(m->B, m->T, c->Di, c->N);
     ACT(at, a->xhat, L * M * D);
     ACT(at, a->rstd, L * M);
-    if (m->recompute < 1) {
-        ACT(at, a->ln, L * M * D);
-        ACT(at, a->scan_saved, L * m->scan_saved_per_layer);
-    }
+    if (mamba_ln_kept(m)) ACT(at, a->ln, L * M * D);
+    if (m->recompute < 1) ACT(at, a->scan_saved, L * m->scan_saved_per_layer);
     if (m->recompute < 2) ACT(at, a->xdbl, L * M * m->X);
     if (m->keep_xz) ACT(at, a->xz_kept, (size_t)m->keep_xz * M * 2 * Di);
     ACT(at, a->stream, M * D);
@@ -237,7 +240,7 @@ static void mamba_bind_acts(MambaModel* m) {
 /* per-layer views: slot l when the tensor is kept, slot 0 when it is recomputed */
 static bf16* xdbl_of(MambaModel* m, int l) { return m->a.xdbl + act_slot(m->recompute, 2, l, (size_t)m->B * m->T * m->X); }
 static char* saved_of(MambaModel* m, int l) { return m->a.scan_saved + act_slot(m->recompute, 1, l, m->scan_saved_per_layer); }
-static bf16* ln_of(MambaModel* m, int l) { return m->a.ln + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * m->c.D); }
+static bf16* ln_of(MambaModel* m, int l) { return m->a.ln + (mamba_ln_kept(m) ? (size_t)l * m->B * m->T * m->c.D : 0); }
 static int xz_kept(const MambaModel* m, int l) { return l < m->keep_xz; }
 static bf16* xz_of(MambaModel* m, int l) {
     return xz_kept(m, l) ? m->a.xz_kept + (size_t)l * m->B * m->T * 2 * m->c.Di : m->a.xz;
@@ -305,7 +308,7 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     const MambaLayerParams* lp = &m->lp[l];
     MambaActs* a = &m->a;
     int B = m->B, T = m->T, M = B * T, D = c->D, Di = c->Di, N = c->N, R = c->R, X = m->X;
-    if (m->recompute >= 1) rmsnorm_apply_weight(ln_of(m, l), xhat_of(m, l), F_(m, lp->norm), M, D, s);
+    if (!mamba_ln_kept(m)) rmsnorm_apply_weight(ln_of(m, l), xhat_of(m, l), F_(m, lp->norm), M, D, s);
     mamba_mixer_core_forward(m, l, !xz_kept(m, l), m->recompute >= 2, m->recompute >= 1, s);
     bf16* xdbl = xdbl_of(m, l);
     bf16* xz = xz_of(m, l);
@@ -386,8 +389,10 @@ static void mamba_decode_forward(void* model, const int* d_token, cudaStream_t s
 
 /* ------------------------------------------------------------------ lifetime */
 /* Builds the tables and allocates everything for micro-batches of B x T at recompute level 0..2 with the first
- * keep_xz layers keeping xz (see MambaActs; < 0 or above L: all); parameters are initialised from seed (mamba.md 1.4). */
-static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, int recompute, int keep_xz, uint64_t seed) {
+ * keep_xz layers keeping xz (see MambaActs; < 0 or above L: all) and level 0 keeping ln or not (keep_ln); parameters
+ * are initialised from seed (mamba.md 1.4). */
+static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, int recompute, int keep_xz, int keep_ln,
+                         uint64_t seed) {
     memset(m, 0, sizeof *m);
     m->c = *c;
     m->B = B;
@@ -395,6 +400,7 @@ static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, int 
     if (recompute < 0 || recompute > 2) die("Mamba: recompute level %d (0, 1 or 2)", recompute);
     m->recompute = recompute;
     m->keep_xz = keep_xz < 0 || keep_xz > c->L ? c->L : keep_xz;
+    m->keep_ln = keep_ln != 0;
     mamba_derive(m);
     mamba_build_params(m);
     m->p = param_buffers_alloc(&m->pt);
@@ -419,7 +425,7 @@ static struct {
     const char* preset;
     int D, L, Di, N, R, W, vocab, tied;
     float expand;
-    int keep_xz;
+    int keep_xz, keep_ln;
 } mamba_opt;
 
 /* the model flags' bounds, which also bound the sizes a file's config may give (mamba_param_table) */
@@ -430,6 +436,7 @@ static int mamba_options(ArgSpec* out) {
     memset(&mamba_opt, 0, sizeof mamba_opt);
     mamba_opt.preset = "mamba-tiny";
     mamba_opt.tied = -1;
+    mamba_opt.keep_ln = 1;
     const ArgSpec rows[] = {
         {NULL, "--model", ARG_STR, &mamba_opt.preset,
          "preset: mamba-tiny (D=256 L=4), mamba-130m, mamba-370m, mamba-790m, mamba-1.4b", 0, 0, NULL},
@@ -445,6 +452,9 @@ static int mamba_options(ArgSpec* out) {
         {NULL, "--keep-xz", ARG_INT, &mamba_opt.keep_xz,
          "layers that keep in_proj's output for the backward instead of rerunning in_proj (-1: all; 0.25 GiB each at mamba-370m -b 16 -t 2048)",
          -1, MAMBA_MAX_L, NULL},
+        {NULL, "--keep-ln", ARG_INT, &mamba_opt.keep_ln,
+         "1: --recompute 0 keeps each block norm's output ln for the backward; 0: rebuilds it from the kept xhat, one pass a layer (0.0625 GiB a layer less at mamba-370m -b 16 -t 2048: room for --keep-xz)",
+         0, 1, NULL},
     };
     memcpy(out, rows, sizeof rows);
     return (int)(sizeof rows / sizeof rows[0]);
@@ -537,7 +547,7 @@ static void mamba_fill_handle(ModelHandle* h, MambaModel* m) {
 }
 
 static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {
-    mamba_create(&mamba_model, &mamba_cfg, B, T, recompute, mamba_opt.keep_xz, seed);
+    mamba_create(&mamba_model, &mamba_cfg, B, T, recompute, mamba_opt.keep_xz, mamba_opt.keep_ln, seed);
     mamba_fill_handle(h, &mamba_model);
 }
 

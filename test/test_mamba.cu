@@ -11,7 +11,7 @@
 #include "ref_mamba.h"
 #include "model_check.cuh"
 
-typedef struct { const char* tag; RefMambaConfig c; int B, T, recompute, keep_xz; } MambaCase;
+typedef struct { const char* tag; RefMambaConfig c; int B, T, recompute, keep_xz, keep_ln; } MambaCase;
 
 /* moves parameters off init: larger A_log spread and dt biases so some channels forget fast */
 static void perturb(double* p, const RefMambaTensor* ts, int nt, uint64_t seed) {
@@ -37,7 +37,7 @@ static int run_case(const MambaCase* tc) {
     const RefMambaConfig* rc = &tc->c;
     MambaConfig c = {rc->Vc, rc->D, rc->L, rc->Di, rc->N, rc->R, rc->W, rc->tied, (float)rc->eps};
     MambaModel m;
-    mamba_create(&m, &c, tc->B, tc->T, tc->recompute, tc->keep_xz, 1);
+    mamba_create(&m, &c, tc->B, tc->T, tc->recompute, tc->keep_xz, tc->keep_ln, 1);
     ModelHandle h;
     memset(&h, 0, sizeof h);
     mamba_fill_handle(&h, &m);
@@ -55,7 +55,7 @@ static int run_case(const MambaCase* tc) {
     ModelHandle hh;
     memset(&hh, 0, sizeof hh);
     if (tc->B % 2 == 0) {
-        mamba_create(&mh, &c, tc->B / 2, tc->T, tc->recompute, tc->keep_xz, 1);
+        mamba_create(&mh, &c, tc->B / 2, tc->T, tc->recompute, tc->keep_xz, tc->keep_ln, 1);
         mamba_fill_handle(&hh, &mh);
     }
     int fails = check_model_case(&h, &rl, params, ref_fn, rc, tc->B, tc->T, tc->tag, tc->B % 2 == 0 ? &hh : NULL);
@@ -67,15 +67,16 @@ static int run_case(const MambaCase* tc) {
 }
 
 int main(int argc, char** argv) {
-    /* tag, {Vc, D, L, Di, N, R, W, tied, eps}, B, T, recompute level, layers keeping xz */
+    /* tag, {Vc, D, L, Di, N, R, W, tied, eps}, B, T, recompute level, layers keeping xz, level 0 keeps ln */
     MambaCase cases[] = {
-        {"mamba tied B=2 T=37", {72, 64, 2, 128, 16, 8, 4, 1, 1e-5}, 2, 37, 0, 0},
-        {"mamba untied B=1 T=1100 Vc=61", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 0, 0},
-        {"mamba untied B=1 T=1100 Vc=61 recompute=1", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 1, 0},
-        {"mamba T=1 B=3 W=3 recompute=2", {64, 64, 1, 64, 16, 4, 3, 1, 1e-5}, 3, 1, 2, 0},
-        {"mamba tied B=2 T=300 L=3 recompute=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 2, 0},
-        {"mamba tied B=2 T=300 L=3 keep-xz=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 0, 2},
-        {"mamba untied B=2 T=150 keep-xz=all recompute=1", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 2, 150, 1, -1},
+        {"mamba tied B=2 T=37", {72, 64, 2, 128, 16, 8, 4, 1, 1e-5}, 2, 37, 0, 0, 1},
+        {"mamba untied B=1 T=1100 Vc=61", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 0, 0, 1},
+        {"mamba untied B=1 T=1100 Vc=61 recompute=1", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 1, 1100, 1, 0, 1},
+        {"mamba T=1 B=3 W=3 recompute=2", {64, 64, 1, 64, 16, 4, 3, 1, 1e-5}, 3, 1, 2, 0, 1},
+        {"mamba tied B=2 T=300 L=3 recompute=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 2, 0, 1},
+        {"mamba tied B=2 T=300 L=3 keep-xz=2", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 0, 2, 1},
+        {"mamba tied B=2 T=300 L=3 keep-xz=2 keep-ln=0", {72, 64, 3, 128, 16, 8, 4, 1, 1e-5}, 2, 300, 0, 2, 0},
+        {"mamba untied B=2 T=150 keep-xz=all recompute=1", {61, 64, 2, 128, 8, 8, 4, 0, 1e-5}, 2, 150, 1, -1, 1},
     };
     const int ncases = (int)(sizeof cases / sizeof cases[0]);
     if (!model_test_begin("test_mamba", ncases, argc, argv)) return 0;
