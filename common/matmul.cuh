@@ -49,7 +49,9 @@
 
 #define MATMUL_WORKSPACE_BYTES ((size_t)32 << 20)
 #define MATMUL_CACHE_SIZE 256
-#define MATMUL_TUNE_CANDIDATES 8   /* heuristic choices timed per beta = 0 product */
+#ifndef MATMUL_TUNE_CANDIDATES
+#define MATMUL_TUNE_CANDIDATES 8   /* heuristic choices timed per beta = 0 product (-D for dev/matmul's sweeps) */
+#endif
 #define MATMUL_TUNE_REPS 3         /* timed runs per candidate (the fastest counts), after one warm-up run */
 
 /* One planned problem. `align` = common power-of-two alignment (bytes, <= 16) of the pointers and leading

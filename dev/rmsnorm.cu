@@ -209,6 +209,25 @@ static int check_fused(const Ctx* c, const float* h_dres0, const float* h_dw0, i
     return !same_d + !same_o;
 }
 
+/* The host inputs of one check, fresh random values (delta and dout exact in bf16): the stream, the delta added to
+ * it, the weight, the output gradient, and the gradients the backward accumulates onto. */
+typedef struct { float *res, *delta, *w, *dout, *dres0, *dw0; } HostIn;
+static HostIn host_inputs(int M, int C, uint64_t seed) {
+    const size_t n = (size_t)M * C;
+    HostIn h = {(float*)malloc_check(n * 4), (float*)malloc_check(n * 4), (float*)malloc_check(C * 4),
+                (float*)malloc_check(n * 4), (float*)malloc_check(n * 4), (float*)malloc_check(C * 4)};
+    fill_normal(h.res, n, 1.0f, seed);
+    fill_normal(h.delta, n, 0.5f, seed + 1);
+    round_to_bf16(h.delta, n);
+    fill_uniform(h.w, C, 0.5f, 1.5f, seed + 2);
+    fill_normal(h.dout, n, 1.0f, seed + 3);
+    round_to_bf16(h.dout, n);
+    fill_normal(h.dres0, n, 0.1f, seed + 4);
+    fill_normal(h.dw0, C, 1.0f, seed + 5);
+    return h;
+}
+static void host_inputs_free(HostIn* h) { free(h->res); free(h->delta); free(h->w); free(h->dout); free(h->dres0); free(h->dw0); }
+
 /* mode: 0 = resid_in + delta out of place, 1 = in place, 2 = resid_in only, 3 = delta only */
 static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
     void* dnn = NULL;
@@ -217,20 +236,8 @@ static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
         return 0;
     }
     const size_t n = (size_t)M * C;
-    float* h_res = (float*)malloc_check(n * 4);
-    float* h_delta = (float*)malloc_check(n * 4);
-    float* h_w = (float*)malloc_check(C * 4);
-    float* h_dout = (float*)malloc_check(n * 4);
-    float* h_dres0 = (float*)malloc_check(n * 4);
-    float* h_dw0 = (float*)malloc_check(C * 4);
-    fill_normal(h_res, n, 1.0f, seed);
-    fill_normal(h_delta, n, 0.5f, seed + 1);
-    round_to_bf16(h_delta, n);
-    fill_uniform(h_w, C, 0.5f, 1.5f, seed + 2);
-    fill_normal(h_dout, n, 1.0f, seed + 3);
-    round_to_bf16(h_dout, n);
-    fill_normal(h_dres0, n, 0.1f, seed + 4);
-    fill_normal(h_dw0, C, 1.0f, seed + 5);
+    HostIn in = host_inputs(M, C, seed);
+    float *h_res = in.res, *h_delta = in.delta, *h_w = in.w, *h_dout = in.dout, *h_dres0 = in.dres0, *h_dw0 = in.dw0;
     const int use_res = mode != 3, use_delta = mode != 2;
 
     /* reference, double */
@@ -287,7 +294,7 @@ static int check_shape(int version, int M, int C, int mode, uint64_t seed) {
     if (version == V_PROD && (mode == 0 || mode == 2)) fails += check_fused(&c, h_dres0, h_dw0, mode);
 
     detach_cudnn(dnn);
-    free(h_res); free(h_delta); free(h_w); free(h_dout); free(h_dres0); free(h_dw0);
+    host_inputs_free(&in);
     free(x); free(ry); free(rr); free(rw); free(rdx); free(rdw); free(rdy); free(g_out); free(g_res); free(g_r);
     if (mode != 1) CUDA_CHECK(cudaFree(c.resid_out));
     CUDA_CHECK(cudaFree(d_res));
@@ -437,16 +444,8 @@ static int check_two_deltas(int M, int C, uint64_t seed) {
  * in_place: the stream updated in place, as the trainers do. */
 static int check_xhat(int M, int C, int in_place, uint64_t seed) {
     const size_t n = (size_t)M * C;
-    float *h_res = (float*)malloc_check(n * 4), *h_delta = (float*)malloc_check(n * 4), *h_w = (float*)malloc_check(C * 4);
-    float *h_dout = (float*)malloc_check(n * 4), *h_dres0 = (float*)malloc_check(n * 4), *h_dw0 = (float*)malloc_check(C * 4);
-    fill_normal(h_res, n, 1.0f, seed);
-    fill_normal(h_delta, n, 0.5f, seed + 1);
-    round_to_bf16(h_delta, n);
-    fill_uniform(h_w, C, 0.5f, 1.5f, seed + 2);
-    fill_normal(h_dout, n, 1.0f, seed + 3);
-    round_to_bf16(h_dout, n);
-    fill_normal(h_dres0, n, 0.1f, seed + 4);
-    fill_normal(h_dw0, C, 1.0f, seed + 5);
+    HostIn in = host_inputs(M, C, seed);
+    float *h_res = in.res, *h_delta = in.delta, *h_w = in.w, *h_dout = in.dout, *h_dres0 = in.dres0, *h_dw0 = in.dw0;
     double* x = (double*)malloc_check(n * 8);
     for (size_t i = 0; i < n; i++) x[i] = (double)h_res[i] + (double)h_delta[i];
     double *ry = (double*)malloc_check(n * 8), *rr = (double*)malloc_check(M * 8), *rw = to_double(h_w, C);
@@ -507,7 +506,8 @@ static int check_xhat(int M, int C, int in_place, uint64_t seed) {
     printf("%s v2 bwd xhat deterministic (2 runs bit-identical); rebuilt out %s forward's M=%d C=%d\n",
            ok && same_o ? "PASS" : "FAIL", same_o ? "==" : "!=", M, C);
     fails += !(ok && same_o);
-    free(h_res); free(h_delta); free(h_w); free(h_dout); free(h_dres0); free(h_dw0); free(x); free(ry); free(rr); free(rw);
+    host_inputs_free(&in);
+    free(x); free(ry); free(rr); free(rw);
     free(rdx); free(rdw); free(rdy); free(g_st); free(g_stp); free(g_r); free(g_rp); free(g_xh); free(g_out); free(g_o2);
     for (int i = 0; i < 2; i++) { free(gd[i]); free(gw[i]); }
     if (!in_place) CUDA_CHECK(cudaFree(st));
