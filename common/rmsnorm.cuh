@@ -1,6 +1,8 @@
 /*
  * rmsnorm.cuh — RMSNorm over rows of the fp32 residual stream with the residual add fused in front
- * (GLA attn/mlp/final norms, Mamba block/final norms), and its backward.
+ * (GLA attn/mlp/final norms, Mamba block/final norms), and its backward. The trainers' block norms keep
+ * xhat = bf16(x * rstd) for their backward instead of the fp32 stream (half the bytes): rmsnorm_forward_xhat
+ * writes it and forms the output from it, rmsnorm_backward_xhat and rmsnorm_apply_weight rebuild that output.
  *
  * Also the one home of three small pieces the other norm/gate kernels share (gated_rmsnorm.cuh and
  * gla_gate.cuh include this file for them): vec8_* 16-byte row-chunk loads/stores in fp32 registers,
