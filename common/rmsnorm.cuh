@@ -345,7 +345,7 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
         const bool live = row < M;
         const size_t base = (size_t)(live ? row : 0) * C;
         const float r = live ? rstd[row] : 0.f;
-        float xv[NCH][8];
+        float xh[NCH][8];   /* the row's xhat: loaded as such, or x (+ xdelta) times rstd */
         x128 dy[NCH];
         float c1 = 0.f;
 #pragma unroll
@@ -353,8 +353,12 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
             const int c = (i * GT + t) * 8;
             if (live && c < C) {
                 dy[i] = load128cs(dout + base + c);
-                if (xhat) vec8_load_cs(xv[i], xhat + base + c);   /* already x * rstd */
-                else rmsnorm_load_residual(xv[i], x, xdelta, NULL, base + c);
+                if (xhat) vec8_load_cs(xh[i], xhat + base + c);
+                else {
+                    rmsnorm_load_residual(xh[i], x, xdelta, NULL, base + c);
+#pragma unroll
+                    for (int k = 0; k < 8; k++) xh[i][k] *= r;
+                }
             }
         }
 #pragma unroll
@@ -365,14 +369,14 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
                 vec8_load(wv, w + c);
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
-                    const float xh = xhat ? xv[i][k] : xv[i][k] * r, g = bf2f(dy[i][k]);
-                    c1 += xh * wv[k] * g;
-                    dw[i][k] += g * xh;
+                    const float g = bf2f(dy[i][k]);
+                    c1 += xh[i][k] * wv[k] * g;
+                    dw[i][k] += g * xh[i][k];
                 }
                 if (out) {   /* exactly the forward's y = (x * r) * w */
                     float y[8];
 #pragma unroll
-                    for (int k = 0; k < 8; k++) y[k] = (xhat ? xv[i][k] : xv[i][k] * r) * wv[k];
+                    for (int k = 0; k < 8; k++) y[k] = xh[i][k] * wv[k];
                     vec8_store(out + base + c, y);
                 }
             }
@@ -386,7 +390,7 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
                 vec8_load(wv, w + c);
                 vec8_load(d, dresid + base + c);
 #pragma unroll
-                for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - (xhat ? xv[i][k] : xv[i][k] * r) * c1);
+                for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - xh[i][k] * c1);
                 vec8_store(dresid + base + c, d);
                 if (dresid_bf) vec8_store(dresid_bf + base + c, d);
             }
