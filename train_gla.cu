@@ -44,7 +44,8 @@ typedef struct {
  * recompute level (--recompute) chooses, trading memory for time:
  *   0: keep the projection proj, the GLA output o, the chunk states and the MLP input h; the backward
  *      kernels rebuild the norm outputs, the gated-norm output and the SwiGLU product, and the rank-16
- *      forget-gate product is redone; the GLA flag --keep-states 0 recomputes the chunk states too;
+ *      forget-gate product is redone; the GLA flag --keep-states N keeps the chunk states of layers 0..N-1 only
+ *      and recomputes the others' (0: none);
  *   1: also recompute the chunk states and h = ln2 W_gateup^T (one extra matrix product per layer);
  *   2: also rerun the mixer up to o (projection, gate, chunked GLA forward) in backward.
  * Per-layer buffers have L slots when kept and 1 slot (reused) when recomputed. */
@@ -62,31 +63,31 @@ typedef struct {
     char* gla_saved;    /* [L|1, gla_saved_bytes] */
     bf16* h;            /* [L|1,M,2I] MLP gate | up */
     float* stream;      /* [M,D] fp32 residual stream: each norm adds the sublayer output before it in place; the final
-                         * norm's too, whose backward then reads it as its input */
+                         * norm's too, which keeps xhat (in ln) like the block norms: the stream is dead after the
+                         * forward, and its memory is the backward's dres */
     /* final norm */
     float* rstd_final;  /* [M] */
     bf16* lnf;          /* [M,D] */
     /* scratch shared by all layers */
-    bf16* ln;           /* [M,D] normed input of the current sublayer */
+    bf16* ln;           /* [M,D] normed input of the current sublayer; from the final norm to its backward, its xhat */
     bf16* y;            /* [M,Dv] gated-norm output, input of o_proj */
     bf16* gz;           /* [M,Dk] forget-gate pre-activation (before bias): z1 gk1_w^T, recomputed */
     float* g;           /* [M,Dk] fp32 log forget gate */
     float* dg;          /* [M,Dk] */
     bf16* delta;        /* [M,D] a sublayer's output before it joins the stream (the mixer's, then the MLP's) */
-    bf16* act;          /* [M,I] SwiGLU output */
+    bf16* act;          /* [M,I] SwiGLU output (in bwd_ws: the forward's is dead before the classifier) */
     bf16* dact;         /* [M,I] */
-    bf16* dh;           /* [M,2I] */
     bf16* dproj;        /* [M,P] */
     bf16* dgz;          /* [M,Dk] */
     bf16* d_o;          /* [M,Dv] */
     bf16* dy;           /* [M,Dv] */
     bf16* dln;          /* [M,D] */
     bf16* dres_bf;      /* [M,D] residual gradient rounded for matrix products (= delta: backward only, delta forward only) */
-    float* dres;        /* [M,D] fp32 residual-stream gradient */
+    float* dres;        /* [M,D] fp32 residual-stream gradient (= stream: forward only, dres backward only) */
     float* norm_scratch;
     char* gla_ws;
     void* emb_scratch;
-    void* bwd_ws;       /* classifier scratch, dact, dh, gla_ws, dproj: gla_layout_bwd_ws */
+    void* bwd_ws;       /* classifier scratch, act, dact, gla_ws, dproj: gla_layout_bwd_ws */
     bf16* cls_scratch;
 } GLAActs;
 
@@ -95,7 +96,8 @@ typedef struct {
     int Dk, Dv, K, V, P, I;
     int B, T;                   /* allocated micro-batch shape */
     int recompute;              /* 0, 1, 2: see GLAActs */
-    int keep_states;            /* 1: the chunk states and intra-chunk matrices are kept for backward (level 0) */
+    int keep_states;            /* level 0: layers 0..keep_states-1 keep their chunk states and intra-chunk matrices
+                                 * for backward, the others recompute them (0..L) */
     ParamTable pt;
     ParamBuffers p;
     size_t embed, final_norm, lm_head;
@@ -157,25 +159,28 @@ static void gla_build_params(GLAModel* m) {
 }
 
 /* Buffers whose lifetimes do not overlap share memory, carved from one table entry (base NULL: only measures;
- * returns the entry's bytes), bwd_ws: the classifier's scratch (dead before the layers' backward starts) over
- * [dact, dh (MLP backward) | gla_ws (mixer backward, and the forward's in recompute modes)], dproj. */
+ * returns the entry's bytes), bwd_ws: the classifier's scratch (used between the forward and the layers' backward)
+ * over [act, dact (the MLP: act is the forward's SwiGLU output, then the backward's rebuilt one) | gla_ws, dproj
+ * (the mixer's backward; gla_ws also the forward's when the chunk states are not kept)]. The MLP's dh needs no
+ * buffer: it overwrites h, which the SwiGLU backward reads for the last time as it writes dh. */
 static size_t gla_layout_bwd_ws(GLAModel* m, char* base) {
     GLAActs* a = &m->a;
     size_t M = (size_t)m->B * m->T;
     ActCarve mlp = {base, 0}, mix = {base, 0};
+    CARVE(&mlp, a->act, M * m->I);
     CARVE(&mlp, a->dact, M * m->I);
-    CARVE(&mlp, a->dh, M * 2 * m->I);
     CARVE(&mix, a->gla_ws, gla_workspace_bytes(m->B, m->T, m->c.H, m->K, m->V));
-    ActCarve cv = {base, mlp.off > mix.off ? mlp.off : mix.off};
-    CARVE(&cv, a->dproj, M * m->P);
+    CARVE(&mix, a->dproj, M * m->P);
     a->cls_scratch = (bf16*)base;
-    size_t cls = classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16);
-    return cv.off > cls ? cv.off : cls;
+    size_t cls = classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16), off = mlp.off > mix.off ? mlp.off : mix.off;
+    return off > cls ? off : cls;
 }
 
-/* the chunk states are recomputed in backward, not kept: level 1, and level 0 with --keep-states 0 (level 2
- * refills one slot in its rerun forward) */
-static int gla_states_recomputed(const GLAModel* m) { return m->recompute == 1 || (m->recompute == 0 && !m->keep_states); }
+/* slots of kept chunk states: level 0 keeps keep_states layers', level 1 none (recomputed in backward), level 2 one
+ * (its rerun forward refills it) */
+static size_t gla_state_slots(const GLAModel* m) {
+    return m->recompute == 0 ? (size_t)m->keep_states : m->recompute == 1 ? 0 : 1;
+}
 
 static void gla_build_acts(GLAModel* m) {
     const GLAConfig* c = &m->c;
@@ -191,7 +196,7 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->rstd_gate, L * M * c->H);
     ACT(at, a->proj, Lmix * M * m->P);
     ACT(at, a->o, Lmix * M * m->Dv);
-    ACT(at, a->gla_saved, (gla_states_recomputed(m) ? 0 : Lmix) * m->gla_saved_per_layer);
+    ACT(at, a->gla_saved, gla_state_slots(m) * m->gla_saved_per_layer);
     ACT(at, a->h, Lmlp * M * 2 * m->I);
     ACT(at, a->stream, M * D);
     ACT(at, a->rstd_final, M);
@@ -202,13 +207,11 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->g, M * m->Dk);
     ACT(at, a->dg, M * m->Dk);
     ACT(at, a->delta, M * D);
-    ACT(at, a->act, M * m->I);
     act_add(at, "bwd_ws", (void**)&a->bwd_ws, gla_layout_bwd_ws(m, NULL));
     ACT(at, a->dgz, M * m->Dk);
     ACT(at, a->d_o, M * m->Dv);
     ACT(at, a->dy, M * m->Dv);
     ACT(at, a->dln, M * D);
-    ACT(at, a->dres, M * D);
     /* one scratch for the deterministic weight-gradient partials of the norms and the gate bias */
     size_t ns = rmsnorm_scratch_floats((int)M, (int)D);
     size_t ns2 = gated_rmsnorm_scratch_floats((int)M, c->H, m->V);
@@ -222,6 +225,7 @@ static void gla_build_acts(GLAModel* m) {
 static void gla_bind_acts(GLAModel* m) {
     gla_layout_bwd_ws(m, (char*)m->a.bwd_ws);
     m->a.dres_bf = m->a.delta;
+    m->a.dres = m->a.stream;
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -229,10 +233,9 @@ static void gla_bind_acts(GLAModel* m) {
 static bf16* proj_of(GLAModel* m, int l) { return m->a.proj + act_slot(m->recompute, 2, l, (size_t)m->B * m->T * m->P); }
 static bf16* o_of(GLAModel* m, int l) { return m->a.o + act_slot(m->recompute, 2, l, (size_t)m->B * m->T * m->Dv); }
 /* the chunked GLA op may keep its chunk states and intra-chunk matrix for backward (saved, ~150 MB per
- * gla-340m layer) or recompute them there (NULL): kept at level 0, recomputed at level 1, and at level 2
- * one slot is refilled by the rerun forward */
+ * gla-340m layer) or recompute them there (NULL): see gla_state_slots */
 static char* saved_of(GLAModel* m, int l) {
-    if (gla_states_recomputed(m)) return NULL;
+    if (m->recompute == 1 || (m->recompute == 0 && l >= m->keep_states)) return NULL;
     return m->a.gla_saved + act_slot(m->recompute, 2, l, m->gla_saved_per_layer);
 }
 static bf16* h_of(GLAModel* m, int l) { return m->a.h + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * 2 * m->I); }
@@ -306,7 +309,8 @@ static void gla_forward_body(GLAModel* m, const int* d_ids, cudaStream_t s) {
         swiglu_forward(a->act, h_of(m, l), M, I, s);
         linear_forward(a->delta, a->act, W_(m, lp->w_down), M, D, I, s);
     }
-    rmsnorm_forward(a->lnf, a->rstd_final, a->stream, a->stream, a->delta, F_(m, m->final_norm), M, D, m->c.eps, s);
+    rmsnorm_forward_xhat(a->lnf, a->ln, a->rstd_final, a->stream, a->stream, a->delta, F_(m, m->final_norm), M, D,
+                         m->c.eps, s);
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -316,19 +320,19 @@ static void gla_mlp_backward(GLAModel* m, int l, cudaStream_t s) {
     GLAActs* a = &m->a;
     int M = m->B * m->T, D = m->c.D, I = m->I;
     size_t MD = (size_t)M * D;
-    bf16* h = h_of(m, l);
+    bf16* h = h_of(m, l), *dh = h;   /* dh overwrites h (see gla_layout_bwd_ws) */
     if (m->recompute >= 1) {                    /* h is not kept: rerun the norm and the up projection */
         gla_norm_mlp(m, l, 1, s);
         linear_forward(h, a->ln, W_(m, lp->w_gateup), M, 2 * I, D, s);
     }
     linear_backward(a->dact, NULL, a->dres_bf, NULL, W_(m, lp->w_down), M, D, I, s);
-    swiglu_backward_rebuild(a->dh, a->act, a->dact, h, M, I, s);   /* also rebuilds act for the next product */
+    swiglu_backward_rebuild(dh, a->act, a->dact, h, M, I, s);   /* also rebuilds act for the next product */
     linear_backward(NULL, G_(m, lp->w_down), a->dres_bf, a->act, NULL, M, D, I, s);
-    linear_backward(a->dln, NULL, a->dh, NULL, W_(m, lp->w_gateup), M, 2 * I, D, s);
+    linear_backward(a->dln, NULL, dh, NULL, W_(m, lp->w_gateup), M, 2 * I, D, s);
     /* the norm backward rebuilds ln for the weight gradient after it */
     rmsnorm_backward_xhat(a->dres, a->dres_bf, G_(m, lp->mlp_norm), a->ln, a->dln, a->xhat_mlp + (size_t)l * MD,
                           a->rstd_mlp + (size_t)l * M, F_(m, lp->mlp_norm), M, D, a->norm_scratch, s);
-    linear_backward(NULL, G_(m, lp->w_gateup), a->dh, a->ln, NULL, M, 2 * I, D, s);
+    linear_backward(NULL, G_(m, lp->w_gateup), dh, a->ln, NULL, M, 2 * I, D, s);
 }
 
 /* dres holds dL/d(stream after the mixer of layer l); leaves dL/d(stream entering layer l) */
@@ -376,8 +380,8 @@ static void gla_step(void* model, const int* d_ids, const int* d_targets, float 
     classifier_forward_backward(d_losses, train ? a->dln : NULL, train ? G_(m, m->lm_head) : NULL, a->lnf,
                                 W_(m, m->lm_head), d_targets, dloss, M, D, m->c.Vc, a->cls_scratch, s);
     if (!train) return;
-    CUDA_CHECK(cudaMemsetAsync(a->dres, 0, sizeof(float) * (size_t)M * D, s));
-    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, m->final_norm), a->dln, a->stream, a->rstd_final,
+    CUDA_CHECK(cudaMemsetAsync(a->dres, 0, sizeof(float) * (size_t)M * D, s));   /* the stream's memory, now free */
+    rmsnorm_backward_xhat(a->dres, a->dres_bf, G_(m, m->final_norm), NULL, a->dln, a->ln, a->rstd_final,
                           F_(m, m->final_norm), M, D, a->norm_scratch, s);
     /* from here on every norm backward leaves dres and its bf16 copy dres_bf for the next product */
     for (int l = m->c.L - 1; l >= 0; l--) {
@@ -429,7 +433,7 @@ static void gla_create(GLAModel* m, const GLAConfig* c, int B, int T, int recomp
     m->B = B;
     m->T = T;
     m->recompute = recompute;
-    m->keep_states = keep_states;
+    m->keep_states = keep_states < 0 || keep_states > c->L ? c->L : keep_states;
     gla_derive(m);
     gla_build_params(m);
     m->p = param_buffers_alloc(&m->pt);
@@ -463,7 +467,7 @@ enum { GLA_MAX_D = RMSNORM_MAX_C, GLA_MAX_L = 4096, GLA_MAX_H = 1024, GLA_MAX_EX
 static int gla_options(ArgSpec* out) {
     gla_opt.preset = "gla-tiny";
     gla_opt.D = 0; gla_opt.L = 0; gla_opt.H = 0; gla_opt.I = 0; gla_opt.vocab = 0; gla_opt.tied = -1;
-    gla_opt.expand_k = 0; gla_opt.expand_v = 0; gla_opt.keep_states = 1;
+    gla_opt.expand_k = 0; gla_opt.expand_v = 0; gla_opt.keep_states = -1;
     const ArgSpec rows[] = {
         {NULL, "--model", ARG_STR, &gla_opt.preset, "preset: gla-tiny (D=512 L=6 H=4), gla-125m, gla-340m, gla-1.3b", 0, 0, NULL},
         {"-D", "--dim", ARG_INT, &gla_opt.D, "model width D (0: preset)", 0, GLA_MAX_D, NULL},
@@ -473,7 +477,8 @@ static int gla_options(ArgSpec* out) {
         {NULL, "--expand-v", ARG_FLOAT, &gla_opt.expand_v, "value width / D (0: preset, 1)", 0, GLA_MAX_EXPAND, NULL},
         {NULL, "--mlp", ARG_INT, &gla_opt.I, "MLP width (0: fla's rule 256*ceil(8D/3/256))", 0, GLA_MAX_MLP, NULL},
         {NULL, "--keep-states", ARG_INT, &gla_opt.keep_states,
-         "at --recompute 0: 1 keeps the chunk states for backward, 0 recomputes them (-3 GiB at gla-340m)", 0, 1, NULL},
+         "at --recompute 0: layers 0..N-1 keep their chunk states for backward, the others recompute them (-1: all; "
+         "each layer not keeping them: -151 MB and ~0.2 ms a step at gla-340m)", -1, GLA_MAX_L, NULL},
         {NULL, "--vocab", ARG_INT, &gla_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, GLA_MAX_VOCAB, NULL},
         {NULL, "--tied", ARG_INT, &gla_opt.tied, "1: lm_head shares the embedding, 0: separate (-1: preset)", -1, 1, NULL},
     };

@@ -54,7 +54,7 @@ typedef struct {
  * (Keeping everything, as before levels existed, was 27844 B.)
  * Recomputed buffers and the backward's scratch live in one workspace `ws`, which also serves as the classifier's
  * logits scratch: the classifier runs after the last layer's forward and before the first layer's backward, when
- * nothing in ws is live. */
+ * nothing in ws is live but the final norm's xhat, which lies beyond the classifier's part. */
 typedef struct {
     /* kept per layer; ln, xdbl, scan_saved have one slot (in ws) at the levels that recompute them */
     bf16* xhat;         /* [L,M,D] each block norm's input times its rstd, rounded to bf16 */
@@ -63,17 +63,19 @@ typedef struct {
     bf16* xdbl;         /* [L|1,M,X] x_proj output: dt_low | B | C */
     char* scan_saved;   /* [L|1, scan_saved_bytes] the scan's chunk-boundary states and y_pre */
     float* stream;      /* [M,D] fp32 residual stream: each block norm adds the previous block's output in place; the
-                         * final norm's too, whose backward then reads it as its input */
+                         * final norm's too, which keeps xhat_final like the block norms: the stream is dead after
+                         * the forward, and its memory is the backward's dres */
     /* final norm */
     float* rstd_final;  /* [M] */
     bf16* lnf;          /* [M,D] */
+    bf16* xhat_final;   /* [M,D] (in ws, after the classifier's scratch: live from the final norm to its backward) */
     /* delta (forward: block output before it joins the stream) and dres_bf (backward: dres rounded to bf16 by
      * each norm backward for the next out_proj products) are one [M,D] buffer: their lifetimes do not overlap.
      * dln (gradient of a norm output, also the classifier's) is read by the norm backward that writes dres_bf. */
     bf16* delta;
     bf16* dres_bf;
     bf16* dln;          /* [M,D] */
-    float* dres;        /* [M,D] fp32 residual-stream gradient */
+    float* dres;        /* [M,D] fp32 residual-stream gradient (= stream) */
     bf16* xz_kept;      /* [keep_xz,M,2Di] in_proj output of the layers that keep it (--keep-xz) */
     /* recomputed, one slot (in ws) */
     bf16* xz;           /* [M,2Di] in_proj output: x | z (the layers that do not keep it; absent when all do) */
@@ -199,8 +201,9 @@ static size_t mamba_layout_ws(MambaModel* m, char* base) {
     CARVE(&cv, a->ddt, M * Di);
     CARVE(&cv, a->dxdbl, M * X);
     CARVE(&cv, a->dxz, M * 2 * Di);
-    size_t cls = classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16);
-    return cv.off > cls ? cv.off : cls;
+    ActCarve fin = {base, classifier_scratch_elems((int)M, m->c.Vc) * sizeof(bf16)};
+    CARVE(&fin, a->xhat_final, M * D);
+    return cv.off > fin.off ? cv.off : fin.off;
 }
 
 static void mamba_build_acts(MambaModel* m) {
@@ -220,7 +223,6 @@ static void mamba_build_acts(MambaModel* m) {
     ACT(at, a->lnf, M * D);
     ACT(at, a->delta, M * D);
     ACT(at, a->dln, M * D);
-    ACT(at, a->dres, M * D);
     ACT(at, a->norm_scratch, rmsnorm_scratch_floats((int)M, (int)D));
     ACT(at, a->conv_scratch, conv1d_scratch_floats(m->B, m->T, c->Di, c->W));
     ACT(at, a->scan_ws, scan_workspace_bytes(m->B, m->T, c->Di, c->N));
@@ -234,6 +236,7 @@ static void mamba_bind_acts(MambaModel* m) {
     mamba_layout_ws(m, a->ws);
     a->cls_scratch = (bf16*)a->ws;
     a->dres_bf = a->delta;
+    a->dres = a->stream;
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -296,7 +299,8 @@ static void mamba_forward_body(MambaModel* m, const int* d_ids, cudaStream_t s) 
         mamba_mixer_core_forward(m, l, 1, 1, 1, s);
         linear_forward_ld(a->delta, D, a->dxz, 2 * m->c.Di, W_(m, m->lp[l].w_out), M, D, m->c.Di, s);
     }
-    rmsnorm_forward(a->lnf, a->rstd_final, a->stream, a->stream, a->delta, F_(m, m->final_norm), M, D, m->c.eps, s);
+    rmsnorm_forward_xhat(a->lnf, a->xhat_final, a->rstd_final, a->stream, a->stream, a->delta, F_(m, m->final_norm), M, D,
+                         m->c.eps, s);
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -346,8 +350,8 @@ static void mamba_step(void* model, const int* d_ids, const int* d_targets, floa
     classifier_forward_backward(d_losses, train ? a->dln : NULL, train ? G_(m, m->lm_head) : NULL, a->lnf,
                                 W_(m, m->lm_head), d_targets, dloss, M, D, m->c.Vc, a->cls_scratch, s);
     if (!train) return;
-    CUDA_CHECK(cudaMemsetAsync(a->dres, 0, sizeof(float) * (size_t)M * D, s));
-    rmsnorm_backward_bf16(a->dres, a->dres_bf, G_(m, m->final_norm), a->dln, a->stream, a->rstd_final,
+    CUDA_CHECK(cudaMemsetAsync(a->dres, 0, sizeof(float) * (size_t)M * D, s));   /* the stream's memory, now free */
+    rmsnorm_backward_xhat(a->dres, a->dres_bf, G_(m, m->final_norm), NULL, a->dln, a->xhat_final, a->rstd_final,
                           F_(m, m->final_norm), M, D, a->norm_scratch, s);
     for (int l = m->c.L - 1; l >= 0; l--) mamba_layer_backward(m, l, s);
     embedding_backward(G_(m, m->embed), a->dres, d_ids, M, D, m->c.Vc, a->emb_scratch, s);

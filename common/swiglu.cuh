@@ -1,7 +1,8 @@
 /*
  * swiglu.cuh — the SwiGLU nonlinearity of the GLA MLP (gla.md 1.5):
  *     out[M,I] = silu(a) * u     with h [M,2I] = [a | u]  (the fused gate|up projection output)
- * and its backward (dh [M,2I] written; the forward's output is not kept: the backward can rebuild it).
+ * and its backward (dh [M,2I] written, in place over h if the caller wants; the forward's output is not kept: the
+ * backward can rebuild it).
  * Elementwise, memory-bound: one thread per 8 columns, 16-byte accesses, fp32 math.
  * Requirements (checked): I % 8 == 0, 16-byte aligned pointers.
  */
@@ -31,9 +32,10 @@ __global__ void swiglu_forward_kernel(bf16* __restrict__ out, const bf16* __rest
 }
 
 /* da = dout*u*s*(1 + a*(1-s)), du = dout*a*s, s = sigmoid(a); out (if not NULL) = the forward's output, same
- * operations in the same order, so the same bits */
-__global__ void swiglu_backward_kernel(bf16* __restrict__ dh, bf16* __restrict__ out, const bf16* __restrict__ dout,
-                                       const bf16* __restrict__ h, size_t n8, int I) {
+ * operations in the same order, so the same bits. dh may be h: each thread reads its 16 elements of h before it
+ * writes the same 16 of dh, and no other thread touches them (so neither pointer is __restrict__). */
+__global__ void swiglu_backward_kernel(bf16* dh, bf16* __restrict__ out, const bf16* __restrict__ dout, const bf16* h,
+                                       size_t n8, int I) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return;
     const size_t m = i / (size_t)(I / 8);
@@ -67,7 +69,7 @@ static inline void swiglu_forward(bf16* out, const bf16* h, int M, int I, cudaSt
     CUDA_KERNEL_CHECK();
 }
 
-/* dh[M,2I] bf16 written ; dout[M,I] bf16 ; h[M,2I] bf16 (the forward's input). out[M,I] bf16, or NULL:
+/* dh[M,2I] bf16 written (may be h itself) ; dout[M,I] bf16 ; h[M,2I] bf16 (the forward's input). out[M,I] bf16, or NULL:
  * the forward's output rebuilt bit for bit while h is in registers anyway; the weight gradient of the
  * down projection needs it, and this replaces a forward rerun (a pass over h) in the backward. */
 static inline void swiglu_backward_rebuild(bf16* dh, bf16* out, const bf16* dout, const bf16* h, int M, int I,

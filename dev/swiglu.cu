@@ -104,6 +104,14 @@ static int check_shape(int version, int M, int I, uint64_t seed) {
         const int same = !memcmp(g_out, g_out2, n * 4);
         printf("%s v2 bwd rebuilt out == forward's out bit for bit M=%d I=%d\n", same ? "PASS" : "FAIL", M, I);
         fails += !same;
+        /* and in place, as the GLA trainer calls it: dh overwrites h, same bits as into a separate buffer */
+        swiglu_backward_rebuild(c.h, out2, c.dout, c.h, M, I, 0);
+        float* g_dh2 = (float*)malloc_check(2 * n * 4);
+        download_bf16(g_dh2, c.h, 2 * n);
+        const int same2 = !memcmp(g_dh, g_dh2, 2 * n * 4);
+        printf("%s v2 bwd in place (dh = h) == dh into its own buffer bit for bit M=%d I=%d\n", same2 ? "PASS" : "FAIL", M, I);
+        fails += !same2;
+        free(g_dh2);
         free(g_out2);
         CUDA_CHECK(cudaFree(out2));
     }

@@ -67,13 +67,15 @@ static int run_case(const GLACase* tc) {
 }
 
 int main(int argc, char** argv) {
-    /* tag, {Vc, D, L, H, expand_k, expand_v, I, tied, eps}, B, T, recompute level, keep chunk states */
+    /* tag, {Vc, D, L, H, expand_k, expand_v, I, tied, eps}, B, T, recompute level, layers keeping their chunk
+     * states (-1: all) */
     GLACase cases[] = {
-        {"gla tied B=2 T=100", {72, 256, 2, 2, 0.5, 1.0, 0, 1, 1e-6}, 2, 100, 0, 1},
-        {"gla untied B=1 T=150 Vc=61 recompute=2", {61, 256, 2, 2, 0.5, 1.0, 256, 0, 1e-6}, 1, 150, 2, 1},
-        {"gla T=1 B=3 recompute=1", {64, 256, 1, 2, 0.5, 1.0, 0, 1, 1e-6}, 3, 1, 1, 1},
-        {"gla B=2 T=200 H=4 K=64 recompute=1", {80, 256, 2, 4, 1.0, 1.0, 0, 1, 1e-6}, 2, 200, 1, 1},
+        {"gla tied B=2 T=100", {72, 256, 2, 2, 0.5, 1.0, 0, 1, 1e-6}, 2, 100, 0, -1},
+        {"gla untied B=1 T=150 Vc=61 recompute=2", {61, 256, 2, 2, 0.5, 1.0, 256, 0, 1e-6}, 1, 150, 2, -1},
+        {"gla T=1 B=3 recompute=1", {64, 256, 1, 2, 0.5, 1.0, 0, 1, 1e-6}, 3, 1, 1, -1},
+        {"gla B=2 T=200 H=4 K=64 recompute=1", {80, 256, 2, 4, 1.0, 1.0, 0, 1, 1e-6}, 2, 200, 1, -1},
         {"gla B=2 T=130 keep-states=0", {72, 256, 2, 2, 0.5, 1.0, 0, 0, 1e-6}, 2, 130, 0, 0},
+        {"gla B=2 T=150 keep-states=1", {72, 256, 2, 2, 0.5, 1.0, 0, 0, 1e-6}, 2, 150, 0, 1},
     };
     const int ncases = (int)(sizeof cases / sizeof cases[0]);
     if (!model_test_begin("test_gla", ncases, argc, argv)) return 0;
