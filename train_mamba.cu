@@ -39,18 +39,20 @@ typedef struct {
  * backward needs nothing else of the stream, and ln = bf16(xhat) w is rebuilt from it), half the bytes of keeping
  * the stream itself. Bytes per token per layer kept (mamba-370m: D=1024, Di=2048, X=96, N=16; scan states are
  * 4*Di*N per 128-token chunk):
- *   0: xhat and rstd (2D+4), ln (2D), xdbl (2X), the scan's saved y_pre (2Di) and states (Di*N/32):
- *      2052+2048+192+4096+1024 = 9412 B. Recomputed: xz (in_proj), u (conv1d), dt (dt_proj). in_proj is the
- *      largest product but per byte kept the cheapest thing to redo (0.33 ms frees 4Di B; the scan forward, 0.55
- *      ms, frees 2Di+Di*N/32 B); keeping xz as well would be 17604 B (26 GiB of activations in all at B=16,
- *      T=2048; --keep-xz chooses how many layers). Keeping ln spares the backward a pass over xhat (2D B; 0.04 ms
- *      a layer at mamba-370m for 64 MiB: per byte the dearest of these, and --keep-ln 0 rebuilds it instead,
- *      which pays where the memory goes to --keep-xz: 2 ms a step frees room for 12 more layers' xz).
+ *   0: xhat and rstd (2D+4), xdbl (2X), the scan's saved y_pre (2Di) and states (Di*N/32): 2052+192+4096+1024 =
+ *      7364 B; and xz (4Di) for layers 0..L*D/(2*Di)-1, which is what keeping ln (2D) in every layer would take:
+ *      on average 9412 B. Recomputed: ln (from xhat), xz (in_proj) in the other layers, u (conv1d), dt
+ *      (dt_proj). in_proj is the largest product but per byte kept the cheapest thing to redo after ln (0.37 ms
+ *      frees 4Di B; the scan forward, 0.55 ms, frees 2Di+Di*N/32 B); keeping xz in every layer would be 17604 B
+ *      (26 GiB of activations in all at B=16, T=2048; --keep-xz chooses how many layers). Keeping ln instead
+ *      (--keep-ln 1) spares the backward a pass over xhat (2D B; 0.04 ms a layer at mamba-370m for 64 MiB), the
+ *      dearest per byte: its bytes in xz save 2.7 ms a mamba-370m step (1%), 11 ms at mamba-1.4b (2.7%).
  *   1: also rebuild ln from xhat (one slot) and rerun the selective scan forward (y_pre and the chunk states into
  *      one slot): 2D+4+2X = 2244 B.
  *   2: also rerun x_proj: only xhat and rstd are kept, 2D+4 = 2052 B.
- * At any level, --keep-xz N keeps xz for layers 0..N-1 as well (4Di B per token each: 0.25 GiB a layer at mamba-370m,
- * B=16, T=2048), and their backward skips in_proj: memory for time, layer by layer, with the same bits.
+ * At any level, --keep-xz N keeps xz for layers 0..N-1 (4Di B per token each: 0.25 GiB a layer at mamba-370m,
+ * B=16, T=2048; the default is the count above at level 0 and none at 1 and 2), and their backward skips in_proj:
+ * memory for time, layer by layer, with the same bits.
  * (Keeping everything, as before levels existed, was 27844 B.)
  * Recomputed buffers and the backward's scratch live in one workspace `ws`, which also serves as the classifier's
  * logits scratch: the classifier runs after the last layer's forward and before the first layer's backward, when
@@ -393,8 +395,14 @@ static void mamba_decode_forward(void* model, const int* d_token, cudaStream_t s
 
 /* ------------------------------------------------------------------ lifetime */
 /* Builds the tables and allocates everything for micro-batches of B x T at recompute level 0..2 with the first
- * keep_xz layers keeping xz (see MambaActs; < 0 or above L: all) and level 0 keeping ln or not (keep_ln); parameters
- * are initialised from seed (mamba.md 1.4). */
+ * keep_xz layers keeping xz (see MambaActs; MAMBA_KEEP_XZ_AUTO: mamba_auto_keep_xz, other values < 0 or above L:
+ * all) and level 0 keeping ln or not (keep_ln); parameters are initialised from seed (mamba.md 1.4). */
+#define MAMBA_KEEP_XZ_AUTO (-2)
+/* --keep-xz's default: at level 0 without kept ln, xz for as many layers as the bytes ln would take in every layer
+ * (L*D/(2*Di): 12 of 48 at mamba-370m), where they save more time (see MambaActs); otherwise none */
+static int mamba_auto_keep_xz(const MambaConfig* c, int recompute, int keep_ln) {
+    return recompute == 0 && !keep_ln ? (int)((long long)c->L * c->D / (2LL * c->Di)) : 0;
+}
 static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, int recompute, int keep_xz, int keep_ln,
                          uint64_t seed) {
     memset(m, 0, sizeof *m);
@@ -403,8 +411,9 @@ static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, int 
     m->T = T;
     if (recompute < 0 || recompute > 2) die("Mamba: recompute level %d (0, 1 or 2)", recompute);
     m->recompute = recompute;
-    m->keep_xz = keep_xz < 0 || keep_xz > c->L ? c->L : keep_xz;
     m->keep_ln = keep_ln != 0;
+    if (keep_xz == MAMBA_KEEP_XZ_AUTO) keep_xz = mamba_auto_keep_xz(c, recompute, m->keep_ln);
+    m->keep_xz = keep_xz < 0 || keep_xz > c->L ? c->L : keep_xz;
     mamba_derive(m);
     mamba_build_params(m);
     m->p = param_buffers_alloc(&m->pt);
@@ -440,7 +449,7 @@ static int mamba_options(ArgSpec* out) {
     memset(&mamba_opt, 0, sizeof mamba_opt);
     mamba_opt.preset = "mamba-tiny";
     mamba_opt.tied = -1;
-    mamba_opt.keep_ln = 1;
+    mamba_opt.keep_xz = MAMBA_KEEP_XZ_AUTO;
     const ArgSpec rows[] = {
         {NULL, "--model", ARG_STR, &mamba_opt.preset,
          "preset: mamba-tiny (D=256 L=4), mamba-130m, mamba-370m, mamba-790m, mamba-1.4b", 0, 0, NULL},
@@ -454,10 +463,12 @@ static int mamba_options(ArgSpec* out) {
         {NULL, "--vocab", ARG_INT, &mamba_opt.vocab, "vocabulary (0: the data's, rounded up to 8; --bench: 32000)", 0, MAMBA_MAX_VOCAB, NULL},
         {NULL, "--tied", ARG_INT, &mamba_opt.tied, "1: lm_head shares the embedding, 0: separate (-1: preset, tied)", -1, 1, NULL},
         {NULL, "--keep-xz", ARG_INT, &mamba_opt.keep_xz,
-         "layers that keep in_proj's output for the backward instead of rerunning in_proj (-1: all; 0.25 GiB each at mamba-370m -b 16 -t 2048)",
-         -1, MAMBA_MAX_L, NULL},
+         "layers that keep in_proj's output for the backward instead of rerunning in_proj (0.25 GiB each at mamba-370m -b 16 -t 2048; "
+         "-1: all; -2: at --recompute 0 with --keep-ln 0 the layers that kept ln would take the memory of, L*D/(2*d_inner), else none)",
+         -2, MAMBA_MAX_L, NULL},
         {NULL, "--keep-ln", ARG_INT, &mamba_opt.keep_ln,
-         "1: --recompute 0 keeps each block norm's output ln for the backward; 0: rebuilds it from the kept xhat, one pass a layer (0.0625 GiB a layer less at mamba-370m -b 16 -t 2048: room for --keep-xz)",
+         "1: --recompute 0 keeps each block norm's output ln for the backward (0.0625 GiB a layer at mamba-370m -b 16 -t 2048, "
+         "and --keep-xz -2 keeps none); 0: rebuilds it from the kept xhat, one pass a layer",
          0, 1, NULL},
     };
     memcpy(out, rows, sizeof rows);

@@ -68,7 +68,7 @@ expect "gla head dims too wide" "K=512 unsupported" ./train_gla --bench -D 1024 
 expect "gla batch x heads beyond a grid dimension" "40000 x 4 is more than 65535" ./train_gla --bench -b 40000 -t 8 -H 4
 expect "gla width above RMSNorm's limit" "--dim = 16384 is out of range" ./train_gla --bench -D 16384
 expect "gla --keep-states below -1" "--keep-states = -2 is out of range" ./train_gla --bench --keep-states -2
-expect "mamba --keep-xz below -1" "--keep-xz = -2 is out of range" ./train_mamba --bench --keep-xz -2
+expect "mamba --keep-xz below -2" "--keep-xz = -3 is out of range" ./train_mamba --bench --keep-xz -3
 expect "mamba --keep-ln takes 0 or 1" "--keep-ln = 2 is out of range" ./train_mamba --bench --keep-ln 2
 expect "mamba d_state without a scan kernel" "d_state N=5 unsupported" ./train_mamba --bench --d-state 5
 expect "mamba d_state above the flag's range" "--d-state = 64 is out of range" ./train_mamba --bench --d-state 64

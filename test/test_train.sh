@@ -35,7 +35,7 @@ for model in gla mamba; do
     check "$model two runs with the same seed are bit-identical" $? "losses differ"
 
     # 2a. the memory modes keep or recompute the same values: same bits as the default
-    if [ $model = gla ]; then modes=("--keep-states 0" "--keep-states 1" "--recompute 1" "--recompute 2"); else modes=("--keep-xz -1" "--keep-xz 2 --recompute 1" "--recompute 2" "--keep-ln 0 --keep-xz 1"); fi
+    if [ $model = gla ]; then modes=("--keep-states 0" "--keep-states 1" "--recompute 1" "--recompute 2"); else modes=("--keep-xz -1" "--keep-ln 1 --keep-xz 0" "--keep-xz 2 --recompute 1" "--recompute 2" "--keep-ln 0 --keep-xz 0"); fi
     for mode in "${modes[@]}"; do
         $bin "${common[@]}" "${fixed[@]}" -x 30 -n 0 $mode -o "$tmp/$model.mode" >/dev/null 2>&1
         cmp -s <(losses "$tmp/$model.a") <(losses "$tmp/$model.mode") && [ -s "$tmp/$model.mode/log.jsonl" ]
