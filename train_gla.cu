@@ -575,6 +575,8 @@ static void gla_fill_handle(ModelHandle* h, GLAModel* m) {
     h->D = m->c.D;
     h->B = m->B;
     h->T = m->T;
+    if (m->recompute == 0) snprintf(h->kept, sizeof h->kept, "level 0, chunk states in %d of %d layers", m->keep_states, m->c.L);
+    else snprintf(h->kept, sizeof h->kept, "level %d (--recompute)", m->recompute);
 }
 
 static void gla_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {

@@ -559,6 +559,8 @@ static void mamba_fill_handle(ModelHandle* h, MambaModel* m) {
     h->D = m->c.D;
     h->B = m->B;
     h->T = m->T;
+    snprintf(h->kept, sizeof h->kept, "level %d, xz in %d of %d layers%s", m->recompute, m->keep_xz, m->c.L,
+             m->recompute ? "" : mamba_ln_kept(m) ? ", ln kept" : ", ln rebuilt");
 }
 
 static void mamba_create_handle(ModelHandle* h, int B, int T, int recompute, uint64_t seed) {

@@ -58,6 +58,7 @@ typedef struct {
     double flops_per_token;
     int Vc;
     CkptHeader cfg;          /* model config fields (checkpoint compatibility + start-up table) */
+    char kept[96];           /* the start-up table's line on what the backward keeps (recompute level, memory flags) */
     /* recurrent decoding for sampling (NULL: fall back to re-running the window): reset the state, then
      * run the forward on one token per call with the state carried, leaving the final-norm output in lnf */
     void (*decode_reset)(void* model);
@@ -203,6 +204,7 @@ static void print_startup(const ModelHandle* h, const TrainOptions* o, int B, in
     snprintf(v[3], sizeof v[3], "%8.3f GiB, %d buffers, one allocation", h->at->total / GiB, h->at->n);
     const char* names[4] = {"memory: parameters", "memory: gradients", "memory: optimizer", "memory: activations"};
     for (int i = 0; i < 4; i++) printf("| %-21s | %-44s |\n", names[i], v[i]);
+    if (h->kept[0]) printf("| %-21s | %-44s |\n", "activations kept", h->kept);
     printf("+-----------------------+----------------------------------------------+\n");
     fflush(stdout);
 }
