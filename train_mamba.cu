@@ -394,15 +394,16 @@ static void mamba_decode_forward(void* model, const int* d_token, cudaStream_t s
 }
 
 /* ------------------------------------------------------------------ lifetime */
-/* Builds the tables and allocates everything for micro-batches of B x T at recompute level 0..2 with the first
- * keep_xz layers keeping xz (see MambaActs; MAMBA_KEEP_XZ_AUTO: mamba_auto_keep_xz, other values < 0 or above L:
- * all) and level 0 keeping ln or not (keep_ln); parameters are initialised from seed (mamba.md 1.4). */
 #define MAMBA_KEEP_XZ_AUTO (-2)
 /* --keep-xz's default: at level 0 without kept ln, xz for as many layers as the bytes ln would take in every layer
  * (L*D/(2*Di): 12 of 48 at mamba-370m), where they save more time (see MambaActs); otherwise none */
 static int mamba_auto_keep_xz(const MambaConfig* c, int recompute, int keep_ln) {
     return recompute == 0 && !keep_ln ? (int)((long long)c->L * c->D / (2LL * c->Di)) : 0;
 }
+
+/* Builds the tables and allocates everything for micro-batches of B x T at recompute level 0..2 with the first
+ * keep_xz layers keeping xz (see MambaActs; MAMBA_KEEP_XZ_AUTO: mamba_auto_keep_xz, other values < 0 or above L:
+ * all) and level 0 keeping ln or not (keep_ln); parameters are initialised from seed (mamba.md 1.4). */
 static void mamba_create(MambaModel* m, const MambaConfig* c, int B, int T, int recompute, int keep_xz, int keep_ln,
                          uint64_t seed) {
     memset(m, 0, sizeof *m);
