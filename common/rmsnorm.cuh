@@ -26,6 +26,19 @@
  * shared helpers (also used by gated_rmsnorm.cuh, gla_gate.cuh)
  * ------------------------------------------------------------------------------------------- */
 
+/* 8 bf16 (packed in registers) to fp32, bit for bit bf2f, but through asm the compiler cannot merge with an earlier
+ * conversion of the same values: a kernel short of registers then holds the 4 packed words across its row sum, not
+ * the 8 floats */
+__device__ inline void vec8_unpack_again(float v[8], const x128& a) {
+    const uint32_t* u = reinterpret_cast<const uint32_t*>(&a);
+#pragma unroll
+    for (int h = 0; h < 4; h++) {
+        uint32_t lo, hi;
+        asm volatile("shl.b32 %0, %2, 16;\n\tand.b32 %1, %2, 0xffff0000;" : "=r"(lo), "=r"(hi) : "r"(u[h]));
+        v[2 * h] = __uint_as_float(lo);
+        v[2 * h + 1] = __uint_as_float(hi);
+    }
+}
 /* 8 consecutive elements <-> 8 fp32 registers, 16 bytes (bf16) or 2x16 bytes (fp32) per access */
 __device__ inline void vec8_load(float v[8], const float* p) {
     f128 a = load128(p), b = load128(p + 4);
@@ -321,7 +334,7 @@ static inline void rmsnorm_apply_weight(bf16* out, const bf16* xhat, const float
  * Optional: x = x + xdelta (the forward's fused residual add, redone here instead of kept), and out =
  * the forward's output x*rstd*w rebuilt bit for bit (same fp32 operations, same stored rstd): the weight
  * gradient of the next matrix product needs it, and writing it here replaces a forward rerun. */
-template <int NCH, int GT>
+template <int NCH, int GT, bool XHAT>
 __global__ void __launch_bounds__(RMSNORM_THREADS)
 rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf, float* __restrict__ part,
                         bf16* __restrict__ out, const bf16* __restrict__ dout, const float* __restrict__ x,
@@ -345,7 +358,12 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
         const bool live = row < M;
         const size_t base = (size_t)(live ? row : 0) * C;
         const float r = live ? rstd[row] : 0.f;
-        float xh[NCH][8];   /* the row's xhat: loaded as such, or x (+ xdelta) times rstd */
+        /* The row's xhat: from x (+ xdelta) times rstd in fp32, or (XHAT) the kept bf16 xhat, left packed until used.
+         * XHAT also loads the row's dresid here with the other inputs, so that a row costs one memory round trip,
+         * not two (dresid's loads would otherwise wait for the row sum); the fp32 form has no registers for that. */
+        float xh[XHAT ? 1 : NCH][8];
+        x128 xq[XHAT ? NCH : 1];
+        float dr[XHAT ? NCH : 1][8];
         x128 dy[NCH];
         float c1 = 0.f;
 #pragma unroll
@@ -353,14 +371,17 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
             const int c = (i * GT + t) * 8;
             if (live && c < C) {
                 dy[i] = load128cs(dout + base + c);
-                if (xhat) vec8_load_cs(xh[i], xhat + base + c);
-                else {
+                if constexpr (XHAT) {
+                    xq[i] = load128cs(xhat + base + c);
+                    vec8_load(dr[i], dresid + base + c);
+                } else {
                     rmsnorm_load_residual(xh[i], x, xdelta, NULL, base + c);
 #pragma unroll
                     for (int k = 0; k < 8; k++) xh[i][k] *= r;
                 }
             }
         }
+#define RMSNORM_XH(i, k) (XHAT ? bf2f(xq[XHAT ? i : 0][k]) : xh[XHAT ? 0 : i][k])
 #pragma unroll
         for (int i = 0; i < NCH; i++) {
             const int c = (i * GT + t) * 8;
@@ -370,13 +391,13 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
                     const float g = bf2f(dy[i][k]);
-                    c1 += xh[i][k] * wv[k] * g;
-                    dw[i][k] += g * xh[i][k];
+                    c1 += RMSNORM_XH(i, k) * wv[k] * g;
+                    dw[i][k] += g * RMSNORM_XH(i, k);
                 }
                 if (out) {   /* exactly the forward's y = (x * r) * w */
                     float y[8];
 #pragma unroll
-                    for (int k = 0; k < 8; k++) y[k] = xh[i][k] * wv[k];
+                    for (int k = 0; k < 8; k++) y[k] = RMSNORM_XH(i, k) * wv[k];
                     vec8_store(out + base + c, y);
                 }
             }
@@ -388,13 +409,22 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
             if (live && c < C) {
                 float wv[8], d[8];
                 vec8_load(wv, w + c);
-                vec8_load(d, dresid + base + c);
+                if constexpr (XHAT) {
+                    float g[8], xv[8];
+                    vec8_unpack_again(g, dy[i]);
+                    vec8_unpack_again(xv, xq[XHAT ? i : 0]);
 #pragma unroll
-                for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - xh[i][k] * c1);
+                    for (int k = 0; k < 8; k++) d[k] = dr[XHAT ? i : 0][k] + r * (wv[k] * g[k] - xv[k] * c1);
+                } else {
+                    vec8_load(d, dresid + base + c);
+#pragma unroll
+                    for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - xh[XHAT ? 0 : i][k] * c1);
+                }
                 vec8_store(dresid + base + c, d);
                 if (dresid_bf) vec8_store(dresid_bf + base + c, d);
             }
         }
+#undef RMSNORM_XH
     }
 
     /* this block's partial dw: combine its G row groups in order 0..G-1, then write one row */
@@ -425,10 +455,11 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
 typedef void (*rmsnorm_backward_kernel_t)(float*, bf16*, float*, bf16*, const bf16*, const float*, const bf16*,
                                           const bf16*, const float*, const float*, int, int);
 
-/* the instantiation for this C: GT threads per row, NCH chunks of 8 per thread */
-static inline rmsnorm_backward_kernel_t rmsnorm_backward_kernel_for(int C) {
+/* the instantiation for this C and input form (xhat or x): GT threads per row, NCH chunks of 8 per thread */
+static inline rmsnorm_backward_kernel_t rmsnorm_backward_kernel_for(int C, int xhat) {
     const int gt = rmsnorm_group_threads(C), nch = (C + gt * 8 - 1) / (gt * 8);
-#define RMSNORM_BWD_CASE(N, G) if (nch == N && gt == G) return rmsnorm_backward_kernel<N, G>;
+#define RMSNORM_BWD_CASE(N, G) \
+    if (nch == N && gt == G) return xhat ? rmsnorm_backward_kernel<N, G, true> : rmsnorm_backward_kernel<N, G, false>;
     RMSNORM_BWD_CASE(1, 32) RMSNORM_BWD_CASE(2, 32) RMSNORM_BWD_CASE(3, 32) RMSNORM_BWD_CASE(4, 32)
     RMSNORM_BWD_CASE(3, 64) RMSNORM_BWD_CASE(4, 64) RMSNORM_BWD_CASE(3, 128) RMSNORM_BWD_CASE(4, 128)
     RMSNORM_BWD_CASE(3, 256) RMSNORM_BWD_CASE(4, 256)
@@ -443,7 +474,7 @@ static inline size_t rmsnorm_backward_smem(int C) {
 static inline int rmsnorm_bwd_parts(int M, int C) {
     const int rows_per_block = RMSNORM_THREADS / rmsnorm_group_threads(C);
     const int need = (M + rows_per_block - 1) / rows_per_block;
-    const int wave = full_wave_blocks((const void*)rmsnorm_backward_kernel_for(C), RMSNORM_THREADS, rmsnorm_backward_smem(C));
+    const int wave = full_wave_blocks((const void*)rmsnorm_backward_kernel_for(C, 1), RMSNORM_THREADS, rmsnorm_backward_smem(C));
     return need < wave ? (need > 0 ? need : 1) : wave;
 }
 /* floats of scratch that rmsnorm_backward needs (needs the CUDA device selected: sized to one wave) */
@@ -464,7 +495,7 @@ static inline void rmsnorm_backward_parts2(float* dresid, bf16* dresid_bf, float
         die("rmsnorm_backward: pointers must be 16-byte aligned");
     if (!x == !xhat || (xhat && xdelta)) die("rmsnorm_backward: give either x (and xdelta) or xhat");
     if (M == 0) return;
-    rmsnorm_backward_kernel_for(C)<<<P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s>>>(dresid, dresid_bf, scratch, out, dout,
+    rmsnorm_backward_kernel_for(C, xhat != NULL)<<<P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s>>>(dresid, dresid_bf, scratch, out, dout,
                                                                                           x, xdelta, xhat, rstd, w, M, C);
     CUDA_KERNEL_CHECK();
     partials_colsum_add(dw, scratch, P, C, s);

@@ -73,6 +73,7 @@ typedef struct {
     int version, M, C, P;  /* P: partial rows for the production backward (0 = its default) */
     bf16 *out, *dout, *delta;
     float *rstd, *resid_out, *resid_in, *w, *dresid, *dw, *scratch;
+    bf16 *xhat, *dresid_bf;  /* the trainers' xhat forms (timed only for the production version) */
     void* dnn;  /* CudnnRmsnorm* of v3 (USE_CUDNN builds), NULL otherwise */
 } Ctx;
 
@@ -145,6 +146,24 @@ static void fused_fn(void* p) {
                            0);
 }
 static void bwd_fn(void* p) { run_backward((const Ctx*)p); }
+/* the trainers' calls: a block norm's forward on the stream in place, its backward from xhat without and with the
+ * rebuilt output (Mamba's, GLA's), and the rebuild alone (Mamba's backward before in_proj's recompute) */
+static void xhat_fwd_fn(void* p) {
+    const Ctx* c = (const Ctx*)p;
+    rmsnorm_forward_xhat(c->out, c->xhat, c->rstd, c->resid_out, c->resid_out, c->delta, c->w, c->M, c->C, 1e-6f, 0);
+}
+static void xhat_bwd_fn(void* p) {
+    const Ctx* c = (const Ctx*)p;
+    rmsnorm_backward_xhat(c->dresid, c->dresid_bf, c->dw, NULL, c->dout, c->xhat, c->rstd, c->w, c->M, c->C, c->scratch, 0);
+}
+static void xhat_bwd_out_fn(void* p) {
+    const Ctx* c = (const Ctx*)p;
+    rmsnorm_backward_xhat(c->dresid, c->dresid_bf, c->dw, c->out, c->dout, c->xhat, c->rstd, c->w, c->M, c->C, c->scratch, 0);
+}
+static void apply_weight_fn(void* p) {
+    const Ctx* c = (const Ctx*)p;
+    rmsnorm_apply_weight(c->out, c->xhat, c->w, c->M, c->C, 0);
+}
 
 /* ---------------- check ---------------- */
 /* backward twice from the same starting point: results must match the reference and each other bitwise.
@@ -380,6 +399,27 @@ static void time_version(int version, int M, int C, int reps, int P) {
         time_report(what, ms, fbytes, 0);
         printf("    floor %.4f ms (bytes %.1f MB); it replaces the forward rerun + backward above\n", floor_ms(fbytes, 0),
                fbytes / 1e6);
+    }
+    if (version == V_PROD && P == 0) {  /* the trainers' xhat forms (bytes: stream fp32 in and out, delta, xhat, out) */
+        c.xhat = (bf16*)dmalloc(n * 2);
+        c.dresid_bf = (bf16*)dmalloc(n * 2);
+        CUDA_CHECK(cudaMemcpy(c.resid_out, c.resid_in, n * 4, cudaMemcpyDeviceToDevice));
+        const double part = 2.0 * Pmax * C * 4;
+        static const struct { const char* what; void (*fn)(void*); double per_elem, parts; } forms[] = {
+            {"xhat forward (stream in place, + delta; writes xhat, out)", xhat_fwd_fn, 4 + 2 + 4 + 2 + 2, 0},
+            {"xhat backward (dout, xhat; dresid +=, dresid_bf)", xhat_bwd_fn, 2 + 2 + 4 + 4 + 2, 1},
+            {"xhat backward + out (GLA's: also rebuilds out)", xhat_bwd_out_fn, 2 + 2 + 4 + 4 + 2 + 2, 1},
+            {"apply_weight (out = bf16(xhat) w)", apply_weight_fn, 2 + 2, 0},
+        };
+        for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+            ms = time_kernel(forms[i].fn, &c, reps);
+            const double b = (double)n * forms[i].per_elem + 4.0 * M + part * forms[i].parts;
+            snprintf(what, sizeof what, "v%d %s M=%d C=%d", version, forms[i].what, M, C);
+            time_report(what, ms, b, 0);
+            printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(b, 0), b / 1e6);
+        }
+        CUDA_CHECK(cudaFree(c.xhat));
+        CUDA_CHECK(cudaFree(c.dresid_bf));
     }
     if (version == V_PROD && P == 0) {  /* the second stage alone: sum of the partial rows into the gradient */
         ColsumCtx cc = {c.scratch, Pmax, C, c.dw};
