@@ -71,7 +71,6 @@ typedef struct {
     /* scratch shared by all layers */
     bf16* ln;           /* [M,D] normed input of the current sublayer; from the final norm to its backward, its xhat */
     bf16* y;            /* [M,Dv] gated-norm output, input of o_proj */
-    bf16* gz;           /* [M,Dk] forget-gate pre-activation (before bias): z1 gk1_w^T, recomputed */
     float* g;           /* [M,Dk] fp32 log forget gate */
     float* dg;          /* [M,Dk] */
     bf16* delta;        /* [M,D] a sublayer's output before it joins the stream (the mixer's, then the MLP's) */
@@ -203,7 +202,6 @@ static void gla_build_acts(GLAModel* m) {
     ACT(at, a->lnf, M * D);
     ACT(at, a->ln, M * D);
     ACT(at, a->y, M * m->Dv);
-    ACT(at, a->gz, M * m->Dk);
     ACT(at, a->g, M * m->Dk);
     ACT(at, a->dg, M * m->Dk);
     ACT(at, a->delta, M * D);
@@ -215,7 +213,7 @@ static void gla_build_acts(GLAModel* m) {
     /* one scratch for the deterministic weight-gradient partials of the norms and the gate bias */
     size_t ns = rmsnorm_scratch_floats((int)M, (int)D);
     size_t ns2 = gated_rmsnorm_scratch_floats((int)M, c->H, m->V);
-    size_t ns3 = gla_gate_scratch_floats((int)M, m->Dk);
+    size_t ns3 = gla_gate_lowrank_scratch_floats((int)M, m->Dk);
     ns = ns > ns2 ? ns : ns2;
     ACT(at, a->norm_scratch, ns > ns3 ? ns : ns3);
     act_add(at, "emb_scratch", (void**)&a->emb_scratch, embedding_scratch_bytes((int)M, c->Vc));
@@ -240,13 +238,11 @@ static char* saved_of(GLAModel* m, int l) {
 }
 static bf16* h_of(GLAModel* m, int l) { return m->a.h + act_slot(m->recompute, 1, l, (size_t)m->B * m->T * 2 * m->I); }
 
-/* forget gate from the kept low-rank z1: gz = z1 gk1_w^T (rank 16: cheaper to redo than to keep), g = gate(gz) */
+/* forget gate from the kept low-rank z1: g = gate(z1 gk1_w^T), the rank-16 product inside the gate's kernel */
 static void gla_gate_from_proj(GLAModel* m, int l, cudaStream_t s) {
     const GLALayerParams* lp = &m->lp[l];
-    int M = m->B * m->T, Dk = m->Dk;
-    bf16* z1 = proj_of(m, l) + 2 * Dk + 2 * m->Dv;
-    matmul(m->a.gz, 0, Dk, z1, m->P, 0, W_(m, lp->gk1_w), GLA_GATE_RANK, 1, M, Dk, GLA_GATE_RANK, 1.0f, 0.0f, s);
-    gla_gate_forward(m->a.g, m->a.gz, F_(m, lp->gk1_b), M, Dk, s);
+    bf16* z1 = proj_of(m, l) + 2 * m->Dk + 2 * m->Dv;
+    gla_gate_lowrank_forward(m->a.g, z1, m->P, W_(m, lp->gk1_w), F_(m, lp->gk1_b), m->B * m->T, m->Dk, GLA_GATE_RANK, s);
 }
 
 /* ln -> fused projection -> forget gate -> chunked GLA output o (what backward may recompute) */
@@ -350,14 +346,14 @@ static void gla_mixer_backward(GLAModel* m, int l, cudaStream_t s) {
     bf16* q = proj, *k = proj + Dk, *v = proj + 2 * Dk, *gt = proj + 2 * Dk + Dv, *z1 = proj + 2 * Dk + 2 * Dv;
     bf16* dq = a->dproj, *dk = a->dproj + Dk, *dv = a->dproj + 2 * Dk, *dgt = a->dproj + 2 * Dk + Dv;
     bf16* dz1 = a->dproj + 2 * Dk + 2 * Dv;
-    bf16* gz = a->gz;
     linear_backward(a->dy, NULL, a->dres_bf, NULL, W_(m, lp->w_o), M, D, Dv, s);
     /* the gated norm's backward rebuilds y for o_proj's weight gradient (no forward rerun of the norm) */
     gated_rmsnorm_backward_rebuild(a->d_o, dgt, P, G_(m, lp->gnorm), a->y, a->dy, o_of(m, l), gt, P,
                                    a->rstd_gate + (size_t)l * M * H, F_(m, lp->gnorm), M, H, m->V, a->norm_scratch, s);
     linear_backward(NULL, G_(m, lp->w_o), a->dres_bf, a->y, NULL, M, D, Dv, s);
     gla_chunk_backward(dq, dk, P, dv, P, a->dg, a->d_o, saved_of(m, l), q, k, P, v, P, a->g, B, T, H, m->K, m->V, a->gla_ws, s);
-    gla_gate_backward(a->dgz, G_(m, lp->gk1_b), a->dg, gz, F_(m, lp->gk1_b), M, Dk, a->norm_scratch, s);
+    gla_gate_lowrank_backward(a->dgz, G_(m, lp->gk1_b), a->dg, z1, P, W_(m, lp->gk1_w), F_(m, lp->gk1_b), M, Dk, R,
+                              a->norm_scratch, s);
     /* gate low-rank pair: gz = z1 gk1_w^T -> dz1 = dgz gk1_w, d gk1_w += dgz^T z1 */
     matmul(dz1, 0, P, a->dgz, Dk, 0, W_(m, lp->gk1_w), R, 0, M, R, Dk, 1.0f, 0.0f, s);
     matmul(G_(m, lp->gk1_w), 1, R, a->dgz, Dk, 1, z1, P, 0, Dk, R, M, 1.0f, 1.0f, s);

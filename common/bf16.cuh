@@ -123,4 +123,14 @@ __device__ __forceinline__ float log_ftz(float x) {
  * 1/inf = 0, v -> +inf gives 1, no NaN). Bit for bit the __expf form's: an e below 2^-126 cannot move 1 + e. */
 __device__ __forceinline__ float sigmoid_ftz(float v) { return __fdividef(1.0f, 1.0f + exp_ftz(-v)); }
 
+/* One tensor-core product c[16x8] += a[16x16] b[16x8], bf16 operands, fp32 accumulation (mma.sync m16n8k16, row.col).
+ * Fragments, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4: a[0] holds A(g, 2q..2q+1), a[1] A(g+8, 2q..),
+ * a[2] A(g, 8+2q..), a[3] A(g+8, 8+2q..); b0 holds B(2q..2q+1, g), b1 B(8+2q.., g) (pairs along k: B stored [n][k]
+ * row-major reads as 32-bit words); c[0], c[1] are C(g, 2q..2q+1) and c[2], c[3] C(g+8, 2q..2q+1). */
+__device__ __forceinline__ void mma_bf16_16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 #endif /* COMMON_BF16_CUH */

@@ -307,9 +307,7 @@ __device__ __forceinline__ void gla_ldsm_x4_t(unsigned r[4], const bf16* p) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
 }
 __device__ __forceinline__ void gla_mma(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    mma_bf16_16816(c, a, b0, b1);   /* bf16.cuh */
 }
 /* A operand (16x16 at rows m0, cols k0) of a matrix stored row-major [m][k] */
 __device__ __forceinline__ void gla_frag_a(unsigned a[4], const bf16* S, int ld, int m0, int k0) {

@@ -6,14 +6,25 @@
  *   ./dev/gla_gate [version] [--check] [-B 16 -T 2048 -K 512] [--reps 50]     (-K: Dk = H*K, all heads)
  * versions: 1 = simple (one thread per element, db by one thread per column over all rows)
  *           2 = vectorized, log1pf, IEEE-divide sigmoid, one row per step in the backward
- *           3 = production (common/gla_gate.cuh): cheap log1p and sigmoid, two rows per step
+ *           3 = cheap log1p and sigmoid, two rows per step (common/gla_gate.cuh's elementwise form: the trainer's
+ *               until session 19, with z from a separate rank-16 matrix product)
+ *           4 = production (common/gla_gate.cuh, gla_gate_lowrank_*): the rank-16 product z = bf16(z1 w^T) inside
+ *               both kernels on the tensor cores, z1 a column slice (row stride ld = 3088, gla-340m's fused
+ *               projection); checked against the double reference on the host's z (the exact product rounded to
+ *               bf16; the kernel's fp32 sum can round the other way where the product lies within ~1e-7 of a
+ *               rounding boundary, hence g's tolerance 1e-4 instead of 1e-5), timed with the product that v3 needs in
+ *               front beside it
  * Build: nvcc -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -Icommon -Itest -Idev dev/gla_gate.cu -o dev/gla_gate
  */
+#include "../common/matmul.cuh"   /* (before errors.h) v4 times the product that v3 needs in front */
 #include "../common/gla_gate.cuh"
 #include "harness.h"
 #include "../test/ref_core.h"
 
-#define NVERSIONS 3
+#define NVERSIONS 4
+#define V_LOWRANK 4
+#define GATE_RANK 16
+#define GATE_LD 3088   /* gla-340m's fused projection width */
 
 /* ---------------- v1: simplest correct version (teaching) ---------------- */
 __global__ void gate_forward_v1(float* g, const bf16* z, const float* b, size_t n, int Dk) {
@@ -232,6 +243,120 @@ static void time_version(int version, int M, int Dk, int reps, int P) {
     CUDA_CHECK(cudaFree(c.dz)); CUDA_CHECK(cudaFree(c.db)); CUDA_CHECK(cudaFree(c.scratch));
 }
 
+/* ---------------- v4: the rank-16 product inside (production) ---------------- */
+/* z1 [M][ld] with R used columns, w [Dk][R]; the host's z: the exact product (double), rounded to bf16 */
+static void lowrank_host_z(float* z, const float* z1, int ld, const float* w, int M, int Dk) {
+    for (int m = 0; m < M; m++)
+        for (int c = 0; c < Dk; c++) {
+            double acc = 0.0;
+            for (int k = 0; k < GATE_RANK; k++) acc += (double)z1[(size_t)m * ld + k] * w[(size_t)c * GATE_RANK + k];
+            z[(size_t)m * Dk + c] = host_bf_bits2f(host_f2bf_bits((float)acc));
+        }
+}
+static int check_lowrank(int M, int Dk, int ld, uint64_t seed) {
+    const size_t n = (size_t)M * Dk, nz1 = (size_t)M * ld, nw = (size_t)Dk * GATE_RANK;
+    float *h_z1 = (float*)malloc_check(nz1 * 4), *h_w = (float*)malloc_check(nw * 4), *h_z = (float*)malloc_check(n * 4);
+    float *h_b = (float*)malloc_check(Dk * 4), *h_dg = (float*)malloc_check(n * 4), *h_db0 = (float*)malloc_check(Dk * 4);
+    fill_normal(h_z1, nz1, 1.0f, seed);
+    for (int m = 0; m < M; m += 7) for (int k = 0; k < GATE_RANK; k++) h_z1[(size_t)m * ld + k] *= 30.f;   /* |z| to ~100 */
+    round_to_bf16(h_z1, nz1);
+    fill_normal(h_w, nw, 0.75f, seed + 1);
+    round_to_bf16(h_w, nw);
+    fill_uniform(h_b, Dk, -2.f, 2.f, seed + 2);
+    fill_normal(h_dg, n, 1.0f, seed + 3);
+    fill_normal(h_db0, Dk, 1.0f, seed + 4);
+    lowrank_host_z(h_z, h_z1, ld, h_w, M, Dk);
+    double *rz = to_double(h_z, n), *rb = to_double(h_b, Dk), *rdg = to_double(h_dg, n), *rdb = to_double(h_db0, Dk);
+    double *rg = (double*)malloc_check(n * 8), *rdz = (double*)malloc_check(n * 8);
+    ref_gla_gate_forward(rg, rz, rb, M, Dk);
+    ref_gla_gate_backward(rdz, rdb, rdg, rz, rb, M, Dk);
+
+    bf16 *z1 = upload_bf16(h_z1, nz1), *w = upload_bf16(h_w, nw), *dz = (bf16*)dmalloc(n * 2);
+    float *b = upload_f32(h_b, Dk), *dg = upload_f32(h_dg, n), *g = (float*)dmalloc(n * 4), *db = (float*)dmalloc(Dk * 4);
+    const size_t nscr = gla_gate_lowrank_scratch_floats(M, Dk);
+    float* scratch = (float*)dmalloc(nscr * 4);
+    poison(g, n * 4);
+    gla_gate_lowrank_forward(g, z1, ld, w, b, M, Dk, GATE_RANK, 0);
+    float *g_g = (float*)malloc_check(n * 4), *g_dz[2], *g_db[2];
+    download_f32(g_g, g, n);
+    for (int rep = 0; rep < 2; rep++) {
+        CUDA_CHECK(cudaMemcpy(db, h_db0, Dk * 4, cudaMemcpyHostToDevice));
+        poison(dz, n * 2);
+        poison(scratch, nscr * 4);
+        gla_gate_lowrank_backward(dz, db, dg, z1, ld, w, b, M, Dk, GATE_RANK, scratch, 0);
+        g_dz[rep] = (float*)malloc_check(n * 4);
+        g_db[rep] = (float*)malloc_check(Dk * 4);
+        download_bf16(g_dz[rep], dz, n);
+        download_f32(g_db[rep], db, Dk);
+    }
+    char what[128];
+    int fails = 0;
+    snprintf(what, sizeof what, "v4 fwd g   M=%-5d Dk=%-5d ld=%d", M, Dk, ld);
+    fails += check_report(what, rg, g_g, n, 1e-4);
+    snprintf(what, sizeof what, "v4 bwd dz  M=%-5d Dk=%-5d ld=%d", M, Dk, ld);
+    fails += check_report(what, rdz, g_dz[0], n, 5e-3);
+    snprintf(what, sizeof what, "v4 bwd db  M=%-5d Dk=%-5d ld=%d", M, Dk, ld);
+    fails += check_report(what, rdb, g_db[0], Dk, 1e-4);
+    const int same = !memcmp(g_db[0], g_db[1], Dk * 4) && !memcmp(g_dz[0], g_dz[1], n * 4);
+    printf("%s v4 bwd deterministic (2 runs bit-identical) M=%d Dk=%d\n", same ? "PASS" : "FAIL", M, Dk);
+    fails += !same;
+    free(h_z1); free(h_w); free(h_z); free(h_b); free(h_dg); free(h_db0); free(rz); free(rb); free(rdg); free(rdb);
+    free(rg); free(rdz); free(g_g);
+    for (int rep = 0; rep < 2; rep++) { free(g_dz[rep]); free(g_db[rep]); }
+    void* dev[] = {z1, w, dz, b, dg, g, db, scratch};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) CUDA_CHECK(cudaFree(dev[i]));
+    return fails;
+}
+
+typedef struct { bf16 *z1, *w, *z, *dz; float *g, *b, *dg, *db, *scratch; int M, Dk; } LowrankCtx;
+static void lr_fwd_fn(void* p) {
+    const LowrankCtx* c = (const LowrankCtx*)p;
+    gla_gate_lowrank_forward(c->g, c->z1, GATE_LD, c->w, c->b, c->M, c->Dk, GATE_RANK, 0);
+}
+static void lr_bwd_fn(void* p) {
+    const LowrankCtx* c = (const LowrankCtx*)p;
+    gla_gate_lowrank_backward(c->dz, c->db, c->dg, c->z1, GATE_LD, c->w, c->b, c->M, c->Dk, GATE_RANK, c->scratch, 0);
+}
+static void lr_product_fn(void* p) {   /* what v4 replaces in front of v3: z = z1 w^T by cuBLASLt */
+    const LowrankCtx* c = (const LowrankCtx*)p;
+    matmul(c->z, 0, c->Dk, c->z1, GATE_LD, 0, c->w, GATE_RANK, 1, c->M, c->Dk, GATE_RANK, 1.0f, 0.0f, 0);
+}
+static void time_lowrank(int M, int Dk, int reps) {
+    matmul_init();
+    const size_t n = (size_t)M * Dk, nz1 = (size_t)M * GATE_LD;
+    float* h = (float*)malloc_check((n > nz1 ? n : nz1) * 4);
+    LowrankCtx c;
+    memset(&c, 0, sizeof c);
+    c.M = M; c.Dk = Dk;
+    fill_uniform(h, nz1, -1.f, 1.f, 41);
+    c.z1 = upload_bf16(h, nz1);
+    fill_uniform(h, (size_t)Dk * GATE_RANK, -0.5f, 0.5f, 42);
+    c.w = upload_bf16(h, (size_t)Dk * GATE_RANK);
+    fill_uniform(h, n, -1.f, 1.f, 43);
+    c.dg = upload_f32(h, n);
+    fill_uniform(h, Dk, -1.f, 1.f, 44);
+    c.b = upload_f32(h, Dk);
+    c.g = (float*)dmalloc(n * 4);
+    c.z = (bf16*)dmalloc(n * 2);
+    c.dz = (bf16*)dmalloc(n * 2);
+    c.db = (float*)dmalloc(Dk * 4);
+    CUDA_CHECK(cudaMemset(c.db, 0, Dk * 4));
+    c.scratch = (float*)dmalloc(gla_gate_lowrank_scratch_floats(M, Dk) * 4);
+    const double z1b = (double)M * GATE_RANK * 2, fbytes = z1b + (double)n * 4, bbytes = z1b + (double)n * (4 + 2);
+    char what[96];
+    snprintf(what, sizeof what, "v4 forward  M=%d Dk=%d (rank-16 product inside)", M, Dk);
+    time_report(what, time_kernel(lr_fwd_fn, &c, reps), fbytes, 0);
+    printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(fbytes, 0), fbytes / 1e6);
+    snprintf(what, sizeof what, "v4 backward M=%d Dk=%d (rank-16 product inside)", M, Dk);
+    time_report(what, time_kernel(lr_bwd_fn, &c, reps), bbytes, 0);
+    printf("    floor %.4f ms (bytes %.1f MB)\n", floor_ms(bbytes, 0), bbytes / 1e6);
+    snprintf(what, sizeof what, "    the product v3 needs in front (cuBLASLt, z bf16) M=%d Dk=%d", M, Dk);
+    time_report(what, time_kernel(lr_product_fn, &c, reps), z1b + (double)n * 2, 0);
+    free(h);
+    void* dev[] = {c.z1, c.w, c.z, c.dz, c.g, c.b, c.dg, c.db, c.scratch};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) CUDA_CHECK(cudaFree(dev[i]));
+}
+
 int main(int argc, char** argv) {
     harness_versions(argc, argv, NVERSIONS);
     HarnessArgs a = harness_args(argc, argv);
@@ -244,15 +369,19 @@ int main(int argc, char** argv) {
         uint64_t seed = 3000;
         for (int v = v0; v <= v1; v++)
             for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-                fails += check_shape(v, shapes[i][0], shapes[i][1], seed += 17);
+                fails += v == V_LOWRANK ? check_lowrank(shapes[i][0], shapes[i][1], i % 2 ? GATE_RANK : GATE_LD, seed += 17)
+                                        : check_shape(v, shapes[i][0], shapes[i][1], seed += 17);
         printf("gla_gate --check: %s (%d failed)\n", fails ? "FAIL" : "PASS", fails);
         return fails ? 1 : 0;
     }
     const int M = (int)(harness_get(&a, 'B', 16) * harness_get(&a, 'T', 2048)), Dk = (int)harness_get(&a, 'K', 512);
-    for (int v = v0; v <= v1; v++) time_version(v, M, Dk, a.reps, 0);
-    if (v1 == NVERSIONS) {
+    for (int v = v0; v <= v1; v++) {
+        if (v == V_LOWRANK) time_lowrank(M, Dk, a.reps);
+        else time_version(v, M, Dk, a.reps, 0);
+    }
+    if (v0 <= 3 && v1 >= 3) {   /* the elementwise form's backward with other numbers of partial rows */
         static const int Ps[] = {264, 528};
-        for (size_t i = 0; i < sizeof Ps / sizeof Ps[0]; i++) time_version(NVERSIONS, M, Dk, a.reps, Ps[i]);
+        for (size_t i = 0; i < sizeof Ps / sizeof Ps[0]; i++) time_version(3, M, Dk, a.reps, Ps[i]);
     }
     return 0;
 }
