@@ -3,7 +3,8 @@
  * input gradient dx = dy W, weight gradient dW += dy^T x into fp32) checked against the double CPU
  * reference and timed at the model shapes against the card's 790 TFLOP/s.
  *
- *   ./dev/matmul [1|2] [--check] [-M 32768 -N 1024 -K 1024] [--reps 50]
+ *   ./dev/matmul [1|2] [--check] [-M 32768 -N 1024 -K 1024] [--reps 50]   (env: MATMUL_ALGOS=n sweeps the heuristic's
+ *   first n choices; MATMUL_DX_ACC=1 adds dx += dy W into bf16, Mamba's x_proj input gradient, and dW written)
  *   v1: matmul_simple, one thread per output (the row-major meaning spelled out; the MATMUL_SIMPLE=1 path)
  *   v2: production cuBLASLt wrapper from common/matmul.cuh
  * Default run times v2 (v1 only when asked for) at the GLA-340M / Mamba-370M layer shapes, M = B*T = 32768;
@@ -156,7 +157,7 @@ static int check_fp32_out(int v, int M, int N, int K) {
 /* ---------------- timing ---------------- */
 typedef struct {
     MatmulFn mm;
-    int M, N, K, which; /* 0 forward, 1 dx, 2 dW */
+    int M, N, K, which; /* 0 forward, 1 dx, 2 dW, 3 dx +=, 4 dW = */
     bf16 *x, *W, *dy, *y, *dx;
     float* dW;
 } TimeCtx;
@@ -166,6 +167,10 @@ static void run_one(void* p) {
     if (c->which == 0) c->mm(c->y, 0, c->N, c->x, c->K, 0, c->W, c->K, 1, c->M, c->N, c->K, 1.0f, 0.0f, 0);
     if (c->which == 1) c->mm(c->dx, 0, c->K, c->dy, c->N, 0, c->W, c->K, 0, c->M, c->K, c->N, 1.0f, 0.0f, 0);
     if (c->which == 2) c->mm(c->dW, 1, c->K, c->dy, c->N, 1, c->x, c->K, 0, c->N, c->K, c->M, 1.0f, 1.0f, 0);
+    /* dx += dy W into bf16 (beta = 1): Mamba's x_proj input gradient, added onto the scan's du */
+    if (c->which == 3) c->mm(c->dx, 0, c->K, c->dy, c->N, 0, c->W, c->K, 0, c->M, c->K, c->N, 1.0f, 1.0f, 0);
+    /* dW written (beta = 0), as a first contribution to a zeroed gradient could be */
+    if (c->which == 4) c->mm(c->dW, 1, c->K, c->dy, c->N, 1, c->x, c->K, 0, c->N, c->K, c->M, 1.0f, 0.0f, 0);
 }
 
 /* MATMUL_ALGOS=n (environment): time each of the heuristic's first n choices of every product (instead of the
@@ -178,7 +183,7 @@ static int algo_cfg_(const cublasLtMatmulAlgo_t* al, cublasLtMatmulAlgoConfigAtt
 }
 static void sweep_algos(TimeCtx* c, const char* what0, int nalg, int reps) {
     size_t n = c->which == 0 ? (size_t)c->M * c->N : (size_t)c->M * c->K;
-    bf16* out = c->which == 0 ? c->y : c->dx;
+    bf16* out = c->which == 0 ? c->y : c->dx;   /* which 3 accumulates: its bits compare across choices only */
     uint16_t* ref = (uint16_t*)malloc_check(n * 2);
     uint16_t* cur = (uint16_t*)malloc_check(n * 2);
     for (int i = 0; i < nalg; i++) {
@@ -190,7 +195,12 @@ static void sweep_algos(TimeCtx* c, const char* what0, int nalg, int reps) {
         CUDA_CHECK(cudaDeviceSynchronize());
         const cublasLtMatmulAlgo_t* al = &g_matmul_plans[0].algo;
         int same = -1;
-        if (c->which < 2) {
+        if (c->which != 2) {
+            if (c->which == 3) {   /* the same starting dx for every choice: dx = 0, then one accumulation */
+                CUDA_CHECK(cudaMemset(out, 0, n * 2));
+                run_one(c);
+                CUDA_CHECK(cudaDeviceSynchronize());
+            }
             CUDA_CHECK(cudaMemcpy(i == 0 ? ref : cur, out, n * 2, cudaMemcpyDeviceToHost));
             same = i == 0 ? 1 : memcmp(ref, cur, n * 2) == 0;
         }
@@ -220,14 +230,18 @@ static void time_shape(int v, const char* name, int M, int N, int K, int reps) {
     fill_uniform(h, nW, -1, 1, g_seed++); c.dW = upload_f32(h, nW);
     c.y = (bf16*)dmalloc(ny * sizeof(bf16));
     c.dx = (bf16*)dmalloc(nx * sizeof(bf16));
+    CUDA_CHECK(cudaMemset(c.dx, 0, nx * sizeof(bf16)));
     free(h);
-    const char* use[3] = {"fwd", "dx", "dW+="};
+    const char* use[5] = {"fwd", "dx", "dW+=", "dx+=", "dW="};
     double flops = 2.0 * M * N * K;
-    double bytes[3] = {2.0 * (nx + nW + ny), 2.0 * (ny + nW + nx), 2.0 * (ny + nx) + 8.0 * nW};
+    double bytes[5] = {2.0 * (nx + nW + ny), 2.0 * (ny + nW + nx), 2.0 * (ny + nx) + 8.0 * nW, 2.0 * (ny + nW + 2 * nx),
+                       2.0 * (ny + nx) + 4.0 * nW};
     const char* sweep = getenv("MATMUL_ALGOS");
-    for (int w = 0; w < 3; w++) {
+    /* MATMUL_DX_ACC=1: also dx += (beta = 1, bf16) and dW written (beta = 0) */
+    const int nuse = getenv("MATMUL_DX_ACC") ? 5 : 3;
+    for (int w = 0; w < nuse; w++) {
         c.which = w;
-        if (sweep && v == 2) {
+        if (sweep && v == 2 && w < 4) {   /* (the sweep's bit comparison reads dx or y) */
             char what[96];
             snprintf(what, sizeof what, "%-7s %-4s M=%d N=%d K=%d", name, use[w], M, N, K);
             sweep_algos(&c, what, atoi(sweep), reps);
@@ -259,7 +273,7 @@ int main(int argc, char** argv) {
             fails += check_linear(v, 513, 1024, 1024, 1024, 1024);
             /* the two products whose outputs compute-sanitizer initcheck reports as read uninitialised in the
              * model tests (README, Sanitizers): GLA's forget-gate gz (x = z1, K = 16, a column slice of the
-             * fused projection) and Mamba's in_proj, at the tests' shapes. Poisoned outputs prove every element
+             * fused projection; a product of its own until session 19) and Mamba's in_proj, at the tests' shapes. Poisoned outputs prove every element
              * is written. */
             fails += check_linear(v, 200, 128, 16, 3088, 128);
             fails += check_linear(v, 74, 256, 64, 64, 256);
