@@ -1042,18 +1042,23 @@ static inline void gla_state_pass_launch(bf16* hs, const bf16* x, int ld_x, cons
 /* State columns per CTA: 256 (16 warps, one CTA per SM) reads each chunk's g and x tiles once per 256 columns
  * instead of twice (H200, gla-340m layer: state pass 0.131 -> 0.115 ms, reverse 0.127 -> 0.119; the same bits, the
  * cumsum keeps its 256-thread order), but halves the CTAs, so it is taken only where V allows and its grid still
- * covers half the SMs (gla-340m at B=4 T=8192, 32 CTAs: 172.3 / 172.3 -> 174.6 / 175.1 ms a step with it). GLA_SP_VC=128
- * (environment) forces the 128-column tile, for comparisons. */
+ * covers half the SMs (gla-340m at B=4 T=8192, 32 CTAs: 172.3 / 172.3 -> 174.6 / 175.1 ms a step with it).
+ * g_gla_sp_vc: 0 = that rule, 128 or 256 = that tile wherever K and V allow (dev/gla_chunk_bwd's check compares the
+ * two bit for bit); GLA_SP_VC=128|256 in the environment sets it at first use. */
+static int g_gla_sp_vc = -1;
 static inline bool gla_sp_wide(int B, int H, int K, int V) {
-    static int forced = -1, sms = 0;
-    if (forced < 0) {
+    static int sms = 0;
+    if (g_gla_sp_vc < 0) {
         const char* e = getenv("GLA_SP_VC");
-        forced = e && strcmp(e, "128") == 0;
+        g_gla_sp_vc = e ? atoi(e) : 0;
+    }
+    if (!sms) {
         int dev = 0;
         CUDA_CHECK(cudaGetDevice(&dev));
         CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     }
-    return !forced && V % 256 == 0 && K % 64 == 0 && 2L * (V / 256) * (K / 64) * B * H >= sms;
+    if (V % 256 || K % 64 || g_gla_sp_vc == 128) return false;
+    return g_gla_sp_vc == 256 || 2L * (V / 256) * (K / 64) * B * H >= sms;
 }
 static inline void gla_state_pass(bf16* hs, bool rev, const bf16* x, int ld_x, const bf16* y, int ld_y, const float* g,
                                   int B, int T, int H, int K, int V, float scale, cudaStream_t s) {

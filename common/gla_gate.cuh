@@ -192,6 +192,19 @@ __device__ inline void gla_gate_z_tile(float z[4][4], const bf16* __restrict__ z
     }
 }
 
+/* what a warp keeps for its 32 columns c0..: their w fragments and, per accumulator column (2q + h of tile j), the bias */
+__device__ inline void gla_gate_warp_setup(unsigned bw[4][2], float bias[4][2], const bf16* __restrict__ w,
+                                           const float* __restrict__ b, int c0, int Dk) {
+    gla_gate_frag_w(bw, w, c0, Dk);
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int c = c0 + 8 * j + 2 * (threadIdx.x & 3) + h;
+            bias[j][h] = c < Dk ? b[c] : 0.f;
+        }
+}
+
 /* grid (ceil(Dk/256), ceil(M/64)): block (x, y) writes columns 256x.. of rows 64y.. */
 __global__ void __launch_bounds__(GATE_LR_THREADS)
 gla_gate_lowrank_forward_kernel(float* __restrict__ g, const bf16* __restrict__ z1, int ld, const bf16* __restrict__ w,
@@ -199,15 +212,8 @@ gla_gate_lowrank_forward_kernel(float* __restrict__ g, const bf16* __restrict__ 
     const int lane = threadIdx.x & 31, c0 = blockIdx.x * GATE_LR_COLS + (threadIdx.x >> 5) * 32;
     if (c0 >= Dk) return;   /* a whole warp: Dk % 8 == 0, so tiles are whole */
     unsigned bw[4][2];
-    gla_gate_frag_w(bw, w, c0, Dk);
     float bias[4][2];
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int c = c0 + 8 * j + 2 * (lane & 3) + h;
-            bias[j][h] = c < Dk ? b[c] : 0.f;
-        }
+    gla_gate_warp_setup(bw, bias, w, b, c0, Dk);
 #pragma unroll
     for (int mt = 0; mt < GATE_LR_ROWS / 16; mt++) {
         const int m0 = blockIdx.y * GATE_LR_ROWS + mt * 16;
@@ -241,16 +247,8 @@ gla_gate_lowrank_backward_kernel(bf16* __restrict__ dz, float* __restrict__ part
     const int lane = threadIdx.x & 31, c0 = blockIdx.x * GATE_LR_COLS + (threadIdx.x >> 5) * 32;
     if (c0 >= Dk) return;
     unsigned bw[4][2];
-    gla_gate_frag_w(bw, w, c0, Dk);
-    float bias[4][2], acc[4][2];
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int c = c0 + 8 * j + 2 * (lane & 3) + h;
-            bias[j][h] = c < Dk ? b[c] : 0.f;
-            acc[j][h] = 0.f;
-        }
+    float bias[4][2], acc[4][2] = {{0.f, 0.f}, {0.f, 0.f}, {0.f, 0.f}, {0.f, 0.f}};
+    gla_gate_warp_setup(bw, bias, w, b, c0, Dk);
     for (int m0 = blockIdx.y * 16; m0 < M; m0 += gridDim.y * 16) {
         float z[4][4];
         gla_gate_z_tile(z, z1, ld, bw, m0, M);
