@@ -1038,7 +1038,6 @@ static inline void gla_state_pass_launch(bf16* hs, const bf16* x, int ld_x, cons
         hs, x, ld_x, y, ld_y, g, T, H, K, V, scale);
     CUDA_KERNEL_CHECK();
 }
-/* hs [B,H,NT,K,V] bf16: REV=0 chunk-start states H_n from (x=k, y=v); REV=1 dHe_n from (x=q, y=d_o) */
 /* State columns per CTA: 256 (16 warps, one CTA per SM) reads each chunk's g and x tiles once per 256 columns
  * instead of twice (H200, gla-340m layer: state pass 0.131 -> 0.115 ms, reverse 0.127 -> 0.119; the same bits, the
  * cumsum keeps its 256-thread order), but halves the CTAs, so it is taken only where V allows and its grid still
@@ -1060,6 +1059,7 @@ static inline bool gla_sp_wide(int B, int H, int K, int V) {
     if (V % 256 || K % 64 || g_gla_sp_vc == 128) return false;
     return g_gla_sp_vc == 256 || 2L * (V / 256) * (K / 64) * B * H >= sms;
 }
+/* hs [B,H,NT,K,V] bf16: REV=0 chunk-start states H_n from (x=k, y=v); REV=1 dHe_n from (x=q, y=d_o) */
 static inline void gla_state_pass(bf16* hs, bool rev, const bf16* x, int ld_x, const bf16* y, int ld_y, const float* g,
                                   int B, int T, int H, int K, int V, float scale, cudaStream_t s) {
     const bool k64 = K % 64 == 0, v128 = V % 128 == 0, v256 = gla_sp_wide(B, H, K, V);
