@@ -21,7 +21,7 @@
 #ifndef COMMON_GLA_GATE_CUH
 #define COMMON_GLA_GATE_CUH
 
-#include "rmsnorm.cuh" /* vec8_*, partials_colsum_add, is_aligned16, full_wave_blocks */
+#include "rmsnorm.cuh" /* vec8_*, lane_group_across, partials_colsum_add, is_aligned16, full_wave_blocks */
 #include "bf16.cuh"     /* sigmoid_ftz */
 
 #define GATE_BWD_ROWS 8        /* threadIdx.y: rows handled side by side in a backward block */
@@ -274,10 +274,7 @@ gla_gate_lowrank_backward_kernel(bf16* __restrict__ dz, float* __restrict__ part
     for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            float v = acc[j][h];
-            v += __shfl_xor_sync(0xffffffffu, v, 4);
-            v += __shfl_xor_sync(0xffffffffu, v, 8);
-            v += __shfl_xor_sync(0xffffffffu, v, 16);
+            const float v = lane_group_across<4>(acc[j][h]);   /* over the warp's 8 row groups (lanes q, q+4, ...) */
             const int c = c0 + 8 * j + 2 * (lane & 3) + h;
             if (lane < 4 && c < Dk) part[(size_t)blockIdx.y * Dk + c] = v;
         }

@@ -381,7 +381,10 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
                 }
             }
         }
-#define RMSNORM_XH(i, k) (XHAT ? bf2f(xq[XHAT ? i : 0][k]) : xh[XHAT ? 0 : i][k])
+        auto xhat_at = [&](int i, int k) -> float {   /* the row's xhat, column (i * GT + t) * 8 + k */
+            if constexpr (XHAT) return bf2f(xq[i][k]);
+            else return xh[i][k];
+        };
 #pragma unroll
         for (int i = 0; i < NCH; i++) {
             const int c = (i * GT + t) * 8;
@@ -391,13 +394,13 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
                     const float g = bf2f(dy[i][k]);
-                    c1 += RMSNORM_XH(i, k) * wv[k] * g;
-                    dw[i][k] += g * RMSNORM_XH(i, k);
+                    c1 += xhat_at(i, k) * wv[k] * g;
+                    dw[i][k] += g * xhat_at(i, k);
                 }
                 if (out) {   /* exactly the forward's y = (x * r) * w */
                     float y[8];
 #pragma unroll
-                    for (int k = 0; k < 8; k++) y[k] = RMSNORM_XH(i, k) * wv[k];
+                    for (int k = 0; k < 8; k++) y[k] = xhat_at(i, k) * wv[k];
                     vec8_store(out + base + c, y);
                 }
             }
@@ -412,19 +415,18 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
                 if constexpr (XHAT) {
                     float g[8], xv[8];
                     vec8_unpack_again(g, dy[i]);
-                    vec8_unpack_again(xv, xq[XHAT ? i : 0]);
+                    vec8_unpack_again(xv, xq[i]);
 #pragma unroll
-                    for (int k = 0; k < 8; k++) d[k] = dr[XHAT ? i : 0][k] + r * (wv[k] * g[k] - xv[k] * c1);
+                    for (int k = 0; k < 8; k++) d[k] = dr[i][k] + r * (wv[k] * g[k] - xv[k] * c1);
                 } else {
                     vec8_load(d, dresid + base + c);
 #pragma unroll
-                    for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - xh[XHAT ? 0 : i][k] * c1);
+                    for (int k = 0; k < 8; k++) d[k] += r * (wv[k] * bf2f(dy[i][k]) - xh[i][k] * c1);
                 }
                 vec8_store(dresid + base + c, d);
                 if (dresid_bf) vec8_store(dresid_bf + base + c, d);
             }
         }
-#undef RMSNORM_XH
     }
 
     /* this block's partial dw: combine its G row groups in order 0..G-1, then write one row */
