@@ -9,6 +9,7 @@
 #include "common/trainer.cuh"
 #include "common/conv1d.cuh"
 #include "common/selective_scan.cuh"
+#include "common/lowrank.cuh"
 
 /* ------------------------------------------------------------------ config */
 typedef struct {
@@ -330,8 +331,8 @@ static void mamba_layer_backward(MambaModel* m, int l, cudaStream_t s) {
     /* dt_proj: dt = dt_low w_dt^T */
     matmul(a->dxdbl, 0, X, ddt, Di, 0, W_(m, lp->w_dt), R, 0, M, R, Di, 1.0f, 0.0f, s);
     matmul(G_(m, lp->w_dt), 1, R, ddt, Di, 1, xdbl, X, 0, Di, R, M, 1.0f, 1.0f, s);
-    /* x_proj: xdbl = u w_x^T; du gets the second path added (beta = 1) */
-    matmul(a->du, 0, Di, a->dxdbl, X, 0, W_(m, lp->w_x), Di, 0, M, Di, R + 2 * N, 1.0f, 1.0f, s);
+    /* x_proj: xdbl = u w_x^T; du gets the second path added in place (lowrank.cuh: cuBLASLt's beta = 1 is slow here) */
+    lowrank_add(a->du, Di, a->dxdbl, X, W_(m, lp->w_x), Di, M, Di, R + 2 * N, s);
     matmul(G_(m, lp->w_x), 1, Di, a->dxdbl, X, 1, a->u, Di, 0, R + 2 * N, Di, M, 1.0f, 1.0f, s);
     conv1d_silu_backward(a->dxz, 2 * Di, G_(m, lp->conv_w), G_(m, lp->conv_b), a->du, xz, 2 * Di, F_(m, lp->conv_w),
                          F_(m, lp->conv_b), B, T, Di, c->W, a->conv_scratch, s);
