@@ -22,6 +22,7 @@
 #include <math.h>
 #include <stdint.h>
 #include "errors.h"
+#include "launch.cuh"
 #include "bf16.cuh"
 
 #define ADAMW_THREADS 512
@@ -61,6 +62,7 @@ __device__ __forceinline__ void adamw_four_(float* master, bf16* copy, const flo
 __global__ void __launch_bounds__(ADAMW_THREADS)
 adamw_kernel_vec(float* master, bf16* copy, const float* grad, float* m, float* v, size_t n4,
                  const float* grad_scale_dev, AdamWArgs a) {
+    pdl_wait_prior();
     const float scale = *grad_scale_dev;
     if (!isfinite(scale)) return;
     const uint32_t key = hash_u32(a.t, a.seed);
@@ -74,6 +76,7 @@ adamw_kernel_vec(float* master, bf16* copy, const float* grad, float* m, float* 
 __global__ void __launch_bounds__(ADAMW_THREADS)
 adamw_kernel_scalar(float* master, bf16* copy, const float* grad, float* m, float* v, size_t start, size_t n,
                     const float* grad_scale_dev, AdamWArgs a) {
+    pdl_wait_prior();
     const float scale = *grad_scale_dev;
     if (!isfinite(scale)) return;
     const uint32_t key = hash_u32(a.t, a.seed);
@@ -114,14 +117,13 @@ static inline void adamw_update_at(float* master, bf16* copy, const float* grad,
     size_t done = 0;
     if ((al & 15) == 0 && n >= 4) {
         size_t n4 = n / 4;
-        adamw_kernel_vec<<<adamw_grid_(n4), ADAMW_THREADS, 0, s>>>(master, copy, grad, m, v, n4, grad_scale_dev, a);
-        CUDA_KERNEL_CHECK();
+        launch_kernel(adamw_kernel_vec, adamw_grid_(n4), ADAMW_THREADS, 0, s, master, copy, grad, m, v, n4,
+                      grad_scale_dev, a);
         done = n4 * 4;
     }
     if (done < n) {
-        adamw_kernel_scalar<<<adamw_grid_(n - done), ADAMW_THREADS, 0, s>>>(master, copy, grad, m, v, done, n,
-                                                                            grad_scale_dev, a);
-        CUDA_KERNEL_CHECK();
+        launch_kernel(adamw_kernel_scalar, adamw_grid_(n - done), ADAMW_THREADS, 0, s, master, copy, grad, m, v, done,
+                      n, grad_scale_dev, a);
     }
 }
 
@@ -151,6 +153,7 @@ typedef struct {
 __global__ void __launch_bounds__(ADAMW_THREADS)
 adamw_kernel_runs(float* master, bf16* copy, const float* grad, float* m, float* v, size_t lo, size_t hi,
                   const AdamWRun* runs, int nruns, const float* grad_scale_dev, AdamWArgs a) {
+    pdl_wait_prior();
     const float scale = *grad_scale_dev;
     if (!isfinite(scale)) return;
     const size_t n4 = (hi - lo + 3) / 4, q0 = (size_t)blockIdx.x * ADAMW_THREADS * ADAMW_RUN_ITERS + threadIdx.x;
@@ -193,9 +196,8 @@ static inline void adamw_update_runs(float* master, bf16* copy, const float* gra
     uintptr_t al = (uintptr_t)master | (uintptr_t)grad | (uintptr_t)m | (uintptr_t)v | ((uintptr_t)copy << 1);
     if ((al & 15) || (lo % 4)) die("adamw_update_runs: needs 16-byte aligned buffers and a slice starting at a multiple of 4");
     const size_t n4 = (hi - lo + 3) / 4, per = (size_t)ADAMW_THREADS * ADAMW_RUN_ITERS;
-    adamw_kernel_runs<<<(unsigned)((n4 + per - 1) / per), ADAMW_THREADS, 0, s>>>(master, copy, grad, m, v, lo, hi, runs_dev,
-                                                                              nruns, grad_scale_dev, a);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(adamw_kernel_runs, (unsigned)((n4 + per - 1) / per), ADAMW_THREADS, 0, s, master, copy, grad, m, v,
+                  lo, hi, runs_dev, nruns, grad_scale_dev, a);
 }
 
 /* ---------------- global norm, clip factor, non-finite flag ---------------- */
@@ -204,6 +206,7 @@ static inline void adamw_update_runs(float* master, bf16* copy, const float* gra
 static inline size_t global_norm_scratch_floats(void) { return GN_BLOCKS; }
 
 __global__ void __launch_bounds__(GN_THREADS) global_norm_partials_kernel(float* partials, const float* g, size_t n) {
+    pdl_wait_prior();
     __shared__ float s_warp[GN_THREADS / 32];
     float acc = 0.0f;
     const size_t stride = (size_t)GN_BLOCKS * GN_THREADS;
@@ -224,6 +227,7 @@ __global__ void __launch_bounds__(GN_THREADS) global_norm_partials_kernel(float*
 
 /* one warp adds the GN_BLOCKS partials in a fixed order, in double */
 __global__ void global_norm_final_kernel(float* out, const float* partials, int accumulate) {
+    pdl_wait_prior();
     double acc = 0.0;
     for (int i = threadIdx.x; i < GN_BLOCKS; i += 32) acc += (double)partials[i];
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
@@ -233,10 +237,8 @@ __global__ void global_norm_final_kernel(float* out, const float* partials, int 
 /* *out_dev (=, or += when accumulate) sum of g[i]^2 over g [n] fp32; scratch: global_norm_scratch_floats() */
 static inline void global_norm_squared_acc(float* out_dev, const float* g, size_t n, float* scratch, int accumulate,
                                            cudaStream_t s) {
-    global_norm_partials_kernel<<<GN_BLOCKS, GN_THREADS, 0, s>>>(scratch, g, n);
-    CUDA_KERNEL_CHECK();
-    global_norm_final_kernel<<<1, 32, 0, s>>>(out_dev, scratch, accumulate);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(global_norm_partials_kernel, GN_BLOCKS, GN_THREADS, 0, s, scratch, g, n);
+    launch_kernel(global_norm_final_kernel, 1, 32, 0, s, out_dev, scratch, accumulate);
 }
 static inline void global_norm_squared(float* out_dev, const float* g, size_t n, float* scratch, cudaStream_t s) {
     global_norm_squared_acc(out_dev, g, n, scratch, 0, s);
@@ -245,6 +247,7 @@ static inline void global_norm_squared(float* out_dev, const float* g, size_t n,
 /* *scale_dev = min(1, max_norm / (sqrt(norm2) + 1e-6)), 1 when max_norm <= 0, NaN when norm2 is not
  * finite (adamw_update then skips the step) */
 __global__ void clip_factor_kernel(float* scale_dev, const float* norm2_dev, float max_norm) {
+    pdl_wait_prior();
     float n2 = *norm2_dev;
     float sc;
     if (!isfinite(n2)) sc = NAN;
@@ -253,15 +256,16 @@ __global__ void clip_factor_kernel(float* scale_dev, const float* norm2_dev, flo
     *scale_dev = sc;
 }
 static inline void clip_factor(float* scale_dev, const float* norm2_dev, float max_norm, cudaStream_t s) {
-    clip_factor_kernel<<<1, 1, 0, s>>>(scale_dev, norm2_dev, max_norm);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(clip_factor_kernel, 1, 1, 0, s, scale_dev, norm2_dev, max_norm);
 }
 
 /* *flag_dev = 1 if *x_dev is NaN or Inf, else 0 (copy it to the host whenever convenient, e.g. with the loss) */
-__global__ void nonfinite_flag_kernel(int* flag_dev, const float* x_dev) { *flag_dev = isfinite(*x_dev) ? 0 : 1; }
+__global__ void nonfinite_flag_kernel(int* flag_dev, const float* x_dev) {
+    pdl_wait_prior();
+    *flag_dev = isfinite(*x_dev) ? 0 : 1;
+}
 static inline void nonfinite_flag(int* flag_dev, const float* x_dev, cudaStream_t s) {
-    nonfinite_flag_kernel<<<1, 1, 0, s>>>(flag_dev, x_dev);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(nonfinite_flag_kernel, 1, 1, 0, s, flag_dev, x_dev);
 }
 
 #endif /* COMMON_ADAMW_CUH */

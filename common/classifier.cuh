@@ -20,6 +20,7 @@
 #include <math.h>
 #include "bf16.cuh"
 #include "matmul.cuh"
+#include "launch.cuh"
 
 #define CLASSIFIER_MAX_CHUNK_ROWS 8192
 #define CLASSIFIER_MAX_SCRATCH_ELEMS ((size_t)1 << 28) /* 512 MiB of bf16 */
@@ -156,6 +157,7 @@ __device__ __forceinline__ x128 ce_tail_grad_(const x128& v, int n, float lse, f
  * every vector was masked. */
 __global__ void __launch_bounds__(CLASSIFIER_CE_THREADS)
 classifier_ce_kernel(bf16* logits, int ld, float* losses, const int* targets, int Vc, float dloss, int write_grad) {
+    pdl_wait_prior();
     __shared__ float s_mx[CLASSIFIER_CE_THREADS / 32], s_sum[CLASSIFIER_CE_THREADS / 32];
     __shared__ float s_lse, s_lt;
     bf16* l = logits + (size_t)blockIdx.x * (size_t)ld;
@@ -198,8 +200,8 @@ classifier_ce_kernel(bf16* logits, int ld, float* losses, const int* targets, in
 /* the CE pass over one chunk. (Register-resident variants were measured slower: dev/classifier.cu.) */
 static inline void classifier_ce(bf16* logits, int ld, float* losses, const int* targets, int rows, int Vc, float dloss,
                                  int write_grad, cudaStream_t s) {
-    classifier_ce_kernel<<<rows, CLASSIFIER_CE_THREADS, 0, s>>>(logits, ld, losses, targets, Vc, dloss, write_grad);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(classifier_ce_kernel, rows, CLASSIFIER_CE_THREADS, 0, s, logits, ld, losses, targets, Vc, dloss,
+                  write_grad);
 }
 
 /* What every entry point refuses: an empty shape, and a scratch buffer the 16-byte row loads cannot use. */
@@ -255,6 +257,7 @@ __device__ inline void argmax_warp_(float& v, int& idx) {
  * NaN, an index that can match no target. */
 __global__ void __launch_bounds__(CLASSIFIER_ARGMAX_THREADS)
 classifier_argmax_kernel(int* pred, const bf16* logits, int ld, const int* targets, int Vc) {
+    pdl_wait_prior();
     __shared__ float s_v[CLASSIFIER_ARGMAX_THREADS / 32];
     __shared__ int s_i[CLASSIFIER_ARGMAX_THREADS / 32];
     if (targets[blockIdx.x] < 0) {
@@ -283,8 +286,7 @@ classifier_argmax_kernel(int* pred, const bf16* logits, int ld, const int* targe
 /* the argmax pass over one chunk of logits [rows, ld] */
 static inline void classifier_argmax_rows(int* pred, const bf16* logits, int ld, const int* targets, int rows, int Vc,
                                           cudaStream_t s) {
-    classifier_argmax_kernel<<<rows, CLASSIFIER_ARGMAX_THREADS, 0, s>>>(pred, logits, ld, targets, Vc);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(classifier_argmax_kernel, rows, CLASSIFIER_ARGMAX_THREADS, 0, s, pred, logits, ld, targets, Vc);
 }
 
 /* pred[M] int written: for rows with targets[m] >= 0 the index of the largest of the Vc logits y W^T

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "errors.h"
+#include "launch.cuh"
 #include "bf16.cuh"
 #include "cp_async.cuh"
 
@@ -109,6 +110,7 @@ template <int W>
 __global__ void __launch_bounds__(32 * CONV_TY)
 conv1d_silu_fwd_tile_kernel(bf16* __restrict__ u, const bf16* __restrict__ x, int ld_x, const float* __restrict__ w,
                             const float* __restrict__ bias, int T, int Di) {
+    pdl_wait_prior();
     extern __shared__ __align__(16) bf16 xs_f[];   // [CONV_TY*CONV_TR + W-1][CONV_TILE_C]: row r = token t0-(W-1)+r
     const int tid = threadIdx.y * 32 + threadIdx.x, b = blockIdx.z;
     const int d_base = blockIdx.x * CONV_TILE_C, t0 = blockIdx.y * CONV_TY * CONV_TR;
@@ -152,6 +154,7 @@ __global__ void __launch_bounds__(32 * CONV_TY)
 conv1d_silu_bwd_tile_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict__ part /*[rows][Di][W+1]*/,
                             const bf16* __restrict__ du, const bf16* __restrict__ x, int ld_x,
                             const float* __restrict__ w, const float* __restrict__ bias, int T, int Di) {
+    pdl_wait_prior();
     constexpr int TB = CONV_TY * CONV_TR;
     extern __shared__ __align__(16) bf16 tile_b[];
     bf16* xs = tile_b;                                  // [TB + 2(W-1)][C]: row r = token t0-(W-1)+r
@@ -225,6 +228,7 @@ conv1d_silu_bwd_tile_kernel(bf16* __restrict__ dx, int ld_dx, float* __restrict_
 
 // dw [Di,W] += sum over rows, db [Di] += likewise, rows in order
 __global__ void conv1d_reduce_kernel(float* dw, float* db, const float* part, int rows, int Di, int W) {
+    pdl_wait_prior();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= Di * (W + 1)) return;
     float s = 0.0f;
@@ -236,8 +240,7 @@ __global__ void conv1d_reduce_kernel(float* dw, float* db, const float* part, in
 // the partials of B * conv_rows_per_batch(T) rows in `part` into dw, db
 static inline void conv1d_reduce(float* dw, float* db, const float* part, int B, int T, int Di, int W, cudaStream_t s) {
     const int n = Di * (W + 1);
-    conv1d_reduce_kernel<<<(n + 255) / 256, 256, 0, s>>>(dw, db, part, B * conv_rows_per_batch(T), Di, W);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(conv1d_reduce_kernel, (n + 255) / 256, 256, 0, s, dw, db, part, B * conv_rows_per_batch(T), Di, W);
 }
 
 static inline void conv_check(const void* p, int ld, const char* what) {
@@ -267,15 +270,16 @@ static void conv_tile_fwd_w(bf16* u, const bf16* x, int ld_x, const float* w, co
                             cudaStream_t s) {
     const size_t smem = conv_tile_fwd_smem<W>();
     smem_opt_in(conv1d_silu_fwd_tile_kernel<W>, smem);
-    conv1d_silu_fwd_tile_kernel<W><<<conv_tile_grid(B, T, Di), dim3(32, CONV_TY), smem, s>>>(u, x, ld_x, w, b, T, Di);
+    launch_kernel(conv1d_silu_fwd_tile_kernel<W>, conv_tile_grid(B, T, Di), dim3(32, CONV_TY), smem, s, u, x, ld_x, w,
+                  b, T, Di);
 }
 template <int W>
 static void conv_tile_bwd_w(bf16* dx, int ld_dx, float* scratch, const bf16* du, const bf16* x, int ld_x,
                             const float* w, const float* b, int B, int T, int Di, cudaStream_t s) {
     const size_t smem = conv_tile_bwd_smem<W>();
     smem_opt_in(conv1d_silu_bwd_tile_kernel<W>, smem);
-    conv1d_silu_bwd_tile_kernel<W><<<conv_tile_grid(B, T, Di), dim3(32, CONV_TY), smem, s>>>(dx, ld_dx, scratch, du, x,
-                                                                                             ld_x, w, b, T, Di);
+    launch_kernel(conv1d_silu_bwd_tile_kernel<W>, conv_tile_grid(B, T, Di), dim3(32, CONV_TY), smem, s, dx, ld_dx,
+                  scratch, du, x, ld_x, w, b, T, Di);
 }
 static inline void conv_tile_launch_fwd(bf16* u, const bf16* x, int ld_x, const float* w, const float* b, int B, int T,
                                         int Di, int W, cudaStream_t s) {
@@ -318,6 +322,7 @@ static inline void conv1d_silu_backward(bf16* dx, int ld_dx, float* dw, float* d
 // is shifted in place to end with x. x [B,Di] row stride ld_x; u contiguous.
 __global__ void conv1d_silu_step_kernel(bf16* u, float* state, const bf16* x, int ld_x, const float* w,
                                         const float* bias, int B, int Di, int W) {
+    pdl_wait_prior();
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= B * Di) return;
     const int bi = idx / Di, d = idx % Di;
@@ -331,8 +336,7 @@ __global__ void conv1d_silu_step_kernel(bf16* u, float* state, const bf16* x, in
 }
 static inline void conv1d_silu_step(bf16* u, float* state, const bf16* x, int ld_x, const float* w, const float* b,
                                     int B, int Di, int W, cudaStream_t s) {
-    conv1d_silu_step_kernel<<<(B * Di + 127) / 128, 128, 0, s>>>(u, state, x, ld_x, w, b, B, Di, W);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(conv1d_silu_step_kernel, (B * Di + 127) / 128, 128, 0, s, u, state, x, ld_x, w, b, B, Di, W);
 }
 
 #endif /* COMMON_CONV1D_CUH */

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <cudnn.h>
 #include "errors.h"
+#include "launch.cuh"
 #include "bf16.cuh"
 #include "rmsnorm.cuh"   /* vec8_load / vec8_store, rmsnorm_load_residual, partials_colsum_add */
 #include "conv1d.cuh"    /* conv_check_shape */
@@ -78,6 +79,7 @@ static inline size_t cudnn_dtype_bytes(cudnnDataType_t t) { return t == CUDNN_DA
 /* dst[r, 0:cols] = src[r, 0:cols] converted; cols % 8 == 0, row strides in elements */
 template <typename Ts, typename Td>
 __global__ void cudnn_copy_rows_kernel(Td* dst, int ld_dst, const Ts* src, int ld_src, size_t rows, int cols) {
+    pdl_wait_prior();
     const size_t groups = (size_t)cols / 8, i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= rows * groups) return;
     const size_t r = i / groups, c = (i % groups) * 8;
@@ -89,13 +91,14 @@ template <typename Ts, typename Td>
 static inline void cudnn_copy_rows(Td* dst, int ld_dst, const Ts* src, int ld_src, size_t rows, int cols, cudaStream_t s) {
     const size_t n = rows * (size_t)(cols / 8);
     if (n == 0) return;
-    cudnn_copy_rows_kernel<Ts, Td><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(dst, ld_dst, src, ld_src, rows, cols);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(cudnn_copy_rows_kernel<Ts, Td>, (unsigned)((n + 255) / 256), 256, 0, s, dst, ld_dst, src, ld_src,
+                  rows, cols);
 }
 
 /* dst[0:n] += src[0:n]; n % 8 == 0 */
 template <typename Ts>
 __global__ void cudnn_accumulate_kernel(float* dst, const Ts* src, size_t n) {
+    pdl_wait_prior();
     const size_t i = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) * 8;
     if (i >= n) return;
     float a[8], b[8];
@@ -108,8 +111,7 @@ __global__ void cudnn_accumulate_kernel(float* dst, const Ts* src, size_t n) {
 template <typename Ts>
 static inline void cudnn_accumulate(float* dst, const Ts* src, size_t n, cudaStream_t s) {
     if (n == 0) return;
-    cudnn_accumulate_kernel<Ts><<<(unsigned)((n / 8 + 255) / 256), 256, 0, s>>>(dst, src, n);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(cudnn_accumulate_kernel<Ts>, (unsigned)((n / 8 + 255) / 256), 256, 0, s, dst, src, n);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -149,6 +151,7 @@ typedef struct {
 /* u[b,t,:] = silu(y[b,t,:] + bias) for t < T (the causal outputs); y: [B,Tp,Di], u: [B,T,Di] */
 template <typename Ty>
 __global__ void cudnn_bias_silu_kernel(bf16* u, const Ty* y, const float* bias, int T, int Tp, int Di, size_t rows) {
+    pdl_wait_prior();
     const size_t groups = (size_t)Di / 8, i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= rows * groups) return;
     const size_t row = i / groups, c = (i % groups) * 8, b = row / T, t = row % T;
@@ -169,6 +172,7 @@ __global__ void cudnn_bias_silu_kernel(bf16* u, const Ty* y, const float* bias, 
 template <typename Ty>
 __global__ void __launch_bounds__(256)
 cudnn_dsilu_kernel(Ty* y, float* part, const bf16* du, const float* bias, int B, int T, int Tp, int Di) {
+    pdl_wait_prior();
     __shared__ float sh[8][32 * 8];
     const int c = (blockIdx.x * 32 + threadIdx.x) * 8;
     const size_t r0 = (size_t)blockIdx.y * CUDNN_DB_ROWS, all = (size_t)B * Tp, rend = r0 + CUDNN_DB_ROWS < all ? r0 + CUDNN_DB_ROWS : all;
@@ -354,18 +358,16 @@ static inline void cudnn_conv1d_forward(CudnnConv1d* p, bf16* u, const bf16* x, 
     const size_t rows = (size_t)p->B * p->T, n = rows * (p->Di / 8);
     const unsigned grid = (unsigned)((n + 255) / 256);
     if (p->dt == CUDNN_DATA_FLOAT)
-        cudnn_bias_silu_kernel<float><<<grid, 256, 0, s>>>(u, (const float*)p->y, b, p->T, p->Tp, p->Di, rows);
-    else cudnn_bias_silu_kernel<bf16><<<grid, 256, 0, s>>>(u, (const bf16*)p->y, b, p->T, p->Tp, p->Di, rows);
-    CUDA_KERNEL_CHECK();
+        launch_kernel(cudnn_bias_silu_kernel<float>, grid, 256, 0, s, u, (const float*)p->y, b, p->T, p->Tp, p->Di, rows);
+    else launch_kernel(cudnn_bias_silu_kernel<bf16>, grid, 256, 0, s, u, (const bf16*)p->y, b, p->T, p->Tp, p->Di, rows);
 }
 
 /* y <- dxc in place (needs y = conv output); db += its column sums, deterministically */
 static inline void cudnn_conv1d_dsilu_(CudnnConv1d* p, float* db, const bf16* du, const float* b, cudaStream_t s) {
     dim3 grid((p->Di / 8 + 31) / 32, p->P), block(32, 8);
     if (p->dt == CUDNN_DATA_FLOAT)
-        cudnn_dsilu_kernel<float><<<grid, block, 0, s>>>((float*)p->y, p->part, du, b, p->B, p->T, p->Tp, p->Di);
-    else cudnn_dsilu_kernel<bf16><<<grid, block, 0, s>>>((bf16*)p->y, p->part, du, b, p->B, p->T, p->Tp, p->Di);
-    CUDA_KERNEL_CHECK();
+        launch_kernel(cudnn_dsilu_kernel<float>, grid, block, 0, s, (float*)p->y, p->part, du, b, p->B, p->T, p->Tp, p->Di);
+    else launch_kernel(cudnn_dsilu_kernel<bf16>, grid, block, 0, s, (bf16*)p->y, p->part, du, b, p->B, p->T, p->Tp, p->Di);
     partials_colsum_add(db, p->part, p->P, p->Di, s);
 }
 
@@ -637,6 +639,7 @@ static inline void cudnn_rmsnorm_destroy(CudnnRmsnorm* p) {
 
 /* resid_out = resid_in (NULL => 0) + delta (NULL => 0), [n] fp32 (n % 8 == 0); may be in place */
 __global__ void cudnn_residual_add_kernel(float* resid_out, const float* resid_in, const bf16* delta, size_t n) {
+    pdl_wait_prior();
     const size_t i = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) * 8;
     if (i >= n) return;
     float v[8];
@@ -662,8 +665,8 @@ static inline void cudnn_rmsnorm_forward(CudnnRmsnorm* p, bf16* out, float* rstd
     const size_t n = (size_t)p->M * p->C;
     if (n == 0) return;
     if (delta || resid_out != resid_in) {  /* cuDNN's norm has no residual input: the add is ours */
-        cudnn_residual_add_kernel<<<(unsigned)((n / 8 + 255) / 256), 256, 0, s>>>(resid_out, resid_in, delta, n);
-        CUDA_KERNEL_CHECK();
+        launch_kernel(cudnn_residual_add_kernel, (unsigned)((n / 8 + 255) / 256), 256, 0, s, resid_out, resid_in, delta,
+                      n);
     }
     cudnn_rmsnorm_norm_fwd(p, out, rstd, resid_out, w, s);
 }

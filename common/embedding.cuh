@@ -14,12 +14,14 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <stdint.h>
 #include "errors.h"
+#include "launch.cuh"
 #include "bf16.cuh"
 
 #define EMBEDDING_THREADS 256
 
 /* out[m, :] = E[ids[m], :]; grid (M, ceil(D/4/threads)); f128 path when rows are 16-byte aligned */
 __global__ void embedding_forward_kernel(float* out, const int* ids, const float* E, int D, int vec) {
+    pdl_wait_prior();
     const int m = blockIdx.x;
     const float* src = E + (size_t)ids[m] * D;
     float* dst = out + (size_t)m * D;
@@ -41,11 +43,11 @@ static inline int embedding_col_blocks_(int D) {
 static inline void embedding_forward(float* out, const int* ids, const float* E, int M, int D, cudaStream_t s) {
     int vec = D % 4 == 0 && ((uintptr_t)out & 15) == 0 && ((uintptr_t)E & 15) == 0;
     dim3 grid(M, embedding_col_blocks_(D));
-    embedding_forward_kernel<<<grid, EMBEDDING_THREADS, 0, s>>>(out, ids, E, D, vec);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(embedding_forward_kernel, grid, EMBEDDING_THREADS, 0, s, out, ids, E, D, vec);
 }
 
 __global__ void embedding_iota_kernel(int* x, int M) {
+    pdl_wait_prior();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < M) x[i] = i;
 }
@@ -70,6 +72,7 @@ __device__ inline void embedding_load4_(float x[4], const float* src, int nc, in
 __global__ void __launch_bounds__(EMBEDDING_THREADS)
 embedding_backward_kernel(float* dE, const float* dout, const int* sorted_ids, const int* sorted_rows, int M, int D,
                           int vec) {
+    pdl_wait_prior();
     __shared__ int s_rows[EMBEDDING_TILE];
     const int i = blockIdx.x;
     const int id = sorted_ids[i];
@@ -145,14 +148,13 @@ static inline void embedding_backward(float* dE, const float* dout, const int* i
     int* sorted_rows = (int*)(p + 2 * part);
     void* temp = p + 3 * part;
     size_t temp_bytes = embedding_cub_bytes_(M, Vc);
-    embedding_iota_kernel<<<(M + 255) / 256, 256, 0, s>>>(rows, M);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(embedding_iota_kernel, (M + 255) / 256, 256, 0, s, rows, M);
     CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, ids, sorted_ids, rows, sorted_rows, M, 0,
                                                embedding_sort_bits_(Vc), s));
     int vec = D % 4 == 0 && ((uintptr_t)dE & 15) == 0 && ((uintptr_t)dout & 15) == 0;
     dim3 grid(M, embedding_col_blocks_(D));
-    embedding_backward_kernel<<<grid, EMBEDDING_THREADS, 0, s>>>(dE, dout, sorted_ids, sorted_rows, M, D, vec);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(embedding_backward_kernel, grid, EMBEDDING_THREADS, 0, s, dE, dout, sorted_ids, sorted_rows, M, D,
+                  vec);
 }
 
 #endif /* COMMON_EMBEDDING_CUH */

@@ -16,6 +16,7 @@
 
 #include "rmsnorm.cuh" /* vec8_*, lane_group_*, partials_colsum_add, is_aligned16, full_wave_blocks */
 #include "bf16.cuh"     /* sigmoid_ftz */
+#include "launch.cuh"
 
 #define GRMS_THREADS 256
 #define GRMS_MAX_V 1024
@@ -33,6 +34,7 @@ __global__ void __launch_bounds__(GRMS_THREADS)
 gated_rmsnorm_forward_kernel(bf16* __restrict__ y, float* __restrict__ rstd, const bf16* __restrict__ o,
                              const bf16* __restrict__ gt, int ld_gt, const float* __restrict__ w, int R, int H, int V,
                              float eps) {
+    pdl_wait_prior();
     const int t = threadIdx.x % L;
     const int row = blockIdx.x * (GRMS_THREADS / L) + threadIdx.x / L;
     const bool live = row < R;  /* no early return before the shuffles */
@@ -80,6 +82,7 @@ gated_rmsnorm_backward_kernel(bf16* __restrict__ d_o, bf16* __restrict__ dgt, in
                               bf16* __restrict__ y, const bf16* __restrict__ dy, const bf16* __restrict__ o,
                               const bf16* __restrict__ gt, int ld_gt, const float* __restrict__ rstd,
                               const float* __restrict__ w, int R, int H, int V) {
+    pdl_wait_prior();
     extern __shared__ float4 sdw4[];  /* float4: 16-byte aligned for the final store128 copy */
     float* sdw = (float*)sdw4;
     constexpr int RB = GRMS_THREADS / L; /* rows per block and pass */
@@ -228,8 +231,8 @@ static inline void gated_rmsnorm_forward(bf16* y, float* rstd, const bf16* o, co
         die("gated_rmsnorm_forward: pointers must be 16-byte aligned");
     if (M == 0) return;
     const int R = M * H, rb = GRMS_THREADS / grms_lanes(V);
-    grms_forward_kernel_for(V)<<<(R + rb - 1) / rb, GRMS_THREADS, 0, s>>>(y, rstd, o, gt, ld_gt, w, R, H, V, eps);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(grms_forward_kernel_for(V), (R + rb - 1) / rb, GRMS_THREADS, 0, s, y, rstd, o, gt, ld_gt, w, R, H, V,
+                  eps);
 }
 
 /* The whole backward with an explicit number P of partial rows (scratch >= P*V floats; dev timing); y may be
@@ -242,9 +245,8 @@ static inline void gated_rmsnorm_backward_parts(bf16* d_o, bf16* dgt, int ld_dgt
         !is_aligned16(gt) || !is_aligned16(w) || !is_aligned16(scratch))
         die("gated_rmsnorm_backward: pointers must be 16-byte aligned");
     if (M == 0) return;
-    grms_backward_kernel_for(V)<<<P, GRMS_THREADS, (size_t)V * sizeof(float), s>>>(d_o, dgt, ld_dgt, scratch, y, dy, o, gt,
-                                                                                  ld_gt, rstd, w, M * H, H, V);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(grms_backward_kernel_for(V), P, GRMS_THREADS, (size_t)V * sizeof(float), s, d_o, dgt, ld_dgt, scratch,
+                  y, dy, o, gt, ld_gt, rstd, w, M * H, H, V);
     partials_colsum_add(dw, scratch, P, V, s);
 }
 

@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <math.h>
 #include "errors.h"
+#include "launch.cuh"
 #include "bf16.cuh"
 #include "cp_async.cuh"
 
@@ -74,6 +75,7 @@ static inline void gla_check_ptr(const void* p, const char* name) {
 
 /* Gc [B,T,H,K]: chunk-local inclusive cumsum of g. One thread per (b, chunk, h, a). */
 __global__ void gla_simple_cumsum_kernel(float* Gc, const float* g, int B, int T, int H, int K) {
+    pdl_wait_prior();
     int NT = (T + GLA_CT - 1) / GLA_CT;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * NT * H * K) return;
@@ -90,6 +92,7 @@ __global__ void gla_simple_cumsum_kernel(float* Gc, const float* g, int B, int T
 template <bool REV>
 __global__ void gla_simple_states_kernel(float* hs, const bf16* x, int ld_qk, const bf16* y, int ld_v,
                                          const float* Gc, int B, int T, int H, int K, int V, float scale) {
+    pdl_wait_prior();
     int NT = (T + GLA_CT - 1) / GLA_CT;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * H * K * V) return;
@@ -117,6 +120,7 @@ __global__ void gla_simple_states_kernel(float* hs, const bf16* x, int ld_qk, co
 template <bool DA>
 __global__ void gla_simple_A_kernel(float* A, const bf16* x, int ld_x, const bf16* y, int ld_y,
                                     const float* Gc, int B, int T, int H, int K, int V, float scale) {
+    pdl_wait_prior();
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * H * T * GLA_CT) return;
     int jj = (int)(idx % GLA_CT); size_t r = idx / GLA_CT;
@@ -142,6 +146,7 @@ __global__ void gla_simple_A_kernel(float* A, const bf16* x, int ld_x, const bf1
 __global__ void gla_simple_output_kernel(bf16* o, const bf16* q, int ld_qk, const bf16* v, int ld_v,
                                          const float* Gc, const float* hs, const float* A,
                                          int B, int T, int H, int K, int V, float scale) {
+    pdl_wait_prior();
     int NT = (T + GLA_CT - 1) / GLA_CT;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * T * H * V) return;
@@ -162,6 +167,7 @@ __global__ void gla_simple_output_kernel(bf16* o, const bf16* q, int ld_qk, cons
 __global__ void gla_simple_dv_kernel(bf16* dv, int ld_dv, const bf16* d_o, const bf16* k, int ld_qk,
                                      const float* Gc, const float* dhs, const float* A,
                                      int B, int T, int H, int K, int V) {
+    pdl_wait_prior();
     int NT = (T + GLA_CT - 1) / GLA_CT;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * T * H * V) return;
@@ -182,6 +188,7 @@ __global__ void gla_simple_dqk_kernel(bf16* dq, bf16* dk, int ld_dqk, float* X, 
                                       const bf16* q, const bf16* k, int ld_qk, const bf16* v, int ld_v,
                                       const bf16* d_o, const float* Gc, const float* hs, const float* dhs,
                                       const float* dA, int B, int T, int H, int K, int V, float scale) {
+    pdl_wait_prior();
     int NT = (T + GLA_CT - 1) / GLA_CT;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * T * H * K) return;
@@ -214,6 +221,7 @@ __global__ void gla_simple_dqk_kernel(bf16* dq, bf16* dk, int ld_dqk, float* X, 
 /* dg_t = sum_{t'>=t in chunk} X_t' + exp(Gc_last) sum_c H_n dHe_n + sum_{j in chunk} KD_j. Thread per (b,n,h,a). */
 __global__ void gla_simple_dg_kernel(float* dg, const float* X, const float* KD, const float* Gc, const float* hs,
                                      const float* dhs, int B, int T, int H, int K, int V) {
+    pdl_wait_prior();
     int NT = (T + GLA_CT - 1) / GLA_CT;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * NT * H * K) return;
@@ -250,14 +258,13 @@ static inline void gla_simple_forward(bf16* o, const bf16* q, const bf16* k, int
     GlaSimpleWs w = gla_simple_ws(ws, B, T, H, K, V);
     float scale = 1.0f / sqrtf((float)K);
     int NT = gla_num_chunks(T);
-    gla_simple_cumsum_kernel<<<gla_blocks((size_t)B * NT * H * K), 256, 0, s>>>(w.Gc, g, B, T, H, K);
-    CUDA_KERNEL_CHECK();
-    gla_simple_states_kernel<false><<<gla_blocks((size_t)B * H * K * V), 256, 0, s>>>(w.hs, k, ld_qk, v, ld_v, w.Gc, B, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
-    gla_simple_A_kernel<false><<<gla_blocks((size_t)B * H * T * GLA_CT), 256, 0, s>>>(w.A, q, ld_qk, k, ld_qk, w.Gc, B, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
-    gla_simple_output_kernel<<<gla_blocks((size_t)B * T * H * V), 256, 0, s>>>(o, q, ld_qk, v, ld_v, w.Gc, w.hs, w.A, B, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(gla_simple_cumsum_kernel, gla_blocks((size_t)B * NT * H * K), 256, 0, s, w.Gc, g, B, T, H, K);
+    launch_kernel(gla_simple_states_kernel<false>, gla_blocks((size_t)B * H * K * V), 256, 0, s, w.hs, k, ld_qk, v,
+                  ld_v, w.Gc, B, T, H, K, V, scale);
+    launch_kernel(gla_simple_A_kernel<false>, gla_blocks((size_t)B * H * T * GLA_CT), 256, 0, s, w.A, q, ld_qk, k,
+                  ld_qk, w.Gc, B, T, H, K, V, scale);
+    launch_kernel(gla_simple_output_kernel, gla_blocks((size_t)B * T * H * V), 256, 0, s, o, q, ld_qk, v, ld_v, w.Gc,
+                  w.hs, w.A, B, T, H, K, V, scale);
 }
 
 static inline void gla_simple_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv, int ld_dv, float* dg, const bf16* d_o,
@@ -268,23 +275,21 @@ static inline void gla_simple_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv,
     float scale = 1.0f / sqrtf((float)K);
     int NT = gla_num_chunks(T);
     size_t nst = (size_t)B * H * K * V, na = (size_t)B * H * T * GLA_CT;
-    gla_simple_cumsum_kernel<<<gla_blocks((size_t)B * NT * H * K), 256, 0, s>>>(w.Gc, g, B, T, H, K);
-    CUDA_KERNEL_CHECK();
-    gla_simple_states_kernel<false><<<gla_blocks(nst), 256, 0, s>>>(w.hs, k, ld_qk, v, ld_v, w.Gc, B, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
-    gla_simple_states_kernel<true><<<gla_blocks(nst), 256, 0, s>>>(w.dhs, q, ld_qk, d_o, H * V, w.Gc, B, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
-    gla_simple_A_kernel<false><<<gla_blocks(na), 256, 0, s>>>(w.A, q, ld_qk, k, ld_qk, w.Gc, B, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
-    gla_simple_A_kernel<true><<<gla_blocks(na), 256, 0, s>>>(w.dA, d_o, H * V, v, ld_v, w.Gc, B, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
-    gla_simple_dv_kernel<<<gla_blocks((size_t)B * T * H * V), 256, 0, s>>>(dv, ld_dv, d_o, k, ld_qk, w.Gc, w.dhs, w.A, B, T, H, K, V);
-    CUDA_KERNEL_CHECK();
-    gla_simple_dqk_kernel<<<gla_blocks((size_t)B * T * H * K), 256, 0, s>>>(dq, dk, ld_dqk, w.X, w.KD, q, k, ld_qk, v, ld_v, d_o,
-                                                                             w.Gc, w.hs, w.dhs, w.dA, B, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
-    gla_simple_dg_kernel<<<gla_blocks((size_t)B * NT * H * K), 256, 0, s>>>(dg, w.X, w.KD, w.Gc, w.hs, w.dhs, B, T, H, K, V);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(gla_simple_cumsum_kernel, gla_blocks((size_t)B * NT * H * K), 256, 0, s, w.Gc, g, B, T, H, K);
+    launch_kernel(gla_simple_states_kernel<false>, gla_blocks(nst), 256, 0, s, w.hs, k, ld_qk, v, ld_v, w.Gc, B, T, H,
+                  K, V, scale);
+    launch_kernel(gla_simple_states_kernel<true>, gla_blocks(nst), 256, 0, s, w.dhs, q, ld_qk, d_o, H * V, w.Gc, B, T,
+                  H, K, V, scale);
+    launch_kernel(gla_simple_A_kernel<false>, gla_blocks(na), 256, 0, s, w.A, q, ld_qk, k, ld_qk, w.Gc, B, T, H, K, V,
+                  scale);
+    launch_kernel(gla_simple_A_kernel<true>, gla_blocks(na), 256, 0, s, w.dA, d_o, H * V, v, ld_v, w.Gc, B, T, H, K, V,
+                  scale);
+    launch_kernel(gla_simple_dv_kernel, gla_blocks((size_t)B * T * H * V), 256, 0, s, dv, ld_dv, d_o, k, ld_qk, w.Gc,
+                  w.dhs, w.A, B, T, H, K, V);
+    launch_kernel(gla_simple_dqk_kernel, gla_blocks((size_t)B * T * H * K), 256, 0, s, dq, dk, ld_dqk, w.X, w.KD, q, k,
+                  ld_qk, v, ld_v, d_o, w.Gc, w.hs, w.dhs, w.dA, B, T, H, K, V, scale);
+    launch_kernel(gla_simple_dg_kernel, gla_blocks((size_t)B * NT * H * K), 256, 0, s, dg, w.X, w.KD, w.Gc, w.hs, w.dhs,
+                  B, T, H, K, V);
 }
 #undef GLA_IG
 #undef GLA_IQ
@@ -403,6 +408,7 @@ template <bool REV, int BK, int VC>
 __global__ void __launch_bounds__(32 * (BK / 16) * (VC / 64))
 gla_state_pass_kernel(bf16* __restrict__ hs, const bf16* __restrict__ x, int ld_x, const bf16* __restrict__ y, int ld_y,
                       const float* __restrict__ g, int T, int H, int K, int V, float scale) {
+    pdl_wait_prior();
     constexpr int NTHR = 32 * (BK / 16) * (VC / 64), LX = BK + 8, LY = VC + 8, RB = BK / 16;
     typedef GlaSpSmem<BK, VC> Smem;
     extern __shared__ __align__(16) unsigned char gla_smem[];
@@ -514,6 +520,7 @@ __global__ void __launch_bounds__(GLA_CO_THREADS)
 gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict__ q, const bf16* __restrict__ k, int ld_qk,
                      const bf16* __restrict__ xv, int ld_xv, const float* __restrict__ g, const bf16* __restrict__ hs,
                      bf16* __restrict__ Aio, int T, int H, int K, int V, float scale) {
+    pdl_wait_prior();
     extern __shared__ __align__(16) unsigned char gla_smem[];
     const int ldr = K + 8;
     bf16* Rs = (bf16*)gla_smem;                    // [64][K+8]
@@ -726,6 +733,7 @@ gla_dqk_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, int ld_dqk, float* 
                const bf16* __restrict__ d_o, const bf16* __restrict__ q, const bf16* __restrict__ k, int ld_qk,
                const bf16* __restrict__ v, int ld_v, const float* __restrict__ g, const bf16* __restrict__ hs,
                const bf16* __restrict__ dhs, int T, int H, int K, int V, float scale) {
+    pdl_wait_prior();
     typedef GlaDqkSmem<BK> S;
     constexpr int LG = S::LG, LB = S::LB, NCT = BK / 16;   // NCT: 16-col tiles of the slab
     extern __shared__ __align__(16) unsigned char gla_smem[];
@@ -1034,9 +1042,8 @@ static inline void gla_state_pass_launch(bf16* hs, const bf16* x, int ld_x, cons
                                          int B, int T, int H, int K, int V, float scale, cudaStream_t s) {
     const size_t smem = sizeof(GlaSpSmem<BK, VC>);
     smem_opt_in(gla_state_pass_kernel<REV, BK, VC>, smem);
-    gla_state_pass_kernel<REV, BK, VC><<<dim3(V / VC, K / BK, B * H), 32 * (BK / 16) * (VC / 64), smem, s>>>(
-        hs, x, ld_x, y, ld_y, g, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(gla_state_pass_kernel<REV, BK, VC>, dim3(V / VC, K / BK, B * H), 32 * (BK / 16) * (VC / 64), smem, s,
+                  hs, x, ld_x, y, ld_y, g, T, H, K, V, scale);
 }
 /* State columns per CTA: 256 (16 warps, one CTA per SM) reads each chunk's g and x tiles once per 256 columns
  * instead of twice (H200, gla-340m layer: state pass 0.131 -> 0.115 ms, reverse 0.127 -> 0.119; the same bits, the
@@ -1082,9 +1089,8 @@ static inline void gla_chunk_out_launch(bf16* out, int ld_out, const bf16* q, co
                                         int V, float scale, cudaStream_t s) {
     const size_t smem = gla_chunk_out_smem(K);
     smem_opt_in(gla_chunk_out_kernel<BWD, LOADA>, smem);
-    gla_chunk_out_kernel<BWD, LOADA><<<dim3(gla_num_chunks(T), B * H), GLA_CO_THREADS, smem, s>>>(
-        out, ld_out, q, k, ld_qk, xv, ld_xv, g, hs, Aio, T, H, K, V, scale);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(gla_chunk_out_kernel<BWD, LOADA>, dim3(gla_num_chunks(T), B * H), GLA_CO_THREADS, smem, s, out,
+                  ld_out, q, k, ld_qk, xv, ld_xv, g, hs, Aio, T, H, K, V, scale);
 }
 
 /* o [B,T,H,V] bf16 = GLA(q, k, v, g). saved: gla_saved_bytes (kept for the backward) or NULL;
@@ -1132,13 +1138,13 @@ static inline void gla_chunk_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv, 
     if (K % 64 == 0) {
         size_t sm = sizeof(GlaDqkSmem<64>);
         smem_opt_in(gla_dqk_kernel<64>, sm);
-        gla_dqk_kernel<64><<<dim3(K / 64, NT, B * H), GLA_DQK_THREADS, sm, s>>>(
-            dq, dk, ld_dqk, dg, d_o, q, k, ld_qk, v, ld_v, g, hs, dhs, T, H, K, V, scale);
+        launch_kernel(gla_dqk_kernel<64>, dim3(K / 64, NT, B * H), GLA_DQK_THREADS, sm, s, dq, dk, ld_dqk, dg, d_o, q,
+                      k, ld_qk, v, ld_v, g, hs, dhs, T, H, K, V, scale);
     } else {
         size_t sm = sizeof(GlaDqkSmem<32>);
         smem_opt_in(gla_dqk_kernel<32>, sm);
-        gla_dqk_kernel<32><<<dim3(K / 32, NT, B * H), GLA_DQK_THREADS, sm, s>>>(
-            dq, dk, ld_dqk, dg, d_o, q, k, ld_qk, v, ld_v, g, hs, dhs, T, H, K, V, scale);
+        launch_kernel(gla_dqk_kernel<32>, dim3(K / 32, NT, B * H), GLA_DQK_THREADS, sm, s, dq, dk, ld_dqk, dg, d_o, q,
+                      k, ld_qk, v, ld_v, g, hs, dhs, T, H, K, V, scale);
     }
     CUDA_KERNEL_CHECK();
 }
@@ -1150,6 +1156,7 @@ static inline void gla_chunk_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv, 
 /* ================================================================================================== */
 __global__ void gla_recurrent_step_kernel(bf16* o, float* S, const bf16* q, const bf16* k, int ld_qk, const bf16* v,
                                           int ld_v, const float* g, int H, int K, int V, float scale) {
+    pdl_wait_prior();
     extern __shared__ float rs_sm[];   // q [K], k [K], decay [K]
     const int bh = blockIdx.x, b = bh / H, h = bh % H;
     for (int a = threadIdx.x; a < K; a += blockDim.x) {
@@ -1172,9 +1179,8 @@ __global__ void gla_recurrent_step_kernel(bf16* o, float* S, const bf16* q, cons
 static inline void gla_recurrent_step(bf16* o, float* S, const bf16* q, const bf16* k, int ld_qk, const bf16* v, int ld_v,
                                       const float* g, int B, int H, int K, int V, cudaStream_t s) {
     if (B < 1 || H < 1 || K < 1 || V < 1) die("gla_recurrent_step: bad shape B=%d H=%d K=%d V=%d", B, H, K, V);
-    gla_recurrent_step_kernel<<<B * H, 128, 3 * K * sizeof(float), s>>>(o, S, q, k, ld_qk, v, ld_v, g, H, K, V,
-                                                                        1.0f / sqrtf((float)K));
-    CUDA_KERNEL_CHECK();
+    launch_kernel(gla_recurrent_step_kernel, B * H, 128, 3 * K * sizeof(float), s, o, S, q, k, ld_qk, v, ld_v, g, H, K,
+                  V, 1.0f / sqrtf((float)K));
 }
 
 #endif /* COMMON_GLA_CHUNK_CUH */

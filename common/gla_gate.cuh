@@ -23,6 +23,7 @@
 
 #include "rmsnorm.cuh" /* vec8_*, lane_group_across, partials_colsum_add, is_aligned16, full_wave_blocks */
 #include "bf16.cuh"     /* sigmoid_ftz */
+#include "launch.cuh"
 
 #define GATE_BWD_ROWS 8        /* threadIdx.y: rows handled side by side in a backward block */
 #define GATE_BWD_COLS 256      /* 32 threads x 8 columns */
@@ -39,6 +40,7 @@ __device__ inline float gla_logsigmoid(float x) { return fminf(x, 0.f) - gla_log
 /* one thread per 8 consecutive elements of the flat [M*Dk] arrays */
 __global__ void gla_gate_forward_kernel(float* __restrict__ g, const bf16* __restrict__ z, const float* __restrict__ b,
                                         size_t n8, int Dk) {
+    pdl_wait_prior();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return;
     const int c = (int)((i * 8) % (size_t)Dk);
@@ -69,6 +71,7 @@ __device__ inline void gla_gate_bwd8(bf16* dz, float acc[8], const float* dg, co
 __global__ void __launch_bounds__(32 * GATE_BWD_ROWS)
 gla_gate_backward_kernel(bf16* __restrict__ dz, float* __restrict__ part, const float* __restrict__ dg,
                          const bf16* __restrict__ z, const float* __restrict__ b, int M, int Dk) {
+    pdl_wait_prior();
     __shared__ float s[GATE_BWD_ROWS][GATE_BWD_COLS];
     const int c = blockIdx.x * GATE_BWD_COLS + threadIdx.x * 8;
     const bool col_ok = c < Dk;
@@ -122,8 +125,7 @@ static inline void gla_gate_forward(float* g, const bf16* z, const float* b, int
     if (!is_aligned16(g) || !is_aligned16(z) || !is_aligned16(b)) die("gla_gate_forward: pointers must be 16-byte aligned");
     const size_t n8 = (size_t)M * Dk / 8;
     if (n8 == 0) return;
-    gla_gate_forward_kernel<<<(unsigned)((n8 + 255) / 256), 256, 0, s>>>(g, z, b, n8, Dk);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(gla_gate_forward_kernel, (unsigned)((n8 + 255) / 256), 256, 0, s, g, z, b, n8, Dk);
 }
 
 /* As gla_gate_backward with an explicit number P of partial rows (scratch >= P*Dk floats; dev timing). */
@@ -134,8 +136,7 @@ static inline void gla_gate_backward_parts(bf16* dz, float* db, const float* dg,
         die("gla_gate_backward: pointers must be 16-byte aligned");
     if (M == 0) return;
     dim3 grid((Dk + GATE_BWD_COLS - 1) / GATE_BWD_COLS, P);
-    gla_gate_backward_kernel<<<grid, dim3(32, GATE_BWD_ROWS), 0, s>>>(dz, scratch, dg, z, b, M, Dk);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(gla_gate_backward_kernel, grid, dim3(32, GATE_BWD_ROWS), 0, s, dz, scratch, dg, z, b, M, Dk);
     partials_colsum_add(db, scratch, P, Dk, s);
 }
 
@@ -209,6 +210,7 @@ __device__ inline void gla_gate_warp_setup(unsigned bw[4][2], float bias[4][2], 
 __global__ void __launch_bounds__(GATE_LR_THREADS)
 gla_gate_lowrank_forward_kernel(float* __restrict__ g, const bf16* __restrict__ z1, int ld, const bf16* __restrict__ w,
                                 const float* __restrict__ b, int M, int Dk) {
+    pdl_wait_prior();
     const int lane = threadIdx.x & 31, c0 = blockIdx.x * GATE_LR_COLS + (threadIdx.x >> 5) * 32;
     if (c0 >= Dk) return;   /* a whole warp: Dk % 8 == 0, so tiles are whole */
     unsigned bw[4][2];
@@ -244,6 +246,7 @@ __global__ void __launch_bounds__(GATE_LR_THREADS)
 gla_gate_lowrank_backward_kernel(bf16* __restrict__ dz, float* __restrict__ part, const float* __restrict__ dg,
                                  const bf16* __restrict__ z1, int ld, const bf16* __restrict__ w,
                                  const float* __restrict__ b, int M, int Dk) {
+    pdl_wait_prior();
     const int lane = threadIdx.x & 31, c0 = blockIdx.x * GATE_LR_COLS + (threadIdx.x >> 5) * 32;
     if (c0 >= Dk) return;
     unsigned bw[4][2];
@@ -302,8 +305,7 @@ static inline void gla_gate_lowrank_forward(float* g, const bf16* z1, int ld, co
     if (!is_aligned16(g)) die("gla_gate_lowrank_forward: g must be 16-byte aligned");
     if (M == 0) return;
     dim3 grid((Dk + GATE_LR_COLS - 1) / GATE_LR_COLS, (M + GATE_LR_ROWS - 1) / GATE_LR_ROWS);
-    gla_gate_lowrank_forward_kernel<<<grid, GATE_LR_THREADS, 0, s>>>(g, z1, ld, w, b, M, Dk);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(gla_gate_lowrank_forward_kernel, grid, GATE_LR_THREADS, 0, s, g, z1, ld, w, b, M, Dk);
 }
 /* dz[M,Dk] bf16 written = dg sigmoid(-(z + b))/16 with z rebuilt as the forward's ; db[Dk] fp32 += its column sums
  * (deterministic) ; scratch: gla_gate_lowrank_scratch_floats(M, Dk) floats */
@@ -314,8 +316,7 @@ static inline void gla_gate_lowrank_backward(bf16* dz, float* db, const float* d
     if (M == 0) return;
     const int P = gla_gate_lowrank_parts(M, Dk);
     dim3 grid((Dk + GATE_LR_COLS - 1) / GATE_LR_COLS, P);
-    gla_gate_lowrank_backward_kernel<<<grid, GATE_LR_THREADS, 0, s>>>(dz, scratch, dg, z1, ld, w, b, M, Dk);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(gla_gate_lowrank_backward_kernel, grid, GATE_LR_THREADS, 0, s, dz, scratch, dg, z1, ld, w, b, M, Dk);
     partials_colsum_add(db, scratch, P, Dk, s);
 }
 

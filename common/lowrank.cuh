@@ -19,6 +19,7 @@
 #define COMMON_LOWRANK_CUH
 
 #include "matmul.cuh"
+#include "launch.cuh"
 #include "cp_async.cuh"
 
 #define LOWRANK_KMAX 128   /* beyond it two blocks no longer fit an SM, and one is slower than cuBLASLt (below) */
@@ -75,6 +76,7 @@ template <int NJ>
 __global__ void __launch_bounds__(LR_THREADS, 2)
 lowrank_add_kernel(bf16* __restrict__ C, int ldc, const bf16* __restrict__ A, int lda, const bf16* __restrict__ B,
                    int ldb, int M, int N, int K) {
+    pdl_wait_prior();
     extern __shared__ __align__(16) unsigned char lr_smem[];
     const int Kp = lowrank_kp(K), pa = Kp + LR_PAD, pc = LR_BN + LR_PAD;
     bf16* Bs = (bf16*)lr_smem;
@@ -199,7 +201,7 @@ static void lowrank_add(bf16* C, int ldc, const bf16* A, int lda, const bf16* B,
     if (gy < 1) gy = 1;
     if (gy > ntiles) gy = ntiles;
     if (gy > 65535) gy = 65535;
-    kern<<<dim3(nx, (unsigned)gy), LR_THREADS, smem, s>>>(C, ldc, A, lda, B, ldb, M, N, K);
+    launch_kernel(kern, dim3(nx, (unsigned)gy), LR_THREADS, smem, s, C, ldc, A, lda, B, ldb, M, N, K);
     CUDA_CHECK(cudaGetLastError());
 }
 

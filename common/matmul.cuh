@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "errors.h"
+#include "launch.cuh"
 #include "bf16.cuh"
 #ifndef CUBLAS_CHECK
 #error "errors.h was included before <cublasLt.h>: include common/matmul.cuh (or <cublasLt.h>) first"
@@ -173,6 +174,7 @@ static inline MatmulPlan* matmul_plan_(int M, int N, int K, int lda, int ldb, in
 /* 64-bit hash of the bits of C [M rows of `words` 16-bit words, row pitch ld words], added into *out with
  * integer atomics (order-independent, so the hash is deterministic) */
 __global__ void matmul_hash_kernel(unsigned long long* out, const uint16_t* C, int M, int words, size_t ld) {
+    pdl_wait_prior();
     unsigned long long acc = 0;
     const size_t n = (size_t)M * words;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
@@ -186,8 +188,7 @@ static unsigned long long matmul_output_hash_(const void* C, int c_is_fp32, int 
     const int w = c_is_fp32 ? 2 : 1;
     unsigned long long h = 0;
     CUDA_CHECK(cudaMemsetAsync(g_matmul_hash, 0, sizeof h, s));
-    matmul_hash_kernel<<<264, 256, 0, s>>>(g_matmul_hash, (const uint16_t*)C, M, N * w, (size_t)ldc * w);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(matmul_hash_kernel, 264, 256, 0, s, g_matmul_hash, (const uint16_t*)C, M, N * w, (size_t)ldc * w);
     CUDA_CHECK(cudaMemcpyAsync(&h, g_matmul_hash, sizeof h, cudaMemcpyDeviceToHost, s));
     CUDA_CHECK(cudaStreamSynchronize(s));
     return h;
@@ -235,6 +236,7 @@ static void matmul_tune_(MatmulPlan* p, void* C, const bf16* A, const bf16* Bm, 
 __global__ void matmul_simple_kernel(void* C, int c_is_fp32, int ldc, const bf16* A, int lda, int transA,
                                      const bf16* Bm, int ldb, int transB, int M, int N, int K, float alpha,
                                      float beta) {
+    pdl_wait_prior();
     int n = blockIdx.x * blockDim.x + threadIdx.x;
     if (n >= N) return;
     for (int m = blockIdx.y; m < M; m += gridDim.y) {   /* the grid's y is capped at 65535 rows */
@@ -258,9 +260,8 @@ static inline void matmul_simple(void* C, int c_is_fp32, int ldc, const bf16* A,
                                  const bf16* Bm, int ldb, int transB, int M, int N, int K, float alpha, float beta,
                                  cudaStream_t s) {
     dim3 grid((N + 127) / 128, M < 65535 ? M : 65535);
-    matmul_simple_kernel<<<grid, 128, 0, s>>>(C, c_is_fp32, ldc, A, lda, transA, Bm, ldb, transB, M, N, K, alpha,
-                                              beta);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(matmul_simple_kernel, grid, 128, 0, s, C, c_is_fp32, ldc, A, lda, transA, Bm, ldb, transB, M, N, K,
+                  alpha, beta);
 }
 
 /* C[M,N] (ldc) = alpha * op(A) @ op(B) + beta * C, row-major.

@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 #include "errors.h"
+#include "launch.cuh"
 #include "bf16.cuh"
 
 /* ---------------------------------------------------------------------------------------------
@@ -113,6 +114,7 @@ __device__ inline float group_sum(float v, float* red) {
 
 /* dst[c] += sum_{p < P} part[p*C + c], always in the same order. block (32, 32), grid ceil(C/32). */
 __global__ void partials_colsum_add_kernel(float* dst, const float* part, int P, int C) {
+    pdl_wait_prior();
     __shared__ float s[32][33];
     const int c = blockIdx.x * 32 + threadIdx.x;
     float acc = 0.f;
@@ -130,8 +132,7 @@ __global__ void partials_colsum_add_kernel(float* dst, const float* part, int P,
     }
 }
 static inline void partials_colsum_add(float* dst, const float* part, int P, int C, cudaStream_t s) {
-    partials_colsum_add_kernel<<<(C + 31) / 32, dim3(32, 32), 0, s>>>(dst, part, P, C);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(partials_colsum_add_kernel, (C + 31) / 32, dim3(32, 32), 0, s, dst, part, P, C);
 }
 
 static inline int is_aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
@@ -200,6 +201,7 @@ __global__ void __launch_bounds__(RMSNORM_THREADS)
 rmsnorm_forward_kernel(bf16* __restrict__ out, bf16* __restrict__ xhat_out, float* __restrict__ rstd, float* resid_out,
                        const float* resid_in, const bf16* __restrict__ delta, const bf16* __restrict__ delta2,
                        const float* __restrict__ w, int M, int C, float eps) {
+    pdl_wait_prior();
     __shared__ float red[RMSNORM_THREADS / 32];
     const int t = threadIdx.x % GT;
     const int row = blockIdx.x * (RMSNORM_THREADS / GT) + threadIdx.x / GT;
@@ -244,9 +246,8 @@ static void rmsnorm_forward_launch(bf16* out, bf16* xhat, float* rstd, float* re
                                    cudaStream_t s) {
     const int rows_per_block = RMSNORM_THREADS / GT;
     const int grid = (M + rows_per_block - 1) / rows_per_block;
-    rmsnorm_forward_kernel<NCH, GT><<<grid, RMSNORM_THREADS, 0, s>>>(out, xhat, rstd, resid_out, resid_in, delta, delta2, w,
-                                                                      M, C, eps);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(rmsnorm_forward_kernel<NCH, GT>, grid, RMSNORM_THREADS, 0, s, out, xhat, rstd, resid_out, resid_in,
+                  delta, delta2, w, M, C, eps);
 }
 
 /* Non-zero, with the reason in why, when no kernel here takes rows of C channels (the trainers ask
@@ -307,6 +308,7 @@ static inline void rmsnorm_forward_xhat(bf16* out, bf16* xhat, float* rstd, floa
  * 8 columns a thread; memory-bound, one pass. */
 __global__ void rmsnorm_apply_weight_kernel(bf16* __restrict__ out, const bf16* __restrict__ xhat,
                                             const float* __restrict__ w, size_t n8, int C) {
+    pdl_wait_prior();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n8; i += (size_t)gridDim.x * blockDim.x) {
         const size_t off = i * 8;
         float xv[8], wv[8];
@@ -324,8 +326,7 @@ static inline void rmsnorm_apply_weight(bf16* out, const bf16* xhat, const float
     if (n8 == 0) return;
     const size_t want = (n8 + 255) / 256;
     const int grid = (int)(want < 4096 ? want : 4096);
-    rmsnorm_apply_weight_kernel<<<grid, 256, 0, s>>>(out, xhat, w, n8, C);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(rmsnorm_apply_weight_kernel, grid, 256, 0, s, out, xhat, w, n8, C);
 }
 
 /* dresid[M,C] += rstd*(w*dy - xhat*mean(xhat*w*dy)), xhat = x*rstd ; part[blockIdx.x, C] = this block's
@@ -340,6 +341,7 @@ rmsnorm_backward_kernel(float* __restrict__ dresid, bf16* __restrict__ dresid_bf
                         bf16* __restrict__ out, const bf16* __restrict__ dout, const float* __restrict__ x,
                         const bf16* __restrict__ xdelta, const bf16* __restrict__ xhat, const float* __restrict__ rstd,
                         const float* __restrict__ w, int M, int C) {
+    pdl_wait_prior();
     extern __shared__ float4 sdw4[];  /* float4: 16-byte aligned for the final store128 copy */
     float* sdw = (float*)sdw4;
     __shared__ float red[RMSNORM_THREADS / 32];
@@ -497,9 +499,8 @@ static inline void rmsnorm_backward_parts2(float* dresid, bf16* dresid_bf, float
         die("rmsnorm_backward: pointers must be 16-byte aligned");
     if (!x == !xhat || (xhat && xdelta)) die("rmsnorm_backward: give either x (and xdelta) or xhat");
     if (M == 0) return;
-    rmsnorm_backward_kernel_for(C, xhat != NULL)<<<P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s>>>(dresid, dresid_bf, scratch, out, dout,
-                                                                                          x, xdelta, xhat, rstd, w, M, C);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(rmsnorm_backward_kernel_for(C, xhat != NULL), P, RMSNORM_THREADS, rmsnorm_backward_smem(C), s, dresid,
+                  dresid_bf, scratch, out, dout, x, xdelta, xhat, rstd, w, M, C);
     partials_colsum_add(dw, scratch, P, C, s);
 }
 static inline void rmsnorm_backward_parts(float* dresid, bf16* dresid_bf, float* dw, bf16* out, const bf16* dout,

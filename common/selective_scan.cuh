@@ -45,6 +45,7 @@
 #include <stdint.h>
 #include <type_traits>
 #include "errors.h"
+#include "launch.cuh"
 #include "bf16.cuh"
 
 #define SCAN_CHUNK 128   // steps between saved states (forward -> backward)
@@ -440,6 +441,7 @@ template <int N, int G, int TH, bool DB = false>
 __global__ void __launch_bounds__(TH, TH == 128 ? 4 : 0)
 selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, bf16* __restrict__ ypre,
                           const float* __restrict__ carry, const ScanArgs p) {
+    pdl_wait_prior();
     constexpr int LC = N / G, DL = TH / LC, K = SCAN_TB(DL), NB = DB ? 2 : 1, NS = NB + 1;
     extern __shared__ __align__(16) float smem[];   // scan_fwd_smem_bytes
     float* sBC0 = smem;                             // [NB][K][2N]
@@ -525,6 +527,7 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, bf16*
 template <int N, int G, bool FWD>
 __global__ void __launch_bounds__(SCAN_THREADS)
 selective_scan_carry_kernel(float* __restrict__ carry, const bf16* __restrict__ dy, const ScanArgs p) {
+    pdl_wait_prior();
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = 2 * SCAN_TB(DL), MODE = FWD ? 1 : 3;
     __shared__ __align__(16) float sBC[K * 2 * N];
     __shared__ __align__(16) float sTD[2 * K * DL];   // delta, then delta*u (FWD) or dy*silu(z)
@@ -649,6 +652,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
                           int ld_dz, bf16* __restrict__ y_out, float* __restrict__ partBC, float* __restrict__ partA, float* __restrict__ partD,
                           float* __restrict__ partBias, const bf16* __restrict__ dy, const float* __restrict__ saved,
                           const float* __restrict__ carry, const ScanArgs p) {
+    pdl_wait_prior();
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, NW = SCAN_CHUNK / W;
     constexpr int NWARP = SCAN_THREADS / 32;
     constexpr bool PF = F & SCAN_BF_PF, DEFER = F & SCAN_BF_DEFER, SHARE = F & SCAN_BF_SHARE, FOLD = F & SCAN_BF_FOLD;
@@ -948,6 +952,7 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
 // dB, dC [B*T][N] (bf16, row stride ld_dbc) = sums of the per-block partials, in block order
 __global__ void selective_scan_reduce_bc_kernel(bf16* dB, bf16* dC, int ld_dbc, const float* partBC, int nblk,
                                                 size_t BT, int N) {
+    pdl_wait_prior();
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= BT * 2 * N) return;
     float s = 0.0f;
@@ -961,6 +966,7 @@ __global__ void selective_scan_reduce_bc_kernel(bf16* dB, bf16* dC, int ld_dbc, 
 __global__ void selective_scan_reduce_params_kernel(float* dA_log, float* dD, float* ddt_bias, const float* partA,
                                                     const float* partD, const float* partBias, const float* A_log,
                                                     int B, int Di, int N) {
+    pdl_wait_prior();
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx < Di * N) {
         float s = 0.0f;
@@ -1047,8 +1053,7 @@ static void scan_fwd_launch(bf16* y, float* saved, bf16* ypre, const float* carr
         attr_set = 1;
     }
     dim3 grid((a.Di + DL - 1) / DL, a.B, a.nseg);
-    selective_scan_fwd_kernel<N, G, TH, DB><<<grid, TH, smem, s>>>(y, saved, ypre, carry, a);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(selective_scan_fwd_kernel<N, G, TH, DB>, grid, TH, smem, s, y, saved, ypre, carry, a);
 }
 template <int N, int G, int W, int F>
 static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld_dz, bf16* y, float* ws, const bf16* dy,
@@ -1063,17 +1068,14 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
         attr_set = 1;
     }
     dim3 grid(nblk, a.B, a.nseg);
-    selective_scan_bwd_kernel<N, G, W, F><<<grid, SCAN_THREADS, smem, s>>>(du, ld_du, ddt_raw, dz, ld_dz, y, ws + o.bc,
-                                                                      ws + o.A, ws + o.D, ws + o.bias, dy, saved,
-                                                                      ws + o.carry, a);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(selective_scan_bwd_kernel<N, G, W, F>, grid, SCAN_THREADS, smem, s, du, ld_du, ddt_raw, dz, ld_dz, y,
+                  ws + o.bc, ws + o.A, ws + o.D, ws + o.bias, dy, saved, ws + o.carry, a);
 }
 template <int N, int G, bool FWD>
 static void scan_carry_launch(float* carry, const bf16* dy, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = SCAN_THREADS / (N / G);
     dim3 grid((a.Di + DL - 1) / DL, a.B, a.nseg - 1);
-    selective_scan_carry_kernel<N, G, FWD><<<grid, SCAN_THREADS, 0, s>>>(carry, dy, a);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(selective_scan_carry_kernel<N, G, FWD>, grid, SCAN_THREADS, 0, s, carry, dy, a);
 }
 
 /* the current device's SM count (asked once: the pick functions below run on every call) */
@@ -1256,11 +1258,10 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
 #undef SCAN_BWD_L
 #undef SCAN_BWD_CALL
     const size_t nbc = BT * 2 * N;
-    selective_scan_reduce_bc_kernel<<<(unsigned)((nbc + 255) / 256), 256, 0, s>>>(dB, dC, ld_dbc, w + o.bc, nblk, BT, N);
-    CUDA_KERNEL_CHECK();
-    selective_scan_reduce_params_kernel<<<(Di * N + 255) / 256, 256, 0, s>>>(dA_log, dDskip, ddt_bias, w + o.A, w + o.D,
-                                                                             w + o.bias, A_log, B * a.nseg, Di, N);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(selective_scan_reduce_bc_kernel, (unsigned)((nbc + 255) / 256), 256, 0, s, dB, dC, ld_dbc, w + o.bc,
+                  nblk, BT, N);
+    launch_kernel(selective_scan_reduce_params_kernel, (Di * N + 255) / 256, 256, 0, s, dA_log, dDskip, ddt_bias,
+                  w + o.A, w + o.D, w + o.bias, A_log, B * a.nseg, Di, N);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1346,6 +1347,7 @@ __global__ void selective_scan_step_kernel(bf16* y, float* h, const bf16* u, int
                                            const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                            const float* A_log, const float* Dskip, const float* dt_bias,
                                            int B, int Di, int N) {
+    pdl_wait_prior();
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= B * Di) return;
     const int b = idx / Di, d = idx % Di;
@@ -1364,9 +1366,8 @@ static inline void selective_scan_step(bf16* y, float* h, const bf16* u, int ld_
                                        const bf16* z, int ld_z, const bf16* Bm, const bf16* Cm, int ld_bc,
                                        const float* A_log, const float* Dskip, const float* dt_bias,
                                        int B, int Di, int N, cudaStream_t s) {
-    selective_scan_step_kernel<<<(B * Di + 127) / 128, 128, 0, s>>>(y, h, u, ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc,
-                                                                     A_log, Dskip, dt_bias, B, Di, N);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(selective_scan_step_kernel, (B * Di + 127) / 128, 128, 0, s, y, h, u, ld_u, dt_raw, z, ld_z, Bm, Cm,
+                  ld_bc, A_log, Dskip, dt_bias, B, Di, N);
 }
 
 #endif /* COMMON_SELECTIVE_SCAN_CUH */

@@ -11,11 +11,13 @@
 
 #include <stdint.h>
 #include "errors.h"
+#include "launch.cuh"
 #include "bf16.cuh"
 
 
 /* thread i: row m = i / (I/8), columns j..j+7 */
 __global__ void swiglu_forward_kernel(bf16* __restrict__ out, const bf16* __restrict__ h, size_t n8, int I) {
+    pdl_wait_prior();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return;
     const size_t m = i / (size_t)(I / 8);
@@ -36,6 +38,7 @@ __global__ void swiglu_forward_kernel(bf16* __restrict__ out, const bf16* __rest
  * writes the same 16 of dh, and no other thread touches them (so neither pointer is __restrict__). */
 __global__ void swiglu_backward_kernel(bf16* dh, bf16* __restrict__ out, const bf16* __restrict__ dout, const bf16* h,
                                        size_t n8, int I) {
+    pdl_wait_prior();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return;
     const size_t m = i / (size_t)(I / 8);
@@ -65,8 +68,7 @@ static inline void swiglu_forward(bf16* out, const bf16* h, int M, int I, cudaSt
     swiglu_check_args("swiglu_forward", out, h, h, M, I);
     const size_t n8 = (size_t)M * I / 8;
     if (n8 == 0) return;
-    swiglu_forward_kernel<<<(unsigned)((n8 + 255) / 256), 256, 0, s>>>(out, h, n8, I);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(swiglu_forward_kernel, (unsigned)((n8 + 255) / 256), 256, 0, s, out, h, n8, I);
 }
 
 /* dh[M,2I] bf16 written (may be h itself) ; dout[M,I] bf16 ; h[M,2I] bf16 (the forward's input). out[M,I] bf16, or NULL:
@@ -78,8 +80,7 @@ static inline void swiglu_backward_rebuild(bf16* dh, bf16* out, const bf16* dout
     if ((uintptr_t)out & 15) die("swiglu_backward: pointers must be 16-byte aligned");
     const size_t n8 = (size_t)M * I / 8;
     if (n8 == 0) return;
-    swiglu_backward_kernel<<<(unsigned)((n8 + 255) / 256), 256, 0, s>>>(dh, out, dout, h, n8, I);
-    CUDA_KERNEL_CHECK();
+    launch_kernel(swiglu_backward_kernel, (unsigned)((n8 + 255) / 256), 256, 0, s, dh, out, dout, h, n8, I);
 }
 static inline void swiglu_backward(bf16* dh, const bf16* dout, const bf16* h, int M, int I, cudaStream_t s) {
     swiglu_backward_rebuild(dh, NULL, dout, h, M, I, s);

@@ -14,6 +14,10 @@ source test/lib.sh   # check, losses, wait_steps, train_data
 train_data
 echo "data: $what"
 
+# how far the loss must fall in 300 steps: tinyshakespeare's falls by more than 1.0; the synthetic copy task's by
+# 0.96 for both models (H200, session 22: 4.25 -> 3.29 and 4.23 -> 3.28; its floor is about 1.7), so it must fall by 0.5
+[ "$what" = tinyshakespeare ] && fall=1.0 || fall=0.5
+
 for model in gla mamba; do
     bin=./train_$model
     common=(-b 8 -t 256 -v 0 -s 0 --log-every 50 "${data[@]}")
@@ -23,9 +27,9 @@ for model in gla mamba; do
     rc=$?
     first=$(losses "$tmp/$model.fall" | head -n 5 | awk '{s+=$2} END {if (NR) print s/NR; else print "nan"}')
     last=$(losses "$tmp/$model.fall" | tail -n 20 | awk '{s+=$2} END {if (NR) print s/NR; else print "nan"}')
-    ok=$(awk -v a="$first" -v b="$last" 'BEGIN {print (b < a - 1.0) ? 0 : 1}')
+    ok=$(awk -v a="$first" -v b="$last" -v d="$fall" 'BEGIN {print (b < a - d) ? 0 : 1}')
     [ $rc -ne 0 ] && { tail -n 20 "$tmp/$model.fall.txt"; ok=1; }
-    check "$model loss falls on $what" "$ok" "first-5 mean $first, last-20 mean $last (exit $rc)"
+    check "$model loss falls by more than $fall on $what" "$ok" "first-5 mean $first, last-20 mean $last (exit $rc)"
     echo "  $model: loss $first -> $last over 300 steps"
 
     # 2. same seed -> bit-identical losses
