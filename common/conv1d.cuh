@@ -286,14 +286,12 @@ static inline void conv_tile_launch_fwd(bf16* u, const bf16* x, int ld_x, const 
     if (W == 4) conv_tile_fwd_w<4>(u, x, ld_x, w, b, B, T, Di, s);
     else if (W == 3) conv_tile_fwd_w<3>(u, x, ld_x, w, b, B, T, Di, s);
     else conv_tile_fwd_w<2>(u, x, ld_x, w, b, B, T, Di, s);
-    CUDA_KERNEL_CHECK();
 }
 static inline void conv_tile_launch_bwd(bf16* dx, int ld_dx, float* scratch, const bf16* du, const bf16* x, int ld_x,
                                         const float* w, const float* b, int B, int T, int Di, int W, cudaStream_t s) {
     if (W == 4) conv_tile_bwd_w<4>(dx, ld_dx, scratch, du, x, ld_x, w, b, B, T, Di, s);
     else if (W == 3) conv_tile_bwd_w<3>(dx, ld_dx, scratch, du, x, ld_x, w, b, B, T, Di, s);
     else conv_tile_bwd_w<2>(dx, ld_dx, scratch, du, x, ld_x, w, b, B, T, Di, s);
-    CUDA_KERNEL_CHECK();
 }
 
 // u [B,T,Di] = silu(conv(x) + b);  x [B,T,Di] row stride ld_x;  w [Di,W], b [Di] fp32

@@ -1146,7 +1146,6 @@ static inline void gla_chunk_backward(bf16* dq, bf16* dk, int ld_dqk, bf16* dv, 
         launch_kernel(gla_dqk_kernel<32>, dim3(K / 32, NT, B * H), GLA_DQK_THREADS, sm, s, dq, dk, ld_dqk, dg, d_o, q,
                       k, ld_qk, v, ld_v, g, hs, dhs, T, H, K, V, scale);
     }
-    CUDA_KERNEL_CHECK();
 }
 
 /* ================================================================================================== */

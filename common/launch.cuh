@@ -20,6 +20,7 @@
 #define COMMON_LAUNCH_CUH
 
 #include <stdlib.h>
+#include <string.h>
 #include <utility>
 #include "errors.h"
 
@@ -35,7 +36,7 @@ static inline int pdl_enabled() {
     static int on = -1;
     if (on < 0) {
         const char* e = getenv("PDL");
-        on = !(e && e[0] == '0' && e[1] == 0);
+        on = !(e && strcmp(e, "0") == 0);
     }
     return on;
 }
