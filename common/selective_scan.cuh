@@ -72,8 +72,27 @@ struct ScanArgs {
     const bf16* ypre;              // [B,T,Di] y_pre from the forward (in `saved`; the backward with SCAN_BF_YPRE)
     int ld_y;                      // row stride of y (the forward's output, the backward's rebuild)
     int B, T, Di, N, nch;
-    int nseg, cps;                 // backward: time segments (grid z) of cps chunks each (1, nch: no split)
+    int nseg, cps;                 // time segments of cps chunks each (1, nch: no split)
+    int bfull;                     // backward: sequences 0..bfull-1 walk all of T, the others are split into nseg
 };
+
+// The backward's grid rows (grid y): rows 0..bfull-1 are sequences walked whole; then the segments of the split
+// sequences, segment-major (row bfull + s (B - bfull) + (b - bfull)), so that the blocks of whole sequences are
+// dispatched first and the split ones fill the last wave (scan_bwd_pick). bs: the row of the per-(b, segment)
+// parameter partials, in (b, segment) order. bfull = 0: every sequence in nseg segments, as the forward splits.
+struct ScanBwdRow { int b, seg, nseg, c_lo, c_hi, bs; };
+__device__ __forceinline__ ScanBwdRow scan_bwd_row(const ScanArgs& p, int y) {
+    ScanBwdRow r;
+    if (y < p.bfull) {
+        r.b = y; r.seg = 0; r.nseg = 1; r.c_lo = 0; r.c_hi = p.nch - 1; r.bs = y;
+    } else {
+        const int k = y - p.bfull, ns = p.B - p.bfull;
+        r.b = p.bfull + k % ns; r.seg = k / ns; r.nseg = p.nseg;
+        r.c_lo = r.seg * p.cps; r.c_hi = min(p.nch, r.c_lo + p.cps) - 1;
+        r.bs = p.bfull + (r.b - p.bfull) * p.nseg + r.seg;
+    }
+    return r;
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // small device helpers
@@ -520,10 +539,11 @@ selective_scan_fwd_kernel(bf16* __restrict__ y, float* __restrict__ saved, bf16*
 // and q, walking forward in time (q is a running product: nothing is divided); the segment's block in the scan
 // kernel then starts from h_in(s) = own(s-1) + q(s-1) h_in(s-1), h_in(0) = 0 (forward), or dh_in(s) = own(s+1) +
 // q(s+1) dh_in(s+1), dh_in(last) = 0 (backward).
-// carry [2][B][nseg][Di][N] (own, q). Grid (ceil(Di / DL), B, nseg - 1); staging as in the forward (mode 1: delta,
-// delta*u; mode 3: delta, dy*silu(z)), but in time blocks of twice the forward's steps: carries run at 4 states per
-// lane (scan_carry_pick_g), where the forward's 16 steps give only half the threads 8 channels to stage; with 32
-// all of them stage, between half as many barriers (the block size changes nothing of the per-step arithmetic).
+// carry [2][B][nseg][Di][N] (own, q). Grid (ceil(Di / DL), B - bfull (the split sequences), nseg - 1); staging as
+// in the forward (mode 1: delta, delta*u; mode 3: delta, dy*silu(z)), but in time blocks of twice the forward's
+// steps: carries run at 4 states per lane (scan_carry_pick_g), where the forward's 16 steps give only half the
+// threads 8 channels to stage; with 32 all of them stage, between half as many barriers (the block size changes
+// nothing of the per-step arithmetic).
 template <int N, int G, bool FWD>
 __global__ void __launch_bounds__(SCAN_THREADS)
 selective_scan_carry_kernel(float* __restrict__ carry, const bf16* __restrict__ dy, const ScanArgs p) {
@@ -531,7 +551,7 @@ selective_scan_carry_kernel(float* __restrict__ carry, const bf16* __restrict__ 
     constexpr int LC = N / G, DL = SCAN_THREADS / LC, K = 2 * SCAN_TB(DL), MODE = FWD ? 1 : 3;
     __shared__ __align__(16) float sBC[K * 2 * N];
     __shared__ __align__(16) float sTD[2 * K * DL];   // delta, then delta*u (FWD) or dy*silu(z)
-    const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = blockIdx.y;
+    const int g = threadIdx.x % LC, dl = threadIdx.x / LC, d = blockIdx.x * DL + dl, b = p.bfull + blockIdx.y;
     const int seg = blockIdx.z + (FWD ? 0 : 1), t0 = seg * p.cps * SCAN_CHUNK, t1 = min(p.T, t0 + p.cps * SCAN_CHUNK);
     const bool valid = d < p.Di;
     const int dc = valid ? d : p.Di - 1;
@@ -642,8 +662,8 @@ static size_t scan_bwd_smem_bytes() {
 template <int G, int W> struct ScanBwdMinBlocks { static constexpr int v = G <= 2 ? 3 : (W <= 8 ? 2 : 1); };
 static inline int scan_dblocks(int Di, int N, int G) { int DL = SCAN_THREADS / (N / G); return (Di + DL - 1) / DL; }
 
-// Thread = (b, d, g); grid (ceil(Di / DL), B, nseg). Writes du, ddt_raw, dz (, y with SCAN_BF_YPRE), and partials:
-// partBC [nblk][B*T][2N], partA [B*nseg][Di][N], partD [B*nseg][Di], partBias [B*nseg][Di].
+// Thread = (b, d, g); grid (ceil(Di / DL), rows: scan_bwd_row). Writes du, ddt_raw, dz (, y with SCAN_BF_YPRE), and
+// partials: partBC [nblk][B*T][2N], partA [rows][Di][N], partD [rows][Di], partBias [rows][Di].
 // Per window of W steps the block stages the per-(t, d) values and B, C in shared memory (as in the forward), the
 // lanes run branch-free over the window, and du, ddt_raw, dz leave through shared memory as 16-byte stores.
 template <int N, int G, int W, int F>
@@ -674,7 +694,8 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     int buf = 0;                                        // DEFER: buffer of the next pass-2 window
     int pend_ts = -1, pend_kn = 0, pend_buf = 0;        // DEFER: window whose reduction is pending
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const int g = tid % LC, dl = tid / LC, d = blockIdx.x * DL + dl, b = blockIdx.y, d_base = blockIdx.x * DL;
+    const ScanBwdRow row = scan_bwd_row(p, blockIdx.y);
+    const int g = tid % LC, dl = tid / LC, d = blockIdx.x * DL + dl, b = row.b, d_base = blockIdx.x * DL;
     const bool valid = d < p.Di;
     const int dc = valid ? d : p.Di - 1;
     const float LOG2E = 1.4426950408889634f;
@@ -690,9 +711,9 @@ selective_scan_bwd_kernel(bf16* __restrict__ du_out, int ld_du, bf16* __restrict
     float dDacc = 0.0f, dBiasacc = 0.0f;
     const size_t row0 = (size_t)b * p.T, BT = (size_t)p.B * p.T;
     // time segment (PAIR only; nseg = 1 otherwise): chunks c_lo..c_hi; dh enters from the later segments
-    const int seg = blockIdx.z, c_lo = seg * p.cps, c_hi = min(p.nch, c_lo + p.cps) - 1, bs = b * p.nseg + seg;
+    const int seg = row.seg, c_lo = row.c_lo, c_hi = row.c_hi, bs = row.bs;
     if (valid)   // dh_in(seg) = own(seg+1) + q(seg+1) dh_in(seg+1), dh_in(last) = 0
-        for (int s2 = p.nseg - 1; s2 > seg; s2--) scan_carry_fold<N, G>(dh, carry, p, b, s2, d, g);
+        for (int s2 = row.nseg - 1; s2 > seg; s2--) scan_carry_fold<N, G>(dh, carry, p, b, s2, d, g);
 #define TD(a, j) sTD[((a) * W + (j)) * DL + dl]
 
     // The windows are visited as a flat sequence of events: per chunk (last first), pass 1 over windows
@@ -962,7 +983,7 @@ __global__ void selective_scan_reduce_bc_kernel(bf16* dB, bf16* dC, int ld_dbc, 
     if (e < N) dB[m * ld_dbc + e] = __float2bfloat16(s);
     else dC[m * ld_dbc + e - N] = __float2bfloat16(s);
 }
-// dA_log [Di,N] += A * sum_b dA;  dD, ddt_bias [Di] += sums over b (B here counts (b, time segment) pairs)
+// dA_log [Di,N] += A * sum_b dA;  dD, ddt_bias [Di] += sums over b (B here counts the backward's rows: scan_bwd_row)
 __global__ void selective_scan_reduce_params_kernel(float* dA_log, float* dD, float* ddt_bias, const float* partA,
                                                     const float* partD, const float* partBias, const float* A_log,
                                                     int B, int Di, int N) {
@@ -987,7 +1008,7 @@ __global__ void selective_scan_reduce_params_kernel(float* dA_log, float* dD, fl
 // ---------------------------------------------------------------------------------------------------------------
 // host launchers. `G` = states per lane; the production APIs use SCAN_G_FWD / SCAN_G_BWD, dev harnesses try others.
 
-#define SCAN_MAX_SEG 4   // backward time segments at most (scan_bwd_pick_seg)
+#define SCAN_MAX_SEG 4   // time segments at most (scan_bwd_pick, scan_fwd_pick)
 static inline int scan_max_segments(int T) { const int n = scan_num_chunks(T); return n < SCAN_MAX_SEG ? n : SCAN_MAX_SEG; }
 // The backward's workspace, offsets in floats: partBC [nblk][B*T][2N], then per (b, segment) partA [Di][N],
 // partD [Di], partBias [Di]; then carry [2][B][nseg][Di][N]; end = the floats in all.
@@ -1039,8 +1060,11 @@ static inline ScanArgs scan_make_args(const bf16* u, int ld_u, const bf16* dt_ra
     a.nch = scan_num_chunks(T);
     a.nseg = 1;
     a.cps = a.nch;
+    a.bfull = 0;
     return a;
 }
+// the backward's grid rows (scan_bwd_row): the whole sequences, then the split ones' segments
+static inline int scan_bwd_rows(const ScanArgs& a) { return a.bfull + (a.B - a.bfull) * a.nseg; }
 
 template <int N, int G, int TH, bool DB>
 static void scan_fwd_launch(bf16* y, float* saved, bf16* ypre, const float* carry, const ScanArgs& a, cudaStream_t s) {
@@ -1067,14 +1091,14 @@ static void scan_bwd_launch(bf16* du, int ld_du, bf16* ddt_raw, bf16* dz, int ld
                                         (int)smem));
         attr_set = 1;
     }
-    dim3 grid(nblk, a.B, a.nseg);
+    dim3 grid(nblk, scan_bwd_rows(a));
     launch_kernel(selective_scan_bwd_kernel<N, G, W, F>, grid, SCAN_THREADS, smem, s, du, ld_du, ddt_raw, dz, ld_dz, y,
                   ws + o.bc, ws + o.A, ws + o.D, ws + o.bias, dy, saved, ws + o.carry, a);
 }
 template <int N, int G, bool FWD>
 static void scan_carry_launch(float* carry, const bf16* dy, const ScanArgs& a, cudaStream_t s) {
     constexpr int DL = SCAN_THREADS / (N / G);
-    dim3 grid((a.Di + DL - 1) / DL, a.B, a.nseg - 1);
+    dim3 grid((a.Di + DL - 1) / DL, a.B - a.bfull, a.nseg - 1);
     launch_kernel(selective_scan_carry_kernel<N, G, FWD>, grid, SCAN_THREADS, 0, s, carry, dy, a);
 }
 
@@ -1104,23 +1128,43 @@ static inline int scan_env_knob(const char* name, int lo, int hi, int* cache) {
     }
     return *cache;
 }
-/* Time segments for the backward (see selective_scan_carry_kernel): the count whose estimated time is least,
- * in units of one full-length block at 2 blocks per SM: ceil(blocks * S / slots) / S waves of 1/S-length blocks,
- * plus the carry pass over (S-1)/S of the sequence at about 0.12 of the backward's cost per element. mamba-370m
- * (512 blocks, 264 slots): 1; mamba-130m (384): 2 (3 waves of half-length blocks against 2 of full ones);
- * B=4 T=8192 (128): 2. SCAN_BWD_SEG=1..4 in the environment fixes it (dev knob). The bits depend on the count
- * (another association of the dh sums), so it depends only on the shape and the device. */
-static inline int scan_bwd_pick_seg(int B, int T, int Di, int N) {
+/* Time segments for the backward (see selective_scan_carry_kernel), and which sequences stay whole. Blocks run two
+ * per SM, and a block alone on its SM runs faster: two at once take 1.42 times one alone (H200, session 23, at
+ * mamba-130m's layer: 264 blocks in 1.180 ms, 120 alone in 0.831). In units of a lone full-length block, n =
+ * ceil(blocks / SMs) blocks per SM take floor(n/2) 1.42 + n%2 (scan_bwd_waves); S segments cut the blocks to 1/S of
+ * the length for S times as many, and the carry pass costs about 0.17 (S-1)/S of the split sequences' one-segment
+ * time (fitted to the same runs). Candidates: every sequence in S segments (bfull = 0), and, where the blocks fill
+ * at least one round of all slots, the sequences filling whole rounds walked whole and only the others split
+ * (bfull > 0: the last round holds shorter blocks instead of lone ones, and the carry runs for the split sequences
+ * alone). The least estimate by a margin wins: mamba-370m (512 blocks, 264 slots) and mamba-1.4b (256) keep one
+ * segment; mamba-130m (384) walks 11 of its 16 sequences whole and splits 5 in two (1.914 ms in one segment, 1.924
+ * in two, 1.180 + 0.665 for the two parts timed apart); B=4 T=8192 (128) takes 2, B=2 T=8192 4. SCAN_BWD_SEG=1..4
+ * in the environment splits every sequence in that many (dev knob). The bits depend on the split (another
+ * association of the dh sums), so only on the shape and the device. */
+static inline double scan_bwd_waves(double blocks, int sms) {
+    const double n = ceil(blocks / sms);
+    return floor(n / 2) * 1.42 + fmod(n, 2.0);
+}
+static inline double scan_bwd_split_time(double blocks, int S, int sms) {
+    return scan_bwd_waves(blocks * S, sms) / S + 0.17 * (S - 1) / S * scan_bwd_waves(blocks, sms);
+}
+static inline void scan_bwd_pick(int B, int T, int Di, int N, int* S, int* bfull) {
     static int env = -1;
-    if (scan_env_knob("SCAN_BWD_SEG", 1, SCAN_MAX_SEG, &env)) return env;
-    const double blocks = (double)B * scan_dblocks(Di, N, scan_pick_g(N, SCAN_G_BWD)), slots = 2.0 * scan_num_sms();
-    int best = 1;
-    double best_t = ceil(blocks / slots);
-    for (int S = 2; S <= scan_max_segments(T); S++) {
-        const double t = ceil(blocks * S / slots) / S + 0.12 * (S - 1) / S * blocks / slots;
-        if (t < best_t - 0.05) { best = S; best_t = t; }
+    *bfull = 0;
+    if ((*S = scan_env_knob("SCAN_BWD_SEG", 1, SCAN_MAX_SEG, &env))) return;
+    const int nblk = scan_dblocks(Di, N, scan_pick_g(N, SCAN_G_BWD)), sms = scan_num_sms();
+    const int rounds = (int)((long long)B * nblk / (2 * sms));
+    const int bw = (int)((long long)rounds * 2 * sms / nblk);   // sequences whose blocks fill whole rounds
+    double best_t = scan_bwd_waves((double)B * nblk, sms);
+    *S = 1;
+    for (int k = 0; k < 2; k++) {
+        const int bf = k == 0 ? 0 : bw;
+        if (k == 1 && (bf <= 0 || bf >= B)) break;
+        for (int s = 2; s <= scan_max_segments(T); s++) {
+            const double t = scan_bwd_waves((double)bf * nblk, sms) + scan_bwd_split_time((double)(B - bf) * nblk, s, sms);
+            if (t < best_t - 0.05) { *S = s; *bfull = bf; best_t = t; }
+        }
     }
-    return best;
 }
 
 #define SCAN_DISPATCH(N_, G_, CALL)                                                                     \
@@ -1200,7 +1244,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
                                              const bf16* u, int ld_u, const bf16* dt_raw, const bf16* z, int ld_z,
                                              const bf16* Bm, const bf16* Cm, int ld_bc, const float* A_log,
                                              const float* Dskip, const float* dt_bias, int B, int T, int Di, int N,
-                                             int G, int W, int prefetch /* SCAN_BF_* flags */, int nseg,
+                                             int G, int W, int prefetch /* SCAN_BF_* flags */, int nseg, int bfull,
                                              void* ws, cudaStream_t s) {
     scan_check_args(B, T, Di, N);
     scan_check_ld(u, ld_u, "u"); scan_check_ld(dt_raw, Di, "dt_raw"); scan_check_ld(z, ld_z, "z");
@@ -1214,10 +1258,15 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     float* w = (float*)ws;
     const int nblk = scan_dblocks(Di, N, scan_pick_g(N, G));
     const size_t BT = (size_t)B * T;
-    // time segments (nseg <= 0: pick): whole chunks, none empty; only the paired event loop takes them
+    // time segments (nseg <= 0: pick, bfull with it): whole chunks, none empty, in sequences bfull..B-1 (the others
+    // walked whole); only the paired event loop takes them
     if (!(prefetch & SCAN_BF_PAIR)) nseg = 1;
-    else if (nseg <= 0) nseg = scan_bwd_pick_seg(B, T, Di, N);
+    else if (nseg <= 0) scan_bwd_pick(B, T, Di, N, &nseg, &bfull);
     scan_set_segments(&a, nseg);
+    a.bfull = a.nseg > 1 && bfull > 0 && bfull < B ? bfull : 0;
+    if (scan_bwd_rows(a) > 65535)
+        die("selective_scan: %d sequences in %d time segments exceed the grid's 65535 rows (fewer segments: SCAN_BWD_SEG)",
+            B, a.nseg);
     const ScanBwdWs o = scan_bwd_ws(nblk, B, T, Di, N, a.nseg);
     if (a.nseg > 1) {
 #define SCAN_CARRY_CALL(n_, g_) scan_carry_launch<n_, g_, false>(w + o.carry, dy, a, s)
@@ -1261,7 +1310,7 @@ static inline void selective_scan_backward_g(bf16* du, int ld_du, bf16* ddt_raw,
     launch_kernel(selective_scan_reduce_bc_kernel, (unsigned)((nbc + 255) / 256), 256, 0, s, dB, dC, ld_dbc, w + o.bc,
                   nblk, BT, N);
     launch_kernel(selective_scan_reduce_params_kernel, (Di * N + 255) / 256, 256, 0, s, dA_log, dDskip, ddt_bias,
-                  w + o.A, w + o.D, w + o.bias, A_log, B * a.nseg, Di, N);
+                  w + o.A, w + o.D, w + o.bias, A_log, scan_bwd_rows(a), Di, N);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1336,7 +1385,7 @@ static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, b
                                            void* ws, cudaStream_t s) {
     selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, y, ld_y, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
                               ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G_BWD, SCAN_WIN,
-                              SCAN_BWD_FLAGS, 0, ws, s);
+                              SCAN_BWD_FLAGS, 0, 0, ws, s);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@
  *   v19: v17 with the staged values packed per channel (SCAN_BF_PACK, flags 178: the production v4 since session
  *        9)                                                                  2.925 ms (v17 2.947 in the same run)
  *   v20, v21: v19 with the time split into 2 / 3 segments (selective_scan_carry_kernel<FWD = false>; v4 picks the count from
- *        the grid: scan_bwd_pick_seg).
+ *        the grid: scan_bwd_pick).
  *   v22: v4 without prefetch (flags 178, the production from session 9 to 13): 2.760 ms against 2.630 with it (session
  *        13, before the row-store spread; prefetching lost before B/C stayed raw until store, because the
  *        conversion waited for the loads anyway).
@@ -34,6 +34,9 @@
  *   v24: flags 243: v23 with y_pre from the forward (SCAN_BF_YPRE), which also rebuilds y (--check compares it bit
  *        for bit with the forward's)                                                                    2.380 ms
  *        and v24 with the exp kept (flags 251, now v4): 2.353 ms (session 14, H200, --reps 20, two rounds)
+ *   v25: v4 with sequence 0 walked whole and the others in 2 time segments (the grid rows of scan_bwd_row that
+ *        scan_bwd_pick takes at mamba-130m, where the blocks overfill one round of the SMs' slots: 11 sequences whole,
+ *        5 split), so that --check covers them at its small shapes
  * Each version: the production forward produces the saved states, then the backward runs.
  * --check compares du, ddt_raw, dz, dB, dC (written) and dA_log, dD, ddt_bias (accumulated onto random
  * starting values) with the double reference, and runs the backward twice to check bitwise determinism.
@@ -44,15 +47,16 @@
 #define SCAN_HARNESS_NO_MAIN
 #include "selective_scan_fwd.cu"
 
-// version -> (G, W, flags: SCAN_BF_* bits, bit 0 = prefetch; time segments, 0: the production pick). G = 2 is
-// built for N = 16 only (G = 4 otherwise).
-static const int BWD_CFG[][4] = {{8, 8, 1, 1}, {4, 16, 1, 1}, {4, 8, 0, 1}, {SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS, 0},
-                                 {4, 8, 1, 1}, {4, 8, 2, 1}, {4, 8, 7, 1}, {4, 8, 6, 1}, {4, 8, 15, 1},
-                                 {2, 8, 7, 1}, {2, 8, 15, 1}, {2, 8, 14, 1}, {4, 8, 11, 1}, {4, 8, 10, 1}, {4, 8, 3, 1},
-                                 {4, 8, 51, 1}, {4, 8, 50, 1}, {4, 8, 19, 1}, {4, 8, 178, 1},
-                                 {4, 8, 178, 2}, {4, 8, 178, 3}, {4, 8, 178, 0}, {4, 8, 179, 0},
-                                 {4, 8, 243, 0}};
-#define BWD_NVER 24
+// version -> (G, W, flags: SCAN_BF_* bits, bit 0 = prefetch; time segments, 0: the production pick; sequences
+// walked whole before the split ones, with segments > 1). G = 2 is built for N = 16 only (G = 4 otherwise).
+static const int BWD_CFG[][5] = {{8, 8, 1, 1, 0}, {4, 16, 1, 1, 0}, {4, 8, 0, 1, 0},
+                                 {SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS, 0, 0},
+                                 {4, 8, 1, 1, 0}, {4, 8, 2, 1, 0}, {4, 8, 7, 1, 0}, {4, 8, 6, 1, 0}, {4, 8, 15, 1, 0},
+                                 {2, 8, 7, 1, 0}, {2, 8, 15, 1, 0}, {2, 8, 14, 1, 0}, {4, 8, 11, 1, 0}, {4, 8, 10, 1, 0},
+                                 {4, 8, 3, 1, 0}, {4, 8, 51, 1, 0}, {4, 8, 50, 1, 0}, {4, 8, 19, 1, 0}, {4, 8, 178, 1, 0},
+                                 {4, 8, 178, 2, 0}, {4, 8, 178, 3, 0}, {4, 8, 178, 0, 0}, {4, 8, 179, 0, 0},
+                                 {4, 8, 243, 0, 0}, {SCAN_G_BWD, SCAN_WIN, SCAN_BWD_FLAGS, 2, 1}};
+#define BWD_NVER 25
 static int bwd_g(int v, int N) { int g = BWD_CFG[v - 1][0]; return g == 2 && N != 16 ? 4 : g; }
 static size_t bwd_ws_bytes(int B, int T, int Di, int N) {
     size_t mx = 0;
@@ -68,7 +72,7 @@ static void scan_bwd_version(ScanProblem* p, int v) {
                               p->dxdbl + p->R + p->N, p->ld_bc, p->dA_log, p->dD, p->ddt_bias, p->dy, p->saved, p->u,
                               p->ld_u, p->dt, prob_z(p), p->ld_z, prob_B(p), prob_C(p), p->ld_bc, p->A_log, p->Dskip,
                               p->dt_bias, p->B, p->T, p->Di, p->N, bwd_g(v, p->N), BWD_CFG[v - 1][1], BWD_CFG[v - 1][2],
-                              BWD_CFG[v - 1][3], p->ws, 0);
+                              BWD_CFG[v - 1][3], BWD_CFG[v - 1][4], p->ws, 0);
 }
 static void reset_param_grads(ScanProblem* p) {
     CUDA_CHECK(cudaMemcpy(p->dA_log, p->hdA0, (size_t)p->Di * p->N * sizeof(float), cudaMemcpyHostToDevice));
