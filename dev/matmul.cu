@@ -182,8 +182,10 @@ static int algo_cfg_(const cublasLtMatmulAlgo_t* al, cublasLtMatmulAlgoConfigAtt
     return (int)v;
 }
 static void sweep_algos(TimeCtx* c, const char* what0, int nalg, int reps) {
-    size_t n = c->which == 0 ? (size_t)c->M * c->N : (size_t)c->M * c->K;
-    bf16* out = c->which == 0 ? c->y : c->dx;   /* which 3 accumulates: its bits compare across choices only */
+    /* the output whose bits are compared: y, dx, or (dW+=, fp32) dW */
+    const int dw = c->which == 2;
+    size_t n = c->which == 0 ? (size_t)c->M * c->N : dw ? (size_t)c->N * c->K * 2 : (size_t)c->M * c->K;
+    void* out = c->which == 0 ? (void*)c->y : dw ? (void*)c->dW : (void*)c->dx;   /* n counts 2-byte words */
     uint16_t* ref = (uint16_t*)malloc_check(n * 2);
     uint16_t* cur = (uint16_t*)malloc_check(n * 2);
     for (int i = 0; i < nalg; i++) {
@@ -194,22 +196,19 @@ static void sweep_algos(TimeCtx* c, const char* what0, int nalg, int reps) {
         if (g_matmul_nplans == 0) break;   /* the list had fewer choices */
         CUDA_CHECK(cudaDeviceSynchronize());
         const cublasLtMatmulAlgo_t* al = &g_matmul_plans[0].algo;
-        int same = -1;
-        if (c->which != 2) {
-            if (c->which == 3) {   /* the same starting dx for every choice: dx = 0, then one accumulation */
-                CUDA_CHECK(cudaMemset(out, 0, n * 2));
-                run_one(c);
-                CUDA_CHECK(cudaDeviceSynchronize());
-            }
-            CUDA_CHECK(cudaMemcpy(i == 0 ? ref : cur, out, n * 2, cudaMemcpyDeviceToHost));
-            same = i == 0 ? 1 : memcmp(ref, cur, n * 2) == 0;
+        if (c->which >= 2) {   /* the same starting dW / dx for every choice: 0, then one accumulation */
+            CUDA_CHECK(cudaMemset(out, 0, n * 2));
+            run_one(c);
+            CUDA_CHECK(cudaDeviceSynchronize());
         }
+        CUDA_CHECK(cudaMemcpy(i == 0 ? ref : cur, out, n * 2, cudaMemcpyDeviceToHost));
+        const int same = i == 0 || memcmp(ref, cur, n * 2) == 0;
         float ms = time_kernel(run_one, c, reps);
         printf("  %-40s algo#%d id %d tile %d stages %d splitK %d swizzle %d custom %d: %.4f ms %.1f TFLOP/s%s\n", what0,
                i, algo_cfg_(al, CUBLASLT_ALGO_CONFIG_ID), algo_cfg_(al, CUBLASLT_ALGO_CONFIG_TILE_ID),
                algo_cfg_(al, CUBLASLT_ALGO_CONFIG_STAGES_ID), algo_cfg_(al, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
                algo_cfg_(al, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING), algo_cfg_(al, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
-               ms, 2.0 * c->M * c->N * c->K / (ms * 1e9), same < 0 ? "" : same ? " same bits" : " OTHER BITS");
+               ms, 2.0 * c->M * c->N * c->K / (ms * 1e9), same ? " same bits" : " OTHER BITS");
     }
     g_matmul_force = -1;
     matmul_free();
@@ -241,7 +240,7 @@ static void time_shape(int v, const char* name, int M, int N, int K, int reps) {
     const int nuse = getenv("MATMUL_DX_ACC") ? 5 : 3;
     for (int w = 0; w < nuse; w++) {
         c.which = w;
-        if (sweep && v == 2 && w < 4) {   /* (the sweep's bit comparison reads dx or y) */
+        if (sweep && v == 2 && w < 4) {
             char what[96];
             snprintf(what, sizeof what, "%-7s %-4s M=%d N=%d K=%d", name, use[w], M, N, K);
             sweep_algos(&c, what, atoi(sweep), reps);
