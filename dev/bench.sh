@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # dev/bench.sh — whole-model benchmark: runs `train_gla --bench` and `train_mamba --bench` at the
 # reference configs of ../shared/docs/targets.md (fla / mamba_ssm on one H200) and prints one table:
-# config, tokens/s, ms/step, MFU, peak device memory, time to the first optimizer step, and the
-# reference figures beside ours.
+# config, tokens/s, ms/step, MFU, peak device memory, time to the first optimizer step, the SM clock under
+# load (below), and the reference figures beside ours.
 #   dev/bench.sh                      all reference configs
 #   dev/bench.sh gla|mamba            one model's reference configs
 #   dev/bench.sh custom MODEL ARGS..  any preset / B / T, e.g. dev/bench.sh custom gla --model gla-125m -b 8 -t 4096
@@ -15,13 +15,32 @@ logdir=${BENCH_LOG:-$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")}
 mkdir -p "$logdir"
 rows=()
 
+# The card's SM clock while it works, sampled by nvidia-smi (when there is one) every 100 ms during a row: the
+# median over the samples that draw more than half the power limit. Machines of one kind differ by a few percent
+# at the same binary because their power caps hold the clock at different levels (dev/README.md, whole-model
+# section); this column shows it. "-" without nvidia-smi or without a loaded sample.
+gpu=${CUDA_VISIBLE_DEVICES:-0}; gpu=${gpu%%,*}
+smi_pid=
+smi_start() {
+    command -v nvidia-smi >/dev/null 2>&1 || return 0
+    nvidia-smi -i "$gpu" --query-gpu=clocks.sm,power.draw,power.limit --format=csv,noheader,nounits -lms 100 >"$1" 2>/dev/null &
+    smi_pid=$!
+}
+smi_stop() {   # smi_stop LOG: prints the loaded median clock (MHz) or -
+    [ -n "$smi_pid" ] && { kill "$smi_pid" 2>/dev/null; wait "$smi_pid" 2>/dev/null; smi_pid=; }
+    [ -s "$1" ] || { echo -; return; }
+    awk -F', *' '$2 + 0 > 0.5 * $3 { print $1 + 0 }' "$1" | sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'
+}
+
 # run NAME REF_TOKS REF_MEM BIN ARGS...
 run() {
     local name="$1" rtok="$2" rmem="$3" bin="$4"; shift 4
     local log="$logdir/$(echo "$name" | tr ' /=' '___').log"
     echo ">>> $bin --bench $* (log: $log)" >&2
+    smi_start "$log.smi"
     "./$bin" --bench --bench-steps "$steps" --warmup-bench "$warm" "$@" >"$log" 2>&1
-    local j
+    local j mhz
+    mhz=$(smi_stop "$log.smi")
     j=$(grep '^BENCH_JSON' "$log" | tail -n 1 | sed 's/^BENCH_JSON //')
     if [ -z "$j" ]; then
         rows+=("$(printf '%-34s | %s' "$name" "FAILED: $(grep -m1 -i error "$log" | cut -c1-80)")")
@@ -33,8 +52,8 @@ run() {
     mfu=$(echo "$j" | sed 's/.*"mfu":\([-0-9.]*\).*/\1/')
     mem=$(echo "$j" | sed 's/.*"peak_mem_gib":\([0-9.]*\).*/\1/')
     first=$(echo "$j" | sed 's/.*"first_step_s":\([0-9.]*\).*/\1/')
-    rows+=("$(printf '%-34s | %10.0f | %8.1f | %5.1f%% | %8.2f | %7.2f | %10s | %8s' "$name" "$tps" "$ms" \
-        "$(awk -v m="$mfu" 'BEGIN{print 100*m}')" "$mem" "$first" "$rtok" "$rmem")")
+    rows+=("$(printf '%-34s | %10.0f | %8.1f | %5.1f%% | %8.2f | %7.2f | %6s | %10s | %8s' "$name" "$tps" "$ms" \
+        "$(awk -v m="$mfu" 'BEGIN{print 100*m}')" "$mem" "$first" "$mhz" "$rtok" "$rmem")")
 }
 
 gla_refs() {
@@ -66,7 +85,8 @@ case "${1:-all}" in
 esac
 
 echo
-printf '%-34s | %10s | %8s | %6s | %8s | %7s | %10s | %8s\n' config tokens/s ms/step MFU "mem GiB" "1st s" "ref tok/s" "ref GiB"
-printf '%s\n' "-----------------------------------+------------+----------+--------+----------+---------+------------+---------"
+printf '%-34s | %10s | %8s | %6s | %8s | %7s | %6s | %10s | %8s\n' config tokens/s ms/step MFU "mem GiB" "1st s" "SM MHz" \
+    "ref tok/s" "ref GiB"
+printf '%s\n' "-----------------------------------+------------+----------+--------+----------+---------+--------+------------+---------"
 for r in "${rows[@]}"; do echo "$r"; done
 echo "(reference: fla / mamba_ssm on one H200, ../shared/docs/targets.md; logs in $logdir)"
