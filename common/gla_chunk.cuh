@@ -504,19 +504,23 @@ __device__ __forceinline__ void gla_diag_pair(int p, int& ti, int& tj) {
 /* phase B produces 64 output columns at a time from R Y + P X.                                          */
 /* ================================================================================================== */
 #define GLA_CO_THREADS 256
-/* shared memory: R [64][K+8] and A [64][72] (bf16) stay; U is phase A's or phase B's working set */
-static inline size_t gla_co_phaseA_bytes(void) {
-    return 2 * (64 * 36 * 4 + 2 * 64 * 40 * 2) + 64 * 40 * 2 + 96 * 40 * 2 + (32 + 256) * 4 + 2 * 64 * 36 * 4;
+/* shared memory: R [64][K+8] and A [64][72] (bf16) stay; U is phase A's or phase B's working set. Phase A: two
+ * slab stages {Gc, q, k}, then gl and tot, then Qs, Ks, Qe, Kf. With A loaded (LOADA, the backward's dv when A was
+ * saved) phase A needs only the gate cumsum and R: stages {Gc, k}, gl and tot; and phase B one stage, not two. At
+ * K = 128 that is 55 KB against 98, four CTAs per SM instead of two, whose warps cover each other's loads. */
+static inline size_t gla_co_phaseA_bytes(bool loada) {
+    return loada ? 2 * (64 * 36 * 4 + 64 * 40 * 2) + (32 + 256) * 4
+                 : 2 * (64 * 36 * 4 + 2 * 64 * 40 * 2) + (32 + 256) * 4 + 64 * 40 * 2 + 96 * 40 * 2 + 2 * 64 * 36 * 4;
 }
-static inline size_t gla_co_phaseB_bytes(int K) { return 2 * ((size_t)K * 72 * 2 + 64 * 72 * 2); }
-static inline size_t gla_chunk_out_smem(int K) {
-    size_t a = gla_co_phaseA_bytes(), b = gla_co_phaseB_bytes(K);
+static inline size_t gla_co_phaseB_bytes(int K, bool loada) { return (loada ? 1 : 2) * ((size_t)K * 72 * 2 + 64 * 72 * 2); }
+static inline size_t gla_chunk_out_smem(int K, bool loada) {
+    size_t a = gla_co_phaseA_bytes(loada), b = gla_co_phaseB_bytes(K, loada);
     return (size_t)64 * (K + 8) * 2 + 64 * 72 * 2 + (a > b ? a : b);
 }
 /* Aio [B,H,NT,64,64] bf16 (scaled, masked A): BWD=0 writes it when non-NULL (saved for backward);
  * LOADA=1 (backward only) reads it instead of recomputing A. */
 template <bool BWD, bool LOADA>
-__global__ void __launch_bounds__(GLA_CO_THREADS)
+__global__ void __launch_bounds__(GLA_CO_THREADS, LOADA ? 4 : 0)
 gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict__ q, const bf16* __restrict__ k, int ld_qk,
                      const bf16* __restrict__ xv, int ld_xv, const float* __restrict__ g, const bf16* __restrict__ hs,
                      bf16* __restrict__ Aio, int T, int H, int K, int V, float scale) {
@@ -526,15 +530,18 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
     bf16* Rs = (bf16*)gla_smem;                    // [64][K+8]
     bf16* As = Rs + 64 * ldr;                      // [64][72]
     unsigned char* U = (unsigned char*)(As + 64 * 72);
-    // phase A view: two slab stages {Gc [64][36] fp32, q [64][40], k [64][40]}, then Qs, Ks, gl, tot
-    const int stA = 64 * 36 * 4 + 2 * 64 * 40 * 2;
-    bf16* Qs = (bf16*)(U + 2 * stA);               // [64][40]  q e^{Gc - gn}
-    bf16* Ks = Qs + 64 * 40;                       // [96][40]  k e^{gn - Gc}
-    float* gl = (float*)(Ks + 96 * 40);            // [32]
+    // phase A view: two slab stages {Gc [64][36] fp32, q [64][40] (not with LOADA), k [64][40]}, then gl, tot, and
+    // (not with LOADA) Qs, Ks, Qe, Kf
+    constexpr int oK = LOADA ? 64 * 36 * 4 : 64 * 36 * 4 + 64 * 40 * 2;   // k's offset in a stage
+    constexpr int stA = oK + 64 * 40 * 2;
+    float* gl = (float*)(U + 2 * stA);             // [32]
     float* tot = gl + 32;                          // [8][32]
-    float* Qe = tot + 256;                         // [64][36] q_t e^{Gc_t - Gc[16I]}     (fp32, diagonal tiles)
+    bf16* Qs = (bf16*)(tot + 256);                 // [64][40]  q e^{Gc - gn}
+    bf16* Ks = Qs + 64 * 40;                       // [96][40]  k e^{gn - Gc}
+    float* Qe = (float*)(Ks + 96 * 40);            // [64][36] q_t e^{Gc_t - Gc[16I]}     (fp32, diagonal tiles)
     float* Kf = Qe + 64 * 36;                      // [64][36] k_t e^{Gc[16I] - Gc_t}     (fp32, diagonal tiles)
-    // phase B view: two slab stages {Y [K][72], X [64][72]}
+    // phase B view: slab stages {Y [K][72], X [64][72]}, two (one with LOADA)
+    constexpr int NSB = LOADA ? 1 : 2;
     const int stB = K * 72 * 2 + 64 * 72 * 2;
 
     const int NT = gla_num_chunks(T);
@@ -545,8 +552,9 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
     auto issueA = [&](int a0, int sidx) {
         unsigned char* st = U + sidx * stA;
         gla_cp_tile<GLA_CO_THREADS, 128>(st, 144, g + (row0 * H + h) * K + a0, (size_t)H * K * 4, 64, valid);
-        gla_cp_tile<GLA_CO_THREADS, 64>(st + 64 * 36 * 4, 80, q + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
-        gla_cp_tile<GLA_CO_THREADS, 64>(st + 64 * 36 * 4 + 64 * 40 * 2, 80, k + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
+        if (!LOADA)
+            gla_cp_tile<GLA_CO_THREADS, 64>(st + 64 * 36 * 4, 80, q + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
+        gla_cp_tile<GLA_CO_THREADS, 64>(st + oK, 80, k + row0 * ld_qk + (size_t)h * K + a0, (size_t)ld_qk * 2, 64, valid);
         cp_async_commit();
     };
     auto issueB = [&](int c0, int sidx) {
@@ -575,8 +583,8 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
         const int a0 = sl * 32;
         unsigned char* st = U + (sl & 1) * stA;
         float* Gc = (float*)st;
-        const bf16* qS = (const bf16*)(st + 64 * 36 * 4);
-        const bf16* kS = qS + 64 * 40;
+        const bf16* qS = (const bf16*)(st + 64 * 36 * 4);   // (not loaded with LOADA)
+        const bf16* kS = (const bf16*)(st + oK);
         if (sl + 1 < K / 32) { issueA(a0 + 32, (sl + 1) & 1); cp_async_wait<1>(); } else cp_async_wait<0>();
         __syncthreads();
         gla_cumsum_smem<32, GLA_CO_THREADS>(Gc, 36, gl, tot);
@@ -592,7 +600,7 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
         for (int i = 0; i < 64 * 32 / GLA_CO_THREADS; i++) {
             const int t = tr + (GLA_CO_THREADS / 32) * i, I = (GLA_CO_THREADS / 32) * i / 16;
             float gt = Gc[t * 36 + col], g0 = gF[I];
-            float qv = bf2f(qS[t * 40 + col]), kv = bf2f(kS[t * 40 + col]);
+            const float qv = LOADA ? 0.f : bf2f(qS[t * 40 + col]), kv = bf2f(kS[t * 40 + col]);
             Rs[t * ldr + a0 + col] = f2bf(BWD ? kv * exp_ftz(gl[col] - gt) : scale * qv * exp_ftz(gt));
             if (LOADA) continue;
             float qe = qv * exp_ftz(gt - g0);
@@ -659,9 +667,9 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
     const int m0 = 16 * (warp & 3), nb = 32 * (warp >> 2), mt = warp & 3;
     for (int sl = 0; sl < V / 64; sl++) {
         const int c0 = sl * 64;
-        const bf16* Ys = (const bf16*)(U + (sl & 1) * stB);
+        const bf16* Ys = (const bf16*)(U + (sl % NSB) * stB);
         const bf16* Xs = Ys + K * 72;
-        if (sl + 1 < V / 64) { issueB(c0 + 64, (sl + 1) & 1); cp_async_wait<1>(); } else cp_async_wait<0>();
+        if (NSB == 2 && sl + 1 < V / 64) { issueB(c0 + 64, (sl + 1) & 1); cp_async_wait<1>(); } else cp_async_wait<0>();
         __syncthreads();
         if (!BWD && Ag && sl == 0)   // save A for the backward
             for (int v = tid; v < 64 * 8; v += GLA_CO_THREADS)
@@ -700,6 +708,7 @@ gla_chunk_out_kernel(bf16* __restrict__ out, int ld_out, const bf16* __restrict_
             if (r + 8 < valid) *reinterpret_cast<uint32_t*>(o0 + 8 * (size_t)ld_out) = gla_pack_bf16(acc[j][2], acc[j][3]);
         }
         __syncthreads();
+        if (NSB == 1 && sl + 1 < V / 64) issueB(c0 + 64, 0);   // one stage: the next slab loads once this one is read
     }
 }
 
@@ -1087,7 +1096,7 @@ template <bool BWD, bool LOADA>
 static inline void gla_chunk_out_launch(bf16* out, int ld_out, const bf16* q, const bf16* k, int ld_qk, const bf16* xv,
                                         int ld_xv, const float* g, const bf16* hs, bf16* Aio, int B, int T, int H, int K,
                                         int V, float scale, cudaStream_t s) {
-    const size_t smem = gla_chunk_out_smem(K);
+    const size_t smem = gla_chunk_out_smem(K, LOADA);
     smem_opt_in(gla_chunk_out_kernel<BWD, LOADA>, smem);
     launch_kernel(gla_chunk_out_kernel<BWD, LOADA>, dim3(gla_num_chunks(T), B * H), GLA_CO_THREADS, smem, s, out,
                   ld_out, q, k, ld_qk, xv, ld_xv, g, hs, Aio, T, H, K, V, scale);
