@@ -1372,6 +1372,14 @@ static inline void selective_scan_forward(bf16* y, int ld_y, void* saved, const 
                              N, G, S, TH, SCAN_FWD_DB, ws, s);
 }
 
+// the production backward's variant: SCAN_BWD_FLAGS, or SCAN_BWD_FLAGS=n in the environment (dev knob: another
+// variant in the same binary, to time it in the model; selective_scan_backward_g's switch lists the built ones)
+static inline int scan_bwd_flags() {
+    static int env = -1;
+    const int e = scan_env_knob("SCAN_BWD_FLAGS", 1, 1023, &env);
+    return e ? e : SCAN_BWD_FLAGS;
+}
+
 // du [B,T,Di] (stride ld_du), ddt_raw [B,T,Di], dz (stride ld_dz) WRITTEN; dB, dC [B,T,N] (stride ld_dbc) WRITTEN;
 // dA_log [Di,N], dDskip [Di], ddt_bias [Di] ACCUMULATED. dy = gradient of the gated output y. ws: scan_workspace_bytes.
 // y [B,T,Di] (row stride ld_y) WRITTEN: the forward's output again, bit for bit, rebuilt from the y_pre in `saved`
@@ -1385,7 +1393,7 @@ static inline void selective_scan_backward(bf16* du, int ld_du, bf16* ddt_raw, b
                                            void* ws, cudaStream_t s) {
     selective_scan_backward_g(du, ld_du, ddt_raw, dz, ld_dz, y, ld_y, dB, dC, ld_dbc, dA_log, dDskip, ddt_bias, dy, saved, u,
                               ld_u, dt_raw, z, ld_z, Bm, Cm, ld_bc, A_log, Dskip, dt_bias, B, T, Di, N, SCAN_G_BWD, SCAN_WIN,
-                              SCAN_BWD_FLAGS, 0, 0, ws, s);
+                              scan_bwd_flags(), 0, 0, ws, s);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
